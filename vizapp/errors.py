@@ -10,6 +10,7 @@ __all__ = [
     "ModelError",
     "UntrustedModelError",
     "LayerError",
+    "OutOfMemory",
     "Cancelled",
 ]
 
@@ -28,6 +29,10 @@ class ModelError(UserError):
 
 class UntrustedModelError(ModelError):
     """A file holding pickled code, refused until the user trusts it."""
+
+
+class OutOfMemory(ModelError):  # noqa: N818
+    """The accelerator ran out of memory; the CPU is the fallback."""
 
 
 class LayerError(UserError):

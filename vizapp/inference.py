@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from models import LoadedModel
-from vizapp.errors import ModelError
+from vizapp.errors import OutOfMemory
 from vizapp.jobs import CancelToken
 from vizapp.probe import capture, first_tensor
 
@@ -87,7 +87,7 @@ def run(
             logits = first_tensor(out)
             activations = {name: t[0].float().cpu().numpy() for name, t in store.items()}
     except torch.OutOfMemoryError:
-        raise ModelError(
+        raise OutOfMemory(
             f"out of {loaded.device} memory running {loaded.title}; switch the device to CPU"
         ) from None
     finally:

@@ -17,6 +17,8 @@ KERNEL_MODES = ("auto", "rgb", "grid", "mean")
 KERNEL_NORMS = ("filter", "layer")
 #: At most this many output x input channels in the full grid (the rest are summarised by "mean").
 MAX_GRID = 128
+#: 1x1 kernels are a weight matrix: show up to this many channels a side as pixels.
+MAX_GRID_1X1 = 1024
 
 
 @dataclass(frozen=True)
@@ -98,14 +100,17 @@ def kernel_mosaic(weights: np.ndarray, layer: str = "", mode: str = "auto", norm
     ``grid`` (output x input channels, diverging colours), ``mean`` (one tile per
     output channel, averaged over inputs). ``auto`` picks ``rgb`` for 3 inputs, else
     ``grid`` when it fits (:data:`MAX_GRID`), else ``mean``.
-    Norms: ``filter`` (each tile scaled on its own) or ``layer`` (one scale for all).
+    1x1 kernels in ``grid`` mode are drawn as the ``out x in`` weight matrix, one pixel each.
+    Norms: ``filter`` (each output channel's weights scaled on their own) or ``layer``
+    (one scale for all).
     """
     if mode not in KERNEL_MODES or norm not in KERNEL_NORMS:
         raise ValueError(f"mode must be in {KERNEL_MODES} and norm in {KERNEL_NORMS}")
     w = np.asarray(weights, dtype=np.float32)
     n_out, n_in, kh, kw = w.shape
+    limit = MAX_GRID_1X1 if kh * kw == 1 else MAX_GRID
     if mode == "auto":
-        mode = "rgb" if n_in == 3 else ("grid" if n_out <= MAX_GRID and n_in <= MAX_GRID else "mean")
+        mode = "rgb" if n_in == 3 else ("grid" if (n_out <= limit and n_in <= limit) or kh * kw == 1 else "mean")
     if mode == "rgb" and n_in != 3:
         mode = "mean"
     order = np.arange(n_out)
@@ -117,11 +122,13 @@ def kernel_mosaic(weights: np.ndarray, layer: str = "", mode: str = "auto", norm
         image, rows, cols = tile(tiles, gap=gap, gap_value=40)
         shown_out, shown_in = n_out, 3
     elif mode == "grid":
-        shown_out, shown_in = min(n_out, MAX_GRID), min(n_in, MAX_GRID)
+        shown_out, shown_in = min(n_out, limit), min(n_in, limit)
         g = w[:shown_out, :shown_in]
-        scale = np.abs(g).max(axis=(2, 3), keepdims=True) if norm == "filter" else np.abs(g).max()
+        # A filter is everything one output channel sees: all its inputs and taps.
+        scale = np.abs(g).max(axis=(1, 2, 3), keepdims=True) if norm == "filter" else np.abs(g).max()
         tiles = _diverging(g / np.where(scale > 0, scale, 1)).reshape(shown_out * shown_in, kh, kw, 3)
-        image, rows, cols = tile(tiles, cols=shown_in, gap=gap, gap_value=40)
+        image, rows, cols = tile(tiles, cols=shown_in, gap=0 if kh * kw == 1 else gap, gap_value=40)
+        gap = 0 if kh * kw == 1 else gap
         order = np.arange(shown_out * shown_in)
     else:
         m = w.mean(axis=1)

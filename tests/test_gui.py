@@ -1,0 +1,277 @@
+"""pytest-qt tests of the window and each view, offscreen, against the real default model."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+from PySide6.QtCore import QPointF, Qt  # noqa: E402
+from PySide6.QtGui import QImage  # noqa: E402
+
+from vizapp.images import sample_images  # noqa: E402
+from vizapp.mosaic import channel_order  # noqa: E402
+
+pytestmark = pytest.mark.gui
+
+SAMPLES = {s.name: str(s.path) for s in sample_images()}
+
+
+@pytest.fixture
+def settings_file(tmp_path, monkeypatch):
+    path = tmp_path / "settings.ini"
+    monkeypatch.setenv("VIZAPP_SETTINGS", str(path))
+    return path
+
+
+@pytest.fixture
+def window(qtbot, settings_file):
+    from widgets.main_window import MainWindow
+
+    w = MainWindow(restore_layout=False)
+    qtbot.addWidget(w)
+    w.resize(1400, 900)
+    w.show()
+    yield w
+    w.runner.shutdown()
+    assert w.runner._thread.isFinished(), "the worker thread was left running"
+
+
+def wait_ready(qtbot, w, timeout=60_000):
+    qtbot.waitUntil(lambda: w.ready and w.runner.idle(), timeout=timeout)
+
+
+def wait_layer(qtbot, w, layer, timeout=30_000):
+    qtbot.waitUntil(
+        lambda: w.runner.idle() and w.feature_view.analysis is not None and w.feature_view.analysis.layer == layer,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def started(qtbot, window):
+    window.start()
+    wait_ready(qtbot, window)
+    return window
+
+
+def test_default_window_shows_the_offline_model_on_a_cat(started):
+    w = started
+    s = w.session
+    assert s.model.name == "efficientnet_lite0" and s.model.trained
+    assert s.image.name == "chelsea.png"
+    # Predictions: a cat first, probabilities descending.
+    preds = w.predictions_view.predictions()
+    assert preds[0].label in {"tiger cat", "Egyptian cat", "tabby"}
+    assert [p.prob for p in preds] == sorted((p.prob for p in preds), reverse=True)
+    # The layer tree lists every module with output shapes.
+    item = w.model_view.item_for("conv_stem")
+    assert item is not None and item.text(2) == "32×112×112" and item.text(3) == "864"
+    # The default layer is the stem; one mosaic tile per channel.
+    assert s.layer == "conv_stem"
+    a = w.feature_view.analysis
+    assert a.maps.shape == (32, 112, 112)
+    m = w.feature_view.mosaic
+    assert len(m.order) == 32 and m.rows * m.cols >= 32
+    assert w.feature_view.image.image.shape == m.image.shape
+    # The model's-eye input is shown; the gallery has the offline samples.
+    assert not w.image_view.model_input.pixmap().isNull()
+    assert w.image_view.gallery.count() >= 6
+    # Kernels of the stem: 32 RGB filters.
+    k = w.kernels_view.kernels
+    assert k.layer == "conv_stem" and k.mode == "rgb" and len(k.mosaic.order) == 32
+
+
+def test_selecting_a_layer_in_the_tree_drives_the_views(qtbot, started):
+    w = started
+    w.model_view.tree.setCurrentItem(w.model_view.item_for("conv_head"))
+    wait_layer(qtbot, w, "conv_head")
+    assert w.session.layer == "conv_head"
+    assert w.feature_view.analysis.maps.shape == (1280, 7, 7)
+    assert len(w.feature_view.mosaic.order) == 1280
+    assert w.kernels_view.kernels.layer == "conv_head"
+    # conv_head is 1x1: the kernels view shows the out x in weight matrix.
+    assert w.kernels_view.kernels.mode == "grid"
+
+
+def test_feature_maps_equal_the_engine_and_sorting_matches_brute_force(qtbot, started):
+    from vizapp.inference import run
+
+    w = started
+    w.session.select_layer("blocks.2")
+    wait_layer(qtbot, w, "blocks.2")
+    expected = run(w.session.model, w.session.image.to_pil(), ["blocks.2"]).activations["blocks.2"]
+    np.testing.assert_allclose(w.feature_view.analysis.maps, expected, rtol=1e-5, atol=1e-6)
+    w.feature_view.sort.setCurrentIndex(w.feature_view.sort.findData("max"))
+    w.feature_view._options_changed()
+    np.testing.assert_array_equal(w.feature_view.mosaic.order, channel_order(expected, "max"))
+    assert w.feature_view.mosaic.order[0] == int(np.argmax(expected.reshape(40, -1).max(axis=1)))
+
+
+def test_clicking_a_tile_enlarges_that_channel_over_the_input(qtbot, started):
+    w = started
+    fv = w.feature_view
+    m = fv.mosaic
+    x, y = m.tile_origin(5)
+    scene_pos = fv.view.mapViewToScene(QPointF(x + m.tile_w / 2, y + m.tile_h / 2))
+    view_pos = fv.canvas.mapFromScene(scene_pos)
+    qtbot.mouseClick(fv.canvas.viewport(), Qt.LeftButton, pos=view_pos)
+    qtbot.waitUntil(lambda: w.session.channel == int(m.order[5]), timeout=5000)
+    overlay = fv.overlay.image
+    np.testing.assert_array_equal(overlay, fv.analysis.maps[w.session.channel])
+    rect = fv.overlay.mapRectToParent(fv.overlay.boundingRect())
+    assert (round(rect.width()), round(rect.height())) == (224, 224)  # stretched over the input
+    assert fv.marker.isVisible()
+
+
+def test_keys_step_channels_and_layers(qtbot, started):
+    w = started
+    fv = w.feature_view
+    fv.setFocus()
+    qtbot.keyClick(fv, Qt.Key_Right)
+    assert w.session.channel == int(fv.mosaic.order[0])
+    qtbot.keyClick(fv, Qt.Key_Right)
+    assert w.session.channel == int(fv.mosaic.order[1])
+    qtbot.keyClick(fv, Qt.Key_Left)
+    assert w.session.channel == int(fv.mosaic.order[0])
+    steps = w.session.steppable_layers()
+    qtbot.keyClick(fv, Qt.Key_Down)
+    nxt = steps[steps.index("conv_stem") + 1]
+    assert w.session.layer == nxt
+    wait_layer(qtbot, w, nxt)
+    assert fv.analysis.layer == nxt
+
+
+def test_kernel_hover_reads_the_raw_weight(qtbot, started):
+    w = started
+    kv = w.kernels_view
+    m = kv.kernels.mosaic
+    x, y = m.tile_origin(3)
+    scene_pos = kv.view.mapViewToScene(QPointF(x + 1.5, y + 0.5))
+    kv._mouse_moved((scene_pos,))
+    weight = dict(w.session.model.module.named_modules())["conv_stem"].weight.detach()
+    expected = float(weight[3, :, 0, 1].abs().max())
+    assert "filter 3" in kv.readout.text() and f"{expected:+.4f}" in kv.readout.text()
+
+
+def test_every_view_exports_a_png(tmp_path, started):
+    w = started
+    for key in w.docks:
+        path = w.export_view(key, tmp_path / f"{key}.png")
+        image = QImage(str(path))
+        widget = w.docks[key].widget()
+        assert not image.isNull()
+        assert image.width() == 2 * widget.width() and image.height() == 2 * widget.height()
+    whole = QImage(str(w.export_view(None, tmp_path / "window")))
+    assert whole.width() == w.width()
+
+
+def test_layout_is_remembered_between_runs(qtbot, settings_file):
+    from widgets.main_window import MainWindow
+
+    first = MainWindow(restore_layout=True)
+    qtbot.addWidget(first)
+    first.show()
+    first.docks["kernels"].hide()
+    first.docks["predictions"].setFloating(True)
+    first.close()
+    assert settings_file.exists()
+    second = MainWindow(restore_layout=True)
+    qtbot.addWidget(second)
+    second.show()
+    assert second.docks["kernels"].isHidden()
+    assert second.docks["predictions"].isFloating()
+    second.reset_layout()
+    assert not second.docks["kernels"].isHidden() and not second.docks["predictions"].isFloating()
+    second.runner.shutdown()
+
+
+def test_bad_image_gives_a_message_and_keeps_the_current_image(qtbot, tmp_path, started):
+    w = started
+    bad = tmp_path / "notes.png"
+    bad.write_text("not a picture")
+    before = w.session.image
+    w.open_image(str(bad))
+    qtbot.waitUntil(lambda: "notes.png" in w.last_error, timeout=10_000)
+    assert "not an image" in w.last_error
+    assert w.session.image is before
+    # A good image afterwards still works.
+    w.open_image(SAMPLES["coffee"])
+    qtbot.waitUntil(lambda: w.session.image.name == "coffee.png" and w.runner.idle(), timeout=20_000)
+    qtbot.waitUntil(lambda: w.predictions_view.predictions()[0].label in {"espresso", "cup"}, timeout=20_000)
+
+
+def test_open_a_user_state_dict_and_reject_a_wrong_one(qtbot, tmp_path, started):
+    import torchvision
+
+    w = started
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(weights=None, num_classes=10)
+    good = tmp_path / "mine.pth"
+    torch.save(net.state_dict(), good)
+    w.open_model(str(good), "resnet18")
+    qtbot.waitUntil(lambda: w.session.model.name == "mine.pth" and w.ready and w.runner.idle(), timeout=30_000)
+    assert w.model_view.item_for("layer4") is not None
+    assert len(w.predictions_view.predictions()) == 10
+    assert w.kernels_view.kernels.layer == "conv1"
+    w.open_model(str(good), "resnet34")
+    qtbot.waitUntil(lambda: "does not fit" in w.last_error, timeout=30_000)
+    assert "missing keys" in w.last_error
+    assert w.session.model.name == "mine.pth"  # the loaded model stays
+
+
+def test_dropped_image_bytes_open(qtbot, started):
+    import io
+
+    w = started
+    buf = io.BytesIO()
+    Image.fromarray(np.full((40, 60, 3), 200, np.uint8)).save(buf, "PNG")
+    w.image_view.sigOpenBytes.emit(buf.getvalue())
+    qtbot.waitUntil(lambda: w.session.image.name == "pasted image", timeout=10_000)
+    assert w.session.image.pixels.shape == (40, 60, 3)
+
+
+def test_bridge_latest_request_wins(qtbot, settings_file):
+    import time
+
+    from widgets.bridge import JobRunner
+
+    runner = JobRunner()
+    results = []
+    runner.sigFinished.connect(lambda kind, r: results.append(r))
+
+    def slow(value, progress, cancel):
+        for _ in range(20):
+            time.sleep(0.005)
+            cancel.check()
+        return value
+
+    for i in range(6):
+        runner.submit("k", slow, i)
+    qtbot.waitUntil(runner.idle, timeout=10_000)
+    qtbot.wait(50)
+    assert results == [5]
+    runner.submit("k", slow, 99)
+    runner.cancel("k")
+    qtbot.waitUntil(runner.idle, timeout=10_000)
+    qtbot.wait(50)
+    assert results == [5]
+    runner.shutdown()
+    assert runner._thread.isFinished()
+
+
+def test_screenshot_command_writes_the_window(tmp_path, qapp, settings_file):
+    from main import main
+
+    out = tmp_path / "shot.png"
+    rc = main(["screenshot", "--out", str(out), "--layer", "blocks.1", "--size", "1200x800"])
+    assert rc == 0
+    image = QImage(str(out))
+    assert (image.width(), image.height()) == (1200, 800)
+    # Not a blank window: many distinct colours.
+    arr = np.frombuffer(image.convertToFormat(QImage.Format_RGB888).constBits(), np.uint8)
+    assert len(np.unique(arr[: arr.size - arr.size % 3].reshape(-1, 3), axis=0)) > 500

@@ -1,0 +1,150 @@
+"""The jobs behind the views: open a model, look at a layer for an image, read kernels.
+
+Each is a plain function taking ``progress`` and ``cancel`` keywords and returning
+plain numpy records; the GUI runs them on its worker thread, tests call them directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vizapp.errors import OutOfMemory
+from vizapp.jobs import CancelToken, Progress, no_progress
+
+__all__ = ["OpenedModel", "LayerAnalysis", "open_model", "analyse_image", "analyse_kernels", "decode_image", "thumbnails"]
+
+
+@dataclass
+class OpenedModel:
+    model: object  # LoadedModel
+    layers: list
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LayerAnalysis:
+    """One image through the model with one layer captured.
+
+    ``maps`` is the layer's output as ``C x H x W`` (see ``vizapp.mosaic.as_channel_maps``).
+    """
+
+    display: np.ndarray
+    predictions: list
+    layer: str | None
+    maps: np.ndarray | None
+    mosaic: object | None  # Mosaic
+    shape: tuple[int, ...] | None
+    notes: list[str] = field(default_factory=list)
+
+
+def open_model(
+    name: str,
+    arch: str | None = None,
+    trust: bool = False,
+    device: str | None = None,
+    *,
+    progress: Progress = no_progress,
+    cancel: CancelToken | None = None,
+) -> OpenedModel:
+    from models import load_model
+    from vizapp.device import default_device, move_model
+    from vizapp.layers import layer_table
+
+    loaded = load_model(name, arch=arch, trust=trust, progress=progress, cancel=cancel)
+    notes = list(loaded.notes)
+    target = device or default_device()
+    if target != "cpu":
+        message = move_model(loaded, target)
+        if message:
+            notes.append(message)
+    progress(0, 0, f"reading the layers of {loaded.title}")
+    return OpenedModel(loaded, layer_table(loaded), notes)
+
+
+def analyse_image(
+    model,
+    image,
+    layer: str | None,
+    sort: str = "index",
+    norm: str = "channel",
+    topk: int = 10,
+    *,
+    progress: Progress = no_progress,
+    cancel: CancelToken | None = None,
+) -> LayerAnalysis:
+    """Predictions, the model's-eye input, and ``layer``'s maps and mosaic for ``image``."""
+    from vizapp.device import move_model
+    from vizapp.inference import run
+    from vizapp.mosaic import as_channel_maps, feature_mosaic
+
+    pil = image.to_pil() if hasattr(image, "to_pil") else image
+    layers = [layer] if layer and not model.scripted else []
+    notes = []
+    progress(0, 0, f"running {model.title}")
+    try:
+        result = run(model, pil, layers, topk=topk, cancel=cancel)
+    except OutOfMemory:
+        notes.append(f"{model.device} ran out of memory: {model.title} moved to the CPU")
+        move_model(model, "cpu")
+        result = run(model, pil, layers, topk=topk, cancel=cancel)
+    if layer and model.scripted:
+        notes.append("TorchScript model: feature maps need the eager model")
+    activation = result.activations.get(layer) if layer else None
+    maps = mosaic = None
+    if activation is not None:
+        maps = as_channel_maps(activation)
+        mosaic = feature_mosaic(maps, sort=sort, norm=norm)
+    return LayerAnalysis(
+        display=result.display,
+        predictions=result.predictions,
+        layer=layer,
+        maps=maps,
+        mosaic=mosaic,
+        shape=None if activation is None else tuple(activation.shape),
+        notes=notes,
+    )
+
+
+def analyse_kernels(model, layer: str | None, mode: str = "auto", norm: str = "filter", *,
+                    progress: Progress = no_progress, cancel: CancelToken | None = None):
+    """The kernels to show for ``layer`` (see ``vizapp.kernels.kernel_layer``), or None."""
+    from vizapp.kernels import kernel_layer, kernel_mosaic, kernel_weights
+
+    conv = kernel_layer(model, layer)
+    if conv is None:
+        return None
+    return kernel_mosaic(kernel_weights(model, conv), conv, mode=mode, norm=norm)
+
+
+def decode_image(source, *, progress: Progress = no_progress, cancel: CancelToken | None = None):
+    """Read a file path (or bytes) into an :class:`~vizapp.session.ImageRecord`."""
+    from pathlib import Path
+
+    from vizapp.images import load_image
+    from vizapp.session import ImageRecord
+
+    image = load_image(source)
+    if isinstance(source, bytes):
+        return ImageRecord(np.asarray(image), "pasted image", None)
+    return ImageRecord(np.asarray(image), Path(source).name, str(source))
+
+
+def thumbnails(paths, size: int = 96, *, progress: Progress = no_progress, cancel: CancelToken | None = None):
+    """Square-ish uint8 thumbnails for a gallery, skipping unreadable files."""
+    from vizapp.errors import ImageError
+    from vizapp.images import load_image
+
+    out = []
+    for i, (name, path) in enumerate(paths):
+        if cancel is not None:
+            cancel.check()
+        try:
+            im = load_image(path)
+        except ImageError:
+            continue
+        im.thumbnail((size, size))
+        out.append((name, str(path), np.asarray(im).copy()))
+        progress(i + 1, len(paths), "thumbnails")
+    return out

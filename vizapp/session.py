@@ -1,0 +1,128 @@
+"""The session: what the user is looking at (model, image, layer, channel).
+
+Qt-free state with events; the main window wraps one and every dock subscribes.
+Setting a value emits its event only when the value changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import numpy as np
+
+from vizapp.events import Event
+
+__all__ = ["Session", "ImageRecord"]
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """An image the user opened: the decoded RGB pixels and where they came from."""
+
+    pixels: np.ndarray  # H x W x 3 uint8
+    name: str
+    path: str | None = None
+
+    def to_pil(self):
+        from PIL import Image
+
+        return Image.fromarray(self.pixels, "RGB")
+
+
+class Session:
+    """State shared by all views.
+
+    Attributes
+    ----------
+    model : LoadedModel or None
+    layers : list of LayerInfo
+        The layer table of ``model``.
+    image : ImageRecord or None
+    layer : str or None
+        The selected ``named_modules()`` name.
+    channel : int or None
+        The selected channel of ``layer``.
+    device : str
+    events : namespace of Event
+        ``model``, ``image``, ``layer``, ``channel``, ``device``, ``message``.
+    """
+
+    def __init__(self) -> None:
+        self.model = None
+        self.layers: list = []
+        self.image: ImageRecord | None = None
+        self.layer: str | None = None
+        self.channel: int | None = None
+        self.device = "cpu"
+        self.events = SimpleNamespace(
+            model=Event("model"), image=Event("image"), layer=Event("layer"),
+            channel=Event("channel"), device=Event("device"), message=Event("message"),
+        )
+
+    # --- setters -------------------------------------------------------------
+    def set_model(self, model, layers: list, layer: str | None = None) -> None:
+        self.model, self.layers = model, list(layers)
+        self.device = getattr(model, "device", self.device)
+        self.layer = layer if layer in self.layer_names() else self.default_layer()
+        self.channel = None
+        self.events.model.emit(model)
+        self.events.layer.emit(self.layer)
+
+    def set_image(self, image: ImageRecord) -> None:
+        self.image = image
+        self.events.image.emit(image)
+
+    def select_layer(self, name: str | None) -> None:
+        if name == self.layer:
+            return
+        if name is not None and name not in self.layer_names():
+            raise ValueError(f"layer '{name}' is not in the model")
+        self.layer, self.channel = name, None
+        self.events.layer.emit(name)
+
+    def select_channel(self, channel: int | None) -> None:
+        if channel != self.channel:
+            self.channel = channel
+            self.events.channel.emit(channel)
+
+    def set_device(self, device: str) -> None:
+        if device != self.device:
+            self.device = device
+            self.events.device.emit(device)
+
+    def notify(self, text: str) -> None:
+        self.events.message.emit(text)
+
+    # --- derived -------------------------------------------------------------
+    def layer_names(self) -> list[str]:
+        return [r.name for r in self.layers if r.name]
+
+    def steppable_layers(self) -> list[str]:
+        """Layers with a spatial output (``C x H x W``): what stepping walks through."""
+        return [r.name for r in self.layers if r.name and r.shape is not None and len(r.shape) == 3]
+
+    def default_layer(self) -> str | None:
+        convs = [r.name for r in self.layers if r.type == "Conv2d" and r.name]
+        if convs:
+            return convs[0]
+        steps = self.steppable_layers()
+        return steps[0] if steps else (self.layer_names() or [None])[0]
+
+    def step_layer(self, delta: int) -> str | None:
+        names = self.steppable_layers()
+        if not names:
+            return self.layer
+        if self.layer in names:
+            i = min(max(names.index(self.layer) + delta, 0), len(names) - 1)
+        else:
+            i = 0
+        self.select_layer(names[i])
+        return self.layer
+
+    def step_channel(self, delta: int, n_channels: int) -> int | None:
+        if n_channels <= 0:
+            return None
+        c = 0 if self.channel is None else (self.channel + delta) % n_channels
+        self.select_channel(c)
+        return c

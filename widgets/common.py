@@ -1,0 +1,60 @@
+"""Shared bits for the views: PNG export, readable fonts, numpy -> Qt images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtGui import QFont, QImage, QPixmap
+from PySide6.QtWidgets import QLabel, QWidget
+
+__all__ = ["export_png", "to_pixmap", "heading", "image_view_box", "LUT_ACTIVATION"]
+
+pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
+
+#: The colour map for activations (perceptually uniform, readable on a projector).
+LUT_ACTIVATION = pg.colormap.get("inferno").getLookupTable(nPts=256)
+
+
+def export_png(widget: QWidget, path: str | Path, scale: float = 2.0) -> Path:
+    """Render ``widget`` (at ``scale`` x its size, for slides) to a PNG file."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        path = path.with_suffix(".png")
+    pixmap = widget.grab()
+    if scale != 1.0:
+        from PySide6.QtCore import Qt
+
+        pixmap = pixmap.scaled(pixmap.size() * scale, Qt.KeepAspectRatio, Qt.SmoothTransformation)
+    if not pixmap.save(str(path), "PNG"):
+        raise OSError(f"{path}: could not write the PNG")
+    return path
+
+
+def to_pixmap(pixels: np.ndarray) -> QPixmap:
+    """An ``H x W x 3`` uint8 array to a QPixmap (copied, so the array may change later)."""
+    a = np.ascontiguousarray(pixels)
+    h, w = a.shape[:2]
+    fmt = QImage.Format_RGB888 if a.ndim == 3 else QImage.Format_Grayscale8
+    image = QImage(a.data, w, h, a.strides[0], fmt)
+    return QPixmap.fromImage(image.copy())
+
+
+def heading(text: str = "", size: int = 12, bold: bool = True) -> QLabel:
+    label = QLabel(text)
+    font = QFont(label.font())
+    font.setPointSize(size)
+    font.setBold(bold)
+    label.setFont(font)
+    label.setWordWrap(True)
+    return label
+
+
+def image_view_box(widget: pg.GraphicsLayoutWidget) -> pg.ViewBox:
+    """A ViewBox for images: y down, square pixels, no menu."""
+    vb = widget.addViewBox()
+    vb.setAspectLocked(True)
+    vb.invertY(True)
+    vb.setMenuEnabled(False)
+    return vb

@@ -1,0 +1,166 @@
+"""The Image dock: open, drop or paste an image, pick a sample; shows what the model sees."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QSize, Qt, Signal
+from PySide6.QtGui import QGuiApplication, QIcon, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QListView,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
+
+from widgets.common import heading, to_pixmap
+
+__all__ = ["ImageView"]
+
+IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.gif *.tif *.tiff *.webp *.ppm *.pgm);;All files (*)"
+
+
+class _Picture(QLabel):
+    """A label that keeps its pixmap scaled to fit, aspect kept."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pixmap = None
+        self.setAlignment(Qt.AlignCenter)
+        self.setMinimumSize(120, 120)
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
+
+    def set_pixels(self, pixels) -> None:
+        self._pixmap = to_pixmap(pixels)
+        self._rescale()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._rescale()
+
+    def _rescale(self) -> None:
+        if self._pixmap is not None:
+            self.setPixmap(self._pixmap.scaled(self.size(), Qt.KeepAspectRatio, Qt.SmoothTransformation))
+
+
+class ImageView(QWidget):
+    """Open / drop / paste an image; a gallery of offline samples; the model's-eye input.
+
+    Signals
+    -------
+    sigOpenPath(path)
+    sigOpenBytes(data)
+    """
+
+    sigOpenPath = Signal(str)
+    sigOpenBytes = Signal(bytes)
+
+    def __init__(self, session, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.setAcceptDrops(True)
+        self.open_button = QPushButton("Open image…")
+        self.open_button.clicked.connect(self._open_dialog)
+        self.paste_button = QPushButton("Paste")
+        self.paste_button.clicked.connect(self.paste)
+        QShortcut(QKeySequence.Paste, self, self.paste)
+        self.original = _Picture()
+        self.model_input = _Picture()
+        self.original_caption = heading("Drop an image here", 11)
+        self.input_caption = heading("What the model sees", 11)
+        self.gallery = QListWidget()
+        self.gallery.setViewMode(QListView.IconMode)
+        self.gallery.setFlow(QListView.LeftToRight)
+        self.gallery.setWrapping(False)
+        self.gallery.setIconSize(QSize(72, 72))
+        self.gallery.setFixedHeight(112)
+        self.gallery.setMovement(QListView.Static)
+        self.gallery.itemActivated.connect(self._gallery_pick)
+        self.gallery.itemClicked.connect(self._gallery_pick)
+
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.open_button)
+        buttons.addWidget(self.paste_button)
+        buttons.addStretch(1)
+        pictures = QHBoxLayout()
+        for caption, picture in ((self.original_caption, self.original), (self.input_caption, self.model_input)):
+            col = QVBoxLayout()
+            col.addWidget(caption)
+            col.addWidget(picture, 1)
+            pictures.addLayout(col, 1)
+        layout = QVBoxLayout(self)
+        layout.addLayout(buttons)
+        layout.addLayout(pictures, 1)
+        layout.addWidget(QLabel("Samples (no download needed):"))
+        layout.addWidget(self.gallery)
+
+        session.events.image.connect(self._image_changed)
+        session.events.model.connect(self._model_changed)
+
+    # --- gallery -----------------------------------------------------------------
+    def set_gallery(self, thumbs: list[tuple[str, str, object]]) -> None:
+        """``[(name, path, H x W x 3 uint8)]`` from the engine's ``thumbnails`` job."""
+        self.gallery.clear()
+        for name, path, pixels in thumbs:
+            item = QListWidgetItem(QIcon(to_pixmap(pixels)), name)
+            item.setData(Qt.UserRole, path)
+            item.setToolTip(path)
+            self.gallery.addItem(item)
+
+    def _gallery_pick(self, item: QListWidgetItem) -> None:
+        self.sigOpenPath.emit(item.data(Qt.UserRole))
+
+    # --- input -------------------------------------------------------------------
+    def _open_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open image", "", IMAGE_FILTER)
+        if path:
+            self.sigOpenPath.emit(path)
+
+    def paste(self) -> None:
+        mime = QGuiApplication.clipboard().mimeData()
+        if mime is None:
+            return
+        if mime.hasUrls() and mime.urls()[0].isLocalFile():
+            self.sigOpenPath.emit(mime.urls()[0].toLocalFile())
+        elif mime.hasImage():
+            self.sigOpenBytes.emit(_png_bytes(QGuiApplication.clipboard().image()))
+        else:
+            self.session.notify("The clipboard holds no image")
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if event.mimeData().hasUrls() or event.mimeData().hasImage():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802 - Qt override
+        mime = event.mimeData()
+        if mime.hasUrls() and mime.urls()[0].isLocalFile():
+            self.sigOpenPath.emit(mime.urls()[0].toLocalFile())
+        elif mime.hasImage():
+            self.sigOpenBytes.emit(_png_bytes(mime.imageData()))
+        event.acceptProposedAction()
+
+    # --- rendering ---------------------------------------------------------------
+    def _image_changed(self, image) -> None:
+        h, w = image.pixels.shape[:2]
+        self.original.set_pixels(image.pixels)
+        self.original_caption.setText(f"{image.name}  ({w}×{h})")
+
+    def _model_changed(self, model) -> None:
+        n = model.input_size
+        self.input_caption.setText(f"What {model.title} sees ({n}×{n})")
+
+    def show_model_input(self, pixels) -> None:
+        """The de-normalised input tensor, from an analysis result."""
+        self.model_input.set_pixels(pixels)
+
+
+def _png_bytes(image) -> bytes:
+    data = QByteArray()
+    buffer = QBuffer(data)
+    buffer.open(QIODevice.WriteOnly)
+    image.save(buffer, "PNG")
+    return bytes(data.data())

@@ -1,0 +1,91 @@
+"""The Kernels dock: a conv layer's filters as one mosaic, with a value read-out on hover."""
+
+from __future__ import annotations
+
+import pyqtgraph as pg
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+from widgets.common import heading, image_view_box
+
+__all__ = ["KernelsView"]
+
+MODES = [("auto", "Auto"), ("rgb", "RGB filters"), ("grid", "Out × in grid"), ("mean", "Mean over inputs")]
+NORMS = [("filter", "Scale each filter"), ("layer", "One scale for the layer")]
+
+
+class KernelsView(QWidget):
+    """Kernels of the conv layer for the selected layer.
+
+    Signals
+    -------
+    sigOptions(mode, norm)
+        The user changed the layout or normalisation (the window re-requests kernels).
+    """
+
+    sigOptions = Signal(str, str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.kernels = None
+        self.mode = QComboBox()
+        self.norm = QComboBox()
+        for combo, items in ((self.mode, MODES), (self.norm, NORMS)):
+            for key, text in items:
+                combo.addItem(text, key)
+            combo.activated.connect(lambda _i: self.sigOptions.emit(self.current_mode(), self.current_norm()))
+        self.title = heading("Kernels", 12)
+        self.readout = QLabel("Hover a kernel to read its weights")
+        self.canvas = pg.GraphicsLayoutWidget()
+        self.canvas.setBackground("#202020")
+        self.view = image_view_box(self.canvas)
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.view.addItem(self.image)
+        self._hover = pg.SignalProxy(self.canvas.scene().sigMouseMoved, rateLimit=30, slot=self._mouse_moved)
+
+        controls = QHBoxLayout()
+        controls.addWidget(self.mode)
+        controls.addWidget(self.norm)
+        controls.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.title)
+        layout.addLayout(controls)
+        layout.addWidget(self.canvas, 1)
+        layout.addWidget(self.readout)
+
+    def current_mode(self) -> str:
+        return self.mode.currentData()
+
+    def current_norm(self) -> str:
+        return self.norm.currentData()
+
+    def set_kernels(self, kernels) -> None:
+        """Show a ``vizapp.kernels.KernelView`` (or ``None`` for a model without convolutions)."""
+        self.kernels = kernels
+        if kernels is None:
+            self.image.clear()
+            self.title.setText("Kernels: this model has no 2-D convolutions")
+            return
+        w = kernels.weights
+        what = {"rgb": "RGB filters", "grid": "output × input channels", "mean": "per output channel, mean over inputs"}[kernels.mode]
+        clipped = ""
+        if kernels.mode == "grid" and (kernels.shown_out < w.shape[0] or kernels.shown_in < w.shape[1]):
+            clipped = f" (first {kernels.shown_out}×{kernels.shown_in})"
+        self.title.setText(
+            f"Kernels of {kernels.layer}: {w.shape[0]}×{w.shape[1]}×{w.shape[2]}×{w.shape[3]}, {what}{clipped}"
+        )
+        self.image.setImage(kernels.mosaic.image, levels=(0, 255), autoLevels=False)
+        self.view.autoRange(padding=0.02)
+
+    def _mouse_moved(self, event) -> None:
+        if self.kernels is None:
+            return
+        point = self.view.mapSceneToView(event[0])
+        hit = self.kernels.value_at(point.x(), point.y())
+        if hit is None:
+            self.readout.setText("Hover a kernel to read its weights")
+            return
+        out, inp, ky, kx, value = hit
+        where = f"filter {out}" + (f", input {inp}" if inp is not None else "")
+        kind = {"rgb": "max |w| over RGB", "mean": "mean over inputs", "grid": "w"}[self.kernels.mode]
+        self.readout.setText(f"{where}, position ({ky}, {kx}): {kind} = {value:+.4f}")

@@ -1,0 +1,342 @@
+"""The main window: wraps a :class:`vizapp.session.Session`, hosts the docks, runs jobs.
+
+Data flows one way: a view asks (a signal or a session change) -> the window submits
+an engine job to the :class:`~widgets.bridge.JobRunner` -> the result comes back as a
+signal -> the window hands it to the views. The window owns no torch code.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtGui import QAction, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QProgressBar,
+    QPushButton,
+    QWidget,
+)
+
+from vizapp import analysis
+from vizapp.session import Session
+from widgets.bridge import JobRunner
+from widgets.common import export_png
+from widgets.feature_maps_view import FeatureMapsView
+from widgets.image_view import ImageView
+from widgets.kernels_view import KernelsView
+from widgets.model_view import ModelView
+from widgets.predictions_view import PredictionsView
+
+__all__ = ["MainWindow", "settings_for"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "efficientnet_lite0"
+DEFAULT_IMAGE = "chelsea"
+STATE_VERSION = 1
+
+
+def settings_for() -> QSettings:
+    """The settings store: ``$VIZAPP_SETTINGS`` (an .ini path) or the user's config folder."""
+    path = os.environ.get("VIZAPP_SETTINGS")
+    if path:
+        return QSettings(path, QSettings.IniFormat)
+    return QSettings(QSettings.IniFormat, QSettings.UserScope, "vizapp", "vizapp")
+
+
+class MainWindow(QMainWindow):
+    """The app window. ``restore_layout=False`` gives the default layout (screenshots)."""
+
+    def __init__(self, session: Session | None = None, restore_layout: bool = True) -> None:
+        super().__init__()
+        from models import is_cached, list_specs
+        from vizapp.device import available_devices
+
+        self.setWindowTitle("vizapp — seeing inside vision networks")
+        self.session = session or Session()
+        self.runner = JobRunner(self)
+        self.settings = settings_for()
+        self._pending_layer: str | None = None
+        self._last_error = ""
+        self.ready = False  # a model, an image and their analysis are on screen
+
+        s = self.session
+        self.model_view = ModelView(s, [(spec, is_cached(spec)) for spec in list_specs()], available_devices())
+        self.image_view = ImageView(s)
+        self.predictions_view = PredictionsView()
+        self.kernels_view = KernelsView()
+        self.feature_view = FeatureMapsView(s)
+        self.docks: dict[str, QDockWidget] = {}
+        for key, title, widget in (
+            ("model", "Model", self.model_view),
+            ("image", "Image", self.image_view),
+            ("features", "Feature maps", self.feature_view),
+            ("kernels", "Kernels", self.kernels_view),
+            ("predictions", "Predictions", self.predictions_view),
+        ):
+            dock = QDockWidget(title, self)
+            dock.setObjectName(f"dock_{key}")
+            dock.setWidget(widget)
+            widget.setContextMenuPolicy(Qt.ActionsContextMenu)
+            export = QAction(f"Export {title} as PNG…", widget)
+            export.triggered.connect(lambda _=False, k=key: self._export_dialog(k))
+            widget.addAction(export)
+            self.docks[key] = dock
+        self.setDockNestingEnabled(True)
+        self._default_layout()
+        self._default_state = self.saveState(STATE_VERSION)
+        self._build_status_bar()
+        self._build_menus()
+
+        # view -> request
+        self.model_view.sigOpenModel.connect(self.open_model)
+        self.model_view.sigDevice.connect(self.set_device)
+        self.image_view.sigOpenPath.connect(self.open_image)
+        self.image_view.sigOpenBytes.connect(self.open_image)
+        self.kernels_view.sigOptions.connect(lambda *_: self._request_kernels())
+        self.feature_view.sigOptions.connect(lambda *_: None)
+        # session -> jobs
+        s.events.layer.connect(lambda _name: self._request_all())
+        s.events.image.connect(lambda _image: self._request_analysis())
+        s.events.message.connect(self.notify)
+        # jobs -> views
+        self.runner.sigFinished.connect(self._job_finished)
+        self.runner.sigFailed.connect(self._job_failed)
+        self.runner.sigProgress.connect(self._job_progress)
+        self.runner.sigBusy.connect(self._busy)
+
+        if restore_layout:
+            self._restore_layout()
+        else:
+            self.resize(1600, 1000)
+
+    # --- layout ------------------------------------------------------------------
+    def _default_layout(self) -> None:
+        d = self.docks
+        for dock in d.values():
+            self.removeDockWidget(dock)
+        self.addDockWidget(Qt.LeftDockWidgetArea, d["model"])
+        self.splitDockWidget(d["model"], d["image"], Qt.Vertical)
+        self.addDockWidget(Qt.RightDockWidgetArea, d["features"])
+        self.splitDockWidget(d["features"], d["kernels"], Qt.Vertical)
+        self.splitDockWidget(d["kernels"], d["predictions"], Qt.Horizontal)
+        for dock in d.values():
+            dock.show()
+        self.resizeDocks([d["model"], d["features"]], [520, 1080], Qt.Horizontal)
+        self.resizeDocks([d["model"], d["image"]], [520, 480], Qt.Vertical)
+        self.resizeDocks([d["features"], d["kernels"]], [600, 400], Qt.Vertical)
+        self.resizeDocks([d["kernels"], d["predictions"]], [560, 520], Qt.Horizontal)
+
+    def reset_layout(self) -> None:
+        self.restoreState(self._default_state, STATE_VERSION)
+        self._default_layout()
+
+    def _restore_layout(self) -> None:
+        geometry = self.settings.value("window/geometry")
+        state = self.settings.value("window/state")
+        if geometry is None or not self.restoreGeometry(geometry):
+            self.resize(1600, 1000)
+        if state is not None:
+            self.restoreState(state, STATE_VERSION)
+
+    def save_layout(self) -> None:
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        self.settings.setValue("window/state", self.saveState(STATE_VERSION))
+        self.settings.sync()
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        self.save_layout()
+        self.runner.shutdown()
+        super().closeEvent(event)
+
+    # --- chrome --------------------------------------------------------------------
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.message = QLabel("")
+        self.message.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(220)
+        self.progress.setVisible(False)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setVisible(False)
+        self.cancel_button.clicked.connect(lambda: self.runner.cancel())
+        bar.addWidget(self.message, 1)
+        bar.addPermanentWidget(self.progress)
+        bar.addPermanentWidget(self.cancel_button)
+
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        file_menu.addAction("Open &image…", QKeySequence.Open, self.image_view._open_dialog)
+        file_menu.addAction("Open &model weights…", self.model_view._open_file_dialog)
+        file_menu.addAction("&Paste image", QKeySequence.Paste, self.image_view.paste)
+        export = file_menu.addMenu("&Export view as PNG")
+        for key, dock in self.docks.items():
+            export.addAction(dock.windowTitle(), lambda k=key: self._export_dialog(k))
+        file_menu.addAction("Save &window screenshot…", lambda: self._export_dialog(None))
+        file_menu.addSeparator()
+        file_menu.addAction("&Quit", QKeySequence.Quit, self.close)
+        view_menu = self.menuBar().addMenu("&View")
+        for dock in self.docks.values():
+            view_menu.addAction(dock.toggleViewAction())
+        view_menu.addSeparator()
+        view_menu.addAction("&Reset layout", self.reset_layout)
+        nav = self.menuBar().addMenu("&Navigate")
+        for text, keys, slot in (
+            ("Next layer", "PgDown", lambda: self.session.step_layer(1)),
+            ("Previous layer", "PgUp", lambda: self.session.step_layer(-1)),
+            ("Next channel", "]", lambda: self.feature_view.step_channel(1)),
+            ("Previous channel", "[", lambda: self.feature_view.step_channel(-1)),
+        ):
+            action = nav.addAction(text, slot)
+            action.setShortcut(QKeySequence(keys))
+        QShortcut(QKeySequence("Escape"), self, lambda: self.runner.cancel())
+
+    # --- requests ----------------------------------------------------------------
+    def open_model(self, name: str, arch: str = "", trust: bool = False, layer: str | None = None) -> None:
+        self._pending_layer = layer
+        self.ready = False
+        self.runner.submit("model", analysis.open_model, name, arch or None, trust, self.session.device
+                           if self.session.model is not None else None)
+
+    def open_image(self, source) -> None:
+        self.runner.submit("image", analysis.decode_image, source)
+
+    def set_device(self, device: str) -> None:
+        model = self.session.model
+        if model is None or device == model.device:
+            return
+
+        def move(progress, cancel):
+            from vizapp.device import move_model
+
+            progress(0, 0, f"moving {model.title} to {device}")
+            return move_model(model, device) or ""
+
+        self.runner.submit("device", move)
+
+    def load_samples(self) -> None:
+        from vizapp.images import sample_images
+
+        self.runner.submit("thumbnails", analysis.thumbnails, [(s.name, s.path) for s in sample_images()])
+
+    def start(self, model: str | None = None, image: str | None = None, layer: str | None = None,
+              arch: str | None = None) -> None:
+        """Open the default (or given) model and image, as at launch."""
+        from vizapp.images import sample_images
+
+        self.load_samples()
+        self.open_model(model or DEFAULT_MODEL, arch or "", False, layer)
+        if image is None:
+            samples = {s.name: s.path for s in sample_images()}
+            image = str(samples[DEFAULT_IMAGE]) if DEFAULT_IMAGE in samples else None
+        if image is not None:
+            self.open_image(image)
+
+    def _request_all(self) -> None:
+        self._request_kernels()
+        self._request_analysis()
+
+    def _request_analysis(self) -> None:
+        s = self.session
+        if s.model is None or s.image is None:
+            return
+        self.runner.submit("analysis", analysis.analyse_image, s.model, s.image, s.layer,
+                           self.feature_view.current_sort(), self.feature_view.current_norm(), 10)
+
+    def _request_kernels(self) -> None:
+        s = self.session
+        if s.model is None or s.model.scripted:
+            return
+        self.runner.submit("kernels", analysis.analyse_kernels, s.model, s.layer,
+                           self.kernels_view.current_mode(), self.kernels_view.current_norm())
+
+    # --- results -----------------------------------------------------------------
+    def _job_finished(self, kind: str, result) -> None:
+        s = self.session
+        if kind == "model":
+            s.set_model(result.model, result.layers, self._pending_layer)
+            for note in result.notes:
+                self.notify(note)
+            if not result.model.trained:
+                self.notify(f"{result.model.title} is UNTRAINED: its pictures show random weights")
+            self._request_analysis() if s.image is not None else None
+        elif kind == "image":
+            s.set_image(result)
+        elif kind == "analysis":
+            if s.model is None or result.layer != s.layer:
+                return
+            self.predictions_view.set_predictions(result.predictions)
+            self.image_view.show_model_input(result.display)
+            self.feature_view.set_analysis(result)
+            for note in result.notes:
+                self.notify(note)
+            self.ready = True
+        elif kind == "kernels":
+            self.kernels_view.set_kernels(result)
+        elif kind == "thumbnails":
+            self.image_view.set_gallery(result)
+        elif kind == "device":
+            s.set_device(s.model.device)
+            if result:
+                self.notify(result)
+            self._request_analysis()
+
+    def _job_failed(self, kind: str, message: str) -> None:
+        self._last_error = message
+        self.notify(message, error=True)
+        if kind == "device" and self.session.model is not None:
+            self.model_view._device_changed(self.session.model.device)
+
+    def _job_progress(self, _kind: str, done: int, total: int, text: str) -> None:
+        self.progress.setVisible(True)
+        self.cancel_button.setVisible(True)
+        self.progress.setRange(0, total if total > 0 else 0)
+        if total > 0:
+            self.progress.setValue(done)
+        self.progress.setFormat(text[:40])
+        self.message.setStyleSheet("")
+        self.message.setText(text)
+
+    def _busy(self, busy: bool) -> None:
+        if not busy:
+            self.progress.setVisible(False)
+            self.cancel_button.setVisible(False)
+            if not self._last_error and self.message.text().startswith(("running", "loading", "reading", "moving", "thumbnails")):
+                self.message.setText("")
+
+    def notify(self, text: str, error: bool = False) -> None:
+        """The one place messages reach the user (status bar; errors in red, kept)."""
+        (log.warning if error else log.info)("%s", text)
+        self.message.setStyleSheet("color: #c0392b; font-weight: bold;" if error else "")
+        self.message.setText(text)
+        if not error:
+            QTimer.singleShot(8000, lambda t=text: self.message.text() == t and self.message.setText(""))
+        else:
+            self._last_error = text
+
+    @property
+    def last_error(self) -> str:
+        return self._last_error
+
+    # --- export ------------------------------------------------------------------
+    def export_view(self, key: str | None, path: str | Path) -> Path:
+        """Save one dock's view (``key``) or the whole window (``None``) as a PNG."""
+        widget: QWidget = self if key is None else self.docks[key].widget()
+        return export_png(widget, path, scale=1.0 if key is None else 2.0)
+
+    def _export_dialog(self, key: str | None) -> None:
+        name = "vizapp-window" if key is None else f"vizapp-{key}"
+        path, _ = QFileDialog.getSaveFileName(self, "Export PNG", f"{name}.png", "PNG images (*.png)")
+        if path:
+            try:
+                saved = self.export_view(key, path)
+            except OSError as exc:
+                self.notify(str(exc), error=True)
+            else:
+                self.notify(f"saved {saved}")

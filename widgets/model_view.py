@@ -1,0 +1,148 @@
+"""The Model dock: pick a model, see its layer tree; selecting a layer drives every view."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QInputDialog,
+    QPushButton,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from widgets.common import heading
+
+__all__ = ["ModelView"]
+
+
+class ModelView(QWidget):
+    """Model picker, device picker and the layer tree (type, output shape, parameters).
+
+    Signals
+    -------
+    sigOpenModel(name_or_path, arch, trust)
+    sigDevice(device)
+    """
+
+    sigOpenModel = Signal(str, str, bool)
+    sigDevice = Signal(str)
+
+    def __init__(self, session, specs: list, devices: list[str], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.picker = QComboBox()
+        self.picker.setToolTip("Models from the registry; 'download' ones fetch their weights on first use")
+        for spec, offline in specs:
+            self.picker.addItem(f"{spec.title}  ({'offline' if offline else 'download'})", spec.name)
+        self.picker.activated.connect(self._picked)
+        self.open_file = QPushButton("Open weights…")
+        self.open_file.clicked.connect(self._open_file_dialog)
+        self.trust = QCheckBox("I trust this file")
+        self.trust.setToolTip("Allow a pickled model file to run its code while loading")
+        self.device = QComboBox()
+        self.device.addItems(devices)
+        self.device.activated.connect(lambda _i: self.sigDevice.emit(self.device.currentText()))
+        self.title = heading("no model", 13)
+        self.info = heading("", 10, bold=False)
+        self.tree = QTreeWidget()
+        self.tree.setHeaderLabels(["layer", "type", "output", "params", "share"])
+        self.tree.setUniformRowHeights(True)
+        self.tree.header().setSectionResizeMode(0, QHeaderView.ResizeToContents)
+        self.tree.currentItemChanged.connect(self._tree_selection)
+        self._items: dict[str, QTreeWidgetItem] = {}
+
+        row = QHBoxLayout()
+        row.addWidget(self.picker, 1)
+        row.addWidget(self.device)
+        row2 = QHBoxLayout()
+        row2.addWidget(self.open_file)
+        row2.addWidget(self.trust)
+        row2.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.addLayout(row)
+        layout.addLayout(row2)
+        layout.addWidget(self.title)
+        layout.addWidget(self.info)
+        layout.addWidget(self.tree, 1)
+
+        session.events.model.connect(self._model_changed)
+        session.events.layer.connect(self._layer_changed)
+        session.events.device.connect(self._device_changed)
+
+    # --- requests ----------------------------------------------------------------
+    def _picked(self, index: int) -> None:
+        self.sigOpenModel.emit(self.picker.itemData(index), "", False)
+
+    def _open_file_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open model weights", "", "Model files (*.pt *.pth *.safetensors *.bin *.ckpt);;All files (*)"
+        )
+        if not path:
+            return
+        arch, ok = QInputDialog.getText(
+            self, "Architecture", "Architecture for a bare state dict (e.g. resnet18); empty for a TorchScript or pickled model:"
+        )
+        if ok:
+            self.sigOpenModel.emit(path, arch.strip(), self.trust.isChecked())
+
+    def _tree_selection(self, current: QTreeWidgetItem | None, _previous) -> None:
+        if current is not None:
+            name = current.data(0, Qt.UserRole)
+            if name:
+                self.session.select_layer(name)
+
+    # --- rendering ---------------------------------------------------------------
+    def _model_changed(self, model) -> None:
+        s = self.session
+        warn = "" if model.trained else "  — UNTRAINED (random weights)"
+        self.title.setText(f"{model.title}{warn}")
+        notes = "".join(f"\n⚠ {n}" for n in model.notes)
+        self.info.setText(
+            f"{model.num_parameters:,} parameters · input {model.input_size}×{model.input_size} · {model.device}\n"
+            f"{model.preprocess.describe()}{notes}"
+        )
+        i = self.picker.findData(model.name)
+        if i >= 0:
+            self.picker.setCurrentIndex(i)
+        self.tree.blockSignals(True)
+        self.tree.clear()
+        self._items.clear()
+        parents: dict[str, QTreeWidgetItem] = {}
+        for row in s.layers:
+            if not row.name:
+                continue
+            parent_name = row.name.rsplit(".", 1)[0] if "." in row.name else ""
+            parent = parents.get(parent_name, self.tree.invisibleRootItem())
+            shape = "×".join(map(str, row.shape)) if row.shape else "–"
+            item = QTreeWidgetItem(parent, [row.name.rsplit(".", 1)[-1], row.type, shape, f"{row.params:,}", f"{100 * row.share:.1f}%"])
+            item.setData(0, Qt.UserRole, row.name)
+            item.setToolTip(0, row.name)
+            for col in (3, 4):
+                item.setTextAlignment(col, Qt.AlignRight | Qt.AlignVCenter)
+            parents[row.name] = item
+            self._items[row.name] = item
+        self.tree.blockSignals(False)
+        self._device_changed(model.device)
+
+    def _layer_changed(self, name: str | None) -> None:
+        item = self._items.get(name or "")
+        if item is not None and self.tree.currentItem() is not item:
+            self.tree.blockSignals(True)
+            self.tree.setCurrentItem(item)
+            self.tree.scrollToItem(item)
+            self.tree.blockSignals(False)
+
+    def _device_changed(self, device: str) -> None:
+        i = self.device.findText(device)
+        if i >= 0:
+            self.device.setCurrentIndex(i)
+
+    def item_for(self, name: str) -> QTreeWidgetItem | None:
+        return self._items.get(name)

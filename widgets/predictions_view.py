@@ -1,0 +1,69 @@
+"""The Predictions dock: top-k classes as labelled bars, big enough for a projector."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QPainter
+from PySide6.QtWidgets import QWidget
+
+__all__ = ["PredictionsView"]
+
+
+class PredictionsView(QWidget):
+    """Horizontal probability bars, best first. Click a bar to pick that class.
+
+    Signals
+    -------
+    sigClassPicked(index)
+    """
+
+    sigClassPicked = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._predictions: list = []
+        self._message = "Open a model and an image"
+        self.setMinimumHeight(160)
+
+    def set_predictions(self, predictions: list, message: str = "") -> None:
+        """``predictions``: ``Prediction(label, index, prob)`` records, best first."""
+        self._predictions = list(predictions)
+        self._message = message or ("" if predictions else "This model has no classifier head")
+        self.update()
+
+    def predictions(self) -> list:
+        return list(self._predictions)
+
+    def _row_height(self) -> float:
+        n = max(1, len(self._predictions))
+        return min(44.0, max(18.0, (self.height() - 8) / n))
+
+    def mousePressEvent(self, event) -> None:  # noqa: N802 - Qt override
+        i = int((event.position().y() - 4) // self._row_height())
+        if 0 <= i < len(self._predictions):
+            self.sigClassPicked.emit(self._predictions[i].index)
+
+    def paintEvent(self, _event) -> None:  # noqa: N802 - Qt override
+        p = QPainter(self)
+        p.setRenderHint(QPainter.Antialiasing)
+        p.fillRect(self.rect(), self.palette().base())
+        font = QFont(self.font())
+        if not self._predictions:
+            font.setPointSize(12)
+            p.setFont(font)
+            p.drawText(self.rect(), Qt.AlignCenter, self._message)
+            return
+        rh = self._row_height()
+        font.setPixelSize(int(max(11, min(22, rh * 0.5))))
+        p.setFont(font)
+        label_w = min(self.width() * 0.42, max(p.fontMetrics().horizontalAdvance(x.label) for x in self._predictions) + 16)
+        pct_w = p.fontMetrics().horizontalAdvance("100.0%") + 12
+        bar_w = max(10.0, self.width() - label_w - pct_w - 8)
+        for i, pred in enumerate(self._predictions):
+            y = 4 + i * rh
+            p.setPen(self.palette().text().color())
+            p.drawText(QRectF(4, y, label_w - 8, rh), Qt.AlignRight | Qt.AlignVCenter, pred.label)
+            color = QColor(230, 97, 1) if i == 0 else QColor(66, 133, 214)
+            p.fillRect(QRectF(label_w, y + rh * 0.15, bar_w * pred.prob, rh * 0.7), color)
+            p.drawText(QRectF(label_w + 4, y, bar_w + pct_w, rh), Qt.AlignRight | Qt.AlignVCenter, f"{100 * pred.prob:.1f}%")
+        p.end()
