@@ -202,7 +202,7 @@ def _load_timm_pretrained(spec: ModelSpec) -> tuple[nn.Module, str]:
     except Exception as exc:  # noqa: BLE001 - hub errors come in many types; all mean "not available"
         raise ModelError(
             f"{spec.title} needs its weights from the Hugging Face hub (timm/{full}) and they could not "
-            f"be loaded ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}). On an offline machine, "
+            f"be loaded ({type(exc).__name__}: {_first_line(exc)}). On an offline machine, "
             "pre-seed the Hugging Face cache (HF_HOME) or open a local weights file with "
             f"--model PATH --arch {spec.name}."
         ) from None
@@ -247,6 +247,20 @@ def _is_torchscript(path: Path) -> bool:
         return any(n.endswith("constants.pkl") or "/code/" in n for n in zf.namelist())
 
 
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type when the message is empty)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:160] if lines else type(exc).__name__
+
+
+def _saved_by_torch(path: Path) -> bool:
+    """Whether ``path`` has a layout ``torch.save`` writes: a zip archive or a protocol 2+ pickle."""
+    if zipfile.is_zipfile(path):
+        return True
+    with open(path, "rb") as f:
+        return f.read(1) == b"\x80"
+
+
 def _read_weights(path: Path, trust: bool) -> object:
     """A state dict (or, if trusted, a pickled module) from ``path``."""
     if path.suffix == ".safetensors":
@@ -260,16 +274,16 @@ def _read_weights(path: Path, trust: bool) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
+        if not _saved_by_torch(path):
+            raise ModelError(f"{path}: not a PyTorch weights file (neither a zip archive nor a pickle)") from None
         if not trust:
             raise UntrustedModelError(
                 f"{path} holds pickled Python objects (a whole model, not just weights). Loading it runs "
                 "code from the file: only if you trust its source, load it again with --trust "
                 "(in the app: tick 'I trust this file')."
             ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise ModelError(
-            f"{path}: not a PyTorch weights file ({str(exc).splitlines()[0][:160]})"
-        ) from None
+    except Exception as exc:  # noqa: BLE001 - a damaged or foreign file fails inside the unpickler in many ways
+        raise ModelError(f"{path}: not a PyTorch weights file ({_first_line(exc)})") from None
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001 - arbitrary pickles fail arbitrarily
@@ -346,7 +360,7 @@ def _load_file(path: Path, arch: str | None, trust: bool, progress: Progress) ->
         try:
             module = torch.jit.load(str(path), map_location="cpu")
         except RuntimeError as exc:
-            raise ModelError(f"{path}: a TorchScript archive that cannot be loaded ({str(exc).splitlines()[0]})") from None
+            raise ModelError(f"{path}: a TorchScript archive that cannot be loaded ({_first_line(exc)})") from None
         module.eval()
         classes = _sidecar_classes(path)
         return LoadedModel(path.name, f"{path.name} (TorchScript)", kind, module, preprocess, classes,
@@ -403,5 +417,8 @@ def load_model(
     path = Path(name_or_path).expanduser()
     if path.exists() or path.suffix in _STATE_DICT_SUFFIXES or "/" in name_or_path:
         return _load_file(path, arch, trust, progress)
-    get_spec(name_or_path)  # raises the "unknown model" message
-    raise AssertionError("unreachable")
+    spec = get_spec(name_or_path)  # raises the "unknown model" message
+    raise ModelError(
+        f"'{name_or_path}' is a registry model and no file; --arch is only for a weights file. "
+        f"Leave out --arch to load {spec.title}, or give the path of a weights file"
+    )

@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 import traceback
+from pathlib import Path
 
 __all__ = ["make_app", "run_gui", "screenshot", "wait_until_ready"]
 
@@ -17,6 +18,11 @@ def make_app():
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("vizapp")
     app.setOrganizationName("vizapp")
+    icon = Path(__file__).resolve().parents[1] / "resources" / "icon.png"
+    if icon.is_file():
+        from PySide6.QtGui import QIcon
+
+        app.setWindowIcon(QIcon(str(icon)))
     return app
 
 
