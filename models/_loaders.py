@@ -9,7 +9,10 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import os
 import pickle
+import socket
+import urllib.parse
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +23,7 @@ from torch import nn
 from models._download import cached_path, fetch
 from models._preprocess import Preprocess
 from models._registry import REGISTRY, ModelSpec, get_spec
-from vizapp.errors import ModelError, UntrustedModelError
+from vizapp.errors import Cancelled, ModelError, UntrustedModelError
 from vizapp.jobs import CancelToken, Progress, no_progress
 
 __all__ = ["LoadedModel", "load_model", "is_cached", "imagenet_classes", "build_architecture"]
@@ -150,16 +153,10 @@ def is_cached(spec: ModelSpec) -> bool:
 
         return cached_path(spec.url or get_weight(spec.weights).url).is_file()
     if spec.source == "timm":
-        try:
-            from huggingface_hub import try_to_load_from_cache
-
-            repo = f"timm/{spec.builder}.{spec.weights}"
-            return any(
-                isinstance(try_to_load_from_cache(repo, f), str)
-                for f in ("model.safetensors", "pytorch_model.bin")
-            )
-        except ImportError:
-            return False
+        cfg = _timm_cfg(spec)
+        if cfg.get("url") and cached_path(cfg["url"]).is_file():
+            return True
+        return bool(cfg.get("hf_hub_id")) and _hf_cached(cfg["hf_hub_id"]) is not None
     return False
 
 
@@ -185,7 +182,7 @@ def _load_registry(spec: ModelSpec, progress: Progress, cancel: CancelToken | No
         _load_state_dict(module, _read_weights(path, trust=False), path)
         source, classes = str(path), list(weights.meta["categories"])
     elif spec.source == "timm":
-        module, source = _load_timm_pretrained(spec)
+        module, source = _load_timm_pretrained(spec, progress, cancel)
         classes = imagenet_classes() if getattr(module, "num_classes", 0) == 1000 else None
     else:
         raise ModelError(f"model '{spec.name}' has an unknown source '{spec.source}'")
@@ -193,20 +190,100 @@ def _load_registry(spec: ModelSpec, progress: Progress, cancel: CancelToken | No
     return LoadedModel(spec.name, spec.title, spec.kind, module, _preprocess_for(spec), classes, source, spec)
 
 
-def _load_timm_pretrained(spec: ModelSpec) -> tuple[nn.Module, str]:
+def _timm_cfg(spec: ModelSpec) -> dict:
+    import timm.models
+
+    full = f"{spec.builder}.{spec.weights}" if spec.weights else spec.builder
+    cfg = timm.models.get_pretrained_cfg(full)
+    return cfg.to_dict() if cfg is not None else {}
+
+
+def _hf_cached(repo: str) -> str | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        hit = try_to_load_from_cache(repo, name)
+        if isinstance(hit, str):
+            return hit
+    return None
+
+
+def _hf_download(repo: str, what: str, progress: Progress, cancel: CancelToken | None) -> str:
+    """Download from the Hugging Face hub into its cache, reporting progress."""
+    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub.errors import RemoteEntryNotFoundError
+    from tqdm.auto import tqdm
+
+    if constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        raise ConnectionError("HF_HUB_OFFLINE is set")
+    _reachable(constants.ENDPOINT)
+
+    class _Progress(tqdm):
+        def __init__(self, *args, **kwargs):
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+
+        def update(self, n=1):
+            if cancel is not None:
+                cancel.check()
+            self.n += n
+            progress(int(self.n), int(self.total or 0), f"downloading {what}: {self.n / 1e6:.1f} MB")
+
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        try:
+            return hf_hub_download(repo, name, tqdm_class=_Progress)
+        except RemoteEntryNotFoundError:
+            continue
+    raise ModelError(f"the Hugging Face repository {repo} has no model.safetensors or pytorch_model.bin")
+
+
+def _reachable(endpoint: str, timeout: float = 3.0) -> None:
+    """Fail fast (instead of minutes of retries) when the hub's host cannot be reached."""
+    host = urllib.parse.urlparse(endpoint).hostname or endpoint
+    with socket.create_connection((host, 443), timeout=timeout):
+        pass
+
+
+def _timm_weights_file(spec: ModelSpec, progress: Progress, cancel: CancelToken | None) -> str:
+    """A local weights file for a timm model: torch cache, HF cache, HF download, then URL."""
+    cfg = _timm_cfg(spec)
+    url, repo = cfg.get("url"), cfg.get("hf_hub_id")
+    if url and cached_path(url).is_file():
+        return str(cached_path(url))
+    if repo and (hit := _hf_cached(repo)):
+        return hit
+    tried = []
+    if repo:
+        try:
+            return _hf_download(repo, spec.title, progress, cancel)
+        except (ModelError, Cancelled):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the hub raises many types; all mean "not available"
+            tried.append(f"the Hugging Face hub ({type(exc).__name__})")
+    if url:
+        try:
+            return str(fetch(url, what=spec.title, progress=progress, cancel=cancel))
+        except ModelError:
+            tried.append(url)
+    where = f"copy {cached_path(url).name} into {cached_path(url).parent}, " if url else ""
+    raise ModelError(
+        f"{spec.title} needs its weights, which are not cached here and could not be downloaded "
+        f"(tried {' and '.join(tried) or 'nothing'}). On an offline machine, {where}pre-seed the "
+        f"Hugging Face cache (HF_HOME), or open a local weights file with --model PATH --arch {spec.name}."
+    )
+
+
+def _load_timm_pretrained(spec: ModelSpec, progress: Progress, cancel: CancelToken | None) -> tuple[nn.Module, str]:
     import timm
 
     full = f"{spec.builder}.{spec.weights}" if spec.weights else spec.builder
+    path = _timm_weights_file(spec, progress, cancel)
+    progress(0, 0, f"loading {spec.title}")
     try:
-        module = timm.create_model(full, pretrained=True)
-    except Exception as exc:  # noqa: BLE001 - hub errors come in many types; all mean "not available"
-        raise ModelError(
-            f"{spec.title} needs its weights from the Hugging Face hub (timm/{full}) and they could not "
-            f"be loaded ({type(exc).__name__}: {_first_line(exc)}). On an offline machine, "
-            "pre-seed the Hugging Face cache (HF_HOME) or open a local weights file with "
-            f"--model PATH --arch {spec.name}."
-        ) from None
-    return module, f"hf-hub:timm/{full}"
+        module = timm.create_model(full, pretrained=True, pretrained_cfg_overlay={"file": path})
+    except (RuntimeError, KeyError, OSError, ValueError) as exc:
+        raise ModelError(f"{path} does not hold {full} weights ({str(exc).splitlines()[0][:200]})") from None
+    return module, path
 
 
 # --- architectures and user files ---------------------------------------------
