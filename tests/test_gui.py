@@ -275,3 +275,53 @@ def test_screenshot_command_writes_the_window(tmp_path, qapp, settings_file):
     # Not a blank window: many distinct colours.
     arr = np.frombuffer(image.convertToFormat(QImage.Format_RGB888).constBits(), np.uint8)
     assert len(np.unique(arr[: arr.size - arr.size % 3].reshape(-1, 3), axis=0)) > 500
+
+
+def test_download_reports_progress_and_opens_the_model(qtbot, window, tmp_path, monkeypatch):
+    import hashlib
+
+    import torchvision
+
+    from models import REGISTRY, ModelSpec, register
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    torch.manual_seed(1)
+    net = torchvision.models.resnet18(weights=None).eval()
+    staging = tmp_path / "mirror"
+    staging.mkdir()
+    raw = staging / "raw.pth"
+    torch.save(net.state_dict(), raw)
+    digest = hashlib.sha256(raw.read_bytes()).hexdigest()[:8]
+    served = raw.rename(staging / f"resnet18-{digest}.pth")
+    register(ModelSpec("test_download_resnet18", "ResNet-18 (test mirror)", "cnn", "torchvision", "resnet18",
+                       "ResNet18_Weights.IMAGENET1K_V1", url=served.as_uri()))
+    seen = []
+    window.runner.sigProgress.connect(lambda kind, done, total, text: seen.append((kind, done, total, text)))
+    try:
+        window.open_model("test_download_resnet18")
+        qtbot.waitUntil(lambda: window.session.model is not None
+                        and window.session.model.name == "test_download_resnet18", timeout=60_000)
+    finally:
+        REGISTRY.pop("test_download_resnet18", None)
+    sized = [s for s in seen if s[0] == "model" and s[2] > 0]
+    assert sized and sized[-1][1] == sized[-1][2] == served.stat().st_size
+    assert all(a[1] <= b[1] for a, b in zip(sized, sized[1:], strict=False))
+    assert (tmp_path / "torch" / "hub" / "checkpoints" / served.name).is_file()
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.equal(window.session.model.module(x), net(x))
+
+
+def test_kernel_options_change_the_layout(qtbot, started):
+    w = started
+    kv = w.kernels_view
+    kv.mode.setCurrentIndex(kv.mode.findData("mean"))
+    kv.mode.activated.emit(kv.mode.currentIndex())
+    qtbot.waitUntil(lambda: kv.kernels.mode == "mean" and w.runner.idle(), timeout=10_000)
+    weight = dict(w.session.model.module.named_modules())["conv_stem"].weight.detach().numpy()
+    assert len(kv.kernels.mosaic.order) == 32 and kv.kernels.mosaic.tile_h == 3
+    x, y = kv.kernels.mosaic.tile_origin(4)
+    assert kv.kernels.value_at(x + 2, y + 1)[-1] == pytest.approx(float(weight[4, :, 1, 2].mean()), rel=1e-5)
+    kv.norm.setCurrentIndex(kv.norm.findData("layer"))
+    kv.norm.activated.emit(kv.norm.currentIndex())
+    qtbot.waitUntil(lambda: kv.kernels.norm == "layer" and w.runner.idle(), timeout=10_000)

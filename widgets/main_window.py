@@ -64,6 +64,7 @@ class MainWindow(QMainWindow):
         self.settings = settings_for()
         self._pending_layer: str | None = None
         self._last_error = ""
+        self._showing_error = False
         self.ready = False  # a model, an image and their analysis are on screen
 
         s = self.session
@@ -288,7 +289,6 @@ class MainWindow(QMainWindow):
             self._request_analysis()
 
     def _job_failed(self, kind: str, message: str) -> None:
-        self._last_error = message
         self.notify(message, error=True)
         if kind == "device" and self.session.model is not None:
             self.model_view._device_changed(self.session.model.device)
@@ -300,25 +300,28 @@ class MainWindow(QMainWindow):
         if total > 0:
             self.progress.setValue(done)
         self.progress.setFormat(text[:40])
-        self.message.setStyleSheet("")
-        self.message.setText(text)
+        self._show(text, error=False)
 
     def _busy(self, busy: bool) -> None:
         if not busy:
             self.progress.setVisible(False)
             self.cancel_button.setVisible(False)
-            if not self._last_error and self.message.text().startswith(("running", "loading", "reading", "moving", "thumbnails")):
+            if not self._showing_error:
                 self.message.setText("")
 
     def notify(self, text: str, error: bool = False) -> None:
         """The one place messages reach the user (status bar; errors in red, kept)."""
         (log.warning if error else log.info)("%s", text)
+        self._show(text, error)
+        if error:
+            self._last_error = text
+        else:
+            QTimer.singleShot(8000, lambda t=text: self.message.text() == t and self.message.setText(""))
+
+    def _show(self, text: str, error: bool) -> None:
+        self._showing_error = error
         self.message.setStyleSheet("color: #c0392b; font-weight: bold;" if error else "")
         self.message.setText(text)
-        if not error:
-            QTimer.singleShot(8000, lambda t=text: self.message.text() == t and self.message.setText(""))
-        else:
-            self._last_error = text
 
     @property
     def last_error(self) -> str:
