@@ -44,6 +44,18 @@ def loaded_from(module: torch.nn.Module, name: str = "test-net", classes: list[s
 
 
 @pytest.fixture(scope="session")
+def make_loaded():
+    """``make_loaded(module, name="test-net", classes=None)``: wrap a module as a LoadedModel."""
+    return loaded_from
+
+
+@pytest.fixture(scope="session")
+def make_resnet18():
+    """``make_resnet18(seed=..., num_classes=1000)``: a seeded ResNet-18 with random BN statistics."""
+    return seeded_resnet18
+
+
+@pytest.fixture(scope="session")
 def lite0() -> LoadedModel:
     """The offline default, loaded once (tests must not change its weights)."""
     return load_model("efficientnet_lite0")

@@ -122,7 +122,7 @@ def _to_uint8(maps: np.ndarray, norm: str) -> np.ndarray:
     else:
         lo, hi = maps.min(), maps.max()
     span = np.where(hi > lo, hi - lo, 1.0)
-    return ((maps - lo) * (255.0 / span)).astype(np.uint8)
+    return ((maps - lo) * (255.0 / span) + 0.5).astype(np.uint8)  # rounded: the max is 255
 
 
 def feature_mosaic(activation: np.ndarray, sort: str = "index", norm: str = "channel", gap: int = 1) -> Mosaic:
