@@ -127,6 +127,21 @@ def _preprocess_for(spec: ModelSpec) -> Preprocess:
     return Preprocess()
 
 
+def _preprocess_for_arch(arch: str, module: nn.Module) -> Preprocess:
+    """Preprocessing for a torchvision or timm architecture outside the registry."""
+    import torchvision.models as tvm
+
+    if arch in tvm.list_models(module=tvm):
+        t = tvm.get_model_weights(arch).DEFAULT.transforms()
+        return Preprocess(int(t.resize_size[0]), int(t.crop_size[0]), tuple(t.mean), tuple(t.std), t.interpolation.value)
+    from timm.data import resolve_data_config
+
+    cfg = resolve_data_config({}, model=module)
+    size = int(cfg["input_size"][-1])
+    return Preprocess(math.floor(size / float(cfg.get("crop_pct", 0.875))), size, tuple(cfg["mean"]),
+                      tuple(cfg["std"]), cfg.get("interpolation", "bicubic"))
+
+
 # --- registry models ----------------------------------------------------------
 
 
@@ -466,6 +481,8 @@ def _load_file(path: Path, arch: str | None, trust: bool, progress: Progress) ->
         if last and last[-1].out_features == 1000:
             classes = imagenet_classes()
     title = f"{path.name} ({arch})" if arch else path.name
+    if spec is None and arch:
+        preprocess = _preprocess_for_arch(arch, module)
     return LoadedModel(path.name, title, kind, module, preprocess, classes, str(path), spec)
 
 

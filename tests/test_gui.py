@@ -38,7 +38,7 @@ def window(qtbot, settings_file):
     w.show()
     yield w
     w.runner.shutdown()
-    assert w.runner._thread.isFinished(), "the worker thread was left running"
+    assert not w.runner.alive(), "the worker thread was left running"
 
 
 def wait_ready(qtbot, w, timeout=60_000):
@@ -261,7 +261,7 @@ def test_bridge_latest_request_wins(qtbot, settings_file):
     qtbot.wait(50)
     assert results == [5]
     runner.shutdown()
-    assert runner._thread.isFinished()
+    assert not runner.alive()
 
 
 def test_screenshot_command_writes_the_window(tmp_path, qapp, settings_file):
@@ -325,3 +325,90 @@ def test_kernel_options_change_the_layout(qtbot, started):
     kv.norm.setCurrentIndex(kv.norm.findData("layer"))
     kv.norm.activated.emit(kv.norm.currentIndex())
     qtbot.waitUntil(lambda: kv.kernels.norm == "layer" and w.runner.idle(), timeout=10_000)
+
+
+def test_ctrl_v_pastes_an_image(qtbot, started):
+    from PySide6.QtGui import QGuiApplication
+
+    w = started
+    image = QImage(64, 48, QImage.Format_RGB888)
+    image.fill(Qt.red)
+    QGuiApplication.clipboard().setImage(image)
+    w.model_view.tree.setFocus()
+    qtbot.keyClick(w.model_view.tree, Qt.Key_V, Qt.ControlModifier)
+    qtbot.waitUntil(lambda: w.session.image.name == "pasted image", timeout=10_000)
+    assert w.session.image.pixels.shape == (48, 64, 3)
+    assert tuple(w.session.image.pixels[0, 0]) == (255, 0, 0)
+
+
+def test_screenshot_leaves_the_saved_layout_alone(tmp_path, qapp, settings_file):
+    from main import main
+
+    settings_file.write_text("[window]\nmarker=kept\n")
+    before = settings_file.read_text()
+    assert main(["screenshot", "--out", str(tmp_path / "s.png"), "--size", "900x600"]) == 0
+    assert settings_file.read_text() == before
+
+
+def test_superseded_result_already_queued_is_dropped(qtbot, settings_file):
+    from widgets.bridge import JobRunner
+
+    runner = JobRunner()
+    got = []
+    runner.sigFinished.connect(lambda kind, r: got.append(r))
+    runner.submit("k", lambda v, progress, cancel: v, "old")
+    # Let the worker finish without processing GUI events: the result sits in the queue.
+    import time
+
+    deadline = time.monotonic() + 5
+    while not runner.idle() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    runner.submit("k", lambda v, progress, cancel: v, "new")
+    qtbot.waitUntil(lambda: got == ["new"], timeout=5000)
+    qtbot.wait(50)
+    assert got == ["new"]
+    runner.shutdown()
+    assert runner.submit("k", lambda progress, cancel: 1) == 0  # refused after shutdown
+
+
+def test_device_errors_keep_the_model_where_it_is(qtbot, started):
+    w = started
+    w.set_device("cuda:7")
+    qtbot.waitUntil(lambda: "not available" in w.last_error, timeout=10_000)
+    assert w.session.model.device == "cpu"
+    assert w.model_view.device.currentText() == "cpu"
+
+
+def test_failed_model_load_leaves_the_picker_on_the_open_model(qtbot, started):
+    w = started
+    lite1 = w.model_view.picker.findData("efficientnet_lite1")
+    w.model_view.picker.setCurrentIndex(lite1)
+    w.open_model(str(w.session.model.source), "resnet18")  # Lite0's weights do not fit ResNet-18
+    qtbot.waitUntil(lambda: "does not fit" in w.last_error, timeout=20_000)
+    assert w.model_view.picker.currentData() == "efficientnet_lite0"
+    assert w.session.model.name == "efficientnet_lite0"
+
+
+def test_torchscript_model_clears_the_kernels_view(qtbot, tmp_path, started):
+    import torchvision
+
+    w = started
+    torch.manual_seed(0)
+    scripted = torch.jit.script(torchvision.models.resnet18(weights=None).eval())
+    path = tmp_path / "r18.ts"
+    scripted.save(str(path))
+    w.open_model(str(path))
+    qtbot.waitUntil(lambda: w.session.model.scripted and w.ready and w.runner.idle(), timeout=30_000)
+    assert w.kernels_view.kernels is None and "TorchScript" in w.kernels_view.title.text()
+    assert w.predictions_view.predictions()  # it still predicts
+    assert w.feature_view.mosaic is None
+
+
+def test_sort_changed_while_the_job_ran_is_honoured(qtbot, started):
+    from vizapp.analysis import analyse_image
+
+    w = started
+    stale = analyse_image(w.session.model, w.session.image, w.session.layer, "index", "channel")
+    w.feature_view.sort.setCurrentIndex(w.feature_view.sort.findData("max"))
+    w.feature_view.set_analysis(stale)
+    np.testing.assert_array_equal(w.feature_view.mosaic.order, channel_order(stale.maps, "max"))

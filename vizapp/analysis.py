@@ -13,7 +13,17 @@ import numpy as np
 from vizapp.errors import OutOfMemory
 from vizapp.jobs import CancelToken, Progress, no_progress
 
-__all__ = ["OpenedModel", "LayerAnalysis", "open_model", "analyse_image", "analyse_kernels", "decode_image", "thumbnails"]
+__all__ = [
+    "OpenedModel",
+    "LayerAnalysis",
+    "analyse_image",
+    "analyse_kernels",
+    "catalog",
+    "decode_image",
+    "move_to_device",
+    "open_model",
+    "thumbnails",
+]
 
 
 @dataclass
@@ -37,6 +47,8 @@ class LayerAnalysis:
     mosaic: object | None  # Mosaic
     shape: tuple[int, ...] | None
     notes: list[str] = field(default_factory=list)
+    sort: str = "index"
+    norm: str = "channel"
 
 
 def open_model(
@@ -49,12 +61,12 @@ def open_model(
     cancel: CancelToken | None = None,
 ) -> OpenedModel:
     from models import load_model
-    from vizapp.device import default_device, move_model
+    from vizapp.device import check_device, default_device, move_model
     from vizapp.layers import layer_table
 
+    target = check_device(device) if device else default_device()
     loaded = load_model(name, arch=arch, trust=trust, progress=progress, cancel=cancel)
     notes = list(loaded.notes)
-    target = device or default_device()
     if target != "cpu":
         message = move_model(loaded, target)
         if message:
@@ -91,6 +103,9 @@ def analyse_image(
         result = run(model, pil, layers, topk=topk, cancel=cancel)
     if layer and model.scripted:
         notes.append("TorchScript model: feature maps need the eager model")
+    calls = result.calls.get(layer, 1) if layer else 1
+    if calls > 1:
+        notes.append(f"{layer} runs {calls} times per forward pass (a shared module); showing its last call")
     activation = result.activations.get(layer) if layer else None
     maps = mosaic = None
     if activation is not None:
@@ -104,7 +119,28 @@ def analyse_image(
         mosaic=mosaic,
         shape=None if activation is None else tuple(activation.shape),
         notes=notes,
+        sort=sort,
+        norm=norm,
     )
+
+
+def move_to_device(model, device: str, *, progress: Progress = no_progress, cancel: CancelToken | None = None) -> str:
+    """Move ``model`` to ``device``; returns a message if it fell back to the CPU."""
+    from vizapp.device import check_device, move_model
+
+    device = check_device(device)
+    if device == model.device:
+        return ""
+    progress(0, 0, f"moving {model.title} to {device}")
+    return move_model(model, device) or ""
+
+
+def catalog(*, progress: Progress = no_progress, cancel: CancelToken | None = None):
+    """``([(spec, usable offline)], devices)`` for the model picker (checks caches on disk)."""
+    from models import is_cached, list_specs
+    from vizapp.device import available_devices
+
+    return [(spec, is_cached(spec)) for spec in list_specs()], available_devices()
 
 
 def analyse_kernels(model, layer: str | None, mode: str = "auto", norm: str = "filter", *,

@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     gui.add_argument("--arch")
     gui.add_argument("--image")
     gui.add_argument("--layer")
+    gui.add_argument("--trust", action="store_true", help="allow loading a pickled model file (runs its code)")
+    gui.add_argument("--device", help="cpu, cuda, cuda:1 or mps (default: the best available)")
 
     p = sub.add_parser("models", help="list the model registry")
     p.add_argument("--json", action="store_true")
@@ -70,10 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _load(args: argparse.Namespace):
     from models import load_model
-    from vizapp.device import default_device, move_model
+    from vizapp.device import check_device, default_device, move_model
 
+    device = check_device(args.device) if args.device else default_device()
     loaded = load_model(args.model, arch=args.arch, trust=args.trust)
-    device = args.device or default_device()
     if device != "cpu":
         message = move_model(loaded, device)
         if message:

@@ -7,8 +7,9 @@ import os
 import torch
 
 from models import LoadedModel
+from vizapp.errors import UserError
 
-__all__ = ["available_devices", "default_device", "move_model", "configure_threads"]
+__all__ = ["available_devices", "check_device", "default_device", "move_model", "configure_threads"]
 
 
 def available_devices() -> list[str]:
@@ -19,6 +20,15 @@ def available_devices() -> list[str]:
     if mps is not None and mps.is_available():
         devices.insert(0, "mps")
     return devices
+
+
+def check_device(device: str) -> str:
+    """``device`` as torch names it (``cuda`` means ``cuda:0``), or a UserError saying what exists."""
+    name = "cuda:0" if device == "cuda" else device
+    devices = available_devices()
+    if name not in devices:
+        raise UserError(f"device '{device}' is not available here; choose one of: {', '.join(devices)}")
+    return name
 
 
 def default_device() -> str:

@@ -12,7 +12,7 @@ from PIL import Image
 from models import LoadedModel
 from vizapp.errors import OutOfMemory
 from vizapp.jobs import CancelToken
-from vizapp.probe import capture, first_tensor
+from vizapp.probe import Captured, capture, first_tensor
 
 __all__ = ["Prediction", "InferenceResult", "run", "top_predictions"]
 
@@ -48,6 +48,7 @@ class InferenceResult:
     predictions: list[Prediction]
     activations: dict[str, np.ndarray] = field(default_factory=dict)
     logits: np.ndarray | None = None
+    calls: dict[str, int] = field(default_factory=dict)
 
 
 def top_predictions(loaded: LoadedModel, logits: torch.Tensor, k: int) -> list[Prediction]:
@@ -81,7 +82,7 @@ def run(
                 with capture(model, layers) as store:
                     out = model(xd)
             else:
-                store, out = {}, model(xd)
+                store, out = Captured(), model(xd)
             if cancel is not None:
                 cancel.check()
             logits = first_tensor(out)
@@ -99,4 +100,5 @@ def run(
         predictions=preds,
         activations=activations,
         logits=logits[0].float().cpu().numpy() if logits is not None and logits.ndim == 2 else None,
+        calls=dict(store.calls),
     )

@@ -60,7 +60,8 @@ def kernel_layer(loaded: LoadedModel, layer: str | None) -> str | None:
     The layer itself if it is a conv; else the first conv inside it; else the last
     conv before it; ``None`` for a model without convolutions.
     """
-    names = [n for n, m in loaded.module.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    modules = [(n, isinstance(m, torch.nn.Conv2d)) for n, m in loaded.module.named_modules()]
+    names = [n for n, is_conv in modules if is_conv]
     if not names:
         return None
     if not layer:
@@ -68,11 +69,10 @@ def kernel_layer(loaded: LoadedModel, layer: str | None) -> str | None:
     inside = [n for n in names if n == layer or n.startswith(layer + ".")]
     if inside:
         return inside[0]
-    order = [n for n, _ in loaded.module.named_modules()]
-    if layer not in order:
+    position = {n: i for i, (n, _) in enumerate(modules)}
+    if layer not in position:
         raise LayerError(f"layer '{layer}' is not in {loaded.title}")
-    pos = order.index(layer)
-    before = [n for n in names if order.index(n) < pos]
+    before = [n for n in names if position[n] < position[layer]]
     return before[-1] if before else names[0]
 
 
@@ -110,7 +110,12 @@ def kernel_mosaic(weights: np.ndarray, layer: str = "", mode: str = "auto", norm
     n_out, n_in, kh, kw = w.shape
     limit = MAX_GRID_1X1 if kh * kw == 1 else MAX_GRID
     if mode == "auto":
-        mode = "rgb" if n_in == 3 else ("grid" if (n_out <= limit and n_in <= limit) or kh * kw == 1 else "mean")
+        if n_in == 3:
+            mode = "rgb"
+        elif n_in == 1:  # depthwise: one kernel per channel, a grid would be a one-column strip
+            mode = "mean"
+        else:
+            mode = "grid" if (n_out <= limit and n_in <= limit) or kh * kw == 1 else "mean"
     if mode == "rgb" and n_in != 3:
         mode = "mean"
     order = np.arange(n_out)

@@ -17,7 +17,9 @@ class LayerInfo:
     """One row of the table (``name`` is the ``named_modules()`` name; ``""`` is the model).
 
     ``params`` counts the module's parameters including its children; ``share`` is
-    that count over the whole model's.
+    that count over the whole model's. ``run_order`` is when the module's forward
+    pass finished (data-flow order: a block comes after its insides); ``None`` for a
+    module the forward pass never called.
     """
 
     name: str
@@ -27,6 +29,7 @@ class LayerInfo:
     share: float
     depth: int
     leaf: bool
+    run_order: int | None = None
 
     def to_json(self) -> dict:
         return {
@@ -43,6 +46,7 @@ def layer_table(loaded: LoadedModel) -> list[LayerInfo]:
     model = loaded.module
     modules = list(model.named_modules())
     shapes: dict[str, tuple[int, ...]] = {}
+    finished: dict[str, int] = {}
     if not loaded.scripted:
         handles = []
         try:
@@ -52,6 +56,7 @@ def layer_table(loaded: LoadedModel) -> list[LayerInfo]:
                     t = first_tensor(out)
                     if t is not None:
                         shapes[_name] = tuple(t.shape[1:])
+                    finished.setdefault(_name, len(finished))
 
                 handles.append(module.register_forward_hook(hook))
             x = torch.zeros(1, 3, loaded.input_size, loaded.input_size, device=loaded.device)
@@ -78,6 +83,7 @@ def layer_table(loaded: LoadedModel) -> list[LayerInfo]:
                 share=n / total,
                 depth=0 if not name else name.count(".") + 1,
                 leaf=not any(True for _ in module.children()),
+                run_order=finished.get(name),
             )
         )
     return rows

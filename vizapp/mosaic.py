@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Mosaic", "as_channel_maps", "channel_order", "tile", "feature_mosaic", "SORTS", "NORMS"]
+__all__ = ["Mosaic", "as_channel_maps", "has_maps", "channel_order", "tile", "feature_mosaic", "SORTS", "NORMS"]
 
 SORTS = ("index", "mean", "max")
 NORMS = ("channel", "layer")
@@ -66,12 +66,16 @@ class Mosaic:
 def as_channel_maps(activation: np.ndarray) -> np.ndarray:
     """View any layer output as ``C x H x W`` maps.
 
-    ``C x H x W`` stays; a vector becomes ``C`` one-pixel maps; transformer tokens
-    ``N x D`` on a square grid (with or without one class token first) become ``D``
-    maps over the patch grid; anything else becomes one map.
+    ``C x H x W`` stays; a channels-last ``H x W x C`` output (ConvNeXt blocks, Swin)
+    is transposed (inputs are square crops, so ``H == W != C`` tells them apart); a
+    vector becomes ``C`` one-pixel maps; transformer tokens ``N x D`` on a square grid
+    (with or without one class token first) become ``D`` maps over the patch grid;
+    anything else becomes one map.
     """
     a = np.asarray(activation)
     if a.ndim == 3:
+        if a.shape[0] == a.shape[1] != a.shape[2]:
+            return np.ascontiguousarray(a.transpose(2, 0, 1))
         return a
     if a.ndim == 1:
         return a.reshape(-1, 1, 1)
@@ -83,6 +87,18 @@ def as_channel_maps(activation: np.ndarray) -> np.ndarray:
                 return a[extra:].T.reshape(d, side, side)
         return a[None]
     return a.reshape(-1, *a.shape[-2:])
+
+
+def has_maps(shape: tuple[int, ...] | None) -> bool:
+    """Whether a layer output of this shape (batch dropped) shows as spatial maps."""
+    if shape is None:
+        return False
+    if len(shape) == 3:
+        return min(shape) > 1 or shape[0] == shape[1] > 1
+    if len(shape) == 2:
+        n = shape[0]
+        return any((s := math.isqrt(n - e)) > 1 and s * s == n - e for e in (0, 1))
+    return False
 
 
 def channel_order(maps: np.ndarray, sort: str = "index") -> np.ndarray:

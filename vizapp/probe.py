@@ -14,7 +14,7 @@ from torch import nn
 
 from vizapp.errors import LayerError, ModelError
 
-__all__ = ["resolve_layers", "capture", "first_tensor"]
+__all__ = ["Captured", "resolve_layers", "capture", "first_tensor"]
 
 
 def first_tensor(output: object) -> torch.Tensor | None:
@@ -54,15 +54,27 @@ def resolve_layers(model: nn.Module, names: Iterable[str]) -> dict[str, nn.Modul
     return found
 
 
+class Captured(dict):
+    """``{layer name: output tensor}``, plus ``calls``: how often each layer ran.
+
+    A module used twice in one forward pass (torchvision's ResNet blocks reuse their
+    ReLU) keeps the output of its last call.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: dict[str, int] = {}
+
+
 @contextmanager
-def capture(model: nn.Module, names: Iterable[str]) -> Iterator[dict[str, torch.Tensor]]:
+def capture(model: nn.Module, names: Iterable[str]) -> Iterator[Captured]:
     """Within the block, every forward pass stores each named layer's output.
 
-    Yields a dict that fills as the model runs: ``{name: tensor}`` (detached clones,
-    on the model's device). Hooks are removed when the block exits, even on error.
+    Yields a :class:`Captured` dict that fills as the model runs (detached clones, on
+    the model's device). Hooks are removed when the block exits, even on error.
     """
     targets = resolve_layers(model, names)
-    store: dict[str, torch.Tensor] = {}
+    store = Captured()
     handles = []
     try:
         for name, module in targets.items():
@@ -71,6 +83,7 @@ def capture(model: nn.Module, names: Iterable[str]) -> Iterator[dict[str, torch.
                 tensor = first_tensor(output)
                 if tensor is not None:
                     store[_name] = tensor.detach().clone()
+                    store.calls[_name] = store.calls.get(_name, 0) + 1
 
             handles.append(module.register_forward_hook(hook))
         yield store

@@ -99,8 +99,17 @@ class Session:
         return [r.name for r in self.layers if r.name]
 
     def steppable_layers(self) -> list[str]:
-        """Layers with a spatial output (``C x H x W``): what stepping walks through."""
-        return [r.name for r in self.layers if r.name and r.shape is not None and len(r.shape) == 3]
+        """Layers whose output shows as maps (conv maps or ViT tokens), in data-flow order.
+
+        No-ops and pass-through containers (a ``Sequential`` repeats its last child's
+        output) are skipped.
+        """
+        from vizapp.mosaic import has_maps
+
+        skip = {"Identity", "Dropout", "DropPath", "Sequential", "ModuleList", "StochasticDepth"}
+        rows = [r for r in self.layers if r.name and r.type not in skip and has_maps(r.shape)]
+        rows.sort(key=lambda r: (r.run_order is None, r.run_order or 0))
+        return [r.name for r in rows]
 
     def default_layer(self) -> str | None:
         convs = [r.name for r in self.layers if r.type == "Conv2d" and r.name]
@@ -110,19 +119,21 @@ class Session:
         return steps[0] if steps else (self.layer_names() or [None])[0]
 
     def step_layer(self, delta: int) -> str | None:
+        """Select the steppable layer ``delta`` steps after (or before) the current one.
+
+        From a layer that is not steppable itself (a classifier, a pass-through
+        container) the step starts at its place in the data flow.
+        """
         names = self.steppable_layers()
         if not names:
             return self.layer
+        run = {r.name: (r.run_order if r.run_order is not None else -1) for r in self.layers if r.name}
         if self.layer in names:
-            i = min(max(names.index(self.layer) + delta, 0), len(names) - 1)
+            i = names.index(self.layer) + delta
         else:
-            i = 0
-        self.select_layer(names[i])
+            here = run.get(self.layer, -1)
+            after = [k for k, n in enumerate(names) if run[n] > here]
+            first_after = after[0] if after else len(names)
+            i = first_after + delta - 1 if delta > 0 else first_after + delta
+        self.select_layer(names[min(max(i, 0), len(names) - 1)])
         return self.layer
-
-    def step_channel(self, delta: int, n_channels: int) -> int | None:
-        if n_channels <= 0:
-            return None
-        c = 0 if self.channel is None else (self.channel + delta) % n_channels
-        self.select_channel(c)
-        return c

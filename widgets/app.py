@@ -33,8 +33,12 @@ def _install_error_hooks(window) -> None:
         traceback.print_exception(exc_type, exc, tb)
         window.notify(f"internal error: {exc_type.__name__}: {exc}", error=True)
 
+    def thread_hook(args):
+        traceback.print_exception(args.exc_type, args.exc_value, args.exc_traceback)
+        window.sigNotify.emit(f"internal error in a worker thread: {args.exc_type.__name__}: {args.exc_value}", True)
+
     sys.excepthook = hook
-    threading.excepthook = lambda args: traceback.print_exception(args.exc_type, args.exc_value, args.exc_traceback)
+    threading.excepthook = thread_hook
 
 
 def run_gui(args) -> int:
@@ -46,8 +50,7 @@ def run_gui(args) -> int:
     window = MainWindow()
     _install_error_hooks(window)
     window.show()
-    window.start(getattr(args, "model", None), getattr(args, "image", None), getattr(args, "layer", None),
-                 getattr(args, "arch", None))
+    window.start(args.model, args.image, args.layer, args.arch, args.trust, args.device)
     return app.exec()
 
 
@@ -81,7 +84,7 @@ def screenshot(args) -> int:
     window = MainWindow(restore_layout=False)
     window.resize(w, h)
     window.show()
-    window.start(args.model, args.image, args.layer, args.arch)
+    window.start(args.model, args.image, args.layer, args.arch, args.trust, args.device)
     try:
         if not wait_until_ready(window):
             raise UserError(window.last_error or "the window did not finish loading in time")

@@ -2,8 +2,12 @@
 
 A single worker thread runs jobs (torch releases the GIL, so the GUI stays live).
 Jobs are grouped by ``kind``: submitting a new job of a kind cancels the pending
-or running one of that kind (the latest request wins), and results of a job that
-was superseded are dropped. Signals arrive on the GUI thread.
+or running one of that kind (the latest request wins). A result is delivered only
+if its job is still the latest of its kind when the signal reaches the GUI thread,
+so a superseded result queued just before a new request is dropped too.
+
+The worker is a daemon thread: quitting while a job is stuck in an uninterruptible
+call (a stalled download, a large ``torch.load``) never aborts the process.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QObject, QThread, Signal
+from PySide6.QtCore import QObject, Signal
 
 from vizapp.errors import Cancelled, UserError
 from vizapp.jobs import CancelToken
@@ -35,15 +39,6 @@ class _Job:
     token: CancelToken
 
 
-class _Thread(QThread):
-    def __init__(self, runner: JobRunner) -> None:
-        super().__init__()
-        self.runner = runner
-
-    def run(self) -> None:
-        self.runner._loop()
-
-
 class JobRunner(QObject):
     """Runs engine jobs off the GUI thread.
 
@@ -53,13 +48,14 @@ class JobRunner(QObject):
     sigFailed(kind, message)
     sigProgress(kind, done, total, text)
     sigBusy(busy)
-        True when the queue turns non-empty, False when it drains.
+        True when a job starts after idling, False when the queue drains.
     """
 
     sigFinished = Signal(str, object)
     sigFailed = Signal(str, str)
     sigProgress = Signal(str, int, int, str)
     sigBusy = Signal(bool)
+    _sigDone = Signal(str, int, object, bool)  # kind, serial, result or message, ok
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -70,42 +66,55 @@ class JobRunner(QObject):
         self._serial = 0
         self._stopping = False
         self._busy = False
-        self._thread = _Thread(self)
+        self._sigDone.connect(self._deliver)
+        self._thread = threading.Thread(target=self._loop, name="vizapp-jobs", daemon=True)
         self._thread.start()
 
     # --- GUI side ----------------------------------------------------------------
     def submit(self, kind: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
-        """Queue ``fn(*args, progress=..., cancel=..., **kwargs)``; supersedes older jobs of ``kind``."""
+        """Queue ``fn(*args, progress=..., cancel=..., **kwargs)``; supersedes older jobs of ``kind``.
+
+        Returns the job's serial number, or 0 if the runner is shut down.
+        """
         with self._cond:
+            if self._stopping:
+                return 0
             self._serial += 1
             job = _Job(kind, self._serial, fn, args, kwargs, CancelToken())
             self._latest[kind] = job.serial
-            for old in [j for j in self._pending if j.kind == kind]:
-                self._pending.remove(old)
+            self._pending = [j for j in self._pending if j.kind != kind]
             if self._running is not None and self._running.kind == kind:
                 self._running.token.cancel()
             self._pending.append(job)
             self._cond.notify_all()
         return job.serial
 
-    def cancel(self, kind: str | None = None) -> None:
-        """Cancel queued and running jobs (of ``kind``, or all)."""
+    def cancel(self, *kinds: str) -> None:
+        """Cancel queued and running jobs of ``kinds`` (all kinds if none are given)."""
         with self._cond:
-            for job in [j for j in self._pending if kind is None or j.kind == kind]:
-                self._pending.remove(job)
-                self._latest.pop(job.kind, None)
-            if self._running is not None and (kind is None or self._running.kind == kind):
+            hit = [j for j in self._pending if not kinds or j.kind in kinds]
+            if self._running is not None and (not kinds or self._running.kind in kinds):
                 self._running.token.cancel()
-                self._latest.pop(self._running.kind, None)
-        if self.idle():
+                hit.append(self._running)
+            for job in hit:
+                if job in self._pending:
+                    self._pending.remove(job)
+                if self._latest.get(job.kind) == job.serial:
+                    del self._latest[job.kind]
+            drained = not self._pending and self._running is None
+        if drained:
             self._set_busy(False)
 
     def idle(self) -> bool:
         with self._cond:
             return not self._pending and self._running is None
 
-    def shutdown(self, timeout_ms: int = 10_000) -> None:
-        """Cancel everything and join the thread."""
+    def alive(self) -> bool:
+        """Whether the worker thread is still running."""
+        return self._thread.is_alive()
+
+    def shutdown(self, timeout_s: float = 10.0) -> None:
+        """Cancel everything, refuse new jobs, and wait for the worker to end."""
         with self._cond:
             self._stopping = True
             for job in self._pending:
@@ -114,13 +123,22 @@ class JobRunner(QObject):
             if self._running is not None:
                 self._running.token.cancel()
             self._cond.notify_all()
-        self._thread.wait(timeout_ms)
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            log.warning("a job is still running at shutdown; it ends with the process")
 
     def _set_busy(self, busy: bool) -> None:
         with self._cond:
             changed, self._busy = busy != self._busy, busy
         if changed:
             self.sigBusy.emit(busy)
+
+    def _deliver(self, kind: str, serial: int, payload: object, ok: bool) -> None:
+        """On the GUI thread: emit only if the job is still the latest of its kind."""
+        with self._cond:
+            current = self._latest.get(kind) == serial and not self._stopping
+        if current:
+            (self.sigFinished if ok else self.sigFailed).emit(kind, payload)
 
     # --- worker side -------------------------------------------------------------
     def _loop(self) -> None:
@@ -139,10 +157,6 @@ class JobRunner(QObject):
             if drained:
                 self._set_busy(False)
 
-    def _current(self, job: _Job) -> bool:
-        with self._cond:
-            return self._latest.get(job.kind) == job.serial and not job.token.cancelled
-
     def _execute(self, job: _Job) -> None:
         def progress(done: int, total: int, text: str) -> None:
             job.token.check()
@@ -153,13 +167,11 @@ class JobRunner(QObject):
         except Cancelled:
             return
         except UserError as exc:
-            if self._current(job):
-                self.sigFailed.emit(job.kind, str(exc))
+            self._sigDone.emit(job.kind, job.serial, str(exc), False)
             return
         except Exception as exc:  # noqa: BLE001 - every worker error reaches the user as a message
             log.error("job %s failed:\n%s", job.kind, traceback.format_exc())
-            if self._current(job):
-                self.sigFailed.emit(job.kind, f"internal error in {job.kind}: {type(exc).__name__}: {exc}")
+            self._sigDone.emit(job.kind, job.serial, f"internal error in {job.kind}: {type(exc).__name__}: {exc}", False)
             return
-        if self._current(job):
-            self.sigFinished.emit(job.kind, result)
+        if not job.token.cancelled:
+            self._sigDone.emit(job.kind, job.serial, result, True)

@@ -18,15 +18,16 @@ LUT_ACTIVATION = pg.colormap.get("inferno").getLookupTable(nPts=256)
 
 
 def export_png(widget: QWidget, path: str | Path, scale: float = 2.0) -> Path:
-    """Render ``widget`` (at ``scale`` x its size, for slides) to a PNG file."""
+    """Render ``widget`` to a PNG at ``scale`` x its size (re-rendered, so text stays sharp)."""
+    from PySide6.QtCore import Qt
+
     path = Path(path)
     if path.suffix.lower() != ".png":
         path = path.with_suffix(".png")
-    pixmap = widget.grab()
-    if scale != 1.0:
-        from PySide6.QtCore import Qt
-
-        pixmap = pixmap.scaled(pixmap.size() * scale, Qt.KeepAspectRatio, Qt.SmoothTransformation)
+    pixmap = QPixmap(widget.size() * scale)
+    pixmap.setDevicePixelRatio(scale)
+    pixmap.fill(Qt.transparent)
+    widget.render(pixmap)
     if not pixmap.save(str(path), "PNG"):
         raise OSError(f"{path}: could not write the PNG")
     return path

@@ -135,7 +135,11 @@ class FeatureMapsView(QWidget):
             return
         c, h, w = analysis.maps.shape
         self.title.setText(f"Feature maps of {analysis.layer}: {c} channels of {h}×{w}")
-        self._show_mosaic(analysis.mosaic)
+        mosaic = analysis.mosaic
+        if (analysis.sort, analysis.norm) != (self.current_sort(), self.current_norm()):
+            # The options changed while the job ran: lay the maps out as the boxes say.
+            mosaic = feature_mosaic(analysis.maps, self.current_sort(), self.current_norm())
+        self._show_mosaic(mosaic)
         self._channel_changed(self.session.channel)
 
     def _show_mosaic(self, mosaic) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QSize, Qt, Signal
-from PySide6.QtGui import QGuiApplication, QIcon, QKeySequence, QShortcut
+from PySide6.QtGui import QGuiApplication, QIcon
 from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
@@ -67,7 +67,6 @@ class ImageView(QWidget):
         self.open_button.clicked.connect(self._open_dialog)
         self.paste_button = QPushButton("Paste")
         self.paste_button.clicked.connect(self.paste)
-        QShortcut(QKeySequence.Paste, self, self.paste)
         self.original = _Picture()
         self.model_input = _Picture()
         self.original_caption = heading("Drop an image here", 11)

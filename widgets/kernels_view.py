@@ -59,12 +59,12 @@ class KernelsView(QWidget):
     def current_norm(self) -> str:
         return self.norm.currentData()
 
-    def set_kernels(self, kernels) -> None:
-        """Show a ``vizapp.kernels.KernelView`` (or ``None`` for a model without convolutions)."""
+    def set_kernels(self, kernels, message: str = "") -> None:
+        """Show a ``vizapp.kernels.KernelView``, or clear the view with ``message``."""
         self.kernels = kernels
         if kernels is None:
             self.image.clear()
-            self.title.setText("Kernels: this model has no 2-D convolutions")
+            self.title.setText(message or "Kernels: this model has no 2-D convolutions")
             return
         w = kernels.weights
         what = {"rgb": "RGB filters", "grid": "output × input channels", "mean": "per output channel, mean over inputs"}[kernels.mode]

@@ -11,7 +11,7 @@ import logging
 import os
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -50,25 +50,41 @@ def settings_for() -> QSettings:
     return QSettings(QSettings.IniFormat, QSettings.UserScope, "vizapp", "vizapp")
 
 
+#: Jobs the user waits on: what Escape and the Cancel button stop.
+INTERACTIVE_JOBS = ("model", "device", "analysis", "image")
+
+
 class MainWindow(QMainWindow):
-    """The app window. ``restore_layout=False`` gives the default layout (screenshots)."""
+    """The app window.
+
+    ``restore_layout=False`` gives the default layout and leaves the user's saved
+    layout alone (screenshots, benchmarks).
+
+    Signals
+    -------
+    sigNotify(text, error)
+        Thread-safe way to reach :meth:`notify` (used by the exception hooks).
+    """
+
+    sigNotify = Signal(str, bool)
 
     def __init__(self, session: Session | None = None, restore_layout: bool = True) -> None:
         super().__init__()
-        from models import is_cached, list_specs
-        from vizapp.device import available_devices
+        from models import list_specs
 
         self.setWindowTitle("vizapp — seeing inside vision networks")
         self.session = session or Session()
         self.runner = JobRunner(self)
         self.settings = settings_for()
         self._pending_layer: str | None = None
+        self._persist = restore_layout
+        self._device_choice: str | None = None
         self._last_error = ""
         self._showing_error = False
         self.ready = False  # a model, an image and their analysis are on screen
 
         s = self.session
-        self.model_view = ModelView(s, [(spec, is_cached(spec)) for spec in list_specs()], available_devices())
+        self.model_view = ModelView(s, list_specs())
         self.image_view = ImageView(s)
         self.predictions_view = PredictionsView()
         self.kernels_view = KernelsView()
@@ -101,7 +117,7 @@ class MainWindow(QMainWindow):
         self.image_view.sigOpenPath.connect(self.open_image)
         self.image_view.sigOpenBytes.connect(self.open_image)
         self.kernels_view.sigOptions.connect(lambda *_: self._request_kernels())
-        self.feature_view.sigOptions.connect(lambda *_: None)
+        self.sigNotify.connect(self.notify)
         # session -> jobs
         s.events.layer.connect(lambda _name: self._request_all())
         s.events.image.connect(lambda _image: self._request_analysis())
@@ -152,7 +168,8 @@ class MainWindow(QMainWindow):
         self.settings.sync()
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
-        self.save_layout()
+        if self._persist:
+            self.save_layout()
         self.runner.shutdown()
         super().closeEvent(event)
 
@@ -166,7 +183,7 @@ class MainWindow(QMainWindow):
         self.progress.setVisible(False)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setVisible(False)
-        self.cancel_button.clicked.connect(lambda: self.runner.cancel())
+        self.cancel_button.clicked.connect(self.cancel_jobs)
         bar.addWidget(self.message, 1)
         bar.addPermanentWidget(self.progress)
         bar.addPermanentWidget(self.cancel_button)
@@ -196,30 +213,28 @@ class MainWindow(QMainWindow):
         ):
             action = nav.addAction(text, slot)
             action.setShortcut(QKeySequence(keys))
-        QShortcut(QKeySequence("Escape"), self, lambda: self.runner.cancel())
+        QShortcut(QKeySequence("Escape"), self, self.cancel_jobs)
 
     # --- requests ----------------------------------------------------------------
+    def cancel_jobs(self) -> None:
+        """Stop what the user is waiting on (not the gallery thumbnails)."""
+        self.runner.cancel(*INTERACTIVE_JOBS)
+        if self.session.model is not None:
+            self.model_view.show_model(self.session.model)
+
     def open_model(self, name: str, arch: str = "", trust: bool = False, layer: str | None = None) -> None:
         self._pending_layer = layer
-        self.ready = False
-        self.runner.submit("model", analysis.open_model, name, arch or None, trust, self.session.device
-                           if self.session.model is not None else None)
+        self.runner.submit("model", analysis.open_model, name, arch or None, trust, self._device_choice)
 
     def open_image(self, source) -> None:
         self.runner.submit("image", analysis.decode_image, source)
 
     def set_device(self, device: str) -> None:
+        """Run on ``device`` from now on (the current model moves; later models load there)."""
+        self._device_choice = device
         model = self.session.model
-        if model is None or device == model.device:
-            return
-
-        def move(progress, cancel):
-            from vizapp.device import move_model
-
-            progress(0, 0, f"moving {model.title} to {device}")
-            return move_model(model, device) or ""
-
-        self.runner.submit("device", move)
+        if model is not None:
+            self.runner.submit("device", analysis.move_to_device, model, device)
 
     def load_samples(self) -> None:
         from vizapp.images import sample_images
@@ -227,12 +242,14 @@ class MainWindow(QMainWindow):
         self.runner.submit("thumbnails", analysis.thumbnails, [(s.name, s.path) for s in sample_images()])
 
     def start(self, model: str | None = None, image: str | None = None, layer: str | None = None,
-              arch: str | None = None) -> None:
+              arch: str | None = None, trust: bool = False, device: str | None = None) -> None:
         """Open the default (or given) model and image, as at launch."""
         from vizapp.images import sample_images
 
+        self.runner.submit("catalog", analysis.catalog)
         self.load_samples()
-        self.open_model(model or DEFAULT_MODEL, arch or "", False, layer)
+        self._device_choice = device
+        self.open_model(model or DEFAULT_MODEL, arch or "", trust, layer)
         if image is None:
             samples = {s.name: s.path for s in sample_images()}
             image = str(samples[DEFAULT_IMAGE]) if DEFAULT_IMAGE in samples else None
@@ -252,7 +269,11 @@ class MainWindow(QMainWindow):
 
     def _request_kernels(self) -> None:
         s = self.session
-        if s.model is None or s.model.scripted:
+        if s.model is None:
+            return
+        if s.model.scripted:
+            self.kernels_view.set_kernels(None, "Kernels: a TorchScript model's layers cannot be inspected; "
+                                                "open its state dict with an architecture")
             return
         self.runner.submit("kernels", analysis.analyse_kernels, s.model, s.layer,
                            self.kernels_view.current_mode(), self.kernels_view.current_norm())
@@ -261,12 +282,16 @@ class MainWindow(QMainWindow):
     def _job_finished(self, kind: str, result) -> None:
         s = self.session
         if kind == "model":
-            s.set_model(result.model, result.layers, self._pending_layer)
+            self.ready = False
+            s.set_model(result.model, result.layers, self._pending_layer)  # its layer event re-requests
             for note in result.notes:
                 self.notify(note)
             if not result.model.trained:
                 self.notify(f"{result.model.title} is UNTRAINED: its pictures show random weights")
-            self._request_analysis() if s.image is not None else None
+        elif kind == "catalog":
+            self.model_view.set_catalog(*result)
+            if s.model is not None:
+                self.model_view.show_model(s.model)
         elif kind == "image":
             s.set_image(result)
         elif kind == "analysis":
@@ -277,21 +302,30 @@ class MainWindow(QMainWindow):
             self.feature_view.set_analysis(result)
             for note in result.notes:
                 self.notify(note)
+            self._sync_device()
             self.ready = True
         elif kind == "kernels":
             self.kernels_view.set_kernels(result)
         elif kind == "thumbnails":
             self.image_view.set_gallery(result)
         elif kind == "device":
-            s.set_device(s.model.device)
+            self._sync_device()
             if result:
                 self.notify(result)
             self._request_analysis()
 
+    def _sync_device(self) -> None:
+        """Show where the model really is (after a move, or an out-of-memory fallback)."""
+        if self.session.model is not None:
+            self.session.set_device(self.session.model.device)
+            self.model_view.show_device(self.session.model.device)
+
     def _job_failed(self, kind: str, message: str) -> None:
         self.notify(message, error=True)
-        if kind == "device" and self.session.model is not None:
-            self.model_view._device_changed(self.session.model.device)
+        if self.session.model is not None and kind in ("model", "device"):
+            # The model that failed to open (or move) is not the one on screen.
+            self.model_view.show_model(self.session.model)
+            self._sync_device()
 
     def _job_progress(self, _kind: str, done: int, total: int, text: str) -> None:
         self.progress.setVisible(True)

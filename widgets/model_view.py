@@ -34,20 +34,20 @@ class ModelView(QWidget):
     sigOpenModel = Signal(str, str, bool)
     sigDevice = Signal(str)
 
-    def __init__(self, session, specs: list, devices: list[str], parent: QWidget | None = None) -> None:
+    def __init__(self, session, specs: list, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.session = session
         self.picker = QComboBox()
         self.picker.setToolTip("Models from the registry; 'download' ones fetch their weights on first use")
-        for spec, offline in specs:
-            self.picker.addItem(f"{spec.title}  ({'offline' if offline else 'download'})", spec.name)
+        for spec in specs:
+            self.picker.addItem(spec.title, spec.name)
         self.picker.activated.connect(self._picked)
         self.open_file = QPushButton("Open weights…")
         self.open_file.clicked.connect(self._open_file_dialog)
         self.trust = QCheckBox("I trust this file")
         self.trust.setToolTip("Allow a pickled model file to run its code while loading")
         self.device = QComboBox()
-        self.device.addItems(devices)
+        self.device.addItem(session.device)
         self.device.activated.connect(lambda _i: self.sigDevice.emit(self.device.currentText()))
         self.title = heading("no model", 13)
         self.info = heading("", 10, bold=False)
@@ -74,7 +74,7 @@ class ModelView(QWidget):
 
         session.events.model.connect(self._model_changed)
         session.events.layer.connect(self._layer_changed)
-        session.events.device.connect(self._device_changed)
+        session.events.device.connect(self.show_device)
 
     # --- requests ----------------------------------------------------------------
     def _picked(self, index: int) -> None:
@@ -90,7 +90,9 @@ class ModelView(QWidget):
             self, "Architecture", "Architecture for a bare state dict (e.g. resnet18); empty for a TorchScript or pickled model:"
         )
         if ok:
-            self.sigOpenModel.emit(path, arch.strip(), self.trust.isChecked())
+            trust = self.trust.isChecked()
+            self.trust.setChecked(False)  # trust is given per file, never left on
+            self.sigOpenModel.emit(path, arch.strip(), trust)
 
     def _tree_selection(self, current: QTreeWidgetItem | None, _previous) -> None:
         if current is not None:
@@ -99,6 +101,23 @@ class ModelView(QWidget):
                 self.session.select_layer(name)
 
     # --- rendering ---------------------------------------------------------------
+    def set_catalog(self, entries: list, devices: list[str]) -> None:
+        """``[(spec, usable offline)]`` and the devices, from the engine's ``catalog`` job."""
+        current = self.picker.currentData()
+        self.picker.clear()
+        for spec, offline in entries:
+            self.picker.addItem(f"{spec.title}  ({'offline' if offline else 'download'})", spec.name)
+        i = self.picker.findData(current)
+        self.picker.setCurrentIndex(max(i, 0) if current is not None else -1)
+        chosen = self.device.currentText()
+        self.device.clear()
+        self.device.addItems(devices)
+        self.show_device(chosen)
+
+    def show_model(self, model) -> None:
+        """Point the picker at ``model`` (or leave it blank for a user's file)."""
+        self.picker.setCurrentIndex(self.picker.findData(model.name))
+
     def _model_changed(self, model) -> None:
         s = self.session
         warn = "" if model.trained else "  — UNTRAINED (random weights)"
@@ -108,9 +127,7 @@ class ModelView(QWidget):
             f"{model.num_parameters:,} parameters · input {model.input_size}×{model.input_size} · {model.device}\n"
             f"{model.preprocess.describe()}{notes}"
         )
-        i = self.picker.findData(model.name)
-        if i >= 0:
-            self.picker.setCurrentIndex(i)
+        self.show_model(model)
         self.tree.blockSignals(True)
         self.tree.clear()
         self._items.clear()
@@ -129,7 +146,7 @@ class ModelView(QWidget):
             parents[row.name] = item
             self._items[row.name] = item
         self.tree.blockSignals(False)
-        self._device_changed(model.device)
+        self.show_device(model.device)
 
     def _layer_changed(self, name: str | None) -> None:
         item = self._items.get(name or "")
@@ -139,10 +156,12 @@ class ModelView(QWidget):
             self.tree.scrollToItem(item)
             self.tree.blockSignals(False)
 
-    def _device_changed(self, device: str) -> None:
+    def show_device(self, device: str) -> None:
         i = self.device.findText(device)
-        if i >= 0:
-            self.device.setCurrentIndex(i)
+        if i < 0 and device:
+            self.device.addItem(device)
+            i = self.device.findText(device)
+        self.device.setCurrentIndex(i)
 
     def item_for(self, name: str) -> QTreeWidgetItem | None:
         return self._items.get(name)

@@ -1,0 +1,104 @@
+"""The Qt-free session and the fixes around layer stepping, maps and devices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import timm
+import torch
+import torchvision
+
+from main import main
+from models import LoadedModel, Preprocess, load_model
+from vizapp.errors import UserError
+from vizapp.inference import run
+from vizapp.kernels import kernel_mosaic
+from vizapp.layers import layer_table
+from vizapp.mosaic import as_channel_maps, has_maps
+from vizapp.session import Session
+
+
+def _session(module) -> Session:
+    loaded = LoadedModel("m", "m", "cnn", module.eval(), Preprocess(), None, "")
+    s = Session()
+    s.set_model(loaded, layer_table(loaded))
+    return s
+
+
+def test_stepping_follows_the_data_flow_and_skips_pass_throughs():
+    torch.manual_seed(0)
+    s = _session(torchvision.models.resnet18(weights=None))
+    assert s.layer == "conv1"
+    seen = [s.step_layer(1) for _ in range(4)]
+    assert seen == ["bn1", "relu", "maxpool", "layer1.0.conv1"]
+    steps = s.steppable_layers()
+    assert "layer1" not in steps and steps.index("layer1.0") > steps.index("layer1.0.bn2")
+    assert not any(n.endswith(("avgpool", "fc")) for n in steps)  # 1x1 and vector outputs
+    # From the classifier (not steppable) one step back lands on the last block.
+    s.select_layer("fc")
+    assert s.step_layer(-1) == "layer4.1"  # layer4 itself is a pass-through Sequential
+    s.select_layer("fc")
+    assert s.step_layer(1) == steps[-1]  # clamps at the end
+
+
+def test_vit_tokens_are_steppable_and_shown_on_the_patch_grid():
+    s = _session(timm.create_model("deit_tiny_patch16_224", pretrained=False))
+    steps = s.steppable_layers()
+    assert "blocks.0" in steps and "blocks.11" in steps
+    assert not any(n.endswith(("q_norm", "k_norm")) for n in steps)  # Identity layers
+    assert steps.index("blocks.0.attn.qkv") < steps.index("blocks.0") < steps.index("blocks.1.norm1")
+    assert has_maps((197, 192)) and has_maps((196, 192)) and not has_maps((1000,))
+
+
+def test_channels_last_outputs_are_transposed():
+    torch.manual_seed(0)
+    model = torchvision.models.convnext_tiny(weights=None).eval()
+    loaded = LoadedModel("c", "c", "cnn", model, Preprocess(), None, "")
+    from PIL import Image
+
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (240, 240, 3), dtype=np.uint8))
+    out = run(loaded, image, ["features.1.0.block.2"]).activations["features.1.0.block.2"]
+    assert out.shape == (56, 56, 96)
+    maps = as_channel_maps(out)
+    assert maps.shape == (96, 56, 56)
+    np.testing.assert_array_equal(maps[7], out[:, :, 7])
+
+
+def test_shared_module_reports_its_call_count(chelsea):
+    from vizapp.analysis import analyse_image
+
+    torch.manual_seed(0)
+    loaded = LoadedModel("r", "r", "cnn", torchvision.models.resnet18(weights=None).eval(), Preprocess(), None, "")
+    result = analyse_image(loaded, chelsea, "layer1.0.relu")
+    assert any("runs 2 times" in n for n in result.notes)
+    assert not analyse_image(loaded, chelsea, "layer1.0.conv1").notes
+
+
+def test_depthwise_kernels_default_to_one_tile_per_channel():
+    view = kernel_mosaic(np.random.default_rng(0).normal(size=(96, 1, 3, 3)).astype(np.float32))
+    assert view.mode == "mean" and len(view.mosaic.order) == 96 and view.mosaic.tile_h == 3
+
+
+def test_unknown_device_is_a_user_error():
+    from vizapp.device import check_device
+
+    assert check_device("cpu") == "cpu"
+    with pytest.raises(UserError, match="not available here"):
+        check_device("gpu")
+
+
+def test_cli_rejects_a_bad_device(capsys, sample_paths):
+    rc = main(["predict", "--model", "efficientnet_lite0", "--image", str(sample_paths["coffee"]), "--device", "gpu"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "device 'gpu' is not available" in err and "Traceback" not in err
+
+
+def test_non_registry_arch_gets_its_own_preprocessing(tmp_path):
+    module = timm.create_model("vit_tiny_patch16_384", pretrained=False)
+    path = tmp_path / "vit384.pth"
+    torch.save(module.state_dict(), path)
+    loaded = load_model(str(path), arch="vit_tiny_patch16_384")
+    assert loaded.preprocess.crop == 384 and loaded.preprocess.mean == (0.5, 0.5, 0.5)
+    path2 = tmp_path / "r34.pth"
+    torch.save(torchvision.models.resnet34(weights=None).state_dict(), path2)
+    assert load_model(str(path2), arch="resnet34").preprocess.crop == 224
