@@ -62,6 +62,28 @@ class Preprocess:
         x = (x * std + mean).clamp_(0, 1).mul_(255).round_().to(torch.uint8)
         return x.permute(1, 2, 0).contiguous().numpy()
 
+    def resized_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """``(w, h)`` after resizing the shorter side to ``resize`` (torchvision's rounding)."""
+        w, h = size
+        if w <= h:
+            return self.resize, int(self.resize * h / w)
+        return int(self.resize * w / h), self.resize
+
+    def box_to_original(self, box: tuple[float, float, float, float], size: tuple[int, int]) -> tuple[int, int, int, int]:
+        """Map ``(x0, y0, x1, y1)`` in model-input pixels back to the original ``(w, h)`` image."""
+        w, h = size
+        rw, rh = self.resized_size(size)
+        left = int(round((rw - self.crop) / 2.0))
+        top = int(round((rh - self.crop) / 2.0))
+        sx, sy = w / rw, h / rh
+        x0, y0, x1, y1 = box
+        return (
+            max(0, int(np.floor((x0 + left) * sx))),
+            max(0, int(np.floor((y0 + top) * sy))),
+            min(w, int(np.ceil((x1 + left) * sx))),
+            min(h, int(np.ceil((y1 + top) * sy))),
+        )
+
     def describe(self) -> str:
         return (
             f"resize {self.resize} ({self.interpolation}), centre crop {self.crop}, "

@@ -60,6 +60,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", required=True, help="a named_modules() name, see 'layers'")
     p.add_argument("--out", required=True)
 
+    p = sub.add_parser("index", help="top-k patches per channel (and pooled features) over an image collection")
+    _add_model_args(p)
+    p.add_argument("--data", required=True, help="a folder (sub-folders are labels), 'samples', mnist, fashion-mnist or cifar10")
+    p.add_argument("--layer", action="append", required=True, help="layer to index (repeat; 'all-conv' for every conv)")
+    p.add_argument("--topk", type=int, default=9)
+    p.add_argument("--feature-layer", help="layer whose pooled output is the image feature (default: the classifier's input)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workers", type=int, help="DataLoader worker processes (default: cores - 1, at most 4)")
+    p.add_argument("--amp", action="store_true", help="float16 autocast on CUDA")
+    p.add_argument("--out", required=True, help="the index folder (reused when up to date)")
+
+    p = sub.add_parser("top-patches", help="the top patches of one channel, from an index")
+    p.add_argument("--index", required=True)
+    p.add_argument("--layer", required=True)
+    p.add_argument("--channel", type=int, required=True)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("embed", help="per-image features of a collection projected to 2-D (.npz)")
+    _add_model_args(p)
+    p.add_argument("--data", required=True)
+    p.add_argument("--layer", help="feature layer (default: the classifier's input)")
+    p.add_argument("--method", choices=("pca", "tsne", "umap"), default="pca")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workers", type=int)
+    p.add_argument("--cache", help="index folder to reuse (default: the user cache)")
+    p.add_argument("--out", required=True)
+
     p = sub.add_parser("screenshot", help="render the main window headless and save a PNG")
     _add_model_args(p, required=False)
     p.add_argument("--image")
@@ -150,11 +178,101 @@ def _cmd_features(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stderr_progress(done: int, total: int, text: str) -> None:
+    if sys.stderr.isatty():
+        print(f"\r{text[:100]:<100}", end="", file=sys.stderr, flush=True)
+
+
+def _distributed_init() -> int:
+    """Join a torchrun group when launched by torchrun; returns this process's rank."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if os.environ.get("VIZAPP_DIST_BACKEND") == "nccl" else "gloo")
+    return dist.get_rank()
+
+
+def _distributed_done() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def _cmd_index(args: argparse.Namespace) -> int:
+    from vizapp.datasets import open_collection
+    from vizapp.indexing import build_index
+
+    rank = _distributed_init()
+    try:
+        collection = open_collection(args.data)
+        index = build_index(_load(args), collection, args.layer, k=args.topk, feature_layer=args.feature_layer,
+                            out=args.out, batch_size=args.batch_size, workers=args.workers, amp=args.amp,
+                            progress=_stderr_progress)
+    finally:
+        _distributed_done()
+    if rank == 0:
+        print(f"\nindexed {len(index.paths)} images ({len(index.skipped)} skipped as unreadable), "
+              f"layers {', '.join(index.layers)}, into {index.directory}")
+    return 0
+
+
+def _cmd_top_patches(args: argparse.Namespace) -> int:
+    from vizapp.indexing import Index
+
+    patches = Index.load(args.index).top_patches(args.layer, args.channel)
+    if args.json:
+        print(json.dumps([p.to_json() for p in patches]))
+    else:
+        for p in patches:
+            print(f"{p.value:10.4f}  {p.image}  box {p.box}")
+    return 0
+
+
+def _cmd_embed(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from vizapp.datasets import open_collection
+    from vizapp.embedding import Embedding, project
+    from vizapp.indexing import build_index
+
+    rank = _distributed_init()
+    try:
+        collection = open_collection(args.data)
+        loaded = _load(args)
+        # The features come from the same indexing pass (cached), with no layers' top-k but the last conv.
+        from vizapp.layers import conv_layers
+
+        convs = conv_layers(loaded)
+        index = build_index(loaded, collection, convs[-1:] or [args.layer], k=1, feature_layer=args.layer,
+                            out=args.cache, batch_size=args.batch_size, workers=args.workers,
+                            progress=_stderr_progress)
+    finally:
+        _distributed_done()
+    if rank != 0:
+        return 0
+    keep = np.setdiff1d(np.arange(len(index.paths)), np.asarray(index.skipped, dtype=np.int64))
+    features = np.asarray(index.features())[keep]
+    coords = project(features, args.method, seed=args.seed)
+    embedding = Embedding(features, coords, [index.paths[i] for i in keep], [index.labels[i] for i in keep], args.method)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    embedding.save(out)
+    print(f"\nsaved {out}: {len(keep)} images, features {features.shape}, {args.method} coords")
+    return 0
+
+
 _COMMANDS: dict[str, Handler] = {
     "models": _cmd_models,
     "layers": _cmd_layers,
     "predict": _cmd_predict,
     "features": _cmd_features,
+    "index": _cmd_index,
+    "top-patches": _cmd_top_patches,
+    "embed": _cmd_embed,
 }
 
 

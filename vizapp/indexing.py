@@ -1,0 +1,540 @@
+"""One batched pass over an image collection: per-channel top-k units and pooled features.
+
+For each chosen layer, a streaming top-k keeps, for every channel at once, the k
+images whose maximum activation in that channel is highest, with where the maximum
+was. Per batch the running top-k is concatenated with the batch's per-channel maxima
+and re-sorted on the device, so memory does not grow with the collection. Ties are
+broken by image order, so a sharded (torchrun) index merges to exactly the same result.
+
+At the end each winner's unit is mapped to the box of the original image it sees
+(``vizapp.receptive``), and the index is written to a folder that is reused when the
+model weights, collection, layers and preprocessing are unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from models import LoadedModel, Preprocess
+from vizapp.datasets import ImageCollection
+from vizapp.errors import ImageError, LayerError, UserError
+from vizapp.jobs import CancelToken, Progress, no_progress
+from vizapp.probe import capture, first_tensor, resolve_layers
+
+__all__ = ["StreamingTopK", "Index", "Patch", "build_index", "index_key", "default_cache_dir", "ALL_CONV"]
+
+FORMAT_VERSION = 1
+ALL_CONV = "all-conv"
+_CHECKPOINT_SECONDS = 20.0
+
+
+# --- streaming top-k ----------------------------------------------------------
+
+
+def _as_maps(t: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """A batch of layer outputs as ``B x C x H x W`` maps; True if they were ViT tokens."""
+    if t.ndim == 4:
+        if t.shape[1] == t.shape[2] != t.shape[3]:  # channels-last (ConvNeXt blocks)
+            return t.permute(0, 3, 1, 2), False
+        return t, False
+    if t.ndim == 3:
+        n = t.shape[1]
+        for extra in (1, 0):
+            side = math.isqrt(n - extra)
+            if side > 1 and side * side == n - extra:
+                return t[:, extra:].transpose(1, 2).reshape(t.shape[0], t.shape[2], side, side), True
+    if t.ndim == 2:
+        return t[:, :, None, None], False
+    raise LayerError(f"cannot index a layer output of shape {tuple(t.shape[1:])}")
+
+
+class StreamingTopK:
+    """Running top-k over images, for all channels of one layer at once (on the device)."""
+
+    def __init__(self, k: int, channels: int, device: torch.device | str = "cpu") -> None:
+        self.k = k
+        self.values = torch.full((k, channels), -math.inf, device=device)
+        self.images = torch.full((k, channels), -1, dtype=torch.int64, device=device)
+        self.positions = torch.zeros((k, channels), dtype=torch.int64, device=device)
+
+    def update(self, maps: torch.Tensor, image_ids: torch.Tensor) -> None:
+        """``maps``: ``B x C x H x W`` for images ``image_ids`` (ascending)."""
+        b, c = maps.shape[:2]
+        values, positions = maps.reshape(b, c, -1).float().max(dim=2)
+        ids = image_ids.to(self.images.device).view(b, 1).expand(b, c)
+        self._select(
+            torch.cat([self.values, values]), torch.cat([self.images, ids]), torch.cat([self.positions, positions])
+        )
+
+    def _select(self, values: torch.Tensor, images: torch.Tensor, positions: torch.Tensor) -> None:
+        # Stable descending sort: among equal values the earlier row (earlier image) wins.
+        order = torch.sort(values, dim=0, descending=True, stable=True).indices[: self.k]
+        self.values = values.gather(0, order)
+        self.images = images.gather(0, order)
+        self.positions = positions.gather(0, order)
+
+    @classmethod
+    def merge(cls, parts: list[StreamingTopK]) -> StreamingTopK:
+        """The top-k of several partial results (e.g. one per torchrun rank)."""
+        values = torch.cat([p.values.cpu() for p in parts])
+        images = torch.cat([p.images.cpu() for p in parts])
+        positions = torch.cat([p.positions.cpu() for p in parts])
+        # Order rows by image first (empty slots last) so the stable value sort breaks ties as one pass would.
+        key = torch.where(images < 0, torch.iinfo(torch.int64).max, images)
+        by_image = torch.sort(key, dim=0, stable=True).indices
+        merged = cls(parts[0].k, values.shape[1])
+        merged._select(values.gather(0, by_image), images.gather(0, by_image), positions.gather(0, by_image))
+        return merged
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"values": self.values.cpu().numpy(), "images": self.images.cpu().numpy(), "positions": self.positions.cpu().numpy()}
+
+    @classmethod
+    def from_state(cls, state: dict[str, np.ndarray], device: torch.device | str = "cpu") -> StreamingTopK:
+        k, c = state["values"].shape
+        t = cls(k, c, device)
+        t.values = torch.as_tensor(state["values"], device=device)
+        t.images = torch.as_tensor(state["images"], device=device)
+        t.positions = torch.as_tensor(state["positions"], device=device)
+        return t
+
+
+# --- the index on disk --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Patch:
+    """One top-activating unit: the image, its activation, and the box it sees."""
+
+    image: str
+    index: int
+    value: float
+    box: tuple[int, int, int, int]  # original-image pixels, x0, y0, x1, y1 (half-open)
+    y: int
+    x: int
+
+    def to_json(self) -> dict:
+        return {"image": self.image, "value": self.value, "box": list(self.box)}
+
+
+def _safe(layer: str) -> str:
+    return layer.replace("/", "_") or "model"
+
+
+@dataclass
+class Index:
+    """A finished (or partial) index folder."""
+
+    directory: Path
+    manifest: dict
+    paths: list[str]
+    labels: list[str]
+    sizes: np.ndarray  # N x 2 (w, h) of the original images; 0 for skipped ones
+    topk: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+    @property
+    def layers(self) -> list[str]:
+        return list(self.manifest["layers"])
+
+    @property
+    def skipped(self) -> list[int]:
+        return list(self.manifest.get("skipped", []))
+
+    @property
+    def done(self) -> bool:
+        return bool(self.manifest.get("done"))
+
+    def features(self) -> np.ndarray | None:
+        path = self.directory / "features.npy"
+        return np.load(path, mmap_mode="r") if path.is_file() else None
+
+    def channels(self, layer: str) -> int:
+        return int(self.manifest["layers"][self._layer(layer)]["channels"])
+
+    def _layer(self, layer: str) -> str:
+        if layer not in self.manifest["layers"]:
+            raise LayerError(f"layer '{layer}' is not in this index; it has: {', '.join(self.manifest['layers'])}")
+        return layer
+
+    def top_patches(self, layer: str, channel: int) -> list[Patch]:
+        """The top-k units of ``channel`` in ``layer``, best first."""
+        t = self.topk[self._layer(layer)]
+        c = self.channels(layer)
+        if not 0 <= channel < c:
+            raise UserError(f"channel {channel} is out of range: {layer} has {c} channels (0-{c - 1})")
+        w = int(self.manifest["layers"][layer]["map_size"][1])
+        out = []
+        for r in range(t["values"].shape[0]):
+            i = int(t["images"][r, channel])
+            if i < 0:
+                continue
+            pos = int(t["positions"][r, channel])
+            box = tuple(int(v) for v in t["boxes"][r, channel])
+            out.append(Patch(self.paths[i], i, float(t["values"][r, channel]), box, pos // w, pos % w))
+        return out
+
+    def best_patches(self, layer: str) -> list[Patch | None]:
+        """Each channel's best patch (the layer overview)."""
+        return [next(iter(self.top_patches(layer, c)), None) for c in range(self.channels(layer))]
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Index:
+        directory = Path(directory)
+        manifest_path = directory / "manifest.json"
+        if not manifest_path.is_file():
+            raise UserError(f"{directory}: not an index folder (no manifest.json); build one with 'python main.py index'")
+        try:
+            manifest = json.loads(manifest_path.read_text())
+            items = json.loads((directory / "items.json").read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UserError(f"{directory}: the index is damaged ({exc}); build it again") from None
+        if manifest.get("version") != FORMAT_VERSION:
+            raise UserError(f"{directory}: an index from another vizapp version; build it again")
+        index = cls(directory, manifest, items["paths"], items["labels"], np.asarray(items["sizes"], dtype=np.int64).reshape(-1, 2))
+        for layer in manifest["layers"]:
+            path = directory / f"topk-{_safe(layer)}.npz"
+            if path.is_file():
+                with np.load(path) as data:
+                    index.topk[layer] = {key: data[key] for key in data.files}
+        return index
+
+
+# --- building -----------------------------------------------------------------
+
+
+def _weights_hash(model: nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def index_key(loaded: LoadedModel, collection: ImageCollection, layers: list[str], k: int, feature_layer: str | None) -> str:
+    """What an index depends on: weights, collection contents, layers, k, preprocessing."""
+    parts = [
+        f"v{FORMAT_VERSION}",
+        _weights_hash(loaded.module),
+        collection.fingerprint(),
+        ",".join(layers),
+        str(k),
+        str(feature_layer),
+        repr(loaded.preprocess),
+    ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("VIZAPP_CACHE") or Path.home() / ".cache" / "vizapp") / "index"
+
+
+class _Images(torch.utils.data.Dataset):
+    def __init__(self, collection: ImageCollection, preprocess: Preprocess, indices: list[int]) -> None:
+        self.collection, self.preprocess, self.indices = collection, preprocess, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, j: int):
+        i = self.indices[j]
+        try:
+            image = self.collection.open(i)
+        except ImageError:
+            n = self.preprocess.crop
+            return torch.zeros(3, n, n), i, 0, 0, False
+        return self.preprocess(image), i, image.size[0], image.size[1], True
+
+
+def _feature_module(model: nn.Module, feature_layer: str | None) -> tuple[str, nn.Module, bool]:
+    """(name, module, use its input) for pooled features: the classifier's input by default."""
+    if feature_layer:
+        return feature_layer, resolve_layers(model, [feature_layer])[feature_layer], False
+    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise UserError("the model has no Linear classifier; choose the feature layer with --layer")
+    name, module = linears[-1]
+    return name, module, True
+
+
+def _pool(t: torch.Tensor) -> torch.Tensor:
+    if t.ndim == 4:
+        return t.float().mean(dim=(2, 3))
+    if t.ndim == 3:
+        n = t.shape[1]
+        side = math.isqrt(n - 1)
+        return t[:, 0].float() if side * side == n - 1 else t.float().mean(dim=1)
+    return t.float().reshape(t.shape[0], -1)
+
+
+def _expand_layers(loaded: LoadedModel, layers: list[str]) -> list[str]:
+    if ALL_CONV in layers:
+        convs = [n for n, m in loaded.module.named_modules() if isinstance(m, nn.Conv2d)]
+        layers = [x for x in layers if x != ALL_CONV] + [c for c in convs if c not in layers]
+    if not layers:
+        raise UserError("choose at least one layer to index (--layer NAME, or --layer all-conv)")
+    resolve_layers(loaded.module, layers)
+    return layers
+
+
+def _distributed() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def build_index(
+    loaded: LoadedModel,
+    collection: ImageCollection,
+    layers: list[str],
+    *,
+    k: int = 9,
+    feature_layer: str | None = None,
+    out: str | Path | None = None,
+    batch_size: int = 32,
+    workers: int | None = None,
+    amp: bool = False,
+    progress: Progress = no_progress,
+    cancel: CancelToken | None = None,
+) -> Index:
+    """Index ``collection`` for ``layers`` (or reuse an up-to-date index in ``out``).
+
+    Parameters
+    ----------
+    layers : list of str
+        ``named_modules()`` names; ``"all-conv"`` adds every Conv2d.
+    k : int
+        How many top images to keep per channel.
+    feature_layer : str, optional
+        Layer whose pooled output is the per-image feature (default: the classifier's input).
+    out : path, optional
+        The index folder (default: a folder per key under :func:`default_cache_dir`).
+    amp : bool
+        float16 autocast on CUDA (faster; values may differ in the last bits).
+    """
+    if k < 1:
+        raise UserError("k must be at least 1")
+    if loaded.scripted:
+        raise UserError("a TorchScript model cannot be indexed (no layer hooks); load its state dict with --arch")
+    layers = _expand_layers(loaded, layers)
+    rank, world = _distributed()
+    key = index_key(loaded, collection, layers, k, feature_layer)
+    directory = Path(out) if out else default_cache_dir() / key
+    existing = _read_manifest(directory)
+    if existing and existing.get("key") == key and existing.get("done"):
+        progress(len(collection), len(collection), "index up to date: reused")
+        return Index.load(directory)
+    if rank == 0:
+        directory.mkdir(parents=True, exist_ok=True)
+    resume = existing if existing and existing.get("key") == key and world == 1 else None
+
+    model = loaded.module
+    device = torch.device(loaded.device)
+    model.eval()
+    feat_name, feat_module, feat_input = _feature_module(model, feature_layer)
+    n_total = len(collection)
+    shard = list(range(rank, n_total, world))
+    start = int(resume["processed"]) if resume else 0
+    sizes = np.zeros((n_total, 2), dtype=np.int64)
+    skipped: list[int] = list(resume.get("skipped", [])) if resume else []
+    tops: dict[str, StreamingTopK] = {}
+    meta: dict[str, dict] = {}
+    features: np.ndarray | None = None
+    if resume:
+        items = json.loads((directory / "items.json").read_text())
+        sizes[:] = np.asarray(items["sizes"], dtype=np.int64).reshape(-1, 2)
+        for layer in layers:
+            with np.load(directory / f"topk-{_safe(layer)}.partial.npz") as data:
+                tops[layer] = StreamingTopK.from_state({x: data[x] for x in data.files}, device)
+        meta = resume["layers"]
+        features = np.load(directory / "features.npy", mmap_mode="r+")
+
+    workers = (max(0, min(4, (os.cpu_count() or 1) - 1)) if workers is None else workers)
+    loader = torch.utils.data.DataLoader(
+        _Images(collection, loaded.preprocess, shard[start:]), batch_size=batch_size, shuffle=False,
+        num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=False,
+    )
+    pooled: list[torch.Tensor] = []
+    store_feat: dict[str, torch.Tensor] = {}
+
+    def feat_hook(_m, inputs, output=None):
+        t = first_tensor(inputs) if output is None else first_tensor(output)
+        store_feat["x"] = _pool(t.detach())
+
+    handle = (feat_module.register_forward_pre_hook(lambda m, i: feat_hook(m, i)) if feat_input
+              else feat_module.register_forward_hook(feat_hook))
+    done = start
+    t0 = time.monotonic()
+    last_checkpoint = t0
+    progress(done, len(shard), f"indexing {len(shard)} images")
+    try:
+        with capture(model, layers) as store, torch.inference_mode():
+            for batch, ids, widths, heights, ok in loader:
+                if cancel is not None:
+                    cancel.check()
+                keep = ok.nonzero().flatten()
+                skipped.extend(int(i) for i in ids[~ok])
+                sizes[ids.numpy(), 0] = widths.numpy()
+                sizes[ids.numpy(), 1] = heights.numpy()
+                if keep.numel():
+                    x = batch[keep].to(device, non_blocking=True)
+                    kept_ids = ids[keep]
+                    with torch.autocast("cuda", dtype=torch.float16, enabled=amp and device.type == "cuda"):
+                        model(x)
+                    for layer in layers:
+                        maps, tokens = _as_maps(store[layer])
+                        if layer not in tops:
+                            tops[layer] = StreamingTopK(k, maps.shape[1], device)
+                            meta[layer] = {"channels": int(maps.shape[1]), "map_size": [int(maps.shape[2]), int(maps.shape[3])],
+                                           "tokens": tokens}
+                        tops[layer].update(maps, kept_ids)
+                    f = store_feat["x"].float().cpu()
+                    if features is None and world == 1:
+                        features = np.lib.format.open_memmap(directory / "features.npy", mode="w+", dtype=np.float32,
+                                                             shape=(n_total, f.shape[1]))
+                    if features is not None:
+                        features[kept_ids.numpy()] = f.numpy()
+                    else:
+                        pooled.append(torch.cat([kept_ids[:, None].float(), f], dim=1))
+                done += len(ids)
+                elapsed = time.monotonic() - t0
+                rate = (done - start) / max(elapsed, 1e-6)
+                left = (len(shard) - done) / max(rate, 1e-6)
+                progress(done, len(shard), f"indexing: {done}/{len(shard)} images, {rate:.0f}/s, {left:.0f} s left")
+                if world == 1 and time.monotonic() - last_checkpoint > _CHECKPOINT_SECONDS:
+                    _checkpoint(directory, key, collection, loaded, layers, k, feat_name, meta, tops, sizes, skipped, done, features)
+                    last_checkpoint = time.monotonic()
+    except BaseException:
+        if world == 1 and tops and done > start:
+            _checkpoint(directory, key, collection, loaded, layers, k, feat_name, meta, tops, sizes, skipped, done, features)
+        raise
+    finally:
+        handle.remove()
+
+    if world > 1:
+        tops, meta, sizes, skipped, features = _gather(tops, meta, sizes, skipped, pooled, layers, n_total, rank, world, directory)
+        if rank != 0:
+            return None  # type: ignore[return-value]
+    if not meta:
+        raise UserError(f"none of the {n_total} images in {collection.name} could be read ({len(skipped)} skipped)")
+    if features is not None and hasattr(features, "flush"):
+        features.flush()
+    progress(0, 0, "locating receptive fields")
+    boxes = _boxes(loaded, layers, meta, tops, sizes)
+    for layer in layers:
+        state = tops[layer].state()
+        state["boxes"] = boxes[layer]
+        np.savez(directory / f"topk-{_safe(layer)}.npz", **state)
+        partial = directory / f"topk-{_safe(layer)}.partial.npz"
+        if partial.exists():
+            partial.unlink()
+    _write_manifest(directory, key, collection, loaded, layers, k, feat_name, meta, sizes, skipped, n_total, done=True)
+    return Index.load(directory)
+
+
+def _read_manifest(directory: Path) -> dict | None:
+    try:
+        return json.loads((directory / "manifest.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _write_manifest(directory, key, collection, loaded, layers, k, feat_name, meta, sizes, skipped, processed, done) -> None:
+    items = {"paths": collection.paths, "labels": collection.labels, "sizes": sizes.tolist()}
+    _atomic_write(directory / "items.json", json.dumps(items))
+    manifest = {
+        "version": FORMAT_VERSION, "key": key, "done": done, "processed": int(processed),
+        "model": {"name": loaded.name, "title": loaded.title, "source": loaded.source},
+        "collection": {"name": collection.name, "kind": collection.kind, "size": len(collection),
+                       "fingerprint": collection.fingerprint()},
+        "preprocess": loaded.preprocess.__dict__, "k": k, "feature_layer": feat_name,
+        "layers": {layer: meta[layer] for layer in layers if layer in meta},
+        "skipped": sorted(set(int(i) for i in skipped)),
+    }
+    _atomic_write(directory / "manifest.json", json.dumps(manifest, indent=1))
+
+
+def _checkpoint(directory, key, collection, loaded, layers, k, feat_name, meta, tops, sizes, skipped, processed, features) -> None:
+    for layer in layers:
+        if layer in tops:
+            np.savez(directory / f"topk-{_safe(layer)}.partial.npz", **tops[layer].state())
+    if features is not None and hasattr(features, "flush"):
+        features.flush()
+    _write_manifest(directory, key, collection, loaded, layers, k, feat_name, meta, sizes, skipped, processed, done=False)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _gather(tops, meta, sizes, skipped, pooled, layers, n_total, rank, world, directory):
+    """Merge every rank's partial results on rank 0 (torch.distributed, any backend)."""
+    import torch.distributed as dist
+
+    local = {
+        "tops": {layer: tops[layer].state() for layer in tops},
+        "meta": meta,
+        "sizes": sizes,
+        "skipped": skipped,
+        "pooled": torch.cat(pooled).numpy() if pooled else np.zeros((0, 0), np.float32),
+    }
+    gathered: list = [None] * world
+    dist.all_gather_object(gathered, local)
+    if rank != 0:
+        return None, None, None, None, None
+    merged_meta: dict = {}
+    for part in gathered:
+        merged_meta.update(part["meta"])
+    merged = {
+        layer: StreamingTopK.merge([StreamingTopK.from_state(p["tops"][layer]) for p in gathered if layer in p["tops"]])
+        for layer in layers if layer in merged_meta
+    }
+    all_sizes = np.zeros((n_total, 2), dtype=np.int64)
+    for part in gathered:
+        all_sizes = np.maximum(all_sizes, part["sizes"])
+    all_skipped = sorted(i for part in gathered for i in part["skipped"])
+    rows = [p["pooled"] for p in gathered if p["pooled"].size]
+    features = None
+    if rows:
+        table = np.concatenate(rows)
+        features = np.lib.format.open_memmap(directory / "features.npy", mode="w+", dtype=np.float32,
+                                             shape=(n_total, table.shape[1] - 1))
+        features[table[:, 0].astype(np.int64)] = table[:, 1:]
+    return merged, merged_meta, all_sizes, all_skipped, features
+
+
+def _boxes(loaded: LoadedModel, layers, meta, tops, sizes) -> dict[str, np.ndarray]:
+    """``k x C x 4`` boxes in original-image pixels for every winner of every layer."""
+    from vizapp.receptive import unit_boxes
+
+    result = {}
+    for layer in layers:
+        t = tops[layer]
+        images = t.images.cpu().numpy()
+        positions = t.positions.cpu().numpy()
+        h, w = meta[layer]["map_size"]
+        ys, xs = positions // w, positions % w
+        wanted = [(int(y), int(x)) for y, x, i in zip(ys.ravel(), xs.ravel(), images.ravel(), strict=True) if i >= 0]
+        found, _method = unit_boxes(loaded, layer, wanted, (h, w), bool(meta[layer]["tokens"]))
+        meta[layer]["field"] = _method
+        out = np.zeros((*images.shape, 4), dtype=np.int64)
+        for r in range(images.shape[0]):
+            for c in range(images.shape[1]):
+                i = images[r, c]
+                if i >= 0:
+                    out[r, c] = loaded.preprocess.box_to_original(found[(int(ys[r, c]), int(xs[r, c]))], tuple(sizes[i]))
+        result[layer] = out
+    return result
