@@ -412,3 +412,52 @@ def test_sort_changed_while_the_job_ran_is_honoured(qtbot, started):
     w.feature_view.sort.setCurrentIndex(w.feature_view.sort.findData("max"))
     w.feature_view.set_analysis(stale)
     np.testing.assert_array_equal(w.feature_view.mosaic.order, channel_order(stale.maps, "max"))
+
+
+def test_top_patches_follow_the_channel_and_open_their_image(qtbot, started, tmp_path, monkeypatch):
+    monkeypatch.setenv("VIZAPP_CACHE", str(tmp_path / "cache"))
+    w = started
+    assert w.session.layer == "conv_stem"
+    w.set_collection("samples")
+    qtbot.waitUntil(lambda: w.session.index is not None and w.runner.idle(), timeout=120_000)
+    index = w.session.index
+    assert index.layers == ["conv_stem"] and len(index.paths) >= 6 and index.skipped == []
+    assert index.manifest["layers"]["conv_stem"]["field"] == "analytic"
+    # The overview has one tile per channel; the grid follows the selected channel.
+    pv = w.patches_view
+    qtbot.waitUntil(lambda: pv.channel_count() == 32, timeout=30_000)
+    w.session.select_channel(7)
+    qtbot.waitUntil(lambda: w.runner.idle() and "channel 7" in pv.title.text(), timeout=30_000)
+    expected = index.top_patches("conv_stem", 7)
+    assert len(expected) == 9
+    assert pv.grid.channel == 7 and pv.grid.patches == expected
+    assert all(t.isVisibleTo(pv) for t in pv.thumbs[: len(expected)])
+    # Clicking a patch opens its image everywhere with the unit's box drawn on it.
+    best = expected[0]
+    pv.sigOpenPatch.emit(best)
+    qtbot.waitUntil(lambda: w.session.image.path == best.image and w.runner.idle(), timeout=30_000)
+    assert w.image_view.box() == best.box
+    h, wd = w.session.image.pixels.shape[:2]
+    x0, y0, x1, y1 = best.box
+    assert 0 <= x0 < x1 <= wd and 0 <= y0 < y1 <= h
+
+
+def test_a_folder_collection_counts_unreadable_files(qtbot, started, tmp_path, monkeypatch):
+    monkeypatch.setenv("VIZAPP_CACHE", str(tmp_path / "cache"))
+    w = started
+    folder = tmp_path / "photos"
+    for label in ("cats", "cups"):
+        (folder / label).mkdir(parents=True)
+    Image.open(SAMPLES["chelsea"]).save(folder / "cats" / "a.png")
+    Image.open(SAMPLES["coffee"]).save(folder / "cups" / "b.png")
+    (folder / "cups" / "broken.jpg").write_text("not a jpeg")
+    w.set_collection(str(folder))
+    qtbot.waitUntil(lambda: w.session.index is not None and w.runner.idle(), timeout=120_000)
+    assert w.session.collection.labels == ["cats", "cups", "cups"]
+    assert w.session.index.skipped == [2]
+    assert "unreadable" in w.patches_view.status.text()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    w.set_collection(str(empty))
+    qtbot.waitUntil(lambda: "no image files" in w.last_error, timeout=10_000)
+    assert w.session.collection.name == "photos"  # the previous collection stays

@@ -20,7 +20,10 @@ __all__ = [
     "analyse_kernels",
     "catalog",
     "decode_image",
+    "index_layer",
     "move_to_device",
+    "open_collection",
+    "open_collection_item",
     "open_model",
     "thumbnails",
 ]
@@ -184,3 +187,33 @@ def thumbnails(paths, size: int = 96, *, progress: Progress = no_progress, cance
         out.append((name, str(path), np.asarray(im).copy()))
         progress(i + 1, len(paths), "thumbnails")
     return out
+
+
+def open_collection(spec: str, *, progress: Progress = no_progress, cancel: CancelToken | None = None):
+    """A folder, ``samples`` or a torchvision set name, as an ImageCollection."""
+    from vizapp.datasets import open_collection as _open
+
+    progress(0, 0, f"reading {spec}")
+    return _open(spec, progress=progress, cancel=cancel) if spec in ("mnist", "fashion-mnist", "cifar10") else _open(spec)
+
+
+def index_layer(model, collection, layer: str, k: int = 9, *, progress: Progress = no_progress,
+                cancel: CancelToken | None = None):
+    """The collection's index for one layer (from the cache when up to date).
+
+    In the GUI the DataLoader runs in this thread (``workers=0``): forking worker
+    processes from a threaded Qt app is not safe.
+    """
+    from vizapp.indexing import build_index
+
+    return build_index(model, collection, [layer], k=k, workers=0, batch_size=16, progress=progress, cancel=cancel)
+
+
+def open_collection_item(collection, i: int, *, progress: Progress = no_progress, cancel: CancelToken | None = None):
+    """Image ``i`` of a collection as an :class:`~vizapp.session.ImageRecord`."""
+    from vizapp.session import ImageRecord
+
+    item = collection.items[i]
+    pixels = np.asarray(collection.open(i))
+    is_file = collection.kind != "torchvision"
+    return ImageRecord(pixels, item.key.rsplit("/", 1)[-1] if is_file else item.key, item.key if is_file else None)

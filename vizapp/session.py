@@ -44,8 +44,13 @@ class Session:
     channel : int or None
         The selected channel of ``layer``.
     device : str
+    collection : ImageCollection or None
+        The image collection for the collection views (top patches, embedding).
+    index : Index or None
+        The collection's index for the current model and layer.
     events : namespace of Event
-        ``model``, ``image``, ``layer``, ``channel``, ``device``, ``message``.
+        ``model``, ``image``, ``layer``, ``channel``, ``device``, ``collection``,
+        ``index``, ``message``.
     """
 
     def __init__(self) -> None:
@@ -55,14 +60,18 @@ class Session:
         self.layer: str | None = None
         self.channel: int | None = None
         self.device = "cpu"
+        self.collection = None
+        self.index = None
         self.events = SimpleNamespace(
             model=Event("model"), image=Event("image"), layer=Event("layer"),
             channel=Event("channel"), device=Event("device"), message=Event("message"),
+            collection=Event("collection"), index=Event("index"),
         )
 
     # --- setters -------------------------------------------------------------
     def set_model(self, model, layers: list, layer: str | None = None) -> None:
         self.model, self.layers = model, list(layers)
+        self.index = None  # an index belongs to one model
         self.device = getattr(model, "device", self.device)
         self.layer = layer if layer in self.layer_names() else self.default_layer()
         self.channel = None
@@ -90,6 +99,14 @@ class Session:
         if device != self.device:
             self.device = device
             self.events.device.emit(device)
+
+    def set_collection(self, collection) -> None:
+        self.collection, self.index = collection, None
+        self.events.collection.emit(collection)
+
+    def set_index(self, index) -> None:
+        self.index = index
+        self.events.index.emit(index)
 
     def notify(self, text: str) -> None:
         self.events.message.emit(text)

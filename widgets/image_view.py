@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QSize, Qt, Signal
-from PySide6.QtGui import QGuiApplication, QIcon
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPainter, QPen
 from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
@@ -30,12 +30,19 @@ class _Picture(QLabel):
     def __init__(self) -> None:
         super().__init__()
         self._pixmap = None
+        self._box = None
         self.setAlignment(Qt.AlignCenter)
         self.setMinimumSize(120, 120)
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
 
     def set_pixels(self, pixels) -> None:
         self._pixmap = to_pixmap(pixels)
+        self._box = None
+        self._rescale()
+
+    def set_box(self, box: tuple[int, int, int, int] | None) -> None:
+        """Outline ``(x0, y0, x1, y1)`` in image pixels (``None`` clears it)."""
+        self._box = box
         self._rescale()
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
@@ -43,8 +50,17 @@ class _Picture(QLabel):
         self._rescale()
 
     def _rescale(self) -> None:
-        if self._pixmap is not None:
-            self.setPixmap(self._pixmap.scaled(self.size(), Qt.KeepAspectRatio, Qt.SmoothTransformation))
+        if self._pixmap is None:
+            return
+        scaled = self._pixmap.scaled(self.size(), Qt.KeepAspectRatio, Qt.SmoothTransformation)
+        if self._box is not None:
+            f = scaled.width() / max(1, self._pixmap.width())
+            x0, y0, x1, y1 = self._box
+            painter = QPainter(scaled)
+            painter.setPen(QPen(QColor(0, 220, 255), 3))
+            painter.drawRect(QRectF(x0 * f, y0 * f, (x1 - x0) * f, (y1 - y0) * f))
+            painter.end()
+        self.setPixmap(scaled)
 
 
 class ImageView(QWidget):
@@ -151,6 +167,13 @@ class ImageView(QWidget):
     def _model_changed(self, model) -> None:
         n = model.input_size
         self.input_caption.setText(f"What {model.title} sees ({n}×{n})")
+
+    def show_box(self, box: tuple[int, int, int, int] | None) -> None:
+        """Outline a region of the original image (a top patch's receptive field)."""
+        self.original.set_box(box)
+
+    def box(self):
+        return self.original._box
 
     def show_model_input(self, pixels) -> None:
         """The de-normalised input tensor, from an analysis result."""

@@ -32,6 +32,7 @@ from widgets.image_view import ImageView
 from widgets.kernels_view import KernelsView
 from widgets.model_view import ModelView
 from widgets.predictions_view import PredictionsView
+from widgets.top_patches_view import TopPatchesView
 
 __all__ = ["MainWindow", "settings_for"]
 
@@ -51,7 +52,9 @@ def settings_for() -> QSettings:
 
 
 #: Jobs the user waits on: what Escape and the Cancel button stop.
-INTERACTIVE_JOBS = ("model", "device", "analysis", "image")
+INTERACTIVE_JOBS = ("model", "device", "analysis", "image", "collection", "index", "patches", "overview")
+#: Top patches kept per channel in the GUI's indexes.
+TOP_K = 9
 
 
 class MainWindow(QMainWindow):
@@ -89,6 +92,8 @@ class MainWindow(QMainWindow):
         self.predictions_view = PredictionsView()
         self.kernels_view = KernelsView()
         self.feature_view = FeatureMapsView(s)
+        self.patches_view = TopPatchesView()
+        self._pending_box: tuple[str, tuple[int, int, int, int]] | None = None
         self.docks: dict[str, QDockWidget] = {}
         for key, title, widget in (
             ("model", "Model", self.model_view),
@@ -96,6 +101,7 @@ class MainWindow(QMainWindow):
             ("features", "Feature maps", self.feature_view),
             ("kernels", "Kernels", self.kernels_view),
             ("predictions", "Predictions", self.predictions_view),
+            ("patches", "Top patches", self.patches_view),
         ):
             dock = QDockWidget(title, self)
             dock.setObjectName(f"dock_{key}")
@@ -117,10 +123,18 @@ class MainWindow(QMainWindow):
         self.image_view.sigOpenPath.connect(self.open_image)
         self.image_view.sigOpenBytes.connect(self.open_image)
         self.kernels_view.sigOptions.connect(lambda *_: self._request_kernels())
+        self.patches_view.sigUseSamples.connect(lambda: self.set_collection("samples"))
+        self.patches_view.sigChooseCollection.connect(self._choose_collection)
+        self.patches_view.sigIndex.connect(self._request_index)
+        self.patches_view.sigChannel.connect(s.select_channel)
+        self.patches_view.sigOpenPatch.connect(self.open_patch)
         self.sigNotify.connect(self.notify)
         # session -> jobs
         s.events.layer.connect(lambda _name: self._request_all())
         s.events.image.connect(lambda _image: self._request_analysis())
+        s.events.collection.connect(lambda _c: self._request_index())
+        s.events.index.connect(lambda _i: self._request_patches(overview=True))
+        s.events.channel.connect(self._channel_changed)
         s.events.message.connect(self.notify)
         # jobs -> views
         self.runner.sigFinished.connect(self._job_finished)
@@ -143,8 +157,10 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.RightDockWidgetArea, d["features"])
         self.splitDockWidget(d["features"], d["kernels"], Qt.Vertical)
         self.splitDockWidget(d["kernels"], d["predictions"], Qt.Horizontal)
+        self.tabifyDockWidget(d["features"], d["patches"])
         for dock in d.values():
             dock.show()
+        d["features"].raise_()
         self.resizeDocks([d["model"], d["features"]], [520, 1080], Qt.Horizontal)
         self.resizeDocks([d["model"], d["image"]], [520, 480], Qt.Vertical)
         self.resizeDocks([d["features"], d["kernels"]], [600, 400], Qt.Vertical)
@@ -259,6 +275,57 @@ class MainWindow(QMainWindow):
     def _request_all(self) -> None:
         self._request_kernels()
         self._request_analysis()
+        self._request_index()
+
+    # --- collections: top patches ----------------------------------------------
+    def set_collection(self, spec: str) -> None:
+        """Use a folder, ``samples`` or a torchvision set as the collection; indexes the layer."""
+        self.runner.submit("collection", analysis.open_collection, spec)
+
+    def _choose_collection(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose an image folder (sub-folders are labels)")
+        if folder:
+            self.set_collection(folder)
+
+    def _request_index(self) -> None:
+        s = self.session
+        if s.collection is None:
+            self.patches_view.set_message(
+                "Choose a collection (a folder of images, or the samples) to see each channel's top patches")
+            return
+        if s.model is None or not s.layer:
+            return
+        if s.model.scripted:
+            self.patches_view.set_message("A TorchScript model cannot be indexed; open its state dict with an architecture")
+            return
+        self.patches_view.set_status(f"indexing {s.collection.name} ({len(s.collection)} images) for {s.layer}…")
+        self.runner.cancel("patches", "overview")
+        self.runner.submit("index", analysis.index_layer, s.model, s.collection, s.layer, TOP_K)
+
+    def _request_patches(self, overview: bool = False) -> None:
+        from vizapp import patches
+
+        s = self.session
+        if s.index is None or s.layer not in s.index.layers:
+            return
+        channel = s.channel if s.channel is not None else 0
+        if channel < s.index.channels(s.layer):
+            self.runner.submit("patches", patches.load_patch_grid, s.index, s.layer, channel, s.collection)
+        if overview:
+            self.runner.submit("overview", patches.load_layer_overview, s.index, s.layer, s.collection)
+
+    def _channel_changed(self, channel: int | None) -> None:
+        self.patches_view.select_channel(channel)
+        self._request_patches()
+
+    def open_patch(self, patch) -> None:
+        """Open a top patch's image in every view, with the box its unit sees drawn on it."""
+        s = self.session
+        self._pending_box = (patch.image, patch.box)
+        if s.collection is not None and s.collection.kind == "torchvision":
+            self.runner.submit("image", analysis.open_collection_item, s.collection, patch.index)
+        else:
+            self.open_image(patch.image)
 
     def _request_analysis(self) -> None:
         s = self.session
@@ -294,6 +361,30 @@ class MainWindow(QMainWindow):
                 self.model_view.show_model(s.model)
         elif kind == "image":
             s.set_image(result)
+            box = self._pending_box
+            self._pending_box = None
+            if box is not None and box[0] in (result.path, result.name):
+                self.image_view.show_box(box[1])
+        elif kind == "collection":
+            s.set_collection(result)
+        elif kind == "index":
+            if s.model is None or result.manifest["model"]["source"] != s.model.source or s.layer not in result.layers:
+                return
+            s.set_index(result)
+            m = result.manifest
+            self.patches_view.set_status(
+                f"{m['collection']['name']}: {len(result.paths) - len(result.skipped)} images"
+                + (f" ({len(result.skipped)} unreadable, skipped)" if result.skipped else "")
+                + f" · {s.model.title} · {s.layer} ({m['layers'][s.layer].get('field', '')} receptive fields)")
+        elif kind == "patches":
+            if result.layer == s.layer:
+                self.patches_view.set_grid(result)
+                for note in result.notes:
+                    self.notify(note)
+        elif kind == "overview":
+            if result.layer == s.layer:
+                self.patches_view.set_overview(result)
+                self.patches_view.select_channel(s.channel)
         elif kind == "analysis":
             if s.model is None or result.layer != s.layer:
                 return

@@ -1,0 +1,297 @@
+"""The Top patches dock: the image patches that drive a channel hardest (Zeiler & Fergus).
+
+Left, the selected channel's top-k patches from an indexed collection as large
+thumbnails with their activation and file name (click one to open that image).
+Right, the layer overview: every channel's best patch in one mosaic (click a tile to
+select the channel; left/right step channels). The view only paints
+``vizapp.patches.PatchGrid`` / ``LayerOverview`` records; the window runs the jobs.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QPen
+from PySide6.QtWidgets import (
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from widgets.common import heading, image_view_box, to_pixmap
+
+__all__ = ["TopPatchesView"]
+
+HINT = "Click a patch to open its image · click a tile to pick a channel · ←/→ channel"
+
+
+def _name(patch) -> str:
+    return Path(patch.image).name
+
+
+class _Thumb(QFrame):
+    """One patch: a picture scaled to fit (aspect kept) over its value and file name."""
+
+    clicked = Signal()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pixmap = None
+        self.setCursor(Qt.PointingHandCursor)
+        self.picture = QLabel()
+        self.picture.setAlignment(Qt.AlignHCenter | Qt.AlignBottom)  # caption right under it
+        self.picture.setMinimumSize(64, 64)
+        self.picture.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
+        self.value = heading("", 14)
+        self.value.setAlignment(Qt.AlignCenter)
+        self.caption = heading("", 11, bold=False)
+        self.caption.setAlignment(Qt.AlignCenter)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.setSpacing(2)
+        layout.addWidget(self.picture, 1)
+        layout.addWidget(self.value)
+        layout.addWidget(self.caption)
+
+    def set_patch(self, pixels, value: str, caption: str, tooltip: str) -> None:
+        self._pixmap = to_pixmap(pixels)
+        self.value.setText(value)
+        self.caption.setText(caption)
+        self.setToolTip(tooltip)
+        self._rescale()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._rescale()
+
+    def _rescale(self) -> None:
+        if self._pixmap is not None:
+            side = max(1, min(self.picture.width(), self.picture.height()))
+            self.picture.setPixmap(self._pixmap.scaled(side, side, Qt.KeepAspectRatio, Qt.SmoothTransformation))
+
+    def mousePressEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if event.button() == Qt.LeftButton:
+            self.clicked.emit()
+        super().mousePressEvent(event)
+
+
+class TopPatchesView(QWidget):
+    """Top-k patches of the selected channel, and the layer overview of best patches.
+
+    Feed it with :meth:`set_grid` and :meth:`set_overview` (results of
+    ``vizapp.patches.load_patch_grid`` / ``load_layer_overview``), :meth:`select_channel`,
+    :meth:`set_status` and :meth:`set_message`.
+
+    Signals
+    -------
+    sigChannel(channel)
+        The user picked a channel (overview click, left/right keys).
+    sigOpenPatch(patch)
+        A thumbnail was clicked: open ``patch.image`` with ``patch.box`` drawn.
+    sigChooseCollection()
+        "Collection…": the window asks for a folder or dataset to index.
+    sigUseSamples()
+        "Samples": index the offline sample photographs.
+    sigIndex()
+        "Index": build (or reuse) the index for the current model and collection.
+    """
+
+    sigChannel = Signal(int)
+    sigOpenPatch = Signal(object)
+    sigChooseCollection = Signal()
+    sigUseSamples = Signal()
+    sigIndex = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.grid: object | None = None  # PatchGrid
+        self.overview: object | None = None  # LayerOverview
+        self.channel: int | None = None
+        self.thumbs: list[_Thumb] = []
+        self.setFocusPolicy(Qt.StrongFocus)
+
+        self.collection_button = QPushButton("Collection…")
+        self.collection_button.setToolTip("Choose a folder of images (sub-folders are labels) or a dataset")
+        self.collection_button.clicked.connect(lambda: self.sigChooseCollection.emit())
+        self.samples_button = QPushButton("Samples")
+        self.samples_button.setToolTip("Use the offline sample photographs")
+        self.samples_button.clicked.connect(lambda: self.sigUseSamples.emit())
+        self.index_button = QPushButton("Index")
+        self.index_button.setToolTip("Find each channel's top patches in the collection (reused when unchanged)")
+        self.index_button.clicked.connect(lambda: self.sigIndex.emit())
+        self.status = QLabel("No index yet: choose a collection and press Index")
+        self.status.setWordWrap(True)
+        self.title = heading("Top patches", 16)
+        self.readout = heading("Hover a tile to read its best patch", 12, bold=False)
+        self.hint = QLabel(HINT)
+
+        self.thumb_area = QWidget()
+        self.thumb_layout = QGridLayout(self.thumb_area)
+        self.thumb_layout.setSpacing(6)
+
+        self.canvas = pg.GraphicsLayoutWidget()
+        self.canvas.setBackground("#202020")
+        self.view = image_view_box(self.canvas)
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.view.addItem(self.image)
+        self.marker = pg.QtWidgets.QGraphicsRectItem()
+        pen = QPen(QColor(0, 220, 255))
+        pen.setWidth(3)
+        pen.setCosmetic(True)  # 3 screen pixels at any zoom
+        self.marker.setPen(pen)
+        self.marker.setVisible(False)
+        self.view.addItem(self.marker)
+        self.canvas.scene().sigMouseClicked.connect(self._clicked)
+        self._hover = pg.SignalProxy(self.canvas.scene().sigMouseMoved, rateLimit=30, slot=self._mouse_moved)
+
+        controls = QHBoxLayout()
+        for button in (self.collection_button, self.samples_button, self.index_button):
+            controls.addWidget(button)
+        controls.addWidget(self.status, 1)
+        right = QWidget()
+        rl = QVBoxLayout(right)
+        rl.setContentsMargins(0, 0, 0, 0)
+        rl.addWidget(heading("Layer overview: each channel's best patch", 12))
+        rl.addWidget(self.canvas, 1)
+        rl.addWidget(self.readout)
+        split = QSplitter(Qt.Horizontal)
+        split.addWidget(self.thumb_area)
+        split.addWidget(right)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
+        split.setSizes([3000, 2000])  # scaled to the width: the patches get three fifths
+        layout = QVBoxLayout(self)
+        layout.addLayout(controls)
+        layout.addWidget(self.title)
+        layout.addWidget(split, 1)
+        layout.addWidget(self.hint)
+
+    # --- setters -----------------------------------------------------------------
+    def set_status(self, text: str) -> None:
+        """One line about the index (collection, size, model, layers) or why there is none."""
+        self.status.setText(text)
+
+    def set_message(self, text: str) -> None:
+        """Clear both areas and say ``text`` (e.g. "not indexed for this layer")."""
+        self.grid = self.overview = None
+        self._show_thumbs([])
+        self.image.clear()
+        self.marker.setVisible(False)
+        self.title.setText(text)
+        self.readout.setText("")
+
+    def set_grid(self, grid) -> None:
+        """Show a ``vizapp.patches.PatchGrid``: its tiles on a ``ceil(sqrt(k))`` grid, best first."""
+        self.grid = grid
+        self.channel = grid.channel
+        k = len(grid.patches)
+        over = f" (over {grid.images} images)" if grid.images else ""
+        if k:
+            self.title.setText(f"Top {k} patches of {grid.layer} channel {grid.channel}{over}")
+        else:
+            self.title.setText(f"{grid.layer} channel {grid.channel}: no patches in the index{over}")
+        if grid.notes:
+            self.title.setText(f"{self.title.text()}; {len(grid.notes)} image(s) unreadable")
+        self._show_thumbs(list(zip(grid.patches, grid.tiles, strict=True)))
+        self._place_marker()
+
+    def set_overview(self, overview) -> None:
+        """Show a ``vizapp.patches.LayerOverview``: one ImageItem for every channel's tile."""
+        self.overview = overview
+        self.image.setImage(overview.mosaic.image, levels=(0, 255), autoLevels=False)
+        self.view.autoRange(padding=0.01)
+        self.readout.setText(f"{overview.layer}: {len(overview.patches)} channels; hover a tile to read it")
+        self._place_marker()
+
+    def select_channel(self, channel: int | None) -> None:
+        """Mark ``channel`` in the overview (the window then requests its grid)."""
+        self.channel = channel
+        self._place_marker()
+
+    # --- rendering ---------------------------------------------------------------
+    def _show_thumbs(self, items: list) -> None:
+        while len(self.thumbs) < len(items):
+            thumb = _Thumb()
+            thumb.clicked.connect(lambda t=thumb: self._thumb_clicked(t))
+            self.thumbs.append(thumb)
+        for thumb in self.thumbs:
+            self.thumb_layout.removeWidget(thumb)
+            thumb.hide()
+        cols = max(1, math.ceil(math.sqrt(len(items))))
+        for i, (patch, pixels) in enumerate(items):
+            thumb = self.thumbs[i]
+            tip = f"{patch.image}\nbox {patch.box}, unit ({patch.y}, {patch.x})"
+            thumb.set_patch(pixels, f"{patch.value:.3g}", _name(patch), tip)
+            self.thumb_layout.addWidget(thumb, i // cols, i % cols)
+            thumb.show()
+
+    def _thumb_clicked(self, thumb: _Thumb) -> None:
+        i = self.thumbs.index(thumb)
+        if self.grid is not None and i < len(self.grid.patches):
+            self.sigOpenPatch.emit(self.grid.patches[i])
+
+    def _place_marker(self) -> None:
+        o, c = self.overview, self.channel
+        slot = None if o is None or c is None else o.mosaic.slot_of(c)
+        if slot is None:
+            self.marker.setVisible(False)
+            return
+        m = o.mosaic
+        x, y = m.tile_origin(slot)
+        self.marker.setRect(QRectF(x - 1, y - 1, m.tile_w + 2, m.tile_h + 2))
+        self.marker.setVisible(True)
+
+    # --- interaction -------------------------------------------------------------
+    def channel_count(self) -> int:
+        if self.overview is not None:
+            return len(self.overview.patches)
+        return self.grid.channels if self.grid is not None else 0
+
+    def _channel_at(self, scene_pos) -> int | None:
+        if self.overview is None:
+            return None
+        point = self.view.mapSceneToView(scene_pos)
+        return self.overview.mosaic.channel_at(point.x(), point.y())
+
+    def _clicked(self, event) -> None:
+        if event.button() != Qt.LeftButton:
+            return
+        channel = self._channel_at(event.scenePos())
+        if channel is not None:
+            self.setFocus()
+            self.sigChannel.emit(channel)
+
+    def _mouse_moved(self, event) -> None:
+        channel = self._channel_at(event[0])
+        if channel is None:
+            return
+        patch = self.overview.patches[channel]
+        if patch is None:
+            self.readout.setText(f"channel {channel}: no patch in the index")
+        else:
+            self.readout.setText(f"channel {channel}: value {patch.value:.3g}, {_name(patch)}")
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if event.key() in (Qt.Key_Right, Qt.Key_Left):
+            self.step_channel(1 if event.key() == Qt.Key_Right else -1)
+        else:
+            super().keyPressEvent(event)
+
+    def step_channel(self, delta: int) -> None:
+        """Emit ``sigChannel`` for the neighbour channel, clamped to the layer's channels."""
+        n = self.channel_count()
+        if n == 0:
+            return
+        current = -1 if self.channel is None and delta > 0 else (self.channel or 0)
+        target = min(n - 1, max(0, current + delta))
+        if target != self.channel:
+            self.sigChannel.emit(target)
