@@ -461,3 +461,30 @@ def test_a_folder_collection_counts_unreadable_files(qtbot, started, tmp_path, m
     w.set_collection(str(empty))
     qtbot.waitUntil(lambda: "no image files" in w.last_error, timeout=10_000)
     assert w.session.collection.name == "photos"  # the previous collection stays
+
+
+def test_embedding_of_the_collection(qtbot, started, tmp_path, monkeypatch):
+    from vizapp.embedding import nearest
+
+    monkeypatch.setenv("VIZAPP_CACHE", str(tmp_path / "cache"))
+    w = started
+    w.set_collection("samples")
+    ev = w.embedding_view
+    qtbot.waitUntil(lambda: ev.embedding is not None and w.runner.idle(), timeout=120_000)
+    e = ev.embedding
+    index = w.session.index
+    assert len(e) == len(index.paths) and e.method == "pca"
+    np.testing.assert_allclose(e.features, np.asarray(index.features()), rtol=1e-6)
+    # The classifier turns the pooled features into predictions: chelsea's is a cat.
+    assert e.predicted[e.paths.index(SAMPLES["chelsea"])] in {"tiger cat", "Egyptian cat", "tabby"}
+    # Neighbours of a point: the brute-force cosine nearest, with thumbnails.
+    ev.sigNeighbours.emit(0)
+    qtbot.waitUntil(lambda: len([b for b in ev.neighbour_buttons if b.isVisibleTo(ev)]) == 8, timeout=20_000)
+    expected, _ = nearest(e.features, 0, k=8)
+    assert [b.toolTip() for b in ev.neighbour_buttons] == [e.paths[int(i)] for i in expected]
+    # Another layout method recomputes; clicking a point opens its image.
+    ev.method.setCurrentIndex(ev.method.findData("tsne"))
+    ev.sigMethod.emit("tsne")
+    qtbot.waitUntil(lambda: ev.embedding.method == "tsne" and w.runner.idle(), timeout=120_000)
+    ev.sigOpenImage.emit(e.paths[1])
+    qtbot.waitUntil(lambda: w.session.image.path == e.paths[1], timeout=20_000)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vizapp.errors import OutOfMemory
+from vizapp.errors import OutOfMemory, UserError
 from vizapp.jobs import CancelToken, Progress, no_progress
 
 __all__ = [
@@ -20,11 +20,14 @@ __all__ = [
     "analyse_kernels",
     "catalog",
     "decode_image",
+    "embed_index",
     "index_layer",
+    "neighbours",
     "move_to_device",
     "open_collection",
     "open_collection_item",
     "open_model",
+    "thumbnail",
     "thumbnails",
 ]
 
@@ -217,3 +220,63 @@ def open_collection_item(collection, i: int, *, progress: Progress = no_progress
     pixels = np.asarray(collection.open(i))
     is_file = collection.kind != "torchvision"
     return ImageRecord(pixels, item.key.rsplit("/", 1)[-1] if is_file else item.key, item.key if is_file else None)
+
+
+def embed_index(model, index, method: str = "pca", seed: int = 0, *, progress: Progress = no_progress,
+                cancel: CancelToken | None = None):
+    """The collection's embedding from an index's pooled features, with predicted classes.
+
+    When the features are the classifier's input (the default), the classifier turns
+    them into each image's predicted class, so the scatter can be coloured by it.
+    """
+    import torch
+
+    from vizapp.embedding import Embedding, project
+
+    features = index.features()
+    if features is None:
+        raise UserError("this index has no per-image features; index the collection again")
+    keep = np.setdiff1d(np.arange(len(index.paths)), np.asarray(index.skipped, dtype=np.int64))
+    feats = np.asarray(features[keep], dtype=np.float32)
+    predicted = None
+    head = dict(model.module.named_modules()).get(index.manifest.get("feature_layer", ""))
+    if isinstance(head, torch.nn.Linear) and head.in_features == feats.shape[1]:
+        with torch.inference_mode():
+            logits = head(torch.as_tensor(feats, device=model.device))
+        predicted = [model.label(int(i)) for i in logits.argmax(dim=1).cpu()]
+    coords = project(feats, method, seed=seed, progress=progress, cancel=cancel)
+    return Embedding(feats, coords, [index.paths[i] for i in keep], [index.labels[i] for i in keep], method, predicted)
+
+
+def _open_key(collection, key: str):
+    from vizapp.images import load_image
+
+    if collection is not None and collection.kind == "torchvision":
+        return collection.open(int(key.rsplit(":", 1)[1]))
+    return load_image(key)
+
+
+def thumbnail(collection, key: str, size: int = 128, *, progress: Progress = no_progress,
+              cancel: CancelToken | None = None) -> np.ndarray:
+    """A small picture of one collection image (path or dataset key)."""
+    image = _open_key(collection, key)
+    image.thumbnail((size, size))
+    return np.asarray(image).copy()
+
+
+def neighbours(embedding, i: int, collection, k: int = 8, *, progress: Progress = no_progress,
+               cancel: CancelToken | None = None):
+    """``(i, indices, cosine similarities, thumbnails)`` of image ``i``'s nearest neighbours."""
+    from vizapp.embedding import nearest
+    from vizapp.errors import ImageError
+
+    indices, sims = nearest(embedding.features, i, k=min(k, len(embedding) - 1))
+    thumbs = []
+    for j in indices:
+        if cancel is not None:
+            cancel.check()
+        try:
+            thumbs.append(thumbnail(collection, embedding.paths[int(j)], 96))
+        except ImageError:
+            thumbs.append(np.full((96, 96, 3), 16, np.uint8))
+    return i, indices, sims, thumbs

@@ -27,6 +27,7 @@ from vizapp import analysis
 from vizapp.session import Session
 from widgets.bridge import JobRunner
 from widgets.common import export_png
+from widgets.embedding_view import EmbeddingView
 from widgets.feature_maps_view import FeatureMapsView
 from widgets.image_view import ImageView
 from widgets.kernels_view import KernelsView
@@ -52,7 +53,8 @@ def settings_for() -> QSettings:
 
 
 #: Jobs the user waits on: what Escape and the Cancel button stop.
-INTERACTIVE_JOBS = ("model", "device", "analysis", "image", "collection", "index", "patches", "overview")
+INTERACTIVE_JOBS = ("model", "device", "analysis", "image", "collection", "index", "patches", "overview",
+                    "embedding", "neighbours")
 #: Top patches kept per channel in the GUI's indexes.
 TOP_K = 9
 
@@ -93,6 +95,7 @@ class MainWindow(QMainWindow):
         self.kernels_view = KernelsView()
         self.feature_view = FeatureMapsView(s)
         self.patches_view = TopPatchesView()
+        self.embedding_view = EmbeddingView()
         self._pending_box: tuple[str, tuple[int, int, int, int]] | None = None
         self.docks: dict[str, QDockWidget] = {}
         for key, title, widget in (
@@ -102,6 +105,7 @@ class MainWindow(QMainWindow):
             ("kernels", "Kernels", self.kernels_view),
             ("predictions", "Predictions", self.predictions_view),
             ("patches", "Top patches", self.patches_view),
+            ("embedding", "Embedding", self.embedding_view),
         ):
             dock = QDockWidget(title, self)
             dock.setObjectName(f"dock_{key}")
@@ -128,12 +132,17 @@ class MainWindow(QMainWindow):
         self.patches_view.sigIndex.connect(self._request_index)
         self.patches_view.sigChannel.connect(s.select_channel)
         self.patches_view.sigOpenPatch.connect(self.open_patch)
+        self.embedding_view.sigMethod.connect(lambda _m: self._request_embedding())
+        self.embedding_view.sigOpenImage.connect(self._open_embedded)
+        self.embedding_view.sigHover.connect(self._hover_thumbnail)
+        self.embedding_view.sigNeighbours.connect(self._request_neighbours)
         self.sigNotify.connect(self.notify)
         # session -> jobs
         s.events.layer.connect(lambda _name: self._request_all())
         s.events.image.connect(lambda _image: self._request_analysis())
         s.events.collection.connect(lambda _c: self._request_index())
         s.events.index.connect(lambda _i: self._request_patches(overview=True))
+        s.events.index.connect(lambda _i: self._request_embedding())
         s.events.channel.connect(self._channel_changed)
         s.events.message.connect(self.notify)
         # jobs -> views
@@ -158,6 +167,7 @@ class MainWindow(QMainWindow):
         self.splitDockWidget(d["features"], d["kernels"], Qt.Vertical)
         self.splitDockWidget(d["kernels"], d["predictions"], Qt.Horizontal)
         self.tabifyDockWidget(d["features"], d["patches"])
+        self.tabifyDockWidget(d["features"], d["embedding"])
         for dock in d.values():
             dock.show()
         d["features"].raise_()
@@ -280,7 +290,21 @@ class MainWindow(QMainWindow):
     # --- collections: top patches ----------------------------------------------
     def set_collection(self, spec: str) -> None:
         """Use a folder, ``samples`` or a torchvision set as the collection; indexes the layer."""
+        self._preload_projections()
         self.runner.submit("collection", analysis.open_collection, spec)
+
+    def _preload_projections(self) -> None:
+        """Import the projection libraries (and compile UMAP) on a side thread, once.
+
+        Not a runner job: it takes seconds and must not hold up indexing in the queue.
+        """
+        if getattr(self, "_preloading", None) is None:
+            import threading
+
+            from vizapp.embedding import preload
+
+            self._preloading = threading.Thread(target=preload, name="vizapp-preload", daemon=True)
+            self._preloading.start()
 
     def _choose_collection(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Choose an image folder (sub-folders are labels)")
@@ -313,6 +337,30 @@ class MainWindow(QMainWindow):
             self.runner.submit("patches", patches.load_patch_grid, s.index, s.layer, channel, s.collection)
         if overview:
             self.runner.submit("overview", patches.load_layer_overview, s.index, s.layer, s.collection)
+
+    # --- collections: embedding ------------------------------------------------
+    def _request_embedding(self) -> None:
+        s = self.session
+        if s.index is None or s.model is None:
+            return
+        self.runner.submit("embedding", analysis.embed_index, s.model, s.index, self.embedding_view.current_method())
+
+    def _open_embedded(self, key: str) -> None:
+        s = self.session
+        if s.collection is not None and s.collection.kind == "torchvision":
+            self.runner.submit("image", analysis.open_collection_item, s.collection, int(key.rsplit(":", 1)[1]))
+        else:
+            self.open_image(key)
+
+    def _hover_thumbnail(self, i: int) -> None:
+        e = self.embedding_view.embedding
+        if e is not None and 0 <= i < len(e):
+            self.runner.submit("hover", lambda progress, cancel: (i, analysis.thumbnail(self.session.collection, e.paths[i])))
+
+    def _request_neighbours(self, i: int) -> None:
+        e = self.embedding_view.embedding
+        if e is not None and len(e) > 1:
+            self.runner.submit("neighbours", analysis.neighbours, e, i, self.session.collection)
 
     def _channel_changed(self, channel: int | None) -> None:
         self.patches_view.select_channel(channel)
@@ -381,6 +429,15 @@ class MainWindow(QMainWindow):
                 self.patches_view.set_grid(result)
                 for note in result.notes:
                     self.notify(note)
+        elif kind == "embedding":
+            m = s.index.manifest if s.index is not None else {}
+            self.embedding_view.set_embedding(
+                result, title=f"{m.get('collection', {}).get('name', '')} · {s.model.title} · features: "
+                              f"{m.get('feature_layer', '')} input" if m else "")
+        elif kind == "hover":
+            self.embedding_view.show_thumbnail(*result)
+        elif kind == "neighbours":
+            self.embedding_view.set_neighbours(*result)
         elif kind == "overview":
             if result.layer == s.layer:
                 self.patches_view.set_overview(result)
@@ -441,7 +498,8 @@ class MainWindow(QMainWindow):
         if error:
             self._last_error = text
         else:
-            QTimer.singleShot(8000, lambda t=text: self.message.text() == t and self.message.setText(""))
+            # The label is the context: the timer dies with the window.
+            QTimer.singleShot(8000, self.message, lambda t=text: self.message.text() == t and self.message.setText(""))
 
     def _show(self, text: str, error: bool) -> None:
         self._showing_error = error
