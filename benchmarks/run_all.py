@@ -11,8 +11,10 @@ import sys
 import time
 import traceback
 
+import bench_embedding
 import bench_gui_stall
 import bench_image_to_pixels
+import bench_indexing
 import bench_probe_overhead
 from _common import Result, device_report, parse_args, print_table, setup_threads
 
@@ -23,6 +25,8 @@ BENCHMARKS = (
     ("probe_overhead", bench_probe_overhead.run),
     ("image_to_pixels", bench_image_to_pixels.run),
     ("gui_stall", bench_gui_stall.run),
+    ("indexing", bench_indexing.run),
+    ("embedding", bench_embedding.run),
 )
 
 

@@ -88,7 +88,17 @@ class ImageCollection:
         if not root.is_dir():
             raise UserError(f"{root}: no such folder")
         items = []
+        visited = set()  # (device, inode): a symlink to a folder already listed (a loop) is not followed again
         for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+            try:
+                st = os.stat(dirpath)
+            except OSError:
+                dirnames[:] = []
+                continue
+            if (st.st_dev, st.st_ino) in visited:
+                dirnames[:] = []
+                continue
+            visited.add((st.st_dev, st.st_ino))
             dirnames.sort()
             rel = Path(dirpath).relative_to(root)
             label = rel.parts[0] if rel.parts else ""

@@ -220,9 +220,11 @@ def _weights_hash(model: nn.Module) -> str:
     return h.hexdigest()
 
 
-def index_key(loaded: LoadedModel, collection: ImageCollection, layers: list[str], k: int, feature_layer: str | None) -> str:
-    """What an index depends on: weights, collection contents, layers, k, preprocessing."""
+def index_key(loaded: LoadedModel, collection: ImageCollection, layers: list[str], k: int, feature_layer: str | None,
+              amp: bool = False) -> str:
+    """What an index depends on: weights, collection contents, layers, k, preprocessing, precision."""
     parts = [
+        "float16" if amp and torch.device(loaded.device).type == "cuda" else "float32",
         f"v{FORMAT_VERSION}",
         _weights_hash(loaded.module),
         collection.fingerprint(),
@@ -329,7 +331,7 @@ def build_index(
         raise UserError("a TorchScript model cannot be indexed (no layer hooks); load its state dict with --arch")
     layers = _expand_layers(loaded, layers)
     rank, world = _distributed()
-    key = index_key(loaded, collection, layers, k, feature_layer)
+    key = index_key(loaded, collection, layers, k, feature_layer, amp)
     directory = Path(out) if out else default_cache_dir() / key
     existing = _read_manifest(directory)
     if existing and existing.get("key") == key and existing.get("done"):
@@ -352,13 +354,12 @@ def build_index(
     meta: dict[str, dict] = {}
     features: np.ndarray | None = None
     if resume:
-        items = json.loads((directory / "items.json").read_text())
-        sizes[:] = np.asarray(items["sizes"], dtype=np.int64).reshape(-1, 2)
-        for layer in layers:
-            with np.load(directory / f"topk-{_safe(layer)}.partial.npz") as data:
-                tops[layer] = StreamingTopK.from_state({x: data[x] for x in data.files}, device)
-        meta = resume["layers"]
-        features = np.load(directory / "features.npy", mmap_mode="r+")
+        partial = _read_partial(directory, layers, start, n_total, device)
+        if partial is None:  # missing, damaged or torn (killed mid-checkpoint): start again
+            resume, start, skipped = None, 0, []
+        else:
+            sizes[:], tops, features = partial
+            meta = resume["layers"]
 
     workers = (max(0, min(4, (os.cpu_count() or 1) - 1)) if workers is None else workers)
     loader = torch.utils.data.DataLoader(
@@ -375,6 +376,7 @@ def build_index(
     handle = (feat_module.register_forward_pre_hook(lambda m, i: feat_hook(m, i)) if feat_input
               else feat_module.register_forward_hook(feat_hook))
     done = start
+    consistent = True  # tops, sizes and skipped describe exactly the first `done` images
     t0 = time.monotonic()
     last_checkpoint = t0
     progress(done, len(shard), f"indexing {len(shard)} images")
@@ -383,6 +385,7 @@ def build_index(
             for batch, ids, widths, heights, ok in loader:
                 if cancel is not None:
                     cancel.check()
+                consistent = False
                 keep = ok.nonzero().flatten()
                 skipped.extend(int(i) for i in ids[~ok])
                 sizes[ids.numpy(), 0] = widths.numpy()
@@ -408,6 +411,7 @@ def build_index(
                     else:
                         pooled.append(torch.cat([kept_ids[:, None].float(), f], dim=1))
                 done += len(ids)
+                consistent = True
                 elapsed = time.monotonic() - t0
                 rate = (done - start) / max(elapsed, 1e-6)
                 left = (len(shard) - done) / max(rate, 1e-6)
@@ -416,7 +420,9 @@ def build_index(
                     _checkpoint(directory, key, collection, loaded, layers, k, feat_name, meta, tops, sizes, skipped, done, features)
                     last_checkpoint = time.monotonic()
     except BaseException:
-        if world == 1 and tops and done > start:
+        # Not in the middle of a batch: a resume would count its images twice (the last
+        # periodic checkpoint, if any, still holds).
+        if world == 1 and tops and done > start and consistent:
             _checkpoint(directory, key, collection, loaded, layers, k, feat_name, meta, tops, sizes, skipped, done, features)
         raise
     finally:
@@ -467,11 +473,34 @@ def _write_manifest(directory, key, collection, loaded, layers, k, feat_name, me
 
 def _checkpoint(directory, key, collection, loaded, layers, k, feat_name, meta, tops, sizes, skipped, processed, features) -> None:
     for layer in layers:
-        if layer in tops:
-            np.savez(directory / f"topk-{_safe(layer)}.partial.npz", **tops[layer].state())
+        if layer in tops:  # stamped with the count, so a resume can tell them from a torn checkpoint
+            np.savez(directory / f"topk-{_safe(layer)}.partial.npz", processed=np.int64(processed), **tops[layer].state())
     if features is not None and hasattr(features, "flush"):
         features.flush()
     _write_manifest(directory, key, collection, loaded, layers, k, feat_name, meta, sizes, skipped, processed, done=False)
+
+
+def _read_partial(directory: Path, layers, processed: int, n_total: int, device):
+    """(sizes, top-k per layer, features) saved by the last checkpoint, or None if they do
+    not all belong to a checkpoint of ``processed`` images."""
+    import zipfile
+
+    try:
+        items = json.loads((directory / "items.json").read_text())
+        sizes = np.asarray(items["sizes"], dtype=np.int64).reshape(-1, 2)
+        tops = {}
+        for layer in layers:
+            with np.load(directory / f"topk-{_safe(layer)}.partial.npz") as data:
+                state = {x: data[x] for x in data.files}
+            if int(state.pop("processed", -1)) != processed:
+                return None
+            tops[layer] = StreamingTopK.from_state(state, device)
+        features = np.load(directory / "features.npy", mmap_mode="r+")
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError):
+        return None
+    if len(sizes) != n_total or features.shape[0] != n_total:
+        return None
+    return sizes, tops, features
 
 
 def _atomic_write(path: Path, text: str) -> None:

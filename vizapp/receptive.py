@@ -134,16 +134,21 @@ def _branches(output: torch.Tensor) -> bool:
 
 
 def gradient_boxes(
-    loaded: LoadedModel, layer: str, positions: list[tuple[int, int]], samples: int = 2, chunk: int = 16, seed: int = 0
+    loaded: LoadedModel, layer: str, positions: list[tuple[int, int]], samples: int = 2, chunk: int | None = None,
+    seed: int = 0,
 ) -> dict[tuple[int, int], Box]:
     """Receptive-field boxes measured by back-propagation, for each ``(y, x)`` unit position.
 
-    Each position gets ``samples`` random inputs in one batch; the forward pass stops
-    at ``layer``. The box covers every input pixel with a non-zero gradient.
+    Each position gets ``samples`` random inputs in one batch of ``chunk`` positions
+    (default: 16 on an accelerator, 1 on the CPU, where bigger batches are slower and
+    their autograd graphs take gigabytes); the forward pass stops at ``layer``. The box
+    covers every input pixel with a non-zero gradient.
     """
     model = loaded.module
     target = resolve_layers(model, [layer])[layer]
     n = loaded.input_size
+    if chunk is None:
+        chunk = 1 if torch.device(loaded.device).type == "cpu" else 16
     generator = torch.Generator().manual_seed(seed)
     was_training = model.training
     model.eval()
