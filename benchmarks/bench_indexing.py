@@ -106,14 +106,14 @@ class _BoxesTimer:
         self.stub = False
         self.seconds = 0.0
 
-    def __call__(self, loaded, layers, meta, tops, sizes):
+    def __call__(self, loaded, layers, meta, tops, sizes, cancel=None):
         import numpy as np
 
         t0 = time.perf_counter()
         if self.stub:
             out = {layer: np.zeros((*tops[layer].images.shape, 4), np.int64) for layer in layers}
         else:
-            out = self.real(loaded, layers, meta, tops, sizes)
+            out = self.real(loaded, layers, meta, tops, sizes, cancel)
         self.seconds = time.perf_counter() - t0
         return out
 

@@ -102,3 +102,21 @@ def test_non_registry_arch_gets_its_own_preprocessing(tmp_path):
     path2 = tmp_path / "r34.pth"
     torch.save(torchvision.models.resnet34(weights=None).state_dict(), path2)
     assert load_model(str(path2), arch="resnet34").preprocess.crop == 224
+
+
+def test_receptive_field_post_pass_stops_when_cancelled():
+    from vizapp.errors import Cancelled
+    from vizapp.jobs import CancelToken
+    from vizapp.receptive import gradient_boxes, unit_boxes
+
+    torch.manual_seed(0)
+    loaded = LoadedModel("r", "r", "cnn", torchvision.models.resnet18(weights=None).eval(), Preprocess(), None, "")
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        gradient_boxes(loaded, "layer1", [(0, 0), (5, 5)], cancel=token)
+    with pytest.raises(Cancelled):
+        unit_boxes(loaded, "layer1", [(0, 0)], (56, 56), False, cancel=token)
+    # Not cancelled: a real box, larger than one unit's stride.
+    box = gradient_boxes(loaded, "layer1", [(10, 10)], cancel=CancelToken())[(10, 10)]
+    assert box[2] - box[0] > 4 and box[3] - box[1] > 4

@@ -437,7 +437,7 @@ def build_index(
     if features is not None and hasattr(features, "flush"):
         features.flush()
     progress(0, 0, "locating receptive fields")
-    boxes = _boxes(loaded, layers, meta, tops, sizes)
+    boxes = _boxes(loaded, layers, meta, tops, sizes, cancel)
     for layer in layers:
         state = tops[layer].state()
         state["boxes"] = boxes[layer]
@@ -545,7 +545,7 @@ def _gather(tops, meta, sizes, skipped, pooled, layers, n_total, rank, world, di
     return merged, merged_meta, all_sizes, all_skipped, features
 
 
-def _boxes(loaded: LoadedModel, layers, meta, tops, sizes) -> dict[str, np.ndarray]:
+def _boxes(loaded: LoadedModel, layers, meta, tops, sizes, cancel: CancelToken | None = None) -> dict[str, np.ndarray]:
     """``k x C x 4`` boxes in original-image pixels for every winner of every layer."""
     from vizapp.receptive import unit_boxes
 
@@ -557,7 +557,7 @@ def _boxes(loaded: LoadedModel, layers, meta, tops, sizes) -> dict[str, np.ndarr
         h, w = meta[layer]["map_size"]
         ys, xs = positions // w, positions % w
         wanted = [(int(y), int(x)) for y, x, i in zip(ys.ravel(), xs.ravel(), images.ravel(), strict=True) if i >= 0]
-        found, _method = unit_boxes(loaded, layer, wanted, (h, w), bool(meta[layer]["tokens"]))
+        found, _method = unit_boxes(loaded, layer, wanted, (h, w), bool(meta[layer]["tokens"]), cancel)
         meta[layer]["field"] = _method
         out = np.zeros((*images.shape, 4), dtype=np.int64)
         for r in range(images.shape[0]):

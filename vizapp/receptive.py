@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from models import LoadedModel
+from vizapp.jobs import CancelToken
 from vizapp.probe import first_tensor, resolve_layers
 
 __all__ = ["ChainField", "analytic_field", "gradient_boxes", "token_box", "unit_boxes"]
@@ -135,7 +136,7 @@ def _branches(output: torch.Tensor) -> bool:
 
 def gradient_boxes(
     loaded: LoadedModel, layer: str, positions: list[tuple[int, int]], samples: int = 2, chunk: int | None = None,
-    seed: int = 0,
+    seed: int = 0, cancel: CancelToken | None = None,
 ) -> dict[tuple[int, int], Box]:
     """Receptive-field boxes measured by back-propagation, for each ``(y, x)`` unit position.
 
@@ -158,6 +159,8 @@ def gradient_boxes(
         p.requires_grad_(False)
     try:
         for i in range(0, len(positions), chunk):
+            if cancel is not None:
+                cancel.check()
             part = positions[i : i + chunk]
             x = torch.randn(len(part) * samples, 3, n, n, generator=generator).to(loaded.device).requires_grad_(True)
             captured: list[torch.Tensor] = []
@@ -204,7 +207,8 @@ def token_box(input_size: int, grid: int, y: int, x: int) -> Box:
 
 
 def unit_boxes(
-    loaded: LoadedModel, layer: str, positions: list[tuple[int, int]], map_size: tuple[int, int], tokens: bool
+    loaded: LoadedModel, layer: str, positions: list[tuple[int, int]], map_size: tuple[int, int], tokens: bool,
+    cancel: CancelToken | None = None,
 ) -> tuple[dict[tuple[int, int], Box], str]:
     """Boxes for the given unit positions, and the method used."""
     unique = sorted(set(positions))
@@ -213,6 +217,6 @@ def unit_boxes(
     field = analytic_field(loaded, layer)
     if field is not None:
         return {p: field.box(*p) for p in unique}, "analytic"
-    return gradient_boxes(loaded, layer, unique), "gradient"
+    return gradient_boxes(loaded, layer, unique, cancel=cancel), "gradient"
 
 
