@@ -212,14 +212,11 @@ def index_layer(model, collection, layer: str, k: int = 9, *, progress: Progress
     return build_index(model, collection, [layer], k=k, workers=0, batch_size=16, progress=progress, cancel=cancel)
 
 
-def open_collection_item(collection, i: int, *, progress: Progress = no_progress, cancel: CancelToken | None = None):
-    """Image ``i`` of a collection as an :class:`~vizapp.session.ImageRecord`."""
+def open_collection_item(collection, key: str, *, progress: Progress = no_progress, cancel: CancelToken | None = None):
+    """A dataset item (``<set>:<split>:<index>``) as an :class:`~vizapp.session.ImageRecord`."""
     from vizapp.session import ImageRecord
 
-    item = collection.items[i]
-    pixels = np.asarray(collection.open(i))
-    is_file = collection.kind != "torchvision"
-    return ImageRecord(pixels, item.key.rsplit("/", 1)[-1] if is_file else item.key, item.key if is_file else None)
+    return ImageRecord(np.asarray(collection.open_key(key)), key, None)
 
 
 def embed_index(model, index, method: str = "pca", seed: int = 0, *, progress: Progress = no_progress,
@@ -248,18 +245,12 @@ def embed_index(model, index, method: str = "pca", seed: int = 0, *, progress: P
     return Embedding(feats, coords, [index.paths[i] for i in keep], [index.labels[i] for i in keep], method, predicted)
 
 
-def _open_key(collection, key: str):
-    from vizapp.images import load_image
-
-    if collection is not None and collection.kind == "torchvision":
-        return collection.open(int(key.rsplit(":", 1)[1]))
-    return load_image(key)
-
-
 def thumbnail(collection, key: str, size: int = 128, *, progress: Progress = no_progress,
               cancel: CancelToken | None = None) -> np.ndarray:
     """A small picture of one collection image (path or dataset key)."""
-    image = _open_key(collection, key)
+    from vizapp.images import load_image
+
+    image = collection.open_key(key) if collection is not None else load_image(key)
     image.thumbnail((size, size))
     return np.asarray(image).copy()
 

@@ -242,12 +242,8 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     rank = _distributed_init()
     try:
         collection = open_collection(args.data)
-        loaded = _load(args)
-        # The features come from the same indexing pass (cached), with no layers' top-k but the last conv.
-        from vizapp.layers import conv_layers
-
-        convs = conv_layers(loaded)
-        index = build_index(loaded, collection, convs[-1:] or [args.layer], k=1, feature_layer=args.layer,
+        # The features come from the indexing pass (cached), without any layer's top-k.
+        index = build_index(_load(args), collection, [], features_only=True, feature_layer=args.layer,
                             out=args.cache, batch_size=args.batch_size, workers=args.workers,
                             progress=_stderr_progress)
     finally:

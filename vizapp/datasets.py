@@ -63,10 +63,14 @@ class ImageCollection:
 
     def open(self, i: int) -> Image.Image:
         """Image ``i`` as upright 8-bit RGB; :class:`ImageError` if unreadable."""
+        return self.open_key(self.items[i].key)
+
+    def open_key(self, key: str) -> Image.Image:
+        """An image by its key: a file path, or ``<set>:<split>:<index>`` of this dataset."""
         if self._dataset is not None:
-            image, _ = self._dataset[int(self.items[i].key.rsplit(":", 1)[1])]
+            image, _ = self._dataset[int(key.rsplit(":", 1)[1])]
             return to_rgb(image)
-        return load_image(self.items[i].key)
+        return load_image(key)
 
     def fingerprint(self) -> str:
         """Changes when a file is added, removed, renamed or modified (size or mtime)."""

@@ -278,11 +278,13 @@ def _pool(t: torch.Tensor) -> torch.Tensor:
     return t.float().reshape(t.shape[0], -1)
 
 
-def _expand_layers(loaded: LoadedModel, layers: list[str]) -> list[str]:
+def _expand_layers(loaded: LoadedModel, layers: list[str], features_only: bool = False) -> list[str]:
     if ALL_CONV in layers:
         convs = [n for n, m in loaded.module.named_modules() if isinstance(m, nn.Conv2d)]
         layers = [x for x in layers if x != ALL_CONV] + [c for c in convs if c not in layers]
-    if not layers:
+    if features_only and layers:
+        raise UserError("a features-only index takes no layers")
+    if not layers and not features_only:
         raise UserError("choose at least one layer to index (--layer NAME, or --layer all-conv)")
     resolve_layers(loaded.module, layers)
     return layers
@@ -307,6 +309,7 @@ def build_index(
     batch_size: int = 32,
     workers: int | None = None,
     amp: bool = False,
+    features_only: bool = False,
     progress: Progress = no_progress,
     cancel: CancelToken | None = None,
 ) -> Index:
@@ -324,12 +327,14 @@ def build_index(
         The index folder (default: a folder per key under :func:`default_cache_dir`).
     amp : bool
         float16 autocast on CUDA (faster; values may differ in the last bits).
+    features_only : bool
+        Only the per-image features (``layers`` must be empty): what an embedding needs.
     """
     if k < 1:
         raise UserError("k must be at least 1")
     if loaded.scripted:
         raise UserError("a TorchScript model cannot be indexed (no layer hooks); load its state dict with --arch")
-    layers = _expand_layers(loaded, layers)
+    layers = _expand_layers(loaded, layers, features_only)
     rank, world = _distributed()
     key = index_key(loaded, collection, layers, k, feature_layer, amp)
     directory = Path(out) if out else default_cache_dir() / key
@@ -432,7 +437,7 @@ def build_index(
         tops, meta, sizes, skipped, features = _gather(tops, meta, sizes, skipped, pooled, layers, n_total, rank, world, directory)
         if rank != 0:
             return None  # type: ignore[return-value]
-    if not meta:
+    if (features is None) if features_only else not meta:
         raise UserError(f"none of the {n_total} images in {collection.name} could be read ({len(skipped)} skipped)")
     if features is not None and hasattr(features, "flush"):
         features.flush()

@@ -133,7 +133,7 @@ class MainWindow(QMainWindow):
         self.patches_view.sigChannel.connect(s.select_channel)
         self.patches_view.sigOpenPatch.connect(self.open_patch)
         self.embedding_view.sigMethod.connect(lambda _m: self._request_embedding())
-        self.embedding_view.sigOpenImage.connect(self._open_embedded)
+        self.embedding_view.sigOpenImage.connect(self.open_collection_image)
         self.embedding_view.sigHover.connect(self._hover_thumbnail)
         self.embedding_view.sigNeighbours.connect(self._request_neighbours)
         self.sigNotify.connect(self.notify)
@@ -345,10 +345,11 @@ class MainWindow(QMainWindow):
             return
         self.runner.submit("embedding", analysis.embed_index, s.model, s.index, self.embedding_view.current_method())
 
-    def _open_embedded(self, key: str) -> None:
+    def open_collection_image(self, key: str) -> None:
+        """Open a collection image by key: a file path, or a dataset item of the collection."""
         s = self.session
         if s.collection is not None and s.collection.kind == "torchvision":
-            self.runner.submit("image", analysis.open_collection_item, s.collection, int(key.rsplit(":", 1)[1]))
+            self.runner.submit("image", analysis.open_collection_item, s.collection, key)
         else:
             self.open_image(key)
 
@@ -368,12 +369,8 @@ class MainWindow(QMainWindow):
 
     def open_patch(self, patch) -> None:
         """Open a top patch's image in every view, with the box its unit sees drawn on it."""
-        s = self.session
         self._pending_box = (patch.image, patch.box)
-        if s.collection is not None and s.collection.kind == "torchvision":
-            self.runner.submit("image", analysis.open_collection_item, s.collection, patch.index)
-        else:
-            self.open_image(patch.image)
+        self.open_collection_image(patch.image)
 
     def _request_analysis(self) -> None:
         s = self.session
