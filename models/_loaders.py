@@ -110,10 +110,11 @@ def _preprocess_for(spec: ModelSpec) -> Preprocess:
         return Preprocess(
             int(t.resize_size[0]), int(t.crop_size[0]), tuple(t.mean), tuple(t.std), t.interpolation.value
         )
-    if spec.source == "timm":
+    if spec.source in ("timm", "random"):
         import timm.models
 
-        cfg = timm.models.get_pretrained_cfg(f"{spec.builder}.{spec.weights}") if spec.weights else None
+        tag = spec.weights if spec.source == "timm" else None
+        cfg = timm.models.get_pretrained_cfg(f"{spec.builder}.{tag}" if tag else spec.builder)
         cfg = cfg.to_dict() if cfg is not None else {}
         size = int(cfg.get("input_size", (3, 224, 224))[-1])
         crop_pct = float(cfg.get("crop_pct", 0.875))
@@ -163,6 +164,8 @@ def is_cached(spec: ModelSpec) -> bool:
     """Whether the model loads without a network (weights shipped or already cached)."""
     if spec.source == "package":
         return importlib.util.find_spec(spec.package) is not None
+    if spec.source == "random":
+        return True
     if spec.source == "torchvision":
         from torchvision.models import get_weight
 
@@ -199,10 +202,18 @@ def _load_registry(spec: ModelSpec, progress: Progress, cancel: CancelToken | No
     elif spec.source == "timm":
         module, source = _load_timm_pretrained(spec, progress, cancel)
         classes = imagenet_classes() if getattr(module, "num_classes", 0) == 1000 else None
+    elif spec.source == "random":
+        import timm
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(spec.weights or 0))
+            module = timm.create_model(spec.builder, pretrained=False)
+        source, classes = f"random weights, seed {spec.weights}", imagenet_classes()
     else:
         raise ModelError(f"model '{spec.name}' has an unknown source '{spec.source}'")
     module.eval()
-    return LoadedModel(spec.name, spec.title, spec.kind, module, _preprocess_for(spec), classes, source, spec)
+    return LoadedModel(spec.name, spec.title, spec.kind, module, _preprocess_for(spec), classes, source, spec,
+                       trained=spec.source != "random")
 
 
 def _timm_cfg(spec: ModelSpec) -> dict:

