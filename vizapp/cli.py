@@ -189,7 +189,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
-    import numpy as np
 
     from vizapp.images import load_image
     from vizapp.inference import run
