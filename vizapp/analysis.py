@@ -15,6 +15,8 @@ from vizapp.jobs import CancelToken, Progress, no_progress
 
 __all__ = [
     "OpenedModel",
+    "attention",
+    "attribution",
     "LayerAnalysis",
     "analyse_image",
     "analyse_kernels",
@@ -128,6 +130,22 @@ def analyse_image(
         sort=sort,
         norm=norm,
     )
+
+
+def attention(model, image, target=None, gradient: bool = False, *, progress: Progress = no_progress,
+              cancel: CancelToken | None = None):
+    """Every head's attention for ``image`` (see :func:`vizapp.attention.analyse_attention`)."""
+    from vizapp.attention import analyse_attention
+
+    return analyse_attention(model, image, target, gradient, progress=progress, cancel=cancel)
+
+
+def attribution(model, image, method: str, target=None, layer: str | None = None, *,
+                progress: Progress = no_progress, cancel: CancelToken | None = None):
+    """One attribution method's map for ``image`` (see :func:`vizapp.attribution.attribute`)."""
+    from vizapp.attribution import attribute
+
+    return attribute(model, image, method, target, layer, progress=progress, cancel=cancel)
 
 
 def move_to_device(model, device: str, *, progress: Progress = no_progress, cancel: CancelToken | None = None) -> str:

@@ -111,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image")
     p.add_argument("--layer")
     p.add_argument("--channel", type=int)
+    p.add_argument("--dock", help="raise this dock first: features, patches, embedding, attention, attribution")
     p.add_argument("--size", default="1600x1000", help="WxH")
     p.add_argument("--out", required=True)
     return parser

@@ -92,6 +92,17 @@ def screenshot(args) -> int:
             raise UserError(f"layer '{args.layer}' is not in {window.session.model.title}")
         if args.channel is not None:
             window.session.select_channel(args.channel)
+        if args.dock:
+            if args.dock not in window.docks:
+                raise UserError(f"--dock must be one of {', '.join(window.docks)}, not '{args.dock}'")
+            window.docks[args.dock].raise_()
+            deadline = time.monotonic() + 600
+            while time.monotonic() < deadline:  # the raised dock's jobs start on the next events
+                app.processEvents()
+                time.sleep(0.05)
+                app.processEvents()
+                if window.runner.idle():
+                    break
         for _ in range(5):
             app.processEvents()
         path = window.export_view(None, args.out)

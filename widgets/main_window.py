@@ -25,6 +25,8 @@ from PySide6.QtWidgets import (
 
 from vizapp import analysis
 from vizapp.session import Session
+from widgets.attention_view import AttentionView
+from widgets.attribution_view import AttributionView
 from widgets.bridge import JobRunner
 from widgets.common import export_png
 from widgets.embedding_view import EmbeddingView
@@ -41,7 +43,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "efficientnet_lite0"
 DEFAULT_IMAGE = "chelsea"
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: the attention and attribution docks
 
 
 def settings_for() -> QSettings:
@@ -54,7 +56,7 @@ def settings_for() -> QSettings:
 
 #: Jobs the user waits on: what Escape and the Cancel button stop.
 INTERACTIVE_JOBS = ("model", "device", "analysis", "image", "collection", "index", "patches", "overview",
-                    "embedding", "neighbours")
+                    "embedding", "neighbours", "attention")  # and every "attribution:<method>"
 #: Top patches kept per channel in the GUI's indexes.
 TOP_K = 9
 
@@ -96,6 +98,13 @@ class MainWindow(QMainWindow):
         self.feature_view = FeatureMapsView(s)
         self.patches_view = TopPatchesView()
         self.embedding_view = EmbeddingView()
+        self.attention_view = AttentionView()
+        self.attribution_view = AttributionView()
+        # Attention and attributions cost a forward (and backward) pass per image: they
+        # run while their dock is on screen, and catch up when it is raised.
+        self._stale = {"attention": True, "attribution": True}
+        self._attribution_key: tuple | None = None  # what the attribution panels were computed for
+        self._attribution_pending: set[str] = set()
         self._pending_box: tuple[str, tuple[int, int, int, int]] | None = None
         self.docks: dict[str, QDockWidget] = {}
         for key, title, widget in (
@@ -106,6 +115,8 @@ class MainWindow(QMainWindow):
             ("predictions", "Predictions", self.predictions_view),
             ("patches", "Top patches", self.patches_view),
             ("embedding", "Embedding", self.embedding_view),
+            ("attention", "Attention", self.attention_view),
+            ("attribution", "Attribution", self.attribution_view),
         ):
             dock = QDockWidget(title, self)
             dock.setObjectName(f"dock_{key}")
@@ -136,10 +147,17 @@ class MainWindow(QMainWindow):
         self.embedding_view.sigOpenImage.connect(self.open_collection_image)
         self.embedding_view.sigHover.connect(self._hover_thumbnail)
         self.embedding_view.sigNeighbours.connect(self._request_neighbours)
+        self.attention_view.sigGradient.connect(lambda _on: self._request_attention())
+        self.attribution_view.sigRequest.connect(self._request_attributions)
+        self.predictions_view.sigClassPicked.connect(self.pick_class)
+        self.docks["attention"].visibilityChanged.connect(lambda shown: shown and self._catch_up("attention"))
+        self.docks["attribution"].visibilityChanged.connect(lambda shown: shown and self._catch_up("attribution"))
         self.sigNotify.connect(self.notify)
         # session -> jobs
         s.events.layer.connect(lambda _name: self._request_all())
         s.events.image.connect(lambda _image: self._request_analysis())
+        s.events.image.connect(lambda _image: self._request_explanations())
+        s.events.model.connect(lambda _model: self._model_changed())
         s.events.collection.connect(lambda _c: self._request_index())
         s.events.index.connect(lambda _i: self._request_patches(overview=True))
         s.events.index.connect(lambda _i: self._request_embedding())
@@ -168,6 +186,8 @@ class MainWindow(QMainWindow):
         self.splitDockWidget(d["kernels"], d["predictions"], Qt.Horizontal)
         self.tabifyDockWidget(d["features"], d["patches"])
         self.tabifyDockWidget(d["features"], d["embedding"])
+        self.tabifyDockWidget(d["features"], d["attention"])
+        self.tabifyDockWidget(d["features"], d["attribution"])
         for dock in d.values():
             dock.show()
         d["features"].raise_()
@@ -244,7 +264,9 @@ class MainWindow(QMainWindow):
     # --- requests ----------------------------------------------------------------
     def cancel_jobs(self) -> None:
         """Stop what the user is waiting on (not the gallery thumbnails)."""
-        self.runner.cancel(*INTERACTIVE_JOBS)
+        self.runner.cancel(*INTERACTIVE_JOBS, *(f"attribution:{m}" for m in self.attribution_view.boxes))
+        self._attribution_key = None  # cancelled panels are computed again on the next request
+        self._attribution_pending.clear()
         if self.session.model is not None:
             self.model_view.show_model(self.session.model)
 
@@ -286,6 +308,75 @@ class MainWindow(QMainWindow):
         self._request_kernels()
         self._request_analysis()
         self._request_index()
+        if self.attribution_view.use_selected_layer():
+            self._request_attributions()
+
+    # --- attention and attributions ---------------------------------------------
+    def pick_class(self, index: int) -> None:
+        """Explain class ``index`` (a click in the predictions): attributions and gradient rollout."""
+        self.attribution_view.set_target(index)  # emits sigRequest when the class changes
+        if self.attention_view.gradient_wanted():
+            self._request_attention()
+
+    def _model_changed(self) -> None:
+        self._stale = dict.fromkeys(self._stale, True)
+        self.attribution_view.set_predictions([])
+        self.attribution_view.set_untrained(not getattr(self.session.model, "trained", True))
+        self._request_explanations()
+
+    def _request_explanations(self) -> None:
+        self._request_attention()
+        self._request_attributions()
+
+    def _catch_up(self, key: str) -> None:
+        if self._stale[key]:
+            (self._request_attention if key == "attention" else self._request_attributions)()
+
+    def _on_screen(self, key: str) -> bool:
+        """Whether a dock is showing (not closed, not a hidden tab); marks it stale if not."""
+        shown = self.docks[key].isVisible() and not self.docks[key].visibleRegion().isEmpty()
+        self._stale[key] = not shown
+        return shown
+
+    def _request_attention(self) -> None:
+        s = self.session
+        if s.model is None or s.image is None or not self._on_screen("attention"):
+            return
+        gradient = self.attention_view.gradient_wanted()
+        target = self.attribution_view.current_target() if gradient else None
+        self.runner.submit("attention", analysis.attention, s.model, s.image, target, gradient)
+
+    def _request_attributions(self) -> None:
+        """One job per ticked method; with the same model, image, class and layer, only the missing ones."""
+        s = self.session
+        view = self.attribution_view
+        if s.model is None or s.image is None:
+            view.set_message("Open a model and an image")
+            return
+        if s.model.scripted:
+            view.set_message("A TorchScript model runs as a whole: attributions need the eager model "
+                             "(open its state dict with an architecture)")
+            return
+        if not self._on_screen("attribution"):
+            return
+        methods = view.current_methods()
+        dropped = [m for m in self.attribution_view.boxes if m not in methods]
+        self.runner.cancel(*(f"attribution:{m}" for m in dropped))
+        self._attribution_pending.difference_update(dropped)
+        target = view.current_target()
+        layer = s.layer if view.use_selected_layer() else None
+        key = (s.model, s.image, target, layer)
+        last = self._attribution_key
+        if last is not None and last[0] is key[0] and last[1] is key[1] and last[2:] == key[2:]:
+            todo = [m for m in methods if m not in view.results and m not in self._attribution_pending]
+        else:
+            todo = methods
+            view.clear(pending=methods)
+            self._attribution_pending.clear()
+        self._attribution_key = key
+        for method in todo:
+            self._attribution_pending.add(method)
+            self.runner.submit(f"attribution:{method}", analysis.attribution, s.model, s.image, method, target, layer)
 
     # --- collections: top patches ----------------------------------------------
     def set_collection(self, spec: str) -> None:
@@ -443,12 +534,20 @@ class MainWindow(QMainWindow):
             if s.model is None or result.layer != s.layer:
                 return
             self.predictions_view.set_predictions(result.predictions)
+            self.attribution_view.set_predictions(result.predictions)
             self.image_view.show_model_input(result.display)
             self.feature_view.set_analysis(result)
             for note in result.notes:
                 self.notify(note)
             self._sync_device()
             self.ready = True
+        elif kind == "attention":
+            if s.model is not None:
+                self.attention_view.set_result(result)
+        elif kind.startswith("attribution:"):
+            self._attribution_pending.discard(result.method)
+            if s.model is not None:
+                self.attribution_view.set_attribution(result)
         elif kind == "kernels":
             self.kernels_view.set_kernels(result)
         elif kind == "thumbnails":
@@ -466,6 +565,16 @@ class MainWindow(QMainWindow):
             self.model_view.show_device(self.session.model.device)
 
     def _job_failed(self, kind: str, message: str) -> None:
+        # Attention and attribution problems (a CNN has no attention, a layer without
+        # a gradient) belong in their own dock, which is on screen when they run.
+        if kind == "attention":
+            self.attention_view.set_message(message)
+            return
+        if kind.startswith("attribution:"):
+            method = kind.split(":", 1)[1]
+            self._attribution_pending.discard(method)
+            self.attribution_view.set_error(method, message)
+            return
         self.notify(message, error=True)
         if self.session.model is not None and kind in ("model", "device"):
             # The model that failed to open (or move) is not the one on screen.

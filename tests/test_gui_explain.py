@@ -1,0 +1,86 @@
+"""The Attention and Attribution docks inside the window, against real models (offscreen)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, monkeypatch):
+    from widgets.main_window import MainWindow
+
+    monkeypatch.setenv("VIZAPP_SETTINGS", str(tmp_path / "settings.ini"))
+    w = MainWindow(restore_layout=False)
+    qtbot.addWidget(w)
+    w.resize(1400, 900)
+    w.show()
+    yield w
+    w.runner.shutdown()
+    assert not w.runner.alive(), "the worker thread was left running"
+
+
+def wait_idle(qtbot, w, timeout=120_000):
+    qtbot.waitUntil(lambda: w.ready and w.runner.idle(), timeout=timeout)
+
+
+def test_attributions_run_when_their_dock_is_raised_and_follow_the_picked_class(qtbot, window):
+    from vizapp.attribution import attribute
+
+    w = window
+    w.start()
+    wait_idle(qtbot, w)
+    view = w.attribution_view
+    # Hidden behind the feature maps: nothing was computed yet.
+    assert all(view.panel_image(m) is None for m in view.current_methods())
+    w.docks["attribution"].raise_()
+    qtbot.waitUntil(lambda: w.runner.idle() and all(view.panel_image(m) is not None for m in view.current_methods()),
+                    timeout=120_000)
+    s = w.session
+    top = w.predictions_view.predictions()[0].index
+    shown = view.results["gradcam"]
+    assert shown.target == top
+    expected = attribute(s.model, s.image, "gradcam")
+    np.testing.assert_allclose(shown.map, expected.map, atol=1e-5)
+    # A click on the third prediction bar explains that class instead.
+    third = w.predictions_view.predictions()[2].index
+    w.pick_class(third)
+    qtbot.waitUntil(lambda: w.runner.idle() and view.results.get("gradcam") is not None
+                    and view.results["gradcam"].target == third, timeout=120_000)
+    assert view.current_target() == third
+    again = attribute(s.model, s.image, "gradcam", target=third)
+    np.testing.assert_allclose(view.results["gradcam"].map, again.map, atol=1e-5)
+
+
+def test_attention_dock_on_a_cnn_says_why_and_on_a_vit_shows_every_head(qtbot, window):
+    from vizapp.attention import analyse_attention
+
+    w = window
+    w.start()
+    wait_idle(qtbot, w)
+    w.docks["attention"].raise_()
+    qtbot.waitUntil(lambda: w.runner.idle() and w.attention_view.message_shown()
+                    and "no self-attention" in w.attention_view.message.text(),
+                    timeout=60_000)
+    assert not w.last_error  # a CNN in the attention dock is not an error
+
+    w.open_model("vit_tiny_untrained")
+    qtbot.waitUntil(lambda: w.session.model.name == "vit_tiny_untrained" and w.runner.idle()
+                    and w.attention_view.result is not None, timeout=120_000)
+    r = w.attention_view.result
+    assert r.attention.shape == (12, 3, 197, 197) and not r.trained
+    assert "UNTRAINED" in w.message.text() or any("UNTRAINED" in n for n in r.notes)
+    expected = analyse_attention(w.session.model, w.session.image)
+    np.testing.assert_allclose(r.attention, expected.attention, atol=1e-6)
+    # Gradient-weighted rollout for the class picked in the predictions.
+    cls = w.predictions_view.predictions()[1].index
+    w.attribution_view.set_target(cls)
+    w.attention_view.gradient.setChecked(True)
+    qtbot.waitUntil(lambda: w.runner.idle() and w.attention_view.result.gradient is not None, timeout=120_000)
+    assert w.attention_view.result.target == cls
