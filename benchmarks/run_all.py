@@ -11,6 +11,8 @@ import sys
 import time
 import traceback
 
+import bench_attention
+import bench_attribution
 import bench_embedding
 import bench_gui_stall
 import bench_image_to_pixels
@@ -27,6 +29,8 @@ BENCHMARKS = (
     ("gui_stall", bench_gui_stall.run),
     ("indexing", bench_indexing.run),
     ("embedding", bench_embedding.run),
+    ("attention", bench_attention.run),
+    ("attribution", bench_attribution.run),
 )
 
 
@@ -57,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
           f"(cores - 1 unless --threads)")
     print(f"cpu: {info['cpu']} ({info['cores']}); torch {info['torch']}")
     print("wall time: " + ", ".join(f"{n} {s:.1f} s" for n, s in timings) + f"; total {total:.1f} s")
-    print_table(results, "Summary (lower is better; target is an upper bound)")
+    print_table(results, "Summary (target '<=': an upper bound, lower is better; '>=': a lower bound)")
     return 1 if crashed else 0
 
 

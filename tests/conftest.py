@@ -113,3 +113,92 @@ def torch_home(tmp_path, monkeypatch) -> Path:
     monkeypatch.setattr(torch.hub, "_hub_dir", None)  # a set_dir() elsewhere would win over the env
     assert Path(torch.hub.get_dir()) == home / "hub"
     return home / "hub" / "checkpoints"
+
+
+# --- random-weight Vision Transformers (attention, attribution and their commands) -----------
+
+
+def random_timm_vit(
+    arch: str = "deit_tiny_patch16_224", seed: int = SEED, **kwargs
+) -> torch.nn.Module:
+    """A seeded timm ViT (eval mode) whose attention is far from uniform.
+
+    timm initialises ``qkv`` with std 0.02, which leaves every softmax almost flat;
+    std 0.1 gives peaked, head-specific attention, so a wrong head, token or layer
+    shows. The head keeps timm's non-zero initialisation (the logits differ per class).
+    """
+    import timm
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = timm.create_model(arch, pretrained=False, **kwargs)
+        with torch.no_grad():
+            for block in model.blocks:
+                block.attn.qkv.weight.normal_(0.0, 0.1)
+    return model.eval()
+
+
+def small_torchvision_vit(seed: int = SEED) -> torch.nn.Module:
+    """torchvision's VisionTransformer, 2 layers x 4 heads, patch 32 (7 x 7 grid) at 224.
+
+    torchvision zeroes the classifier head; here it is re-drawn so that the logits,
+    the predicted class and every gradient are non-trivial.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = torchvision.models.VisionTransformer(
+            image_size=224, patch_size=32, num_layers=2, num_heads=4, hidden_dim=64, mlp_dim=128
+        )
+        with torch.no_grad():
+            model.heads.head.weight.normal_(0.0, 0.5)
+            model.heads.head.bias.normal_(0.0, 0.1)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def make_timm_vit():
+    """``make_timm_vit(arch="deit_tiny_patch16_224", seed=..., **timm_kwargs)``: a seeded random timm ViT."""
+    return random_timm_vit
+
+
+@pytest.fixture(scope="session")
+def vit_files(tmp_path_factory) -> dict[str, Path]:
+    """State dicts of seeded random DeiT-Tiny (1 prefix token) and DeiT-Tiny distilled (2), by timm name."""
+    folder = tmp_path_factory.mktemp("vit_weights")
+    paths = {}
+    for arch in ("deit_tiny_patch16_224", "deit_tiny_distilled_patch16_224"):
+        paths[arch] = folder / f"{arch}_random.pth"
+        torch.save(random_timm_vit(arch).state_dict(), paths[arch])
+    return paths
+
+
+@pytest.fixture(scope="session")
+def deit_tiny(vit_files) -> LoadedModel:
+    """The random DeiT-Tiny loaded through the app's loader (``--arch deit_tiny_patch16_224``); read-only."""
+    return load_model(str(vit_files["deit_tiny_patch16_224"]), arch="deit_tiny_patch16_224")
+
+
+@pytest.fixture(scope="session")
+def deit_distilled(vit_files) -> LoadedModel:
+    """The random DeiT-Tiny distilled (class + distillation token) through the loader; read-only."""
+    return load_model(
+        str(vit_files["deit_tiny_distilled_patch16_224"]), arch="deit_tiny_distilled_patch16_224"
+    )
+
+
+@pytest.fixture(scope="session")
+def tv_vit() -> LoadedModel:
+    """:func:`small_torchvision_vit` as a LoadedModel with the ImageNet class names; read-only."""
+    from models import imagenet_classes
+
+    return loaded_from(small_torchvision_vit(), "tv-vit-small", imagenet_classes())
+
+
+@pytest.fixture(scope="session")
+def registers() -> LoadedModel:
+    """A seeded 2-block ViT-Tiny with 4 register tokens (5 prefix tokens), ImageNet names; read-only."""
+    from models import imagenet_classes
+
+    model = random_timm_vit("vit_tiny_patch16_224", reg_tokens=4, depth=2)
+    assert model.num_prefix_tokens == 5
+    return loaded_from(model, "vit-tiny-reg4", imagenet_classes())

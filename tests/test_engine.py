@@ -556,6 +556,10 @@ def test_tokens_become_channel_maps():
     assert as_channel_maps(np.arange(10.0)).shape == (10, 1, 1)
     assert as_channel_maps(np.zeros((5, 3))).shape == (3, 2, 2)  # a class token and a 2 x 2 grid
     assert as_channel_maps(np.zeros((7, 3))).shape == (1, 7, 3)  # no square grid: one map
+    # DeiT-distilled (class + distillation token) and register ViTs (class + 4 registers).
+    for prefix in (2, 5):
+        more = np.concatenate([np.full((prefix - 1, 768), 99.0, np.float32), tokens])
+        np.testing.assert_array_equal(as_channel_maps(more), maps)
 
 
 # --- kernels -------------------------------------------------------------------------------------

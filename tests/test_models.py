@@ -44,13 +44,25 @@ def x():
 # --- the registry ------------------------------------------------------------------------------
 
 
+def test_untrained_vit_is_offline_seeded_and_marked_untrained():
+
+    assert is_cached(get_spec("vit_tiny_untrained"))
+    a, b = load_model("vit_tiny_untrained"), load_model("vit_tiny_untrained")
+    assert a.kind == "vit" and not a.trained and b.source == "random weights, seed 0"
+    for (name, x), y in zip(a.module.state_dict().items(), b.module.state_dict().values(), strict=True):
+        assert torch.equal(x, y), name  # the same weights on every machine
+    state = torch.random.get_rng_state()
+    load_model("vit_tiny_untrained")
+    assert torch.equal(state, torch.random.get_rng_state())  # the seed does not leak into the caller's RNG
+
+
 def test_every_spec_is_well_formed():
     specs = list_specs()
     assert len(specs) >= 10
     for spec in specs:
         assert REGISTRY[spec.name] is spec
         assert spec.kind in ("cnn", "vit"), spec.name
-        assert spec.source in ("package", "torchvision", "timm"), spec.name
+        assert spec.source in ("package", "torchvision", "timm", "random"), spec.name
         assert spec.title and spec.builder, spec.name
         if spec.source == "package":
             assert spec.package and spec.weights is None

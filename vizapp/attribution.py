@@ -205,7 +205,14 @@ def _gradcam(loaded, forward, x: torch.Tensor, target: int, layer: str) -> tuple
     module = resolve_layers(loaded.module, [layer])[layer]
     lg = LayerGradientXActivation(forward, module, multiply_by_inputs=False)
     with capture(loaded.module, [layer]) as store:
-        grads = lg.attribute(x, target=target)
+        try:
+            grads = lg.attribute(x, target=target)
+        except AssertionError as exc:  # Captum asserts on layers it cannot hook
+            if layer not in store.calls:
+                raise LayerError(f"{layer} does not run in {loaded.title}'s forward pass; pick another layer "
+                                 f"for Grad-CAM (the default is {default_cam_layer(loaded)})") from None
+            raise LayerError(f"Grad-CAM cannot use {layer}: {str(exc).splitlines()[0]}; pick a layer with one "
+                             f"tensor output (the default is {default_cam_layer(loaded)})") from None
     if isinstance(grads, tuple):
         grads = grads[0]
     act = store[layer][0].float().cpu().numpy()
@@ -352,6 +359,9 @@ def attribute(
         heat = display_map(up.numpy(), method)
     else:
         heat = display_map(raw, method)
+        if not np.any(raw):
+            notes.append(f"the attribution is zero everywhere: {loaded.label(chosen)}'s score does not depend on "
+                         "the input here (a classifier head with all-zero weights does this)")
     if not loaded.trained:
         notes.append(f"{loaded.title} is UNTRAINED: this explains random weights")
     return Attribution(

@@ -29,6 +29,7 @@ from models import LoadedModel, Preprocess
 from vizapp.datasets import ImageCollection
 from vizapp.errors import ImageError, LayerError, UserError
 from vizapp.jobs import CancelToken, Progress, no_progress
+from vizapp.mosaic import token_prefix
 from vizapp.probe import capture, first_tensor, resolve_layers
 
 __all__ = ["StreamingTopK", "Index", "Patch", "build_index", "index_key", "default_cache_dir", "ALL_CONV"]
@@ -49,10 +50,10 @@ def _as_maps(t: torch.Tensor) -> tuple[torch.Tensor, bool]:
         return t, False
     if t.ndim == 3:
         n = t.shape[1]
-        for extra in (1, 0):
+        extra = token_prefix(n)
+        if extra is not None:
             side = math.isqrt(n - extra)
-            if side > 1 and side * side == n - extra:
-                return t[:, extra:].transpose(1, 2).reshape(t.shape[0], t.shape[2], side, side), True
+            return t[:, extra:].transpose(1, 2).reshape(t.shape[0], t.shape[2], side, side), True
     if t.ndim == 2:
         return t[:, :, None, None], False
     raise LayerError(f"cannot index a layer output of shape {tuple(t.shape[1:])}")
@@ -271,10 +272,8 @@ def _feature_module(model: nn.Module, feature_layer: str | None) -> tuple[str, n
 def _pool(t: torch.Tensor) -> torch.Tensor:
     if t.ndim == 4:
         return t.float().mean(dim=(2, 3))
-    if t.ndim == 3:
-        n = t.shape[1]
-        side = math.isqrt(n - 1)
-        return t[:, 0].float() if side * side == n - 1 else t.float().mean(dim=1)
+    if t.ndim == 3:  # tokens: the class token when there is one, else their mean
+        return t[:, 0].float() if token_prefix(t.shape[1]) else t.float().mean(dim=1)
     return t.float().reshape(t.shape[0], -1)
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Mosaic", "as_channel_maps", "has_maps", "channel_order", "tile", "feature_mosaic", "SORTS", "NORMS"]
+__all__ = ["Mosaic", "as_channel_maps", "has_maps", "channel_order", "tile", "feature_mosaic", "SORTS", "NORMS", "token_prefix"]
 
 SORTS = ("index", "mean", "max")
 NORMS = ("channel", "layer")
@@ -69,7 +69,8 @@ def as_channel_maps(activation: np.ndarray) -> np.ndarray:
     ``C x H x W`` stays; a channels-last ``H x W x C`` output (ConvNeXt blocks, Swin)
     is transposed (inputs are square crops, so ``H == W != C`` tells them apart); a
     vector becomes ``C`` one-pixel maps; transformer tokens ``N x D`` on a square grid
-    (with or without one class token first) become ``D`` maps over the patch grid;
+    (after a class token, or up to 8 class, distillation or register tokens) become
+    ``D`` maps over the patch grid;
     anything else becomes one map.
     """
     a = np.asarray(activation)
@@ -81,10 +82,10 @@ def as_channel_maps(activation: np.ndarray) -> np.ndarray:
         return a.reshape(-1, 1, 1)
     if a.ndim == 2:
         n, d = a.shape
-        for extra in (0, 1):
+        extra = token_prefix(n)
+        if extra is not None:
             side = math.isqrt(n - extra)
-            if side > 1 and side * side == n - extra:
-                return a[extra:].T.reshape(d, side, side)
+            return a[extra:].T.reshape(d, side, side)
         return a[None]
     return a.reshape(-1, *a.shape[-2:])
 
@@ -96,9 +97,26 @@ def has_maps(shape: tuple[int, ...] | None) -> bool:
     if len(shape) == 3:
         return min(shape) > 1 or shape[0] == shape[1] > 1
     if len(shape) == 2:
-        n = shape[0]
-        return any((s := math.isqrt(n - e)) > 1 and s * s == n - e for e in (0, 1))
+        return token_prefix(shape[0]) is not None
     return False
+
+
+#: Most tokens a ViT puts before its patches (class, distillation, register tokens).
+MAX_PREFIX = 8
+
+
+def token_prefix(n: int) -> int | None:
+    """How many leading tokens of ``n`` to drop for a square patch grid, or None.
+
+    0 or 1 (a class token) for any grid of side > 1; up to :data:`MAX_PREFIX`
+    (distillation and register tokens) for grids of 4 x 4 and up, where the count is
+    unambiguous (two squares of side >= 4 differ by at least 9).
+    """
+    for extra in range(min(MAX_PREFIX, n) + 1):
+        side = math.isqrt(n - extra)
+        if side * side == n - extra and (side > 1 if extra <= 1 else side >= 4):
+            return extra
+    return None
 
 
 def channel_order(maps: np.ndarray, sort: str = "index") -> np.ndarray:
