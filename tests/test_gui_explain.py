@@ -84,3 +84,9 @@ def test_attention_dock_on_a_cnn_says_why_and_on_a_vit_shows_every_head(qtbot, w
     w.attention_view.gradient.setChecked(True)
     qtbot.waitUntil(lambda: w.runner.idle() and w.attention_view.result.gradient is not None, timeout=120_000)
     assert w.attention_view.result.target == cls
+    np.testing.assert_allclose(w.attention_view.result.gradient,
+                               analyse_attention(w.session.model, w.session.image, cls, True).gradient, atol=1e-6)
+    # Another class picked in the predictions recomputes the gradient-weighted rollout for it.
+    other = w.predictions_view.predictions()[3].index
+    w.pick_class(other)
+    qtbot.waitUntil(lambda: w.runner.idle() and w.attention_view.result.target == other, timeout=120_000)

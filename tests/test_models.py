@@ -45,7 +45,6 @@ def x():
 
 
 def test_untrained_vit_is_offline_seeded_and_marked_untrained():
-
     assert is_cached(get_spec("vit_tiny_untrained"))
     a, b = load_model("vit_tiny_untrained"), load_model("vit_tiny_untrained")
     assert a.kind == "vit" and not a.trained and b.source == "random weights, seed 0"

@@ -149,6 +149,7 @@ class MainWindow(QMainWindow):
         self.embedding_view.sigNeighbours.connect(self._request_neighbours)
         self.attention_view.sigGradient.connect(lambda _on: self._request_attention())
         self.attribution_view.sigRequest.connect(self._request_attributions)
+        self.attribution_view.sigRequest.connect(self._explained_class_changed)
         self.predictions_view.sigClassPicked.connect(self.pick_class)
         self.docks["attention"].visibilityChanged.connect(lambda shown: shown and self._catch_up("attention"))
         self.docks["attribution"].visibilityChanged.connect(lambda shown: shown and self._catch_up("attribution"))
@@ -315,7 +316,16 @@ class MainWindow(QMainWindow):
     def pick_class(self, index: int) -> None:
         """Explain class ``index`` (a click in the predictions): attributions and gradient rollout."""
         self.attribution_view.set_target(index)  # emits sigRequest when the class changes
-        if self.attention_view.gradient_wanted():
+
+    def _explained_class_changed(self) -> None:
+        """The attribution view's class picker is the class both docks explain."""
+        r = self.attention_view.result
+        if not self.attention_view.gradient_wanted() or r is None:
+            return
+        wanted = self.attribution_view.current_target()
+        if wanted is None:
+            wanted = r.predictions[0].index if r.predictions else None
+        if r.target != wanted:
             self._request_attention()
 
     def _model_changed(self) -> None:
