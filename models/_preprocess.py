@@ -18,7 +18,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 @dataclass(frozen=True)
 class Preprocess:
-    """Turns an RGB PIL image into the normalised ``3 x crop x crop`` tensor a model expects.
+    """Turns a PIL image into the normalised ``C x crop x crop`` tensor a model expects.
+
+    ``C`` is ``len(mean)``: 3 (RGB) for almost every model, 1 for a grey-scale model
+    (MNIST-like training sets); the image is converted to that mode first.
 
     Attributes
     ----------
@@ -34,22 +37,26 @@ class Preprocess:
 
     resize: int = 256
     crop: int = 224
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
     interpolation: str = "bilinear"
 
+    @property
+    def channels(self) -> int:
+        return len(self.mean)
+
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        if image.mode != "RGB":
-            image = image.convert("RGB")
-        mode = InterpolationMode(self.interpolation)
+        mode = "L" if self.channels == 1 else "RGB"
+        if image.mode != mode:
+            image = image.convert(mode)
         x = F.pil_to_tensor(image)
-        x = F.resize(x, [self.resize], interpolation=mode, antialias=True)
+        x = F.resize(x, [self.resize], interpolation=InterpolationMode(self.interpolation), antialias=True)
         x = F.center_crop(x, [self.crop, self.crop])
         x = x.float().div_(255.0)
         return F.normalize(x, list(self.mean), list(self.std))
 
     def batch(self, image: Image.Image) -> torch.Tensor:
-        """The ``1 x 3 x crop x crop`` batch fed to the model."""
+        """The ``1 x C x crop x crop`` batch fed to the model."""
         return self(image).unsqueeze(0)
 
     def to_display(self, tensor: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -57,9 +64,11 @@ class Preprocess:
         x = torch.as_tensor(tensor).detach().float().cpu()
         if x.ndim == 4:
             x = x[0]
-        mean = torch.tensor(self.mean).view(3, 1, 1)
-        std = torch.tensor(self.std).view(3, 1, 1)
+        mean = torch.tensor(self.mean).view(-1, 1, 1)
+        std = torch.tensor(self.std).view(-1, 1, 1)
         x = (x * std + mean).clamp_(0, 1).mul_(255).round_().to(torch.uint8)
+        if x.shape[0] == 1:  # grey-scale model: shown as grey RGB
+            x = x.expand(3, -1, -1)
         return x.permute(1, 2, 0).contiguous().numpy()
 
     def resized_size(self, size: tuple[int, int]) -> tuple[int, int]:

@@ -330,7 +330,7 @@ def attribute(
                     raw = _guided_backprop(forward).attribute(xin, target=chosen)
             elif method == "occlusion":
                 raw = Occlusion(forward).attribute(
-                    xin, target=chosen, sliding_window_shapes=(3, w, w), strides=(3, stride, stride),
+                    xin, target=chosen, sliding_window_shapes=(xin.shape[1], w, w), strides=(xin.shape[1], stride, stride),
                     baselines=0.0, perturbations_per_eval=internal_batch_size)
                 notes.append(f"occlusion windows of {w} px, stride {stride} px (a zero, i.e. mean-colour, patch)")
             elif method == "smoothgrad":

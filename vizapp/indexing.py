@@ -254,7 +254,7 @@ class _Images(torch.utils.data.Dataset):
             image = self.collection.open(i)
         except ImageError:
             n = self.preprocess.crop
-            return torch.zeros(3, n, n), i, 0, 0, False
+            return torch.zeros(self.preprocess.channels, n, n), i, 0, 0, False
         return self.preprocess(image), i, image.size[0], image.size[1], True
 
 

@@ -59,7 +59,7 @@ def layer_table(loaded: LoadedModel) -> list[LayerInfo]:
                     finished.setdefault(_name, len(finished))
 
                 handles.append(module.register_forward_hook(hook))
-            x = torch.zeros(1, 3, loaded.input_size, loaded.input_size, device=loaded.device)
+            x = torch.zeros(1, loaded.preprocess.channels, loaded.input_size, loaded.input_size, device=loaded.device)
             was_training = model.training
             model.eval()
             try:

@@ -84,7 +84,7 @@ def analytic_field(loaded: LoadedModel, layer: str) -> ChainField | None:
             handles.append(m.register_forward_hook(leaf_hook))
         handles.append(target.register_forward_hook(target_hook))
         n = loaded.input_size
-        x = torch.zeros(1, 3, n, n, device=loaded.device, requires_grad=True)
+        x = torch.zeros(1, loaded.preprocess.channels, n, n, device=loaded.device, requires_grad=True)
         with torch.enable_grad():
             try:
                 model(x)
@@ -162,7 +162,7 @@ def gradient_boxes(
             if cancel is not None:
                 cancel.check()
             part = positions[i : i + chunk]
-            x = torch.randn(len(part) * samples, 3, n, n, generator=generator).to(loaded.device).requires_grad_(True)
+            x = torch.randn(len(part) * samples, loaded.preprocess.channels, n, n, generator=generator).to(loaded.device).requires_grad_(True)
             captured: list[torch.Tensor] = []
 
             def hook(_m, _i, output, captured=captured):
