@@ -454,11 +454,12 @@ def test_attention_distance_equals_double_loop(prefix):
             total = 0.0
             for q in range(9):
                 qr, qc = divmod(q, 3)
+                # Attention to prefix tokens has no place: each query's patch weights are renormalised.
+                mass = sum(float(att[layer, h, prefix + q, prefix + k]) for k in range(9))
                 for k in range(9):
                     kr, kc = divmod(k, 3)
-                    total += (
-                        att[layer, h, prefix + q, prefix + k] * math.hypot(qr - kr, qc - kc) * 16
-                    )
+                    w = att[layer, h, prefix + q, prefix + k] / mass
+                    total += w * math.hypot(qr - kr, qc - kc) * 16
             expected[layer, h] = total / 9
     got = attention_distance(att, layout)
     assert got.shape == (2, 3) and got.dtype == np.float32
@@ -475,6 +476,17 @@ def test_attention_distance_by_hand():
     )
     self_only = np.eye(5, dtype=np.float32)[None, None]
     np.testing.assert_array_equal(attention_distance(self_only, layout), [[0.0]])
+    # A head giving 90% to the class token and the rest uniformly is as global as a uniform one.
+    mostly_cls = np.full((1, 1, 5, 5), 0.025, np.float32)
+    mostly_cls[..., 0] = 0.9
+    np.testing.assert_allclose(attention_distance(mostly_cls, layout), attention_distance(uniform, layout), rtol=1e-6)
+
+
+def test_a_vit_without_class_token_is_read_from_the_mean_patch():
+    layout = TokenLayout(0, (2, 2), 16)
+    joint = np.arange(16, dtype=np.float32).reshape(4, 4)
+    np.testing.assert_allclose(rollout_map(joint, layout), joint.mean(axis=0).reshape(2, 2))
+    np.testing.assert_allclose(rollout_map(joint, layout, token=2), joint[2].reshape(2, 2))
 
 
 # --- the analysis job ---------------------------------------------------------------------------
@@ -514,7 +526,8 @@ def test_analyse_attention_on_timm(deit_tiny, deit_result, chelsea):
     rows, cols = np.indices((14, 14)).reshape(2, -1)
     dist = np.hypot(rows[:, None] - rows[None], cols[:, None] - cols[None]) * 16
     np.testing.assert_allclose(
-        r.distance, (r.attention[..., 1:, 1:] * dist).sum(-1).mean(-1), rtol=1e-4
+        r.distance, (r.attention[..., 1:, 1:] / r.attention[..., 1:, 1:].sum(-1, keepdims=True) * dist)
+        .sum(-1).mean(-1), rtol=1e-4
     )
     assert r.gradient is None and r.target is None and r.gradient_map() is None
     assert r.trained and r.notes == []
@@ -726,8 +739,11 @@ def test_vit_without_a_classifier_head(make_timm_vit, make_loaded, chelsea):
     )
     r = analyse_attention(features, chelsea)
     assert r.attention.shape == (2, 3, 197, 197) and r.predictions == []
-    with pytest.raises(UserError, match="no classifier head"):
-        analyse_attention(features, chelsea, gradient=True)
+    # Asked for a gradient-weighted rollout: the plain attention, and a note saying why not.
+    g = analyse_attention(features, chelsea, gradient=True)
+    assert g.gradient is None and g.target is None
+    assert any("no classifier head" in n for n in g.notes)
+    np.testing.assert_allclose(g.attention, r.attention, atol=1e-6)
     assert no_hooks(features.module)
 
 

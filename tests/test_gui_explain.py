@@ -90,3 +90,40 @@ def test_attention_dock_on_a_cnn_says_why_and_on_a_vit_shows_every_head(qtbot, w
     other = w.predictions_view.predictions()[3].index
     w.pick_class(other)
     qtbot.waitUntil(lambda: w.runner.idle() and w.attention_view.result.target == other, timeout=120_000)
+
+
+def test_a_layer_step_recomputes_only_gradcam_and_escape_then_f5_recomputes(qtbot, window):
+    w = window
+    w.start()
+    wait_idle(qtbot, w)
+    view = w.attribution_view
+    w.docks["attribution"].raise_()
+    qtbot.waitUntil(lambda: w.runner.idle() and all(m in view.results for m in view.current_methods()),
+                    timeout=120_000)
+    submitted = []
+    real_submit = w.runner.submit
+
+    def spy(kind, *args, **kwargs):
+        submitted.append(kind)
+        return real_submit(kind, *args, **kwargs)
+
+    w.runner.submit = spy
+    view.layer_box.setChecked(True)  # Grad-CAM at the selected layer (conv_stem)
+    qtbot.waitUntil(lambda: w.runner.idle() and view.results.get("gradcam") is not None
+                    and view.results["gradcam"].layer == "conv_stem", timeout=60_000)
+    w.session.step_layer(1)
+    layer = w.session.layer
+    qtbot.waitUntil(lambda: w.runner.idle() and view.results.get("gradcam") is not None
+                    and view.results["gradcam"].layer == layer, timeout=60_000)
+    assert [k for k in submitted if k.startswith("attribution:")] == ["attribution:gradcam"] * 2
+    # Escape while the methods run: their panels say so, and F5 computes them again.
+    submitted.clear()
+    w.pick_class(w.predictions_view.predictions()[1].index)
+    w.cancel_jobs()
+    qtbot.waitUntil(w.runner.idle, timeout=60_000)
+    cancelled = [m for m in view.current_methods() if "cancelled" in view.errors.get(m, "")]
+    assert cancelled, "no panel says it was cancelled"
+    w.refresh_explanations()
+    qtbot.waitUntil(lambda: w.runner.idle() and all(m in view.results for m in view.current_methods()),
+                    timeout=120_000)
+    assert all(view.results[m].target == w.predictions_view.predictions()[1].index for m in view.current_methods())

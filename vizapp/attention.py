@@ -53,7 +53,9 @@ FUSIONS = ("mean", "max", "min")
 
 
 def _is_timm_attention(module: nn.Module) -> bool:
-    return all(hasattr(module, a) for a in ("qkv", "num_heads", "attn_drop", "fused_attn"))
+    """timm's global self-attention (ViT, DeiT, DINO, EVA-like); not Swin's windowed attention."""
+    return all(hasattr(module, a) for a in ("qkv", "num_heads", "attn_drop", "fused_attn")) and not hasattr(
+        module, "window_size")
 
 
 def attention_modules(model: nn.Module) -> dict[str, nn.Module]:
@@ -68,6 +70,10 @@ def attention_modules(model: nn.Module) -> dict[str, nn.Module]:
 
 def _require_attention(loaded) -> dict[str, nn.Module]:
     found = attention_modules(loaded.module)
+    windowed = [n for n, m in loaded.module.named_modules() if hasattr(m, "window_size") and hasattr(m, "qkv")]
+    if not found and windowed:
+        raise UserError(f"{loaded.title} uses windowed attention (Swin-like): each head sees one window, not the "
+                        "image, so there is no image-wide attention map to draw")
     if not found:
         raise UserError(
             f"{loaded.title} has no self-attention layers (it is a CNN); attention maps need a Vision "
@@ -229,9 +235,18 @@ def rollout(attention: np.ndarray, fusion: str = "mean", discard: float = 0.0, p
     return result.astype(np.float32)
 
 
-def rollout_map(joint: np.ndarray, layout: TokenLayout, token: int = 0) -> np.ndarray:
-    """Row ``token`` (the class token by default) of a joint attention on the patch grid."""
-    return np.asarray(joint[token, layout.prefix:], dtype=np.float32).reshape(layout.grid)
+def rollout_map(joint: np.ndarray, layout: TokenLayout, token: int | None = None) -> np.ndarray:
+    """Row ``token`` of a joint attention on the patch grid.
+
+    By default the class token's row; a ViT without one (global average pooling) is
+    read by the mean of its patch rows, which is what its pooled output sees.
+    """
+    joint = np.asarray(joint, dtype=np.float32)
+    if token is None:
+        row = joint[0] if layout.prefix else joint.mean(axis=0)
+    else:
+        row = joint[token]
+    return row[layout.prefix:].reshape(layout.grid)
 
 
 def gradient_rollout(attention: np.ndarray, gradients: np.ndarray) -> np.ndarray:
@@ -254,15 +269,19 @@ def attention_distance(attention: np.ndarray, layout: TokenLayout) -> np.ndarray
     """Mean attention distance in pixels, ``L x heads`` (ViT paper, Figure 7).
 
     For each query patch, the distances to every key patch (between patch centres,
-    in input pixels) weighted by the attention between them, summed; then averaged
-    over query patches. Attention to prefix tokens is left out (they have no place).
+    in input pixels) weighted by the attention between them; then averaged over
+    query patches. Attention to prefix tokens (class, registers) has no place in the
+    image, so each query's attention over the patches is renormalised to sum to 1:
+    a head that mostly attends to the class token is not drawn as a local one.
     """
     gh, gw = layout.grid
     ys, xs = np.divmod(np.arange(gh * gw), gw)
     centres = np.stack([ys, xs], axis=1).astype(np.float64) * layout.patch
     dist = np.sqrt(((centres[:, None, :] - centres[None, :, :]) ** 2).sum(-1))
     patches = np.asarray(attention, dtype=np.float64)[..., layout.prefix:, layout.prefix:]
-    return (patches * dist).sum(-1).mean(-1).astype(np.float32)
+    mass = patches.sum(-1, keepdims=True)
+    weights = np.divide(patches, mass, out=np.zeros_like(patches), where=mass > 0)
+    return (weights * dist).sum(-1).mean(-1).astype(np.float32)
 
 
 # --- the job -------------------------------------------------------------------------------
@@ -309,9 +328,20 @@ class AttentionResult:
     def heads(self) -> int:
         return self.attention.shape[1]
 
+    @property
+    def has_class_token(self) -> bool:
+        return self.layout.prefix > 0
+
     def cls_maps(self) -> np.ndarray:
-        """``layers x heads x gh x gw``: where the class token looks in every head."""
-        return self.token_maps(0)
+        """``layers x heads x gh x gw``: where the class token looks in every head.
+
+        Without a class token (global-average-pooled ViTs): the mean over all patch
+        queries, i.e. where the pooled output looks.
+        """
+        if self.has_class_token:
+            return self.token_maps(0)
+        lay = self.layout
+        return self.attention.mean(axis=2).reshape(*self.attention.shape[:2], *lay.grid)
 
     def token_maps(self, token: int) -> np.ndarray:
         """``layers x heads x gh x gw``: where token ``token`` looks (its attention row)."""
@@ -349,6 +379,7 @@ def analyse_attention(
     from vizapp.probe import first_tensor
 
     names = list(_require_attention(loaded))
+    notes: list[str] = []
     pil = image.to_pil() if hasattr(image, "to_pil") else image
     x = loaded.preprocess.batch(pil)
     model = loaded.module
@@ -367,7 +398,11 @@ def analyse_attention(
                 cancel.check()
             grads = None
             chosen = None
-            if gradient:
+            headless = out.ndim != 2 or out.shape[1] < 2 or getattr(model, "num_classes", None) == 0
+            if gradient and headless:
+                notes.append(f"{loaded.title} has no classifier head: there is no class for a gradient-weighted "
+                             "rollout, so only the plain attention is shown")
+            elif gradient:
                 chosen = resolve_target(loaded, out.detach(), target)
                 grads = _graph_gradients(store, out[0, chosen])
             store_maps = {n: store[n][0].cpu() for n in names if n in store}
@@ -385,7 +420,7 @@ def analyse_attention(
     result = AttentionResult(
         input=x.numpy(), display=loaded.preprocess.to_display(x), attention=attention, layers=names,
         layout=layout, distance=attention_distance(attention, layout), predictions=preds,
-        trained=loaded.trained,
+        trained=loaded.trained, notes=notes,
     )
     if grads is not None:
         g = torch.stack([grads[n][0] for n in names]).numpy()

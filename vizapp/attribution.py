@@ -119,6 +119,15 @@ def default_cam_layer(loaded) -> str:
     block's output patch tokens never reach the class token, so their gradient is 0.
     CNN: the last module whose output is still a spatial map (before global pooling).
     """
+    cached = getattr(loaded, "_default_cam_layer", None)
+    if cached is not None:
+        return cached
+    found = _find_cam_layer(loaded)
+    loaded._default_cam_layer = found  # the layer table is a forward pass: once per model
+    return found
+
+
+def _find_cam_layer(loaded) -> str:
     from vizapp.attention import attention_modules
     from vizapp.layers import layer_table
     from vizapp.mosaic import has_maps
@@ -347,7 +356,7 @@ def attribute(
             cancel.check()
     except torch.OutOfMemoryError:
         raise OutOfMemory(f"out of {loaded.device} memory computing {METHODS[method]} for {loaded.title}; "
-                          "switch the device to CPU or lower the batch size") from None
+                          "switch the device to CPU") from None
     finally:
         model.train(was_training)
         model.zero_grad(set_to_none=True)

@@ -220,7 +220,7 @@ class AttentionView(QWidget):
             self.discard_label.fontMetrics().horizontalAdvance("discard 95%") + 6
         )
         self.discard.valueChanged.connect(self._discard_changed)
-        self.gradient = QCheckBox("Gradient-weighted for the top class")
+        self.gradient = QCheckBox("Gradient-weighted for the picked class")
         self.gradient.setToolTip(
             "Chefer et al. 2021: weight each layer's attention by its gradient for the class"
         )
@@ -397,8 +397,8 @@ class AttentionView(QWidget):
         self._head = None if self._head is None else min(self._head, heads - 1)
         self.base.setImage(result.display, levels=(0, 255), autoLevels=False)
         self.banner.setVisible(not result.trained)
-        label = result.target_label or "the top class"
-        self.gradient.setText(f"Gradient-weighted for “{label}”")
+        label = f"“{result.target_label}”" if result.target_label else "the class picked in Predictions"
+        self.gradient.setText(f"Gradient-weighted for {label}")
         gh, gw = result.layout.grid
         self.title.setText(
             f"Attention: {n_layers} layers × {heads} heads, {gh}×{gw} patches of "

@@ -421,6 +421,22 @@ class AttributionView(QWidget):
         self._refresh_header()
         self._render_all()
 
+    def set_pending(self, method: str) -> None:
+        """Drop ``method``'s result or error; its panel says "computing…" until the next setter."""
+        if method not in self.current_methods():
+            return
+        self.results.pop(method, None)
+        self.errors.pop(method, None)
+        self._shown.pop(method, None)
+        self._pending.add(method)
+        self.stack.setCurrentWidget(self.panel_area)
+        self._refresh_header()
+        self._render(method)
+
+    def pending(self) -> set[str]:
+        """The methods whose panels wait for a result."""
+        return set(self._pending)
+
     def set_attribution(self, a) -> None:
         """Show a ``vizapp.attribution.Attribution`` in its method's panel (ignored if unticked)."""
         if a.method not in self.current_methods():

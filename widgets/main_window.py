@@ -61,6 +61,13 @@ INTERACTIVE_JOBS = ("model", "device", "analysis", "image", "collection", "index
 TOP_K = 9
 
 
+def _same_request(a: tuple | None, b: tuple | None) -> bool:
+    """Requests ``(model, image, ...)``: the same objects (by identity), then equal values."""
+    if a is None or b is None or len(a) != len(b):
+        return False
+    return a[0] is b[0] and a[1] is b[1] and a[2:] == b[2:]
+
+
 class MainWindow(QMainWindow):
     """The app window.
 
@@ -103,8 +110,8 @@ class MainWindow(QMainWindow):
         # Attention and attributions cost a forward (and backward) pass per image: they
         # run while their dock is on screen, and catch up when it is raised.
         self._stale = {"attention": True, "attribution": True}
-        self._attribution_key: tuple | None = None  # what the attribution panels were computed for
-        self._attribution_pending: set[str] = set()
+        self._attribution_keys: dict[str, tuple] = {}  # method -> (model, image, class, layer) requested
+        self._attention_request: tuple | None = None  # (model, image, gradient, class) requested
         self._pending_box: tuple[str, tuple[int, int, int, int]] | None = None
         self.docks: dict[str, QDockWidget] = {}
         for key, title, widget in (
@@ -257,6 +264,7 @@ class MainWindow(QMainWindow):
             ("Previous layer", "PgUp", lambda: self.session.step_layer(-1)),
             ("Next channel", "]", lambda: self.feature_view.step_channel(1)),
             ("Previous channel", "[", lambda: self.feature_view.step_channel(-1)),
+            ("Recompute attention and attributions", "F5", self.refresh_explanations),
         ):
             action = nav.addAction(text, slot)
             action.setShortcut(QKeySequence(keys))
@@ -265,9 +273,17 @@ class MainWindow(QMainWindow):
     # --- requests ----------------------------------------------------------------
     def cancel_jobs(self) -> None:
         """Stop what the user is waiting on (not the gallery thumbnails)."""
-        self.runner.cancel(*INTERACTIVE_JOBS, *(f"attribution:{m}" for m in self.attribution_view.boxes))
-        self._attribution_key = None  # cancelled panels are computed again on the next request
-        self._attribution_pending.clear()
+        view = self.attribution_view
+        cancelled = [m for m in view.current_methods() if m in view.pending()]
+        self.runner.cancel(*INTERACTIVE_JOBS, *(f"attribution:{m}" for m in view.boxes))
+        for m in cancelled:
+            view.set_error(m, "cancelled: press F5 to compute it again")
+            self._attribution_keys.pop(m, None)
+        if self._attention_request is not None and self.attention_view.result is not None:
+            r = self.attention_view.result
+            if not (self._attention_request[2] and r.gradient is not None):
+                self.notify("attention cancelled: the Attention dock shows an earlier image or class; press F5")
+        self._attention_request = None
         if self.session.model is not None:
             self.model_view.show_model(self.session.model)
 
@@ -309,27 +325,33 @@ class MainWindow(QMainWindow):
         self._request_kernels()
         self._request_analysis()
         self._request_index()
-        if self.attribution_view.use_selected_layer():
+        if self.attribution_view.use_selected_layer() and "gradcam" in self.attribution_view.current_methods():
             self._request_attributions()
 
     # --- attention and attributions ---------------------------------------------
+    # Both docks cost a forward (and backward) pass per image, so they compute only while
+    # on screen (``_stale`` marks what to catch up when raised). Each attribution method
+    # is its own job kind and remembers what it was computed for (``_attribution_keys``),
+    # so a layer step recomputes only Grad-CAM and ticking a method computes only it.
     def pick_class(self, index: int) -> None:
         """Explain class ``index`` (a click in the predictions): attributions and gradient rollout."""
         self.attribution_view.set_target(index)  # emits sigRequest when the class changes
 
+    def refresh_explanations(self) -> None:
+        """Compute the attention and attributions again (F5; after a cancel)."""
+        self._attribution_keys.clear()
+        self._attention_request = None
+        self._request_explanations()
+
     def _explained_class_changed(self) -> None:
         """The attribution view's class picker is the class both docks explain."""
-        r = self.attention_view.result
-        if not self.attention_view.gradient_wanted() or r is None:
-            return
-        wanted = self.attribution_view.current_target()
-        if wanted is None:
-            wanted = r.predictions[0].index if r.predictions else None
-        if r.target != wanted:
+        if self.attention_view.gradient_wanted() and not _same_request(self._attention_request, self._attention_wanted()):
             self._request_attention()
 
     def _model_changed(self) -> None:
         self._stale = dict.fromkeys(self._stale, True)
+        self._attribution_keys.clear()
+        self._attention_request = None
         self.attribution_view.set_predictions([])
         self.attribution_view.set_untrained(not getattr(self.session.model, "trained", True))
         self._request_explanations()
@@ -343,21 +365,45 @@ class MainWindow(QMainWindow):
             (self._request_attention if key == "attention" else self._request_attributions)()
 
     def _on_screen(self, key: str) -> bool:
-        """Whether a dock is showing (not closed, not a hidden tab); marks it stale if not."""
+        """Whether a dock is showing (not closed, not a hidden tab).
+
+        If not, it is marked stale and its running jobs are dropped: their results would
+        belong to an image or model the dock no longer follows.
+        """
         shown = self.docks[key].isVisible() and not self.docks[key].visibleRegion().isEmpty()
         self._stale[key] = not shown
+        if not shown:
+            if key == "attention":
+                self.runner.cancel("attention")
+                self._attention_request = None
+            else:
+                self.runner.cancel(*(f"attribution:{m}" for m in self.attribution_view.boxes))
+                self._attribution_keys.clear()
         return shown
 
-    def _request_attention(self) -> None:
+    def _attention_wanted(self) -> tuple:
+        """What the attention dock should show: (model, image, gradient, class or None)."""
+        s = self.session
+        gradient = self.attention_view.gradient_wanted()
+        return s.model, s.image, gradient, self.attribution_view.current_target() if gradient else None
+
+    def _request_attention(self, gradient: bool | None = None) -> None:
         s = self.session
         if s.model is None or s.image is None or not self._on_screen("attention"):
             return
-        gradient = self.attention_view.gradient_wanted()
-        target = self.attribution_view.current_target() if gradient else None
-        self.runner.submit("attention", analysis.attention, s.model, s.image, target, gradient)
+        wanted = self._attention_wanted()
+        if gradient is not None:  # a retry without the gradient after the class was refused
+            wanted = (*wanted[:2], gradient, None)
+        self._attention_request = wanted
+        self.runner.submit("attention", analysis.attention, s.model, s.image, wanted[3], wanted[2])
+
+    def _attribution_key(self, method: str) -> tuple:
+        s, view = self.session, self.attribution_view
+        layer = s.layer if method == "gradcam" and view.use_selected_layer() else None
+        return s.model, s.image, view.current_target(), layer
 
     def _request_attributions(self) -> None:
-        """One job per ticked method; with the same model, image, class and layer, only the missing ones."""
+        """One job per ticked method whose panel does not already show its current key."""
         s = self.session
         view = self.attribution_view
         if s.model is None or s.image is None:
@@ -370,23 +416,18 @@ class MainWindow(QMainWindow):
         if not self._on_screen("attribution"):
             return
         methods = view.current_methods()
-        dropped = [m for m in self.attribution_view.boxes if m not in methods]
-        self.runner.cancel(*(f"attribution:{m}" for m in dropped))
-        self._attribution_pending.difference_update(dropped)
-        target = view.current_target()
-        layer = s.layer if view.use_selected_layer() else None
-        key = (s.model, s.image, target, layer)
-        last = self._attribution_key
-        if last is not None and last[0] is key[0] and last[1] is key[1] and last[2:] == key[2:]:
-            todo = [m for m in methods if m not in view.results and m not in self._attribution_pending]
-        else:
-            todo = methods
-            view.clear(pending=methods)
-            self._attribution_pending.clear()
-        self._attribution_key = key
-        for method in todo:
-            self._attribution_pending.add(method)
-            self.runner.submit(f"attribution:{method}", analysis.attribution, s.model, s.image, method, target, layer)
+        for m in view.boxes:
+            if m not in methods:
+                self.runner.cancel(f"attribution:{m}")
+                self._attribution_keys.pop(m, None)
+        for method in methods:
+            key = self._attribution_key(method)
+            last = self._attribution_keys.get(method)
+            if _same_request(last, key):
+                continue  # shown, or on its way
+            self._attribution_keys[method] = key
+            view.set_pending(method)
+            self.runner.submit(f"attribution:{method}", analysis.attribution, s.model, s.image, method, key[2], key[3])
 
     # --- collections: top patches ----------------------------------------------
     def set_collection(self, spec: str) -> None:
@@ -555,7 +596,6 @@ class MainWindow(QMainWindow):
             if s.model is not None:
                 self.attention_view.set_result(result)
         elif kind.startswith("attribution:"):
-            self._attribution_pending.discard(result.method)
             if s.model is not None:
                 self.attribution_view.set_attribution(result)
         elif kind == "kernels":
@@ -578,12 +618,16 @@ class MainWindow(QMainWindow):
         # Attention and attribution problems (a CNN has no attention, a layer without
         # a gradient) belong in their own dock, which is on screen when they run.
         if kind == "attention":
-            self.attention_view.set_message(message)
+            asked = self._attention_request
+            if asked is not None and asked[2] and self.attention_view.result is not None:
+                # The class was refused (out of range): keep the attention, drop the gradient.
+                self.notify(f"gradient-weighted rollout: {message}", error=True)
+                self._request_attention(gradient=False)
+            else:
+                self.attention_view.set_message(message)
             return
         if kind.startswith("attribution:"):
-            method = kind.split(":", 1)[1]
-            self._attribution_pending.discard(method)
-            self.attribution_view.set_error(method, message)
+            self.attribution_view.set_error(kind.split(":", 1)[1], message)
             return
         self.notify(message, error=True)
         if self.session.model is not None and kind in ("model", "device"):
