@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from models._checkpoint import CARD_NAME, WEIGHTS_NAME, is_checkpoint, load_checkpoint
 from models._download import cached_path, fetch
 from models._preprocess import Preprocess
 from models._registry import REGISTRY, ModelSpec, get_spec
@@ -408,7 +409,12 @@ def _unwrap_state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
     raise ModelError(f"{path}: holds a {type(obj).__name__}, not a state dict of tensors or a model")
 
 
-def _load_state_dict(module: nn.Module, state: object, path: Path) -> None:
+def _load_state_dict(
+    module: nn.Module,
+    state: object,
+    path: Path,
+    hint: str = "Check --arch, or that the file was saved from this architecture.",
+) -> None:
     state = _unwrap_state_dict(state, path)
     own = module.state_dict()
     missing = [k for k in own if k not in state]
@@ -422,7 +428,7 @@ def _load_state_dict(module: nn.Module, state: object, path: Path) -> None:
                 parts.append(f"{title}: {', '.join(keys[:5])}{more}")
         raise ModelError(
             f"{path} does not fit architecture {type(module).__name__}: " + "; ".join(parts)
-            + ". Check --arch, or that the file was saved from this architecture."
+            + ". " + hint
         )
     module.load_state_dict(state)
 
@@ -516,10 +522,24 @@ def load_model(
         The architecture a bare state dict belongs to.
     trust : bool
         Allow unpickling a full model (runs code from the file).
+
+    A checkpoint the training lab wrote (a folder with ``card.json`` and
+    ``model.safetensors``) loads from the folder, its card or its weights file: the card
+    says the architecture, classes and preprocessing, so it needs no ``arch``.
     """
     if name_or_path in REGISTRY and arch is None:
         return _load_registry(get_spec(name_or_path), progress, cancel)
     path = Path(name_or_path).expanduser()
+    if is_checkpoint(path):
+        loaded = load_checkpoint(path, progress=progress)
+        if arch:
+            loaded.notes.append(f"--arch {arch} was ignored: the checkpoint's {CARD_NAME} says what the model is")
+        return loaded
+    if path.is_dir():
+        raise ModelError(
+            f"{path} is a folder without a {CARD_NAME}; give a weights file, or a checkpoint folder "
+            f"the training lab wrote (it holds {CARD_NAME} and {WEIGHTS_NAME})"
+        )
     if path.exists() or path.suffix in _STATE_DICT_SUFFIXES or "/" in name_or_path:
         return _load_file(path, arch, trust, progress)
     spec = get_spec(name_or_path)  # raises the "unknown model" message

@@ -78,6 +78,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=50, help="Integrated Gradients path steps")
     p.add_argument("--out", required=True)
 
+    p = sub.add_parser("train", help="train a small CNN/ViT (or fine-tune a hub model) and save a checkpoint + card")
+    p.add_argument("--dataset", default="shapes", help="shapes, digits, mnist, fashion-mnist, cifar10 or a folder")
+    p.add_argument("--model", default="tinyvgg", help="mlp, lenet, tinyvgg, resnet, vit, or hub:NAME to fine-tune")
+    p.add_argument("--loss", default="ce", help="ce, contrastive, triplet or infonce")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--augment", action="append", default=[], help="augmentation (repeat): hflip, crop, rotate, ...")
+    p.add_argument("--size", type=int, help="image size in pixels (default: the dataset's)")
+    p.add_argument("--n", type=int, help="use at most this many images (quick runs)")
+    p.add_argument("--margin", type=float, help="contrastive (default 1.0) or triplet (default 0.2) margin")
+    p.add_argument("--temperature", type=float, default=0.5, help="InfoNCE temperature")
+    p.add_argument("--embed-dim", type=int, default=32, help="embedding size for the metric losses")
+    p.add_argument("--freeze", choices=("all", "some", "none"), default="all", help="hub:NAME: frozen backbone part")
+    p.add_argument("--log-every", type=int, default=10, help="steps between JSON lines")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 or mps (default: the best available)")
+    p.add_argument("--resume", help="a checkpoint folder of this run to continue from")
+    p.add_argument("--out", required=True, help="checkpoint folder (model.safetensors + card.json)")
+
     p = sub.add_parser("index", help="top-k patches per channel (and pooled features) over an image collection")
     _add_model_args(p)
     p.add_argument("--data", required=True, help="a folder (sub-folders are labels), 'samples', mnist, fashion-mnist or cifar10")
@@ -209,14 +231,18 @@ def _cmd_attention(args: argparse.Namespace) -> int:
     from vizapp.attention import analyse_attention
     from vizapp.images import load_image
 
+    if not 0.0 <= args.discard < 1.0:
+        raise UserError(f"--discard must be in [0, 1), not {args.discard}")
     image = load_image(args.image)
     r = analyse_attention(_load(args), image, target=args.target, gradient=args.target is not None)
     extra = {} if r.gradient is None else {"gradient_rollout": r.gradient_map(), "target": np.int64(r.target)}
     out = _save_npz(
         args.out, input=r.input, attention=r.attention, rollout=r.rollout(args.fusion, args.discard),
-        cls_index=np.int64(0), prefix_tokens=np.int64(r.layout.prefix), grid=np.array(r.layout.grid),
+        cls_index=np.int64(0 if r.has_class_token else -1), prefix_tokens=np.int64(r.layout.prefix),
+        grid=np.array(r.layout.grid),
         patch=np.int64(r.layout.patch), distance=r.distance, layers=np.array(r.layers), **extra)
-    print(f"saved {out}: attention {r.attention.shape} (layers x heads x tokens x tokens), class token 0, "
+    print(f"saved {out}: attention {r.attention.shape} (layers x heads x tokens x tokens), "
+          f"{'class token 0' if r.has_class_token else 'no class token (rollout of the mean patch)'}, "
           f"{r.layout.prefix} prefix token(s), rollout {r.layout.grid[0]}x{r.layout.grid[1]}")
     for note in r.notes:
         print(f"vizapp: {note}", file=sys.stderr)
@@ -240,6 +266,26 @@ def _cmd_attribute(args: argparse.Namespace) -> int:
           f"attribution {a.raw.shape}, {a.seconds:.2f} s")
     for note in a.notes:
         print(f"vizapp: {note}", file=sys.stderr)
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from vizapp.training import TrainConfig, Trainer, write_json_line
+
+    config = TrainConfig(
+        dataset=args.dataset, model=args.model, loss=args.loss, epochs=args.epochs, seed=args.seed,
+        batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, weight_decay=args.weight_decay,
+        augment=list(args.augment), size=args.size, n=args.n, margin=args.margin, temperature=args.temperature,
+        embed_dim=args.embed_dim, freeze=args.freeze, log_every=args.log_every, device=args.device,
+        resume=args.resume, out=args.out)
+    trainer = Trainer(config, progress=_stderr_progress)
+    for record in trainer.run():
+        if record["type"] in ("step", "eval"):
+            print(write_json_line(record), flush=True)
+        elif record["type"] == "checkpoint" and record["why"] in ("finished", "stopped"):
+            card = trainer.card()
+            print(f"saved {record['path']}: {card['title']}, validation accuracy {card['metrics']['val_acc']}",
+                  file=sys.stderr)
     return 0
 
 
@@ -333,6 +379,7 @@ _COMMANDS: dict[str, Handler] = {
     "features": _cmd_features,
     "attention": _cmd_attention,
     "attribute": _cmd_attribute,
+    "train": _cmd_train,
     "index": _cmd_index,
     "top-patches": _cmd_top_patches,
     "embed": _cmd_embed,

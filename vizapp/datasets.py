@@ -19,7 +19,15 @@ from vizapp.errors import UserError
 from vizapp.images import load_image, sample_images, to_rgb
 from vizapp.jobs import CancelToken, Progress, no_progress
 
-__all__ = ["IMAGE_EXTENSIONS", "Item", "ImageCollection", "open_collection", "TORCHVISION_SETS"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "Item",
+    "ImageCollection",
+    "open_collection",
+    "TORCHVISION_SETS",
+    "data_root",
+    "torchvision_dataset",
+]
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
 #: ``--data`` names for torchvision's sets; their files go to ``$VIZAPP_DATA`` (default ~/.cache/vizapp/data).
@@ -134,27 +142,53 @@ class ImageCollection:
         cancel: CancelToken | None = None,
     ) -> ImageCollection:
         """MNIST, Fashion-MNIST or CIFAR-10 (downloaded with progress when missing)."""
-        import torchvision.datasets as tvd
-
-        if name not in TORCHVISION_SETS:
-            raise UserError(f"unknown dataset '{name}'; choose one of {', '.join(TORCHVISION_SETS)}")
-        root = Path(root or os.environ.get("VIZAPP_DATA") or Path.home() / ".cache" / "vizapp" / "data")
-        klass = getattr(tvd, TORCHVISION_SETS[name])
-        try:
-            dataset = klass(str(root), train=train, download=False)
-        except RuntimeError:
-            if not download:
-                raise UserError(f"{name} is not in {root}; download it first") from None
-            _download_torchvision(klass, root, name, progress, cancel)
-            try:
-                dataset = klass(str(root), train=train, download=True)
-            except (RuntimeError, OSError) as exc:
-                raise UserError(f"{name} could not be prepared in {root}: {exc}") from None
+        dataset = torchvision_dataset(name, root, train=train, download=download, progress=progress, cancel=cancel)
         classes = list(getattr(dataset, "classes", []))
         targets = [int(t) for t in dataset.targets]
         split = "train" if train else "test"
         items = [Item(f"{name}:{split}:{i}", classes[t] if t < len(classes) else str(t)) for i, t in enumerate(targets)]
         return cls(f"{name} ({split})", items, "torchvision", dataset=dataset, signature=f"{name}:{split}")
+
+
+def data_root(root: str | Path | None = None) -> Path:
+    """Where torchvision's sets live: ``root``, else ``$VIZAPP_DATA``, else ``~/.cache/vizapp/data``."""
+    return Path(root or os.environ.get("VIZAPP_DATA") or Path.home() / ".cache" / "vizapp" / "data")
+
+
+def torchvision_dataset(
+    name: str,
+    root: str | Path | None = None,
+    *,
+    train: bool = True,
+    download: bool = True,
+    progress: Progress = no_progress,
+    cancel: CancelToken | None = None,
+):
+    """torchvision's MNIST / Fashion-MNIST / CIFAR-10 dataset object for ``name`` (a key of
+    :data:`TORCHVISION_SETS`), downloaded with progress and cancel when missing.
+
+    Raises
+    ------
+    UserError
+        An unknown name; the files are missing and ``download`` is off; or the download
+        failed (the message names the folder to copy the files into by hand).
+    """
+    import torchvision.datasets as tvd
+
+    if name not in TORCHVISION_SETS:
+        raise UserError(f"unknown dataset '{name}'; choose one of {', '.join(TORCHVISION_SETS)}")
+    root = data_root(root)
+    klass = getattr(tvd, TORCHVISION_SETS[name])
+    try:
+        return klass(str(root), train=train, download=False)
+    except RuntimeError:
+        if not download:
+            raise UserError(f"{name} is not in {root}; download it first") from None
+        _download_torchvision(klass, root, name, progress, cancel)
+        try:
+            return klass(str(root), train=train, download=True)
+        except (RuntimeError, OSError) as exc:
+            raise UserError(f"{name} could not be prepared in {root}: {exc}") from None
 
 
 def _download_torchvision(klass, root: Path, name: str, progress: Progress, cancel: CancelToken | None) -> None:

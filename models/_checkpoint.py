@@ -1,0 +1,255 @@
+"""Checkpoints the training lab writes and the model hub opens.
+
+A checkpoint is a folder with ``model.safetensors`` (the state dict) and ``card.json``
+(format ``vizapp-card-1``: the model entry that rebuilds the architecture, class names,
+preprocessing, the ``trained`` flag, a title, and how it was trained). Both files are
+written atomically; loading builds the architecture from the card (no pretrained
+download: the state dict holds every weight) and reads the weights with safetensors.
+The public names are re-exported by :mod:`models.small`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from models._preprocess import Preprocess
+from vizapp.errors import ModelError
+from vizapp.jobs import Progress, no_progress
+
+__all__ = ["CARD_FORMAT", "CARD_NAME", "WEIGHTS_NAME", "is_checkpoint", "load_checkpoint", "read_card",
+           "save_checkpoint"]
+
+CARD_FORMAT = "vizapp-card-1"
+CARD_NAME = "card.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+def _jsonable(value: object) -> object:
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        return value.item()  # numpy / torch scalars
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (Path, os.PathLike)):
+        return os.fspath(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    raise TypeError(f"card value of type {type(value).__name__} is not JSON serialisable")
+
+
+def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """``write(temp_path)`` in ``path``'s folder, flushed to disk, then renamed over ``path``."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        write(str(tmp))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if os.name == "posix":  # make the rename itself durable
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass  # some file systems cannot sync a folder; the rename is still atomic
+        finally:
+            os.close(fd)
+
+
+def save_checkpoint(module: nn.Module, card: dict, directory: str | os.PathLike) -> Path:
+    """Write ``directory/model.safetensors`` (the state dict) and ``directory/card.json``.
+
+    Each file is written to a temporary file beside it and renamed into place, weights
+    first and the card last, so a crash mid-save leaves the previous checkpoint (or
+    none), never a half-written file; the two files are replaced one after the other, so
+    only a crash between the two renames can pair new weights with the previous card
+    (of the same run: the weights still fit it).
+
+    The card needs ``"model"`` (default: the module's ``model_entry``) and
+    ``"preprocess"`` (a dict or a :class:`Preprocess`); ``"classes"``, ``"trained"``
+    (default true), ``"title"`` and anything else (data, loss, settings, metrics, seed)
+    are optional and kept as given; numpy numbers and arrays are converted. A card that
+    would not load again raises before anything is written. Returns the folder.
+    """
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    head = {"format": card.get("format", CARD_FORMAT)}
+    if "model" in card or hasattr(module, "model_entry"):
+        head["model"] = card.get("model", getattr(module, "model_entry", None))
+    card = {**head, **card}  # format and model first, for a reader of the file
+    if isinstance(card.get("preprocess"), Preprocess):
+        card["preprocess"] = dataclasses.asdict(card["preprocess"])
+    _check_card(card, folder / CARD_NAME, saving=True)
+    text = json.dumps(card, indent=2, default=_jsonable)
+    from safetensors.torch import save_file
+
+    inner = getattr(module, "_orig_mod", module)  # torch.compile wraps the module
+    state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in inner.state_dict().items()}
+    _atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": CARD_FORMAT}))
+    _atomic_write(folder / CARD_NAME, lambda tmp: Path(tmp).write_text(text + "\n", encoding="utf-8"))
+    return folder
+
+
+def _checkpoint_files(path: str | os.PathLike) -> tuple[Path, Path]:
+    """``(card.json, model.safetensors)`` for a checkpoint folder, its card or its weights."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        folder = p
+    elif p.name == WEIGHTS_NAME or p.suffix == ".json":
+        folder = p.parent
+    else:
+        raise ModelError(f"{p}: not a checkpoint (a folder with {CARD_NAME} and {WEIGHTS_NAME})")
+    card = p if p.suffix == ".json" else folder / CARD_NAME
+    weights = p if p.suffix == ".safetensors" else folder / WEIGHTS_NAME
+    if not card.is_file():
+        raise ModelError(f"{folder}: no {CARD_NAME} here; a vizapp checkpoint folder holds {CARD_NAME} and {WEIGHTS_NAME}")
+    return card, weights
+
+
+def is_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a checkpoint folder, its card, or weights with a card beside them."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        return (p / CARD_NAME).is_file()
+    if p.suffix == ".json":
+        return p.is_file()
+    return p.name == WEIGHTS_NAME and (p.parent / CARD_NAME).is_file()
+
+
+def _check_card(card: object, path: Path, saving: bool = False) -> dict:
+    from models.small import SMALL_MODELS
+
+    def bad(what: str) -> ModelError:
+        why = "nothing was written" if saving else "the card was not written by vizapp's trainer or is damaged"
+        return ModelError(f"{path}: {what}; {why}")
+
+    if not isinstance(card, dict):
+        raise bad("not a JSON object")
+    if card.get("format") != CARD_FORMAT:
+        raise bad(f"format is {card.get('format')!r}, expected '{CARD_FORMAT}'")
+    model = card.get("model")
+    if not isinstance(model, dict):
+        raise bad("no 'model' entry")
+    kind = model.get("kind")
+    if kind == "small":
+        if model.get("name") not in SMALL_MODELS:
+            raise bad(f"unknown small model {model.get('name')!r} (known: {', '.join(SMALL_MODELS)})")
+        for key in ("in_channels", "image_size", "num_classes"):
+            if not isinstance(model.get(key), int) or isinstance(model.get(key), bool):
+                raise bad(f"model entry needs an integer '{key}'")
+        if not isinstance(model.get("options", {}), dict):
+            raise bad("model 'options' is not an object")
+    elif kind == "transfer":
+        if not isinstance(model.get("hub"), str) or not isinstance(model.get("num_classes"), int):
+            raise bad("a transfer model entry needs 'hub' (a model name) and 'num_classes'")
+    else:
+        raise bad(f"unknown model kind {kind!r} (expected 'small' or 'transfer')")
+    classes = card.get("classes")
+    if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+        raise bad("'classes' is not a list of names")
+    pre = card.get("preprocess")
+    if not isinstance(pre, dict):
+        raise bad("no 'preprocess' entry")
+    try:
+        Preprocess(int(pre["resize"]), int(pre["crop"]), tuple(float(m) for m in pre["mean"]),
+                   tuple(float(s) for s in pre["std"]), str(pre.get("interpolation", "bilinear")))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise bad(f"'preprocess' needs resize, crop, mean and std ({type(exc).__name__}: {exc})") from None
+    return card
+
+
+def read_card(path: str | os.PathLike) -> dict:
+    """The card of a checkpoint (its folder, ``card.json``, or ``model.safetensors`` beside one),
+    checked: a :class:`~vizapp.errors.ModelError` names the file and what is wrong."""
+    card_path, _ = _checkpoint_files(path)
+    try:
+        data = json.loads(card_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{card_path}: not a readable JSON card ({exc})") from None
+    return _check_card(data, card_path)
+
+
+def _card_preprocess(card: dict) -> Preprocess:
+    p = card["preprocess"]
+    return Preprocess(int(p["resize"]), int(p["crop"]), tuple(float(m) for m in p["mean"]),
+                      tuple(float(s) for s in p["std"]), str(p.get("interpolation", "bilinear")))
+
+
+def _architecture(entry: dict, card_path: Path) -> tuple[nn.Module, str]:
+    """The untrained module a card describes, and its kind (``"cnn"`` or ``"vit"``)."""
+    from models.small import _replace_head, build_small
+
+    if entry["kind"] == "small":
+        try:
+            module = build_small(entry["name"], in_channels=entry["in_channels"], image_size=entry["image_size"],
+                                 num_classes=entry["num_classes"], embed_dim=entry.get("embed_dim"),
+                                 **entry.get("options", {}))
+        except (ModelError, TypeError, ValueError) as exc:
+            raise ModelError(f"{card_path}: the model entry cannot be built ({exc})") from None
+        return module, "vit" if entry["name"] == "vit" else "cnn"
+    from models._loaders import build_architecture
+
+    try:
+        module, spec = build_architecture(entry["hub"])
+    except ModelError as exc:
+        raise ModelError(f"{card_path}: {exc}") from None
+    _replace_head(module, int(entry["num_classes"]))
+    module.model_entry = dict(entry)
+    attention = any(isinstance(m, nn.MultiheadAttention) or hasattr(m, "qkv") for m in module.modules())
+    return module, spec.kind if spec is not None else ("vit" if attention else "cnn")
+
+
+def load_checkpoint(path: str | os.PathLike, *, progress: Progress = no_progress):
+    """A checkpoint as a :class:`~models.LoadedModel` (CPU, eval mode); ``models.load_model``
+    calls this for a checkpoint folder, its ``card.json`` or its ``model.safetensors``."""
+    from models._loaders import LoadedModel, _load_state_dict, _read_weights
+
+    card_path, weights_path = _checkpoint_files(path)
+    card = read_card(card_path)
+    folder = card_path.parent
+    progress(0, 0, f"loading {folder.name}")
+    if not weights_path.is_file():
+        raise ModelError(f"{folder}: {CARD_NAME} is here but {weights_path.name} is missing")
+    entry = card["model"]
+    with torch.random.fork_rng(devices=[]):  # building initialises weights: leave the caller's RNG alone
+        module, kind = _architecture(entry, card_path)
+    state = _read_weights(weights_path, trust=False)
+    what = entry.get("name") or entry.get("hub")
+    _load_state_dict(module, state, weights_path,
+                     hint=f"The weights do not belong to the model {CARD_NAME} describes ({entry['kind']} "
+                          f"'{what}'); save the checkpoint again or fix the card.")
+    module.eval()
+    n = int(entry["num_classes"])
+    classes = card.get("classes")
+    if n == 0:
+        classes = None
+    elif classes is None:
+        classes = [f"class {i}" for i in range(n)]
+    elif len(classes) != n:
+        raise ModelError(f"{card_path}: {len(classes)} class names for a {n}-way head; fix 'classes' in the card")
+    preprocess = _card_preprocess(card)
+    channels = entry.get("in_channels", 3)
+    if preprocess.channels != channels:
+        raise ModelError(f"{card_path}: preprocess has {preprocess.channels} channels (mean/std) but the model "
+                         f"takes {channels}; fix 'preprocess' in the card")
+    if entry["kind"] == "small" and preprocess.crop != entry["image_size"]:
+        raise ModelError(f"{card_path}: preprocess crops {preprocess.crop} px but the model was built for "
+                         f"{entry['image_size']} px; fix 'crop' in the card")
+    notes = []
+    if n == 0:
+        notes.append(f"an embedding network: its output is a {getattr(module, 'feature_dim', '?')}-d embedding, "
+                     "not class scores")
+    title = str(card.get("title") or folder.name)
+    return LoadedModel(folder.name, title, kind, module, preprocess, classes, str(weights_path), None,
+                       trained=bool(card.get("trained", True)), notes=notes)

@@ -1,0 +1,477 @@
+"""The training lab's engine: a run is a generator of plain records.
+
+``Trainer(config).run(control)`` trains step by step and yields dicts the panel and
+the CLI show: ``step`` (loss, learning rate, samples/s), ``eval`` (validation loss,
+accuracy, confusion matrix), ``kernels`` (first-layer weights), ``embedding`` (the
+validation set's features in 2-D) and ``checkpoint``. It never touches Qt: the panel
+runs the generator on a thread of its own and maps pause / resume / stop / checkpoint
+to a :class:`TrainControl`.
+
+Reproducible: for a seed, the weights, the batch order (a permutation per epoch from
+``(seed, epoch)``) and the augmentations are the same on the CPU; a checkpoint holds
+the optimizer and RNG states, so a run resumed from it continues the same sequence.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+import types
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vizapp.errors import UserError
+from vizapp.jobs import CancelToken, Progress, no_progress
+
+__all__ = ["TrainConfig", "TrainControl", "Trainer", "stable_projection"]
+
+METRIC_LOSSES = ("contrastive", "triplet", "infonce")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run (written into the checkpoint's card).
+
+    ``model`` is a small model name (``mlp``, ``lenet``, ``tinyvgg``, ``resnet``, ``vit``)
+    or ``hub:<registry name>`` for transfer learning (``freeze`` says how much of the
+    backbone stays fixed). ``margin`` defaults per loss (1.0 contrastive, 0.2 triplet).
+    """
+
+    dataset: str = "shapes"
+    size: int | None = None
+    n: int | None = None
+    val_fraction: float = 0.2
+    model: str = "tinyvgg"
+    freeze: str = "all"
+    loss: str = "ce"
+    margin: float | None = None
+    temperature: float = 0.5
+    mining: str = "semihard"
+    embed_dim: int = 32
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    batch_size: int = 64
+    epochs: int = 5
+    augment: list[str] = field(default_factory=list)
+    seed: int = 0
+    device: str | None = None
+    log_every: int = 10
+    eval_every: int = 0  # steps; 0: once per epoch
+    kernels_every: int = 25
+    embed_every: int = 0  # steps; 0: with every evaluation
+    embed_points: int = 600
+    checkpoint_every: float = 60.0  # seconds of training between automatic checkpoints; 0: never
+    out: str | None = None
+    resume: str | None = None
+    options: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+class TrainControl:
+    """What the user can do to a running run, from any thread."""
+
+    def __init__(self) -> None:
+        self._run = threading.Event()
+        self._run.set()
+        self._stop = threading.Event()
+        self._checkpoint = threading.Event()
+
+    def pause(self) -> None:
+        self._run.clear()
+
+    def resume(self) -> None:
+        self._run.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._run.set()
+
+    def checkpoint(self) -> None:
+        self._checkpoint.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._run.is_set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def wait_if_paused(self) -> None:
+        self._run.wait()
+
+    def take_checkpoint_request(self) -> bool:
+        if self._checkpoint.is_set():
+            self._checkpoint.clear()
+            return True
+        return False
+
+
+def stable_projection(features: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
+    """2-D PCA of ``features``, rotated (and maybe reflected) onto ``previous``.
+
+    Orthogonal Procrustes on the centred coordinates keeps the picture steady between
+    refreshes: the points move as the features change instead of the whole cloud
+    flipping or spinning, which PCA's arbitrary axis signs would otherwise cause.
+    """
+    x = np.asarray(features, dtype=np.float64)
+    x = x - x.mean(axis=0, keepdims=True)
+    if x.shape[1] == 1:
+        coords = np.concatenate([x, np.zeros_like(x)], axis=1)
+    elif x.shape[0] < 2:
+        coords = np.zeros((x.shape[0], 2))
+    else:
+        _u, _s, vt = np.linalg.svd(x, full_matrices=False)
+        coords = x @ vt[:2].T
+        if coords.shape[1] < 2:
+            coords = np.concatenate([coords, np.zeros((len(coords), 1))], axis=1)
+    scale = np.sqrt((coords**2).sum(axis=1).mean()) or 1.0
+    coords = coords / scale
+    if previous is not None and previous.shape == coords.shape:
+        u, _s, vt = np.linalg.svd(coords.T @ previous)
+        coords = coords @ (u @ vt)
+    return coords.astype(np.float32)
+
+
+class Trainer:
+    """One training run. Build it (data and model load here), then iterate :meth:`run`."""
+
+    def __init__(self, config: TrainConfig, *, progress: Progress = no_progress,
+                 cancel: CancelToken | None = None) -> None:
+        from vizapp.device import check_device, default_device
+        from vizapp.losses import LOSSES
+        from vizapp.trainsets import load_trainset, mean_std, split
+
+        self.config = c = config
+        if c.loss not in LOSSES:
+            raise UserError(f"unknown loss '{c.loss}'; choose one of {', '.join(LOSSES)}")
+        if c.epochs < 1 or c.batch_size < 2 or c.lr <= 0:
+            raise UserError("epochs must be >= 1, batch size >= 2 and the learning rate > 0")
+        if c.margin is None:
+            c.margin = 1.0 if c.loss == "contrastive" else 0.2
+        self.device = check_device(c.device) if c.device else default_device()
+        torch.manual_seed(c.seed)
+        np.random.seed(c.seed % (2**32))
+        data = load_trainset(c.dataset, size=c.size, n=c.n, seed=c.seed, progress=progress, cancel=cancel)
+        self.train_set, self.val_set = split(data, c.val_fraction, seed=c.seed)
+        if len(self.train_set) < c.batch_size:
+            raise UserError(f"{data.name} has {len(self.train_set)} training images, fewer than a batch of "
+                            f"{c.batch_size}; lower the batch size")
+        self.classes = data.classes
+        self.data_name = data.name
+        self.mean, self.std = mean_std(self.train_set)
+        self.metric = c.loss in METRIC_LOSSES
+        self.module, self.preprocess, self.model_card = self._build_model()
+        self.module.to(self.device)
+        self.augment = self._augment()
+        params = [p for p in self.module.parameters() if p.requires_grad]
+        if c.optimizer == "sgd":
+            self.optimizer = torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+        elif c.optimizer == "adam":
+            self.optimizer = torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
+        else:
+            raise UserError(f"unknown optimizer '{c.optimizer}'; choose sgd or adam")
+        self.steps_per_epoch = len(self.train_set) // c.batch_size
+        self.total_steps = self.steps_per_epoch * c.epochs
+        self.step = 0
+        self.history: list[dict] = []
+        self._previous_coords: np.ndarray | None = None
+        self.last_checkpoint: Path | None = None
+        if c.resume:
+            self._restore(Path(c.resume))
+
+    # --- building ------------------------------------------------------------------
+    def _build_model(self) -> tuple[nn.Module, object, dict]:
+        from models import Preprocess
+        from models.small import build_small, transfer_model
+
+        c = self.config
+        channels, size = self.train_set.channels, self.train_set.size
+        num_classes = 0 if self.metric else len(self.classes)
+        if c.model.startswith("hub:"):
+            hub = c.model[4:]
+            if self.metric:
+                raise UserError("transfer learning trains a classifier: use the ce loss with a hub model")
+            module, preprocess = transfer_model(hub, len(self.classes), c.freeze)
+            card = {"kind": "transfer", "hub": hub, "num_classes": len(self.classes), "freeze": c.freeze}
+            return module, preprocess, card
+        module = build_small(c.model, in_channels=channels, image_size=size, num_classes=num_classes,
+                             embed_dim=c.embed_dim if self.metric else None, **c.options)
+        preprocess = Preprocess(size, size, tuple(self.mean), tuple(self.std), "bilinear")
+        card = {"kind": "small", "name": c.model, "in_channels": channels, "image_size": size,
+                "num_classes": num_classes, "embed_dim": c.embed_dim if self.metric else None, "options": c.options}
+        return module, preprocess, card
+
+    def _augment(self):
+        from vizapp.trainsets import build_augment
+
+        names = list(self.config.augment)
+        if self.config.loss == "infonce" and not names:
+            names = ["crop", "hflip", "jitter"]  # SimCLR needs two different views of each image
+        if not names:
+            return None
+        return build_augment(names, self.train_set.size, self.train_set.channels)
+
+    def _inputs(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 ``B x C x H x W`` -> the model's normalised float input on the device."""
+        x = images.to(self.device).float().div_(255.0)
+        p = self.preprocess
+        if x.shape[1] != p.channels:
+            x = x.expand(-1, p.channels, -1, -1) if x.shape[1] == 1 else x.mean(dim=1, keepdim=True)
+        if x.shape[-1] != p.crop:
+            x = F.interpolate(x, size=(p.crop, p.crop), mode="bilinear", align_corners=False)
+        mean = torch.tensor(p.mean, device=self.device).view(1, -1, 1, 1)
+        std = torch.tensor(p.std, device=self.device).view(1, -1, 1, 1)
+        return (x - mean) / std
+
+    # --- the loop ------------------------------------------------------------------
+    def _loss(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(loss, logits or None)`` for one batch of uint8 images."""
+        from vizapp.losses import contrastive_loss, info_nce, triplet_loss
+
+        c = self.config
+        y = labels.to(self.device)
+        if c.loss == "infonce":
+            v1, v2 = self.augment(images), self.augment(images)
+            z = self.module(self._inputs(torch.cat([v1, v2])))
+            z1, z2 = z.chunk(2)
+            return info_nce(z1, z2, c.temperature), None
+        batch = self.augment(images) if self.augment is not None else images
+        out = self.module(self._inputs(batch))
+        if c.loss == "ce":
+            return F.cross_entropy(out, y), out
+        if c.loss == "contrastive":
+            return contrastive_loss(out, y, c.margin), None
+        return triplet_loss(out, y, c.margin, mining=c.mining), None
+
+    def _order(self, epoch: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.config.seed * 1000003 + epoch)
+        return torch.randperm(len(self.train_set), generator=g)
+
+    def run(self, control: TrainControl | None = None) -> Iterator[dict]:
+        """Train, yielding records; returns after the last epoch or a stop (checkpointing both)."""
+        from models.small import train_mode
+
+        c = self.config
+        control = control or TrainControl()
+        yield self._kernels()
+        if self.step == 0:
+            yield from self._evaluate(epoch=0)
+        last_save = time.monotonic()
+        window_start, window_samples = time.perf_counter(), 0
+        while self.step < self.total_steps:
+            epoch, within = divmod(self.step, self.steps_per_epoch)
+            order = self._order(epoch)
+            for b in range(within, self.steps_per_epoch):
+                control.wait_if_paused()
+                if control.stopped:
+                    yield self._checkpoint_record("stopped")
+                    return
+                idx = order[b * c.batch_size:(b + 1) * c.batch_size]
+                images, labels = self.train_set.images[idx], self.train_set.labels[idx]
+                train_mode(self.module)  # frozen batch-norm layers of a transfer backbone stay in eval
+                loss, logits = self._loss(images, labels)
+                if not torch.isfinite(loss):
+                    yield self._checkpoint_record("diverged")
+                    raise UserError(f"the loss became {float(loss)} at step {self.step}; lower the learning rate")
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                loss_value = float(loss.detach())
+                self.step += 1
+                window_samples += len(idx)
+                if self.step % c.log_every == 0 or self.step == self.total_steps:
+                    now = time.perf_counter()
+                    record = {"type": "step", "step": self.step, "epoch": self.step / self.steps_per_epoch,
+                              "loss": loss_value, "lr": self.optimizer.param_groups[0]["lr"],
+                              "samples_per_s": window_samples / max(now - window_start, 1e-9)}
+                    if logits is not None:
+                        record["acc"] = float((logits.argmax(1).cpu() == labels).float().mean())
+                    window_start, window_samples = now, 0
+                    self.history.append(record)
+                    yield record
+                if c.kernels_every and self.step % c.kernels_every == 0:
+                    yield self._kernels()
+                end_of_epoch = (b + 1) == self.steps_per_epoch
+                if (c.eval_every and self.step % c.eval_every == 0) or end_of_epoch:
+                    yield from self._evaluate(epoch=self.step / self.steps_per_epoch)
+                    window_start, window_samples = time.perf_counter(), 0
+                elif c.embed_every and self.step % c.embed_every == 0:
+                    yield self._embedding()
+                    window_start, window_samples = time.perf_counter(), 0
+                due = c.checkpoint_every and time.monotonic() - last_save >= c.checkpoint_every
+                if control.take_checkpoint_request() or due:
+                    yield self._checkpoint_record("saved")
+                    last_save = time.monotonic()
+                    window_start, window_samples = time.perf_counter(), 0
+        yield self._checkpoint_record("finished")
+
+    # --- what the panel shows --------------------------------------------------------
+    def first_layer(self) -> tuple[str, nn.Module] | None:
+        for name, m in self.module.named_modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                return name, m
+        return None
+
+    def _kernels(self) -> dict:
+        found = self.first_layer()
+        if found is None:
+            return {"type": "kernels", "step": self.step, "layer": None, "weights": None}
+        name, m = found
+        w = m.weight.detach().float().cpu().numpy().copy()
+        if isinstance(m, nn.Linear):  # an MLP's first layer: each unit's weights as an image
+            c, s = self.train_set.channels, self.train_set.size
+            if w.shape[1] == c * s * s:
+                w = w.reshape(-1, c, s, s)
+        return {"type": "kernels", "step": self.step, "layer": name, "weights": w}
+
+    @torch.no_grad()
+    def _features(self, images: torch.Tensor, batch: int = 256) -> tuple[np.ndarray, np.ndarray | None]:
+        """(penultimate features, model outputs) for uint8 images, in eval mode."""
+        self.module.eval()
+        # The small models define features() (the penultimate vector) as a method;
+        # torchvision's `features` attribute (a conv stack) is not that.
+        small = isinstance(getattr(type(self.module), "features", None), types.FunctionType)
+        feats, outs = [], []
+        for i in range(0, len(images), batch):
+            x = self._inputs(images[i:i + batch])
+            out = self.module(x)
+            f = self.module.features(x) if small else out
+            feats.append(f.float().flatten(1).cpu())
+            outs.append(out.float().cpu())
+        return torch.cat(feats).numpy(), torch.cat(outs).numpy()
+
+    def _evaluate(self, epoch: float) -> Iterator[dict]:
+        from vizapp.losses import contrastive_loss, triplet_loss
+
+        c = self.config
+        val = self.val_set
+        feats, outs = self._features(val.images)
+        y = val.labels.numpy()
+        record = {"type": "eval", "step": self.step, "epoch": epoch}
+        out_t, y_t = torch.from_numpy(outs), torch.from_numpy(y)
+        if not self.metric:
+            record["val_loss"] = float(F.cross_entropy(out_t, y_t))
+            pred = outs.argmax(1)
+        else:
+            # Metric losses: nearest class centre (centres from a slice of the training set).
+            train_feats = self._features(self.train_set.images[: min(len(self.train_set), 2000)])[1]
+            train_y = self.train_set.labels[: len(train_feats)].numpy()
+            centres = np.stack([train_feats[train_y == k].mean(0) if np.any(train_y == k) else
+                                np.full(train_feats.shape[1], np.inf) for k in range(len(self.classes))])
+            d = ((outs[:, None, :] - centres[None]) ** 2).sum(-1)
+            pred = d.argmin(1)
+            if c.loss == "contrastive":
+                record["val_loss"] = float(contrastive_loss(out_t, y_t, c.margin))
+            elif c.loss == "triplet":
+                record["val_loss"] = float(triplet_loss(out_t, y_t, c.margin, mining=c.mining))
+        k = len(self.classes)
+        confusion = np.zeros((k, k), dtype=np.int64)
+        np.add.at(confusion, (y, pred), 1)
+        record["val_acc"] = float((pred == y).mean())
+        record["confusion"] = confusion
+        self.history.append({k2: v for k2, v in record.items() if k2 != "confusion"})
+        yield record
+        yield self._embedding(feats)
+
+    def _embedding(self, feats: np.ndarray | None = None) -> dict:
+        n = min(len(self.val_set), self.config.embed_points)
+        if feats is None:
+            feats = self._features(self.val_set.images[:n])[0]
+        coords = stable_projection(feats[:n], self._previous_coords)
+        self._previous_coords = coords
+        return {"type": "embedding", "step": self.step, "coords": coords,
+                "labels": self.val_set.labels[:n].numpy().copy(), "classes": list(self.classes)}
+
+    # --- checkpoints -----------------------------------------------------------------
+    def card(self) -> dict:
+        c = self.config
+        p = self.preprocess
+        evals = [h for h in self.history if "val_acc" in h]
+        return {
+            "format": "vizapp-card-1",
+            "title": f"{c.model.removeprefix('hub:')} on {self.data_name} ({c.loss})",
+            "model": self.model_card,
+            "classes": list(self.classes),
+            "preprocess": {"resize": p.resize, "crop": p.crop, "mean": list(p.mean), "std": list(p.std),
+                           "interpolation": p.interpolation},
+            "trained": self.step > 0,
+            "data": {"dataset": c.dataset, "name": self.data_name, "train": len(self.train_set),
+                     "validation": len(self.val_set), "size": self.train_set.size, "augment": list(c.augment)},
+            "loss": {"name": c.loss, "margin": c.margin, "temperature": c.temperature, "mining": c.mining},
+            "settings": c.to_json(),
+            "metrics": {"step": self.step, "epoch": self.step / max(self.steps_per_epoch, 1),
+                        "val_acc": evals[-1]["val_acc"] if evals else None,
+                        "val_loss": evals[-1].get("val_loss") if evals else None},
+            "history": self.history[-2000:],
+            "seed": c.seed,
+        }
+
+    def save(self, directory: str | Path | None = None) -> Path:
+        """Weights + card (``models.small.save_checkpoint``) and the optimizer/RNG state."""
+        from models.small import save_checkpoint
+
+        target = Path(directory or self.config.out or "")
+        if not str(target):
+            raise UserError("no output folder for the checkpoint; give --out")
+        target.mkdir(parents=True, exist_ok=True)
+        state = {"optimizer": self.optimizer.state_dict(), "step": self.step, "torch_rng": torch.get_rng_state(),
+                 "previous_coords": torch.from_numpy(self._previous_coords) if self._previous_coords is not None
+                 else torch.zeros(0)}
+        tmp = target / "train_state.pt.tmp"
+        torch.save(state, tmp)
+        tmp.replace(target / "train_state.pt")
+        path = save_checkpoint(self.module, self.card(), target)
+        self.last_checkpoint = target
+        return path
+
+    def _checkpoint_record(self, why: str) -> dict:
+        record = {"type": "checkpoint", "step": self.step, "why": why, "path": None}
+        if self.config.out:
+            record["path"] = str(self.save())
+        return record
+
+    def _restore(self, directory: Path) -> None:
+        from safetensors.torch import load_file
+
+        from models.small import read_card
+
+        card = read_card(directory)
+        if card.get("model") != self.model_card:
+            raise UserError(f"{directory} holds a different model ({card.get('model')}); resume with its settings")
+        self.module.load_state_dict(load_file(str(directory / "model.safetensors")))
+        state_path = directory / "train_state.pt"
+        if not state_path.is_file():
+            raise UserError(f"{directory} has no train_state.pt, so its optimizer state is gone; start a new run")
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        torch.set_rng_state(state["torch_rng"])
+        prev = state.get("previous_coords")
+        self._previous_coords = prev.numpy() if prev is not None and prev.numel() else None
+        self.history = list(card.get("history", []))
+
+
+def write_json_line(record: dict) -> str:
+    """A record as one JSON line (arrays summarised by their shape)."""
+    out = {}
+    for k, v in record.items():
+        if isinstance(v, np.ndarray):
+            out[k] = v.tolist() if v.ndim == 2 and k == "confusion" else f"array{list(v.shape)}"
+        elif isinstance(v, float):
+            out[k] = round(v, 6) if math.isfinite(v) else str(v)
+        else:
+            out[k] = v
+    return json.dumps(out)
