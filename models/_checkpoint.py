@@ -53,6 +53,10 @@ def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
         write(str(tmp))
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        if os.name == "posix":  # the writer may create it private; a checkpoint is shared like any file
+            mask = os.umask(0)
+            os.umask(mask)
+            os.chmod(tmp, 0o666 & ~mask)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -100,6 +100,11 @@ _LITE_INPUT = {0: (224, 0.875), 1: (240, 0.882), 2: (260, 0.890)}
 
 
 def _preprocess_for(spec: ModelSpec) -> Preprocess:
+    if spec.source == "resources":
+        from models._checkpoint import _card_preprocess, read_card
+
+        folder = _resource_checkpoint(spec)
+        return _card_preprocess(read_card(folder)) if is_checkpoint(folder) else Preprocess()
     if spec.source == "package":
         size, crop_pct = _LITE_INPUT[int(spec.builder[-1])]
         # The TF-Lite weights were trained on (x - 127) / 128, i.e. mean = std = 0.5.
@@ -167,6 +172,8 @@ def is_cached(spec: ModelSpec) -> bool:
         return importlib.util.find_spec(spec.package) is not None
     if spec.source == "random":
         return True
+    if spec.source == "resources":
+        return is_checkpoint(_resource_checkpoint(spec))
     if spec.source == "torchvision":
         from torchvision.models import get_weight
 
@@ -203,6 +210,13 @@ def _load_registry(spec: ModelSpec, progress: Progress, cancel: CancelToken | No
     elif spec.source == "timm":
         module, source = _load_timm_pretrained(spec, progress, cancel)
         classes = imagenet_classes() if getattr(module, "num_classes", 0) == 1000 else None
+    elif spec.source == "resources":
+        folder = _resource_checkpoint(spec)
+        if not is_checkpoint(folder):
+            raise ModelError(f"{spec.title}: {folder} is missing; reinstall vizapp or run resources/models/train.sh")
+        loaded = load_checkpoint(folder, progress=progress)
+        loaded.name, loaded.title, loaded.spec = spec.name, spec.title, spec
+        return loaded
     elif spec.source == "random":
         import timm
 
@@ -215,6 +229,11 @@ def _load_registry(spec: ModelSpec, progress: Progress, cancel: CancelToken | No
     module.eval()
     return LoadedModel(spec.name, spec.title, spec.kind, module, _preprocess_for(spec), classes, source, spec,
                        trained=spec.source != "random")
+
+
+def _resource_checkpoint(spec: ModelSpec) -> Path:
+    """Where a model this project trained ships: ``resources/models/<name>``."""
+    return Path(__file__).resolve().parents[1] / "resources" / "models" / (spec.weights or spec.name)
 
 
 def _timm_cfg(spec: ModelSpec) -> dict:

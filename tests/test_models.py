@@ -55,13 +55,26 @@ def test_untrained_vit_is_offline_seeded_and_marked_untrained():
     assert torch.equal(state, torch.random.get_rng_state())  # the seed does not leak into the caller's RNG
 
 
+def test_shipped_models_load_offline_with_their_held_out_accuracy():
+    import json
+    from pathlib import Path
+
+    for name, kind, classes, floor in (("tinyvgg_shapes", "cnn", 8, 0.9), ("vit_digits", "vit", 10, 0.9)):
+        assert is_cached(get_spec(name))
+        loaded = load_model(name)
+        assert loaded.kind == kind and loaded.trained and len(loaded.class_names) == classes
+        card = json.loads((Path(loaded.source).parent / "card.json").read_text())
+        assert card["metrics"]["val_acc"] >= floor and card["seed"] == 0
+        assert card["data"]["validation"] > 0
+
+
 def test_every_spec_is_well_formed():
     specs = list_specs()
     assert len(specs) >= 10
     for spec in specs:
         assert REGISTRY[spec.name] is spec
         assert spec.kind in ("cnn", "vit"), spec.name
-        assert spec.source in ("package", "torchvision", "timm", "random"), spec.name
+        assert spec.source in ("package", "torchvision", "timm", "random", "resources"), spec.name
         assert spec.title and spec.builder, spec.name
         if spec.source == "package":
             assert spec.package and spec.weights is None

@@ -204,7 +204,10 @@ class Trainer:
             hub = c.model[4:]
             if self.metric:
                 raise UserError("transfer learning trains a classifier: use the ce loss with a hub model")
-            module, preprocess = transfer_model(hub, len(self.classes), c.freeze)
+            module, hub_pre = transfer_model(hub, len(self.classes), c.freeze)
+            # The trainer stretches each (small, square) image to the hub's input size; the
+            # card must say the same, or the app would crop what the model never saw cropped.
+            preprocess = Preprocess(hub_pre.crop, hub_pre.crop, hub_pre.mean, hub_pre.std, hub_pre.interpolation)
             card = {"kind": "transfer", "hub": hub, "num_classes": len(self.classes), "freeze": c.freeze}
             return module, preprocess, card
         module = build_small(c.model, in_channels=channels, image_size=size, num_classes=num_classes,
@@ -285,7 +288,8 @@ class Trainer:
                 loss, logits = self._loss(images, labels)
                 if not torch.isfinite(loss):
                     yield self._checkpoint_record("diverged")
-                    raise UserError(f"the loss became {float(loss)} at step {self.step}; lower the learning rate")
+                    raise UserError(f"the loss became {float(loss.detach())} at step {self.step + 1}; "
+                                    "lower the learning rate")
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
@@ -423,9 +427,10 @@ class Trainer:
         """Weights + card (``models.small.save_checkpoint``) and the optimizer/RNG state."""
         from models.small import save_checkpoint
 
-        target = Path(directory or self.config.out or "")
-        if not str(target):
+        out = directory or self.config.out
+        if not out:
             raise UserError("no output folder for the checkpoint; give --out")
+        target = Path(out)
         target.mkdir(parents=True, exist_ok=True)
         state = {"optimizer": self.optimizer.state_dict(), "step": self.step, "torch_rng": torch.get_rng_state(),
                  "previous_coords": torch.from_numpy(self._previous_coords) if self._previous_coords is not None

@@ -1,0 +1,1231 @@
+"""The Training dock: train a small network live and watch it learn.
+
+A settings form (data, model, loss, optimiser, augmentations with a preview), the run
+buttons, and four live views fed by :class:`vizapp.training.Trainer`'s records: loss and
+accuracy curves, the first layer's kernels, the validation embedding and the confusion
+matrix.
+
+Threads
+-------
+- The run has a daemon thread of its own (``vizapp-train``), not the window's
+  :class:`~widgets.bridge.JobRunner`, whose single worker it would block for minutes.
+  The thread builds the :class:`~vizapp.training.Trainer` (which loads the data),
+  iterates ``run(control)`` and sends each record to the GUI thread through a queued
+  signal. Pause, resume, stop and "checkpoint now" go to its
+  :class:`~vizapp.training.TrainControl`.
+- The GUI thread never draws per record: records queue up and a single-shot timer
+  draws them at most every :data:`REDRAW_MS` (persistent items, ``setData`` /
+  ``setImage``), so painting costs training little however fast steps come.
+- The augmentation preview (data loading and ``trainsets.preview``) runs on a private
+  :class:`~widgets.bridge.JobRunner` (latest request wins). ``preview`` seeds torch's
+  global generator for a moment, so it takes a lock that the run holds from start to
+  end, and the panel asks for no preview while a run is on (the form is locked then).
+
+The window calls :meth:`TrainingPanel.shutdown` on close, connects ``sigOpenCheckpoint``
+(load the checkpoint in the model hub) and ``sigNotify`` (its status bar), and may offer
+hub models for transfer learning with :meth:`TrainingPanel.set_hub_models`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+import traceback
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyqtgraph as pg
+from pyqtgraph.graphicsItems.LegendItem import ItemSample
+from PySide6.QtCore import QRectF, QStandardPaths, Qt, QTimer, Signal
+from PySide6.QtGui import QFont, QPixmap, QValidator
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGraphicsItem,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from vizapp.errors import Cancelled, UserError
+from vizapp.jobs import CancelToken
+from vizapp.mosaic import tile
+from widgets.bridge import JobRunner
+from widgets.common import LUT_ACTIVATION, heading, image_view_box, to_pixmap
+from widgets.embedding_view import PALETTE
+
+if TYPE_CHECKING:
+    from vizapp.training import TrainConfig
+
+__all__ = ["TrainingPanel", "kernel_mosaic", "REDRAW_MS"]
+
+log = logging.getLogger(__name__)
+
+#: The live views are redrawn at most this often (milliseconds), never per record.
+REDRAW_MS = 100
+#: The delay before the next picture view when several changed at once.
+STAGGER_MS = 30
+#: The views drawn one per tick, in this order.
+PICTURE_VIEWS = ("prepare_embedding", "prepare_confusion", "kernels", "embedding", "confusion")
+FOLDER_ITEM = "__folder__"
+BACKGROUND = "#202020"
+TRAIN_COLOUR = "#5ab4ff"
+VAL_COLOUR = "#ffa23a"
+AXIS_PT = 12
+LABEL_PT = "13pt"
+TITLE_PT = "14pt"
+FREEZE = [("all", "Freeze the whole backbone"), ("some", "Train the last stage"), ("none", "Train everything")]
+OPTIMIZERS = [("adam", "Adam"), ("sgd", "SGD with momentum 0.9")]
+
+
+def kernel_mosaic(weights: np.ndarray | None, gap: int = 1) -> np.ndarray | None:
+    """First-layer weights as one ``H x W x 3`` uint8 mosaic, each filter scaled to its range.
+
+    ``weights`` is ``N x C x h x w`` (the ``weights`` of a ``kernels`` record): 3 input
+    channels give colour tiles, 1 grey tiles, any other count the mean over inputs in
+    grey. An ``N x D`` matrix (a linear first layer on inputs that are not images) is
+    drawn as one row per unit. ``None`` gives ``None``.
+    """
+    if weights is None:
+        return None
+    w = np.asarray(weights, dtype=np.float32)
+    rows_only = w.ndim == 2
+    if rows_only:
+        w = w[:, None, None, :]
+    if w.ndim != 4:
+        raise ValueError(f"expected N x C x h x w or N x D weights, got shape {w.shape}")
+    if w.shape[1] not in (1, 3):
+        w = w.mean(axis=1, keepdims=True)
+    lo = w.min(axis=(1, 2, 3), keepdims=True)
+    hi = w.max(axis=(1, 2, 3), keepdims=True)
+    scaled = ((w - lo) * (255.0 / np.where(hi > lo, hi - lo, 1.0)) + 0.5).astype(np.uint8)
+    tiles = scaled.transpose(0, 2, 3, 1)
+    if tiles.shape[3] == 1:
+        tiles = np.repeat(tiles, 3, axis=3)
+    image, _rows, _cols = tile(np.ascontiguousarray(tiles), cols=1 if rows_only else None,
+                               gap=0 if rows_only else gap, gap_value=40)
+    return image
+
+
+def _default_runs_dir() -> Path:
+    env = os.environ.get("VIZAPP_RUNS")
+    if env:
+        return Path(env).expanduser()
+    return Path(QStandardPaths.writableLocation(QStandardPaths.AppDataLocation)) / "runs"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.]+", "_", text).strip("_") or "run"
+
+
+def _preview_job(spec: str, size: int | None, names: tuple[str, ...], seed: int, cache: dict,
+                 rng_lock: threading.Lock, *, progress, cancel) -> dict:
+    """On the preview worker: 8 images of the set, plain and augmented (same images)."""
+    from vizapp.trainsets import build_augment, load_trainset, preview
+
+    key = (spec, size)
+    ts = cache.get(key)
+    if ts is None:
+        # A few dozen images are all a preview needs (the built-in sets load whole anyway).
+        small = spec == "shapes" or spec not in ("digits", "mnist", "fashion-mnist", "cifar10")
+        ts = load_trainset(spec, size=size, n=64 if small else None, seed=0, progress=progress, cancel=cancel)
+        cache.clear()
+        cache[key] = ts
+    cancel.check()
+    augment = build_augment(list(names), ts.size, ts.channels) if names else None
+    while not rng_lock.acquire(timeout=0.1):  # a run holds it: preview seeds torch's global generator
+        cancel.check()
+    try:
+        plain = preview(ts, None, k=8, seed=seed, cols=4)
+        augmented = preview(ts, augment, k=8, seed=seed, cols=4) if augment is not None else None
+    finally:
+        rng_lock.release()
+    return {"key": (spec, size, names, seed), "plain": plain, "augmented": augmented, "name": ts.name,
+            "classes": len(ts.classes), "channels": ts.channels, "size": ts.size}
+
+
+class _LogSpinBox(QDoubleSpinBox):
+    """A spin box for rates: shown as ``0.001`` or ``1e-05``, its arrows walk 1-2-5 per decade."""
+
+    def textFromValue(self, value: float) -> str:  # noqa: N802 - Qt override
+        return f"{value:g}"
+
+    def valueFromText(self, text: str) -> float:  # noqa: N802 - Qt override
+        try:
+            return float(text)
+        except ValueError:
+            return self.value()
+
+    def validate(self, text: str, pos: int):
+        try:
+            value = float(text)
+        except ValueError:
+            return QValidator.Intermediate, text, pos
+        ok = self.minimum() <= value <= self.maximum()
+        return (QValidator.Acceptable if ok else QValidator.Intermediate), text, pos
+
+    def stepBy(self, steps: int) -> None:  # noqa: N802 - Qt override
+        value = self.value()
+        if value <= 0:
+            self.setValue(self.minimum() if steps < 0 else 1e-5)
+            return
+        for _ in range(abs(steps)):
+            exponent = np.floor(np.log10(value))
+            mantissa = round(value / 10**exponent, 6)
+            ladder = [1.0, 2.0, 5.0, 10.0]
+            if steps > 0:
+                nxt = next((m for m in ladder if m > mantissa + 1e-9), 10.0)
+            else:
+                nxt = next((m for m in reversed([0.5, *ladder]) if m < mantissa - 1e-9), 0.5)
+            value = nxt * 10**exponent
+        self.setValue(float(f"{value:.6g}"))
+
+
+class _Dot(ItemSample):
+    """A legend sample drawn as a big dot, whatever the scatter's point size."""
+
+    def paint(self, p, *args) -> None:
+        p.setRenderHint(p.RenderHint.Antialiasing)
+        p.setPen(Qt.NoPen)
+        p.setBrush(self.item.opts["brush"])
+        p.drawEllipse(QRectF(3, 3, 14, 14))
+
+
+def _big_font(pt: int, bold: bool = False) -> QFont:
+    font = QFont()
+    font.setPointSize(pt)
+    font.setBold(bold)
+    return font
+
+
+def _style_plot(plot: pg.PlotItem, title: str, left: str, bottom: str) -> None:
+    plot.setTitle(title, size=TITLE_PT, color="#f0f0f0")
+    for name, text in (("left", left), ("bottom", bottom)):
+        axis = plot.getAxis(name)
+        axis.setCacheMode(QGraphicsItem.DeviceCoordinateCache)  # big-font ticks: repainted only when they change
+        axis.setTickFont(_big_font(AXIS_PT))
+        axis.setTextPen("#e0e0e0")
+        axis.setPen("#909090")
+        if text:
+            axis.setLabel(text, **{"font-size": LABEL_PT, "color": "#e0e0e0"})
+    plot.showGrid(x=True, y=True, alpha=0.2)
+    plot.setMenuEnabled(False)
+    plot.hideButtons()
+
+
+class TrainingPanel(QWidget):
+    """Settings, run buttons and live views of one training run at a time.
+
+    Parameters
+    ----------
+    runs_dir : path, optional
+        Where each run gets its folder ``<dataset>-<model>-<loss>-<YYYYmmdd-HHMMSS>``
+        (checkpoints: ``model.safetensors``, ``card.json``, ``train_state.pt``).
+        Default ``$VIZAPP_RUNS``, else the app data folder's ``runs``.
+
+    Signals
+    -------
+    sigOpenCheckpoint(path)
+        "Open in the app" was pressed: ``path`` is the latest checkpoint folder.
+    sigNotify(text, error)
+        A message for the window's status bar (errors are also shown in the panel).
+    sigRunning(running)
+        A run started (True) or ended (False).
+    """
+
+    sigOpenCheckpoint = Signal(str)
+    sigNotify = Signal(str, bool)
+    sigRunning = Signal(bool)
+    _sigRecord = Signal(int, object)  # run serial, record (queued from the run thread)
+    _sigProgress = Signal(int, str)
+    _sigRunDone = Signal(int, str, bool)  # run serial, message, error
+
+    def __init__(self, runs_dir: str | Path | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        from models.small import SMALL_MODELS
+        from vizapp.losses import LOSSES
+        from vizapp.training import TrainConfig
+        from vizapp.trainsets import AUGMENTATIONS, DATASETS
+
+        self.runs_dir = Path(runs_dir) if runs_dir is not None else _default_runs_dir()
+        self._datasets = DATASETS
+        self._base = TrainConfig()  # the fields the form does not show come from here
+        self._serial = 0
+        self._thread: threading.Thread | None = None
+        self._control = None
+        self._cancel: CancelToken | None = None
+        self._closing = threading.Event()
+        self._rng_lock = threading.Lock()
+        self._running = False
+        self._run_config: TrainConfig | None = None
+        self._pending: list[dict] = []
+        self._dirty: set[str] = set()
+        self._preview_cache: dict = {}
+        self._preview: dict | None = None
+        self._folder_previous = 0
+        self._reset_state()
+
+        # --- the form -------------------------------------------------------------
+        self.dataset = QComboBox()
+        for name in DATASETS:
+            self.dataset.addItem(name, name)
+        self.dataset.addItem("Folder…", FOLDER_ITEM)
+        self.dataset.setItemData(self.dataset.count() - 1, "A folder with one sub-folder of images per class",
+                                 Qt.ToolTipRole)
+        self.dataset.activated.connect(self._dataset_activated)
+        self.image_size = QSpinBox()
+        self.image_size.setRange(0, 512)
+        self.image_size.setSingleStep(8)
+        self.image_size.setSpecialValueText("default")
+        self.image_size.setSuffix(" px")
+        self.image_size.setToolTip("Image side; default: 32 for shapes and digits, the set's own, 64 for folders")
+        self.limit = QSpinBox()
+        self.limit.setRange(0, 1_000_000)
+        self.limit.setSingleStep(500)
+        self.limit.setSpecialValueText("all")
+        self.limit.setToolTip("At most this many images (a class-balanced subset); shapes: how many to draw "
+                              "(all = 6000)")
+        self.model = QComboBox()
+        for key, text in SMALL_MODELS.items():
+            self.model.addItem(f"{key} — {text.split(':')[0].split(' (')[0].split(' as ')[0]}", key)
+            self.model.setItemData(self.model.count() - 1, text, Qt.ToolTipRole)
+        self.model.currentIndexChanged.connect(self._model_changed)
+        self.freeze = QComboBox()
+        for key, text in FREEZE:
+            self.freeze.addItem(text, key)
+        self.freeze.setToolTip("Transfer learning: how much of the hub model's backbone stays fixed")
+        self.loss = QComboBox()
+        for key, text in LOSSES.items():
+            self.loss.addItem(text, key)
+        self.loss.currentIndexChanged.connect(self._loss_changed)
+        self.margin = QDoubleSpinBox()
+        self.margin.setRange(0.01, 10.0)
+        self.margin.setSingleStep(0.05)
+        self.margin.setToolTip("The margin m: negative pairs further apart than m cost nothing")
+        self.temperature = QDoubleSpinBox()
+        self.temperature.setRange(0.01, 5.0)
+        self.temperature.setSingleStep(0.05)
+        self.temperature.setToolTip("InfoNCE's temperature: lower sharpens the softmax over the batch")
+        self.optimizer = QComboBox()
+        for key, text in OPTIMIZERS:
+            self.optimizer.addItem(text, key)
+        self.lr = _LogSpinBox()
+        self.lr.setDecimals(6)
+        self.lr.setRange(1e-6, 10.0)
+        self.lr.setToolTip("Learning rate (the arrows step 1-2-5 per decade)")
+        self.batch = QSpinBox()
+        self.batch.setRange(2, 4096)
+        self.batch.setSingleStep(16)
+        self.weight_decay = _LogSpinBox()
+        self.weight_decay.setDecimals(6)
+        self.weight_decay.setRange(0.0, 1.0)
+        self.epochs = QSpinBox()
+        self.epochs.setRange(1, 1000)
+        self.seed = QSpinBox()
+        self.seed.setRange(0, 2**31 - 1)
+        self.augment_boxes: dict[str, QCheckBox] = {}
+        augment_grid = QGridLayout()
+        augment_grid.setContentsMargins(0, 0, 0, 0)
+        for i, (key, text) in enumerate(AUGMENTATIONS.items()):
+            box = QCheckBox(key)
+            box.setToolTip(text)
+            box.toggled.connect(self._schedule_preview)
+            self.augment_boxes[key] = box
+            augment_grid.addWidget(box, i // 2, i % 2)
+        self.preview_label = QLabel()
+        self.preview_label.setAlignment(Qt.AlignCenter)
+        self.preview_label.setMinimumHeight(140)
+        self.preview_label.setStyleSheet(f"background: {BACKGROUND};")
+        self.preview_caption = QLabel("")
+        self.preview_caption.setWordWrap(True)
+        for combo in (self.dataset, self.model, self.loss):
+            combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(16)
+        for spin in (self.image_size, self.seed):
+            spin.valueChanged.connect(self._schedule_preview)
+
+        self.form = QFormLayout()
+        self.form.addRow("&Data", self.dataset)
+        self.form.addRow("Image size", self.image_size)
+        self.form.addRow("Images", self.limit)
+        self.form.addRow("&Model", self.model)
+        self.form.addRow("Backbone", self.freeze)
+        self.form.addRow("&Loss", self.loss)
+        self.form.addRow("Margin", self.margin)
+        self.form.addRow("Temperature", self.temperature)
+        self.form.addRow("Optimiser", self.optimizer)
+        self.form.addRow("Learning rate", self.lr)
+        self.form.addRow("Batch size", self.batch)
+        self.form.addRow("Weight decay", self.weight_decay)
+        self.form.addRow("Epochs", self.epochs)
+        self.form.addRow("Seed", self.seed)
+        self.settings = QGroupBox("Settings")
+        settings_layout = QVBoxLayout(self.settings)
+        settings_layout.addLayout(self.form)
+        settings_layout.addWidget(QLabel("Augmentations"))
+        settings_layout.addLayout(augment_grid)
+        settings_layout.addWidget(self.preview_label)
+        settings_layout.addWidget(self.preview_caption)
+        settings_layout.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidget(self.settings)
+        scroll.setWidgetResizable(True)
+        scroll.setMinimumWidth(330)
+
+        # --- buttons and status ---------------------------------------------------
+        self.start_button = QPushButton("&Start")
+        self.pause_button = QPushButton("&Pause")
+        self.stop_button = QPushButton("S&top")
+        self.checkpoint_button = QPushButton("&Checkpoint now")
+        self.open_button = QPushButton("&Open in the app")
+        self.start_button.setToolTip("Train with these settings (Alt+S)")
+        self.pause_button.setToolTip("Pause or resume the run (Alt+P / Alt+R)")
+        self.stop_button.setToolTip("Stop the run; it saves a checkpoint first (Alt+T)")
+        self.checkpoint_button.setToolTip("Save the weights now (Alt+C); a paused run saves when it resumes")
+        self.open_button.setToolTip("Load the latest checkpoint in the model hub, so every view inspects it (Alt+O)")
+        self.start_button.clicked.connect(self.start)
+        self.pause_button.clicked.connect(self.toggle_pause)
+        self.stop_button.clicked.connect(self.stop)
+        self.checkpoint_button.clicked.connect(self.checkpoint_now)
+        self.open_button.clicked.connect(self.open_checkpoint)
+        buttons = QHBoxLayout()
+        for b in (self.start_button, self.pause_button, self.stop_button, self.checkpoint_button, self.open_button):
+            b.setFont(_big_font(12, bold=b is self.start_button))
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        self.status = heading("Ready: choose the settings and press Start", 15)
+        self.status.setWordWrap(False)  # one line: a changing height would re-lay out the plots
+        self.detail = QLabel("")
+        self.detail.setFont(_big_font(11))
+        self.detail.setWordWrap(True)
+        self.detail.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.error = QLabel("")
+        self.error.setWordWrap(True)
+        self.error.setFont(_big_font(12, bold=True))
+        self.error.setStyleSheet("color: #e74c3c;")
+        self.error.setVisible(False)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setTextVisible(True)
+        self.progress.setFormat("%v / %m steps")
+
+        # --- live views -----------------------------------------------------------
+        self._build_curves()
+        self._build_kernels()
+        self._build_embedding()
+        self._build_confusion()
+        bottom = QSplitter(Qt.Horizontal)
+        for w in (self.kernel_canvas, self.embedding_canvas, self.confusion_canvas):
+            bottom.addWidget(w)
+        top = QSplitter(Qt.Horizontal)
+        top.addWidget(self.loss_plot)
+        top.addWidget(self.acc_plot)
+        views = QSplitter(Qt.Vertical)
+        views.addWidget(top)
+        views.addWidget(bottom)
+        views.setStretchFactor(0, 1)
+        views.setStretchFactor(1, 1)
+        right = QWidget()
+        rl = QVBoxLayout(right)
+        rl.setContentsMargins(0, 0, 0, 0)
+        rl.addLayout(buttons)
+        rl.addWidget(self.status)
+        rl.addWidget(self.progress)
+        rl.addWidget(self.detail)
+        rl.addWidget(self.error)
+        rl.addWidget(views, 1)
+        split = QSplitter(Qt.Horizontal)
+        split.addWidget(scroll)
+        split.addWidget(right)
+        split.setStretchFactor(0, 0)
+        split.setStretchFactor(1, 1)
+        split.setSizes([340, 1200])
+        layout = QVBoxLayout(self)
+        layout.addWidget(split)
+
+        # --- plumbing -------------------------------------------------------------
+        self._draw_timer = QTimer(self)
+        self._draw_timer.setSingleShot(True)
+        self._draw_timer.timeout.connect(self._drain)
+        self._preview_timer = QTimer(self)
+        self._preview_timer.setSingleShot(True)
+        self._preview_timer.setInterval(150)
+        self._preview_timer.timeout.connect(self._request_preview)
+        self._sigRecord.connect(self._on_record)
+        self._sigProgress.connect(self._on_progress)
+        self._sigRunDone.connect(self._on_run_done)
+        self._previews = JobRunner(self)
+        self._previews.sigFinished.connect(self._preview_finished)
+        self._previews.sigFailed.connect(self._preview_failed)
+        self._previews.sigProgress.connect(lambda _k, _d, _t, text: self.preview_caption.setText(text))
+        self.set_config(self._base)
+        self._update_buttons()
+
+    # --- building the views ---------------------------------------------------------
+    def _build_curves(self) -> None:
+        self.loss_plot = pg.PlotWidget()
+        self.acc_plot = pg.PlotWidget()
+        for widget in (self.loss_plot, self.acc_plot):
+            widget.setBackground(BACKGROUND)
+            widget.setMinimumHeight(220)
+        lp, ap = self.loss_plot.getPlotItem(), self.acc_plot.getPlotItem()
+        _style_plot(lp, "Loss", "loss", "step")
+        _style_plot(ap, "Accuracy", "accuracy", "step")
+        lp.addLegend(offset=(-10, 10), labelTextSize=LABEL_PT, labelTextColor="#f0f0f0",
+                     brush=pg.mkBrush(20, 20, 20, 200))
+        ap.addLegend(offset=(-10, -10), labelTextSize=LABEL_PT, labelTextColor="#f0f0f0",
+                     brush=pg.mkBrush(20, 20, 20, 200))
+        train, val = pg.mkPen(TRAIN_COLOUR, width=2), pg.mkPen(VAL_COLOUR, width=3)
+        self.train_loss = lp.plot(pen=train, name="train (batch)")
+        self.val_loss = lp.plot(pen=val, symbol="o", symbolSize=10, symbolBrush=VAL_COLOUR, symbolPen=None,
+                                name="validation")
+        self.train_acc = ap.plot(pen=train, name="train (batch)")
+        self.val_acc = ap.plot(pen=val, symbol="o", symbolSize=10, symbolBrush=VAL_COLOUR, symbolPen=None,
+                               name="validation")
+        for item in (self.train_loss, self.train_acc):
+            item.setDownsampling(auto=True, method="peak")
+            item.setClipToView(True)
+            # Qt strokes a wide antialiased polyline as one path, in time that grows with the
+            # points; separate segments paint in a few milliseconds at any length.
+            item.curve.setSegmentedLineMode("on")
+        ap.setYRange(0.0, 1.0, padding=0.02)
+        ap.enableAutoRange(axis="y", enable=False)
+        for plot in (lp, ap):
+            plot.showAxis("top")
+            top = plot.getAxis("top")
+            top.setCacheMode(QGraphicsItem.DeviceCoordinateCache)
+            top.setTickFont(_big_font(AXIS_PT - 1))
+            top.setTextPen("#b0b0b0")
+            top.setPen("#707070")
+            top.setLabel("epoch", **{"font-size": "11pt", "color": "#b0b0b0"})
+            top.setTicks([[]])
+
+    def _build_kernels(self) -> None:
+        self.kernel_canvas = pg.GraphicsLayoutWidget()
+        self.kernel_canvas.setBackground(BACKGROUND)
+        self.kernel_canvas.setMinimumSize(200, 200)
+        self.kernel_title = self.kernel_canvas.addLabel("First-layer kernels", size=TITLE_PT, color="#f0f0f0")
+        self.kernel_canvas.nextRow()
+        self.kernel_view = image_view_box(self.kernel_canvas)
+        self.kernel_item = pg.ImageItem(axisOrder="row-major")
+        self.kernel_view.addItem(self.kernel_item)
+
+    def _build_embedding(self) -> None:
+        self.embedding_canvas = pg.GraphicsLayoutWidget()
+        self.embedding_canvas.setBackground(BACKGROUND)
+        self.embedding_canvas.setMinimumSize(240, 200)
+        self.embedding_title = self.embedding_canvas.addLabel("Validation embedding", size=TITLE_PT,
+                                                              color="#f0f0f0", colspan=2)
+        self.embedding_canvas.nextRow()
+        self.embedding_box = self.embedding_canvas.addViewBox()
+        self.embedding_box.setAspectLocked(True)
+        self.embedding_box.setMenuEnabled(False)
+        self.embedding_box.disableAutoRange()
+        self.embedding_legend = pg.LegendItem(labelTextSize="12pt", labelTextColor="#f0f0f0", sampleType=_Dot,
+                                              verSpacing=-4)
+        self.embedding_canvas.addItem(self.embedding_legend)
+        self.embedding_items: list[pg.ScatterPlotItem] = []
+        self._embedding_classes: list[str] = []
+
+    def _build_confusion(self) -> None:
+        self.confusion_canvas = pg.GraphicsLayoutWidget()
+        self.confusion_canvas.setBackground(BACKGROUND)
+        self.confusion_canvas.setMinimumSize(240, 200)
+        self.confusion_plot = self.confusion_canvas.addPlot()
+        cp = self.confusion_plot
+        _style_plot(cp, "Confusion matrix", "true class", "predicted")
+        cp.showGrid(x=False, y=False)
+        cp.invertY(True)
+        cp.setAspectLocked(True)
+        cp.setMouseEnabled(x=False, y=False)
+        cp.getViewBox().setDefaultPadding(0.0)
+        cp.enableAutoRange()  # the image's bounds, whatever size the dock has
+        self.confusion_item = pg.ImageItem(axisOrder="row-major")
+        self.confusion_item.setLookupTable(LUT_ACTIVATION)
+        cp.addItem(self.confusion_item)
+        self.confusion_texts: list[pg.TextItem] = []
+        self._confusion_key: tuple = ()
+
+    # --- state ------------------------------------------------------------------------
+    def _reset_state(self) -> None:
+        self._steps: dict[str, list[float]] = {k: [] for k in ("step", "epoch", "loss", "acc", "lr", "samples_per_s")}
+        self._evals: dict[str, list[float]] = {k: [] for k in ("step", "epoch", "val_loss", "val_acc")}
+        self._last: dict[str, dict] = {}
+        self._kernel_image: np.ndarray | None = None
+        self._embedding: tuple[np.ndarray, np.ndarray] | None = None
+        self._embedding_range = 0.0
+        self._confusion: np.ndarray | None = None
+        self._checkpoint: str | None = None
+        self._checkpoint_why = ""
+        self._info: dict = {}
+        self._loss_title = ""
+        self._paused = False
+        self._error = ""
+
+    # --- settings -----------------------------------------------------------------------
+    def config(self) -> TrainConfig:
+        """The :class:`~vizapp.training.TrainConfig` that Start would use (``out`` unset:
+        Start gives each run a new folder under ``runs_dir``). Fields the form does not
+        show (``log_every``, ``kernels_every``, ``embed_points``...) come from the last
+        :meth:`set_config`."""
+        names = [k for k, box in self.augment_boxes.items() if box.isChecked()]
+        loss = self.loss.currentData()
+        base = self._base
+        return replace(
+            base,
+            dataset=self.current_dataset(),
+            size=self.image_size.value() or None,
+            n=self.limit.value() or None,
+            model=self.model.currentData(),
+            freeze=self.freeze.currentData(),
+            loss=loss,
+            margin=self.margin.value() if loss in ("contrastive", "triplet") else None,
+            temperature=self.temperature.value() if loss == "infonce" else base.temperature,
+            optimizer=self.optimizer.currentData(),
+            lr=self.lr.value(),
+            batch_size=self.batch.value(),
+            weight_decay=self.weight_decay.value(),
+            epochs=self.epochs.value(),
+            seed=self.seed.value(),
+            augment=names,
+            out=None,
+            resume=None,
+        )
+
+    def set_config(self, config: TrainConfig) -> None:
+        """Fill the form from ``config`` (a folder dataset is added to the data menu; a
+        ``hub:`` model not offered yet is added to the model menu) and keep its other
+        fields for the next run."""
+        self._base = replace(config, augment=list(config.augment), options=dict(config.options))
+        spec = str(config.dataset)
+        index = self.dataset.findData(spec)
+        if index < 0:
+            index = self._add_folder(spec)
+        self.dataset.setCurrentIndex(index)
+        self._folder_previous = index
+        self.image_size.setValue(config.size or 0)
+        self.limit.setValue(config.n or 0)
+        model = self.model.findData(config.model)
+        if model < 0:
+            self.model.addItem(config.model, config.model)
+            model = self.model.count() - 1
+        self.model.setCurrentIndex(model)
+        self.freeze.setCurrentIndex(max(0, self.freeze.findData(config.freeze)))
+        self.loss.setCurrentIndex(max(0, self.loss.findData(config.loss)))
+        self._loss_changed()
+        if config.margin is not None:
+            self.margin.setValue(config.margin)
+        self.temperature.setValue(config.temperature)
+        self.optimizer.setCurrentIndex(max(0, self.optimizer.findData(config.optimizer)))
+        self.lr.setValue(config.lr)
+        self.batch.setValue(config.batch_size)
+        self.weight_decay.setValue(config.weight_decay)
+        self.epochs.setValue(config.epochs)
+        self.seed.setValue(config.seed)
+        for key, box in self.augment_boxes.items():
+            box.blockSignals(True)
+            box.setChecked(key in config.augment)
+            box.blockSignals(False)
+        self._model_changed()
+        self._schedule_preview()
+
+    def set_hub_models(self, models: list[tuple[str, str]]) -> None:
+        """Offer hub models for transfer learning: ``[(registry name, title), ...]`` appear
+        as ``hub:<name>`` in the model menu (replacing the ones offered before)."""
+        current = self.model.currentData()
+        for i in reversed(range(self.model.count())):
+            if str(self.model.itemData(i)).startswith("hub:"):
+                self.model.removeItem(i)
+        for name, title in models:
+            self.model.addItem(f"hub: {title}", f"hub:{name}")
+            self.model.setItemData(self.model.count() - 1, f"Transfer learning from {name}: a new head; "
+                                   "freeze all, some or none of the backbone", Qt.ToolTipRole)
+        index = self.model.findData(current)
+        self.model.setCurrentIndex(max(0, index))
+
+    def current_dataset(self) -> str:
+        """The chosen set's name or folder path."""
+        data = self.dataset.currentData()
+        return self._datasets[0] if data == FOLDER_ITEM else str(data)
+
+    def _add_folder(self, path: str) -> int:
+        index = self.dataset.findData(path)
+        if index >= 0:
+            return index
+        at = self.dataset.count() - 1  # before "Folder…"
+        self.dataset.insertItem(at, Path(path).name or path, path)
+        self.dataset.setItemData(at, path, Qt.ToolTipRole)
+        return at
+
+    def _dataset_activated(self, index: int) -> None:
+        if self.dataset.itemData(index) == FOLDER_ITEM:
+            folder = QFileDialog.getExistingDirectory(self, "A folder with one sub-folder per class")
+            if not folder:
+                self.dataset.setCurrentIndex(self._folder_previous)
+                return
+            index = self._add_folder(folder)
+            self.dataset.setCurrentIndex(index)
+        self._folder_previous = index
+        self._schedule_preview()
+
+    def _model_changed(self, _index: int = 0) -> None:
+        self.freeze.setEnabled(str(self.model.currentData()).startswith("hub:") and not self._running)
+
+    def _loss_changed(self, _index: int = 0) -> None:
+        loss = self.loss.currentData()
+        self.form.setRowVisible(self.margin, loss in ("contrastive", "triplet"))
+        self.form.setRowVisible(self.temperature, loss == "infonce")
+        if loss in ("contrastive", "triplet"):
+            self.margin.setValue(1.0 if loss == "contrastive" else 0.2)
+
+    def loss_options_visible(self) -> dict[str, bool]:
+        """Which loss options the form shows: ``{"margin": bool, "temperature": bool}``."""
+        return {"margin": self.margin.isVisibleTo(self), "temperature": self.temperature.isVisibleTo(self)}
+
+    # --- the augmentation preview ------------------------------------------------------
+    def _schedule_preview(self, *_args) -> None:
+        if not self._closing.is_set():
+            self._preview_timer.start()
+
+    def _request_preview(self) -> None:
+        if self._running or self._closing.is_set():
+            return  # the form is locked during a run; the last preview stays
+        names = tuple(k for k, box in self.augment_boxes.items() if box.isChecked())
+        key = (self.current_dataset(), self.image_size.value() or None, names, self.seed.value())
+        if self._preview is not None and self._preview.get("key") == key:
+            return
+        self.preview_caption.setText("loading the preview…")
+        self._previews.submit("preview", _preview_job, key[0], key[1], names, key[3], self._preview_cache,
+                              self._rng_lock)
+
+    def _preview_finished(self, _kind: str, result: dict) -> None:
+        self._preview = result
+        plain, augmented = result["plain"], result["augmented"]
+        grid = plain if augmented is None else np.concatenate(
+            [plain, np.full((6, plain.shape[1], 3), 32, np.uint8), augmented])
+        pixmap = to_pixmap(grid)
+        factor = max(1, min(4, 300 // max(1, grid.shape[1])))
+        if factor > 1:
+            pixmap = pixmap.scaled(grid.shape[1] * factor, grid.shape[0] * factor, Qt.KeepAspectRatio,
+                                   Qt.FastTransformation)
+        self.preview_label.setPixmap(pixmap)
+        what = "above: the images; below: augmented" if augmented is not None else "tick augmentations to preview them"
+        self.preview_caption.setText(f"{result['name']}, {result['classes']} classes: {what}")
+
+    def _preview_failed(self, _kind: str, message: str) -> None:
+        self._preview = None
+        self.preview_label.setPixmap(QPixmap())
+        self.preview_caption.setText(f"No preview: {message}")
+
+    def preview_image(self) -> np.ndarray | None:
+        """The augmented preview grid shown (the plain grid when no augmentation is ticked)."""
+        if self._preview is None:
+            return None
+        return self._preview["augmented"] if self._preview["augmented"] is not None else self._preview["plain"]
+
+    # --- running ------------------------------------------------------------------------
+    def running(self) -> bool:
+        """Whether a run is on (from Start until its last record is drawn)."""
+        return self._running
+
+    def paused(self) -> bool:
+        return self._running and self._paused
+
+    def run_config(self) -> TrainConfig | None:
+        """The config of the current or last run (with its ``out`` folder)."""
+        return self._run_config
+
+    def start(self) -> bool:
+        """Start a run with :meth:`config` in a new folder under ``runs_dir``; False if one is on."""
+        from vizapp.training import TrainControl
+
+        if self._running or self._closing.is_set():
+            return False
+        config = self.config()
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        stem = f"{_slug(Path(config.dataset).name if config.dataset not in self._datasets else config.dataset)}" \
+               f"-{_slug(config.model)}-{config.loss}-{stamp}"
+        out, k = self.runs_dir / stem, 2
+        while out.exists():
+            out, k = self.runs_dir / f"{stem}-{k}", k + 1
+        config.out = str(out)
+        self._preview_timer.stop()
+        self._previews.cancel("preview")
+        self._reset_state()
+        self._clear_views()
+        self._run_config = config
+        self._serial += 1
+        self._control = TrainControl()
+        self._cancel = CancelToken()
+        self._running = True
+        self.error.setVisible(False)
+        self.status.setText("Loading the data and building the model…")
+        self.detail.setText(f"run folder: {out}")
+        self._thread = threading.Thread(target=self._train, name="vizapp-train", daemon=True,
+                                        args=(self._serial, replace(config), self._control, self._cancel))
+        self._thread.start()
+        self._update_buttons()
+        self.sigRunning.emit(True)
+        return True
+
+    def pause(self) -> None:
+        if self._running and self._control is not None:
+            self._control.pause()
+            self._paused = True
+            self._update_buttons()
+            self._update_status()
+
+    def resume(self) -> None:
+        if self._running and self._control is not None:
+            self._control.resume()
+            self._paused = False
+            self._update_buttons()
+            self._update_status()
+
+    def toggle_pause(self) -> None:
+        if self._paused:
+            self.resume()
+        else:
+            self.pause()
+
+    def stop(self) -> None:
+        """Stop the run: it saves a "stopped" checkpoint at its next step (a load is cancelled)."""
+        if self._running and self._control is not None:
+            self._control.stop()
+            self._cancel.cancel()
+            self._paused = False
+            self.status.setText("Stopping…")
+            self._update_buttons()
+
+    def checkpoint_now(self) -> None:
+        """Ask the run to save a checkpoint after its current step."""
+        if self._running and self._control is not None:
+            self._control.checkpoint()
+            self.sigNotify.emit("checkpoint requested" + (": saved when the run resumes" if self._paused else ""),
+                                False)
+
+    def open_checkpoint(self) -> None:
+        """Emit ``sigOpenCheckpoint`` with the latest checkpoint folder (if any)."""
+        if self._checkpoint:
+            self.sigOpenCheckpoint.emit(self._checkpoint)
+
+    def checkpoint_path(self) -> str | None:
+        """The latest checkpoint folder of the current or last run."""
+        return self._checkpoint
+
+    def alive(self) -> bool:
+        """Whether any of the panel's threads (the run, the preview worker) is still alive."""
+        return (self._thread is not None and self._thread.is_alive()) or self._previews.alive()
+
+    def shutdown(self, timeout_s: float = 10.0) -> None:
+        """Stop a run and the preview worker and wait for their threads (the window calls
+        this on close). Both are daemon threads, so a stuck one never blocks quitting.
+        The panel runs nothing afterwards."""
+        self._closing.set()
+        self._draw_timer.stop()
+        self._preview_timer.stop()
+        if self._control is not None:
+            self._control.stop()
+            self._cancel.cancel()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                log.warning("the training run did not stop within %.0f s; it ends with the process", timeout_s)
+        self._previews.shutdown(timeout_s)
+        self._running = False
+
+    # --- the run thread ---------------------------------------------------------------
+    def _emit(self, signal, *args) -> bool:
+        if self._closing.is_set():
+            return False
+        try:
+            signal.emit(*args)
+        except RuntimeError:  # the widget is gone (deleted without shutdown)
+            self._closing.set()
+            return False
+        return True
+
+    def _train(self, serial: int, config: TrainConfig, control, cancel: CancelToken) -> None:
+        """The run thread: build the trainer (loads the data), iterate its records."""
+        from models.small import count_parameters
+        from vizapp.training import Trainer
+
+        message, error = "", False
+
+        def progress(_done: int, _total: int, text: str) -> None:
+            cancel.check()
+            self._emit(self._sigProgress, serial, text)
+
+        try:
+            with self._rng_lock:  # no preview may reseed torch's generator during the run
+                trainer = Trainer(config, progress=progress, cancel=cancel)
+                total, trainable = count_parameters(trainer.module)
+                self._emit(self._sigRecord, serial, {
+                    "type": "started", "total_steps": trainer.total_steps, "steps_per_epoch": trainer.steps_per_epoch,
+                    "epochs": config.epochs, "data": trainer.data_name, "train": len(trainer.train_set),
+                    "val": len(trainer.val_set), "classes": list(trainer.classes), "device": str(trainer.device),
+                    "parameters": total, "trainable": trainable, "model": config.model, "loss": config.loss})
+                kernels_step = -1
+                for record in trainer.run(control):
+                    if record["type"] == "kernels":
+                        kernels_step = record["step"]
+                    if not self._emit(self._sigRecord, serial, record):
+                        control.stop()
+                if kernels_step != trainer.step and not self._closing.is_set():
+                    # The final weights, when the last kernels record is older than the last step.
+                    self._emit(self._sigRecord, serial, trainer._kernels())
+        except Cancelled:
+            message = "the run was stopped while loading its data"
+        except UserError as exc:
+            message, error = str(exc), True
+        except Exception as exc:  # noqa: BLE001 - every run error reaches the user as a message
+            log.error("training run failed:\n%s", traceback.format_exc())
+            message, error = f"internal error in the training run: {type(exc).__name__}: {exc}", True
+        self._emit(self._sigRunDone, serial, message, error)
+
+    # --- records on the GUI thread ----------------------------------------------------
+    def _on_progress(self, serial: int, text: str) -> None:
+        if serial == self._serial and self._running:
+            self.status.setText(text)
+
+    def _on_record(self, serial: int, record: dict) -> None:
+        if serial != self._serial:
+            return
+        self._pending.append(record)
+        if not self._draw_timer.isActive():
+            self._draw_timer.start(REDRAW_MS)
+
+    def _on_run_done(self, serial: int, message: str, error: bool) -> None:
+        if serial != self._serial:
+            return
+        self._draw_timer.stop()
+        self._drain(everything=True)
+        if self._thread is not None:
+            self._thread.join(5.0)
+        self._running = False
+        self._paused = False
+        self._update_buttons()
+        self._model_changed()
+        self._update_status()
+        if error:
+            self._error = message
+            self.error.setText(message)
+            self.error.setVisible(True)
+            self.status.setText("The run failed")
+            self.sigNotify.emit(message, True)
+        elif message:
+            self.sigNotify.emit(message, False)
+        elif self._checkpoint:
+            self.sigNotify.emit(f"training {self._checkpoint_why}: checkpoint in {self._checkpoint}", False)
+        self.sigRunning.emit(False)
+        self._schedule_preview()
+
+    def _drain(self, everything: bool = False) -> None:
+        """Take every queued record, then redraw what changed.
+
+        The curves and the status line are redrawn on every tick; the picture views
+        (kernels, embedding, confusion matrix, and building their items when a run
+        starts) one per tick, the next one :data:`STAGGER_MS` later, so that a burst of
+        records (a run's start, an evaluation) never paints every view in one event-loop
+        turn. ``everything`` draws all that is due at once (the run's end).
+        """
+        records, self._pending = self._pending, []
+        dirty = self._dirty
+        for r in records:
+            kind = r.get("type")
+            self._last[kind] = r
+            if kind == "started":
+                self._info = r
+                self._set_epoch_ticks()
+                self.progress.setRange(0, max(1, r["total_steps"]))
+                dirty |= {"prepare_embedding", "prepare_confusion"}
+            elif kind == "step":
+                s = self._steps
+                s["step"].append(r["step"])
+                s["epoch"].append(r["epoch"])
+                s["loss"].append(r["loss"])
+                s["acc"].append(r.get("acc", np.nan))
+                s["lr"].append(r["lr"])
+                s["samples_per_s"].append(r["samples_per_s"])
+                dirty.add("curves")
+            elif kind == "eval":
+                e = self._evals
+                e["step"].append(r["step"])
+                e["epoch"].append(r["epoch"])
+                e["val_loss"].append(r.get("val_loss", np.nan))
+                e["val_acc"].append(r["val_acc"])
+                dirty |= {"curves", "confusion"}
+            elif kind in ("kernels", "embedding"):
+                dirty.add(kind)
+            elif kind == "checkpoint" and r.get("path"):
+                self._checkpoint, self._checkpoint_why = r["path"], r["why"]
+        if "curves" in dirty:
+            dirty.discard("curves")
+            self._draw_curves()
+        classes = self._info.get("classes", [])
+        for view in PICTURE_VIEWS:
+            if view not in dirty:
+                continue
+            dirty.discard(view)
+            if view == "prepare_embedding":
+                self._prepare_embedding(classes)
+            elif view == "prepare_confusion":
+                self._prepare_confusion(classes)
+            elif view == "kernels":
+                self._draw_kernels(self._last["kernels"])
+            elif view == "embedding":
+                self._draw_embedding(self._last["embedding"])
+            else:
+                self._draw_confusion(self._last["eval"]["confusion"], classes)
+            if not everything:
+                break
+        if records:
+            self._update_status()
+            self._update_buttons()
+        if dirty and not everything and not self._draw_timer.isActive():
+            self._draw_timer.start(STAGGER_MS)
+
+    # --- drawing ------------------------------------------------------------------------
+    def _clear_views(self) -> None:
+        for item in (self.train_loss, self.val_loss, self.train_acc, self.val_acc):
+            item.setData([], [])
+        self.kernel_item.clear()
+        self.kernel_title.setText("First-layer kernels", size=TITLE_PT, color="#f0f0f0")
+        for item in self.embedding_items:
+            item.setData([], [])
+        self.confusion_item.clear()
+        for text in self.confusion_texts:
+            text.setText("")
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+
+    def _set_epoch_ticks(self) -> None:
+        spe, epochs, total = self._info["steps_per_epoch"], self._info["epochs"], self._info["total_steps"]
+        every = max(1, int(np.ceil(epochs / 10)))
+        ticks = [(k * spe, str(k)) for k in range(0, epochs + 1, every)]
+        for plot in (self.loss_plot.getPlotItem(), self.acc_plot.getPlotItem()):
+            plot.getAxis("top").setTicks([ticks])
+            plot.setXRange(0, max(1, total), padding=0.02)
+            plot.enableAutoRange(axis="x", enable=False)
+        self.loss_plot.getPlotItem().enableAutoRange(axis="y", enable=True)
+
+    def _draw_curves(self) -> None:
+        s, e = self._steps, self._evals
+        steps = np.asarray(s["step"], dtype=np.float64)
+        self.train_loss.setData(steps, np.asarray(s["loss"], dtype=np.float64))
+        acc = np.asarray(s["acc"], dtype=np.float64)
+        has_acc = np.isfinite(acc)
+        self.train_acc.setData(steps[has_acc], acc[has_acc])
+        vsteps = np.asarray(e["step"], dtype=np.float64)
+        vloss = np.asarray(e["val_loss"], dtype=np.float64)
+        has_loss = np.isfinite(vloss)
+        self.val_loss.setData(vsteps[has_loss], vloss[has_loss])
+        self.val_acc.setData(vsteps, np.asarray(e["val_acc"], dtype=np.float64))
+        if s["lr"]:
+            opt = self._run_config.optimizer if self._run_config is not None else ""
+            title = f"Loss   ·   learning rate {s['lr'][-1]:.3g} ({opt})"
+            if title != self._loss_title:  # a new title re-lays out the plot: only when it changes
+                self._loss_title = title
+                self.loss_plot.getPlotItem().setTitle(title, size=TITLE_PT, color="#f0f0f0")
+
+    def _draw_kernels(self, record: dict) -> None:
+        image = kernel_mosaic(record.get("weights"))
+        self._kernel_image = image
+        if image is None:
+            self.kernel_item.clear()
+            self.kernel_title.setText("No convolution or linear first layer", size=TITLE_PT, color="#f0f0f0")
+            return
+        first = self.kernel_item.image is None or self.kernel_item.image.shape != image.shape
+        self.kernel_item.setImage(image, levels=(0, 255), autoLevels=False)
+        shape = "×".join(str(d) for d in record["weights"].shape)
+        self.kernel_title.setText(f"First-layer kernels, step {record['step']}<br><span style='font-size: 11pt'>"
+                                  f"{record['layer']}: {shape}</span>", size=TITLE_PT, color="#f0f0f0")
+        if first:
+            self.kernel_view.autoRange(padding=0.02)
+
+    def _prepare_embedding(self, classes: list[str]) -> None:
+        """One scatter item per class (one shared brush each) and the legend."""
+        if classes == self._embedding_classes:
+            return
+        self.embedding_legend.clear()
+        for item in self.embedding_items:
+            self.embedding_box.removeItem(item)
+        self.embedding_items = []
+        for k, name in enumerate(classes):
+            colour = pg.mkColor(PALETTE[k % len(PALETTE)])
+            colour.setAlpha(200)
+            item = pg.ScatterPlotItem(size=9, pen=None, brush=pg.mkBrush(colour), pxMode=True, hoverable=False)
+            self.embedding_box.addItem(item)
+            self.embedding_items.append(item)
+            if k < 20:
+                self.embedding_legend.addItem(item, name)
+        self._embedding_classes = list(classes)
+
+    def _draw_embedding(self, record: dict) -> None:
+        coords = np.asarray(record["coords"], dtype=np.float32)
+        labels = np.asarray(record["labels"])
+        self._prepare_embedding(list(record["classes"]))
+        for k, item in enumerate(self.embedding_items):
+            mine = labels == k
+            item.setData(x=coords[mine, 0], y=coords[mine, 1])
+        self._embedding = (coords, labels)
+        # A fixed symmetric range (the projection is centred, RMS radius 1): it changes only
+        # when points would leave it or the cloud has shrunk to well inside it.
+        needed = 1.1 * max(1.0, float(np.abs(coords).max()) if len(coords) else 1.0)
+        if needed > self._embedding_range or needed < 0.6 * self._embedding_range:
+            self._embedding_range = needed
+            self.embedding_box.setRange(xRange=(-needed, needed), yRange=(-needed, needed), padding=0.0)
+        what = "embedding" if self._info.get("loss", "ce") != "ce" else "penultimate features"
+        self.embedding_title.setText(f"Validation embedding, step {record['step']}<br><span style='font-size: "
+                                     f"11pt'>PCA of the {what}, {len(coords)} images</span>", size=TITLE_PT,
+                                     color="#f0f0f0")
+
+    def _prepare_confusion(self, classes: list[str], k: int | None = None) -> None:
+        """The count labels (up to 20 classes) and the class names on the axes."""
+        k = len(classes) if k is None else k
+        metric = self._info.get("loss", "ce") != "ce"
+        key = (tuple(classes), k, metric)
+        if key == self._confusion_key:
+            return
+        self._confusion_key = key
+        plot = self.confusion_plot
+        for text in self.confusion_texts:
+            plot.removeItem(text)
+        self.confusion_texts = []
+        if k <= 20:
+            font = _big_font(12 if k <= 10 else 9, bold=True)
+            for i in range(k):
+                for j in range(k):
+                    text = pg.TextItem("", anchor=(0.5, 0.5))
+                    text.setFont(font)
+                    text.setPos(j + 0.5, i + 0.5)
+                    plot.addItem(text, ignoreBounds=True)
+                    self.confusion_texts.append(text)
+        names = classes if len(classes) == k else [str(i) for i in range(k)]
+        if max((len(n) for n in names), default=0) <= 3:  # digits: the names fit under the columns
+            left, below = names, names
+        else:  # long names do not fit side by side: number the columns, name the rows
+            left, below = [f"{n}  {i}" for i, n in enumerate(names)], [str(i) for i in range(k)]
+        plot.getAxis("left").setTicks([[(i + 0.5, n) for i, n in enumerate(left)]])
+        plot.getAxis("bottom").setTicks([[(i + 0.5, n) for i, n in enumerate(below)]])
+        plot.getAxis("bottom").setLabel("predicted (nearest class centre)" if metric else "predicted",
+                                        **{"font-size": LABEL_PT, "color": "#e0e0e0"})
+
+    def _draw_confusion(self, confusion: np.ndarray, classes: list[str]) -> None:
+        cm = np.asarray(confusion, dtype=np.int64)
+        k = cm.shape[0]
+        self._confusion = cm
+        rows = cm.sum(axis=1, keepdims=True)
+        frac = cm / np.maximum(rows, 1)
+        self.confusion_item.setImage(frac.astype(np.float32), levels=(0.0, 1.0), autoLevels=False)
+        self.confusion_item.setRect(QRectF(0, 0, k, k))
+        self._prepare_confusion(classes, k)
+        for idx, text in enumerate(self.confusion_texts):
+            i, j = divmod(idx, k)
+            text.setText(str(int(cm[i, j])), color="#000000" if frac[i, j] > 0.6 else "#ffffff")
+        acc = np.trace(cm) / max(1, cm.sum())
+        self.confusion_plot.setTitle(f"Confusion: {acc:.1%} right", size=TITLE_PT, color="#f0f0f0")
+
+    def _update_status(self) -> None:
+        info, last = self._info, self._last
+        if not info:
+            return
+        step = last.get("step", {}).get("step", 0)
+        parts = []
+        spe = max(1, info["steps_per_epoch"])
+        parts.append(f"epoch {step / spe:.2f} / {info['epochs']}")
+        parts.append(f"step {step:,} / {info['total_steps']:,}")
+        if "step" in last:
+            parts.append(f"{last['step']['samples_per_s']:,.0f} samples/s")
+        if "eval" in last:
+            parts.append(f"val acc {last['eval']['val_acc']:.1%}")
+        head = "PAUSED   ·   " if self._paused and self._running else ""
+        if not self._running and self._checkpoint_why:
+            head = {"finished": "Finished   ·   ", "stopped": "Stopped   ·   ",
+                    "diverged": "Diverged   ·   "}.get(self._checkpoint_why, "")
+        self.status.setText(head + "   ·   ".join(parts))
+        self.progress.setValue(step)
+        trainable = ("all trainable" if info["trainable"] == info["parameters"]
+                     else f"{info['trainable']:,} trainable")
+        detail = (f"{info['data']}: {info['train']:,} training / {info['val']:,} validation images, "
+                  f"{len(info['classes'])} classes   ·   {info['model']}: {info['parameters']:,} parameters "
+                  f"({trainable})   ·   {info['device']}")
+        if self._checkpoint:
+            detail += f"\ncheckpoint ({self._checkpoint_why}): {self._checkpoint}"
+        self.detail.setText(detail)
+
+    def _update_buttons(self) -> None:
+        on = self._running
+        self.start_button.setEnabled(not on)
+        self.pause_button.setEnabled(on)
+        self.pause_button.setText("&Resume" if self._paused else "&Pause")
+        self.stop_button.setEnabled(on)
+        self.checkpoint_button.setEnabled(on)
+        self.open_button.setEnabled(bool(self._checkpoint))
+        self.settings.setEnabled(not on)
+
+    # --- getters for tests and the window ---------------------------------------------
+    def curves(self) -> dict[str, np.ndarray]:
+        """The data the curves show: ``step``, ``loss``, ``acc_step``, ``acc`` (train, per
+        logged step), ``val_step``, ``val_loss``, ``val_acc_step``, ``val_acc``; plus
+        ``lr`` and ``samples_per_s`` per logged step."""
+        def xy(item) -> tuple[np.ndarray, np.ndarray]:
+            x = item.xData if item.xData is not None else np.zeros(0)
+            y = item.yData if item.yData is not None else np.zeros(0)
+            return np.asarray(x), np.asarray(y)
+
+        out = {}
+        out["step"], out["loss"] = xy(self.train_loss)
+        out["acc_step"], out["acc"] = xy(self.train_acc)
+        out["val_step"], out["val_loss"] = xy(self.val_loss)
+        out["val_acc_step"], out["val_acc"] = xy(self.val_acc)
+        out["lr"] = np.asarray(self._steps["lr"], dtype=np.float64)
+        out["samples_per_s"] = np.asarray(self._steps["samples_per_s"], dtype=np.float64)
+        return out
+
+    @property
+    def last_records(self) -> dict[str, dict]:
+        """The latest drawn record of each type (``started``, ``step``, ``eval``, ``kernels``,
+        ``embedding``, ``checkpoint``); ``started`` is the panel's own (sizes, classes,
+        parameter count, total steps)."""
+        return dict(self._last)
+
+    def kernel_image(self) -> np.ndarray | None:
+        """The kernel mosaic shown (``H x W x 3`` uint8), from :func:`kernel_mosaic`."""
+        return self._kernel_image
+
+    def embedding_points(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(coords N x 2, labels N)`` of the embedding shown."""
+        return self._embedding
+
+    def embedding_range(self) -> float:
+        """Half the side of the embedding's (fixed, symmetric) view range."""
+        return self._embedding_range
+
+    def confusion(self) -> np.ndarray | None:
+        """The confusion matrix shown (rows: true class, columns: predicted; counts)."""
+        return self._confusion
+
+    def error_text(self) -> str:
+        """The error the last run ended with ('' if none)."""
+        return self._error
+
+    def status_text(self) -> str:
+        return self.status.text()
