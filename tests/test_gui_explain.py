@@ -17,6 +17,7 @@ def window(qtbot, tmp_path, monkeypatch):
     from widgets.main_window import MainWindow
 
     monkeypatch.setenv("VIZAPP_SETTINGS", str(tmp_path / "settings.ini"))
+    monkeypatch.setenv("VIZAPP_RUNS", str(tmp_path / "runs"))
     w = MainWindow(restore_layout=False)
     qtbot.addWidget(w)
     w.resize(1400, 900)
@@ -127,3 +128,25 @@ def test_a_layer_step_recomputes_only_gradcam_and_escape_then_f5_recomputes(qtbo
     qtbot.waitUntil(lambda: w.runner.idle() and all(m in view.results for m in view.current_methods()),
                     timeout=120_000)
     assert all(view.results[m].target == w.predictions_view.predictions()[1].index for m in view.current_methods())
+
+
+def test_a_run_from_the_training_dock_opens_in_every_view(qtbot, tmp_path, window):
+    from pathlib import Path
+
+    from vizapp.training import TrainConfig
+
+    w = window
+    w.start()
+    wait_idle(qtbot, w)
+    panel = w.training_panel
+    w.docks["training"].raise_()
+    panel.set_config(TrainConfig(dataset="shapes", n=320, model="tinyvgg", epochs=1, batch_size=32, log_every=2))
+    assert panel.start()
+    qtbot.waitUntil(lambda: not panel.running() and panel.checkpoint_path() is not None, timeout=120_000)
+    path = panel.checkpoint_path()
+    assert tmp_path / "runs" in Path(path).parents
+    panel.open_checkpoint()
+    qtbot.waitUntil(lambda: w.session.model is not None and w.session.model.source.startswith(path)
+                    and w.ready and w.runner.idle(), timeout=60_000)
+    assert w.session.model.class_names[:3] == ["circle", "square", "triangle"]
+    assert w.kernels_view.kernels is not None  # the first conv of the trained net

@@ -17,7 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vizapp.errors import ImageError
 
-__all__ = ["MAX_PIXELS", "SampleImage", "load_image", "to_rgb", "sample_images"]
+__all__ = ["MAX_PIXELS", "SampleImage", "lab_samples", "load_image", "to_rgb", "sample_images"]
 
 #: Largest image accepted (about 180 megapixels, twice Pillow's default warning level).
 MAX_PIXELS = 2 * 89_478_485
@@ -94,6 +94,13 @@ class SampleImage:
 
 _SAMPLES = ("chelsea", "coffee", "astronaut", "rocket", "motorcycle_left", "hubble_deep_field",
             "ihc", "retina", "camera", "coins", "moon", "horse")
+
+
+def lab_samples() -> list[SampleImage]:
+    """Held-out images of the shapes and digits sets (``resources/samples``), one per class:
+    what the models this project trains (``tinyvgg_shapes``, ``vit_digits``) were made for."""
+    folder = Path(__file__).resolve().parents[1] / "resources" / "samples"
+    return [SampleImage(p.stem, p) for p in sorted(folder.glob("*.png"))]
 
 
 def sample_images() -> list[SampleImage]:

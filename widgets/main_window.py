@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QWidget,
 )
 
@@ -36,6 +37,7 @@ from widgets.kernels_view import KernelsView
 from widgets.model_view import ModelView
 from widgets.predictions_view import PredictionsView
 from widgets.top_patches_view import TopPatchesView
+from widgets.training_panel import TrainingPanel
 
 __all__ = ["MainWindow", "settings_for"]
 
@@ -43,7 +45,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "efficientnet_lite0"
 DEFAULT_IMAGE = "chelsea"
-STATE_VERSION = 2  # 2: the attention and attribution docks
+STATE_VERSION = 3  # 2: the attention and attribution docks; 3: the training lab
 
 
 def settings_for() -> QSettings:
@@ -107,6 +109,8 @@ class MainWindow(QMainWindow):
         self.embedding_view = EmbeddingView()
         self.attention_view = AttentionView()
         self.attribution_view = AttributionView()
+        self.training_panel = TrainingPanel()
+        self.training_panel.set_hub_models([(spec.name, spec.title) for spec in list_specs()])
         # Attention and attributions cost a forward (and backward) pass per image: they
         # run while their dock is on screen, and catch up when it is raised.
         self._stale = {"attention": True, "attribution": True}
@@ -124,10 +128,17 @@ class MainWindow(QMainWindow):
             ("embedding", "Embedding", self.embedding_view),
             ("attention", "Attention", self.attention_view),
             ("attribution", "Attribution", self.attribution_view),
+            ("training", "Training lab", self.training_panel),
         ):
             dock = QDockWidget(title, self)
             dock.setObjectName(f"dock_{key}")
-            dock.setWidget(widget)
+            if key == "training":  # a long form: it scrolls rather than forcing a big window
+                scroll = QScrollArea()
+                scroll.setWidget(widget)
+                scroll.setWidgetResizable(True)
+                dock.setWidget(scroll)
+            else:
+                dock.setWidget(widget)
             widget.setContextMenuPolicy(Qt.ActionsContextMenu)
             export = QAction(f"Export {title} as PNG…", widget)
             export.triggered.connect(lambda _=False, k=key: self._export_dialog(k))
@@ -160,6 +171,8 @@ class MainWindow(QMainWindow):
         self.predictions_view.sigClassPicked.connect(self.pick_class)
         self.docks["attention"].visibilityChanged.connect(lambda shown: shown and self._catch_up("attention"))
         self.docks["attribution"].visibilityChanged.connect(lambda shown: shown and self._catch_up("attribution"))
+        self.training_panel.sigOpenCheckpoint.connect(lambda path: self.open_model(path))
+        self.training_panel.sigNotify.connect(self.notify)
         self.sigNotify.connect(self.notify)
         # session -> jobs
         s.events.layer.connect(lambda _name: self._request_all())
@@ -196,6 +209,7 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(d["features"], d["embedding"])
         self.tabifyDockWidget(d["features"], d["attention"])
         self.tabifyDockWidget(d["features"], d["attribution"])
+        self.tabifyDockWidget(d["features"], d["training"])
         for dock in d.values():
             dock.show()
         d["features"].raise_()
@@ -224,6 +238,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
         if self._persist:
             self.save_layout()
+        self.training_panel.shutdown()
         self.runner.shutdown()
         super().closeEvent(event)
 
@@ -302,9 +317,10 @@ class MainWindow(QMainWindow):
             self.runner.submit("device", analysis.move_to_device, model, device)
 
     def load_samples(self) -> None:
-        from vizapp.images import sample_images
+        from vizapp.images import lab_samples, sample_images
 
-        self.runner.submit("thumbnails", analysis.thumbnails, [(s.name, s.path) for s in sample_images()])
+        samples = [*sample_images(), *lab_samples()]
+        self.runner.submit("thumbnails", analysis.thumbnails, [(s.name, s.path) for s in samples])
 
     def start(self, model: str | None = None, image: str | None = None, layer: str | None = None,
               arch: str | None = None, trust: bool = False, device: str | None = None) -> None:
@@ -674,6 +690,8 @@ class MainWindow(QMainWindow):
     def export_view(self, key: str | None, path: str | Path) -> Path:
         """Save one dock's view (``key``) or the whole window (``None``) as a PNG."""
         widget: QWidget = self if key is None else self.docks[key].widget()
+        if isinstance(widget, QScrollArea):
+            widget = widget.widget()
         return export_png(widget, path, scale=1.0 if key is None else 2.0)
 
     def _export_dialog(self, key: str | None) -> None:
