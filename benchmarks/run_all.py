@@ -18,6 +18,7 @@ import bench_gui_stall
 import bench_image_to_pixels
 import bench_indexing
 import bench_probe_overhead
+import bench_training
 from _common import Result, device_report, parse_args, print_table, setup_threads
 
 # Nothing above imports Qt; the GUI benchmarks import it lazily, offscreen unless told otherwise.
@@ -31,6 +32,7 @@ BENCHMARKS = (
     ("embedding", bench_embedding.run),
     ("attention", bench_attention.run),
     ("attribution", bench_attribution.run),
+    ("training", bench_training.run),
 )
 
 

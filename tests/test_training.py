@@ -291,6 +291,7 @@ def test_the_records_come_in_order(reference):
             expected += [("eval", s), ("embedding", s)]
         elif s % 3 == 0:
             expected.append(("embedding", s))
+    expected.append(("kernels", 15))  # the final weights (15 is not a multiple of 4)
     expected.append(("checkpoint", 15))
     assert [(r["type"], r["step"]) for r in reference.records] == expected
     assert reference.records[-1] == {"type": "checkpoint", "step": 15, "why": "finished", "path": str(reference.out)}
@@ -329,8 +330,9 @@ def test_eval_records_and_the_confusion_matrix(reference):
 
 def test_kernel_records_are_the_first_layer_at_that_step(reference):
     kernels = of_type(reference.records, "kernels")
-    assert [r["step"] for r in kernels] == [0, 4, 8, 12]
-    for r in kernels:
+    assert [r["step"] for r in kernels] == [0, 4, 8, 12, 15]  # and the final weights
+    np.testing.assert_array_equal(kernels[-1]["weights"], reference.weights["conv1.weight"].numpy())
+    for r in kernels[:-1]:
         assert r["layer"] == "conv1" and r["weights"].shape == (6, 1, 5, 5) and r["weights"].dtype == np.float32
         np.testing.assert_array_equal(r["weights"], reference.snapshots[r["step"]].numpy())
     # Copies, not views: the kernels of step 0 are not the trained ones.

@@ -13,6 +13,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import json  # noqa: E402
 import re  # noqa: E402
+import time  # noqa: E402
 from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -173,6 +174,35 @@ def test_pause_holds_the_step_and_stop_checkpoints(panel, qtbot):
     assert (Path(checkpoint["path"]) / "card.json").is_file()
     assert "Stopped" in panel.status_text()
     assert panel.error_text() == ""
+
+
+def test_shutdown_stops_a_running_run(panel, qtbot):
+    panel.set_config(small_config(n=600, epochs=20, log_every=1))
+    assert panel.start()
+    qtbot.waitUntil(lambda: last_step(panel) >= 2, timeout=RUN_TIMEOUT_MS)
+    started = time.perf_counter()
+    panel.shutdown()
+    assert time.perf_counter() - started < 10
+    assert not panel.alive() and not panel.running()
+    assert not panel.start(), "a shut-down panel starts nothing"
+    # The run saved where it stopped, so the lesson's weights are not lost.
+    assert (Path(panel.run_config().out) / "card.json").is_file()
+
+
+def test_records_are_drawn_in_batches_not_one_by_one(panel, qtbot, monkeypatch):
+    from widgets.training_panel import REDRAW_MS
+
+    draws = []
+    original = panel._draw_curves
+    monkeypatch.setattr(panel, "_draw_curves", lambda: (draws.append(len(panel._steps["step"])), original()))
+    serial = panel._serial
+    for i in range(1, 201):
+        panel._sigRecord.emit(serial, {"type": "step", "step": i, "epoch": i / 100, "loss": 1.0 / i, "lr": 1e-3,
+                                       "samples_per_s": 1000.0, "acc": 0.5})
+    assert len(panel.curves()["step"]) == 0, "drawn before the redraw timer"
+    qtbot.waitUntil(lambda: len(panel.curves()["step"]) == 200, timeout=5 * REDRAW_MS + 2000)
+    assert draws == [200]
+    np.testing.assert_allclose(panel.curves()["loss"], 1.0 / np.arange(1, 201))
 
 
 def test_a_folder_without_classes_says_what_to_do(panel, qtbot, tmp_path):

@@ -280,6 +280,7 @@ class Trainer:
             for b in range(within, self.steps_per_epoch):
                 control.wait_if_paused()
                 if control.stopped:
+                    yield from self._final_kernels()
                     yield self._checkpoint_record("stopped")
                     return
                 idx = order[b * c.batch_size:(b + 1) * c.batch_size]
@@ -320,6 +321,7 @@ class Trainer:
                     yield self._checkpoint_record("saved")
                     last_save = time.monotonic()
                     window_start, window_samples = time.perf_counter(), 0
+        yield from self._final_kernels()
         yield self._checkpoint_record("finished")
 
     # --- what the panel shows --------------------------------------------------------
@@ -328,6 +330,12 @@ class Trainer:
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 return name, m
         return None
+
+    def _final_kernels(self) -> Iterator[dict]:
+        """The last weights' kernels, unless the last step already sent them."""
+        c = self.config
+        if not (c.kernels_every and self.step % c.kernels_every == 0):
+            yield self._kernels()
 
     def _kernels(self) -> dict:
         found = self.first_layer()

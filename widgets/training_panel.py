@@ -35,14 +35,14 @@ import threading
 import time
 import traceback
 from dataclasses import replace
+from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pyqtgraph as pg
-from pyqtgraph.graphicsItems.LegendItem import ItemSample
 from PySide6.QtCore import QRectF, QStandardPaths, Qt, QTimer, Signal
-from PySide6.QtGui import QFont, QPixmap, QValidator
+from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics, QPixmap, QTransform, QValidator
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -50,6 +50,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QGraphicsItem,
+    QGraphicsSimpleTextItem,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
@@ -57,6 +58,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QSpinBox,
     QSplitter,
     QVBoxLayout,
@@ -197,14 +199,9 @@ class _LogSpinBox(QDoubleSpinBox):
         self.setValue(float(f"{value:.6g}"))
 
 
-class _Dot(ItemSample):
-    """A legend sample drawn as a big dot, whatever the scatter's point size."""
-
-    def paint(self, p, *args) -> None:
-        p.setRenderHint(p.RenderHint.Antialiasing)
-        p.setPen(Qt.NoPen)
-        p.setBrush(self.item.opts["brush"])
-        p.drawEllipse(QRectF(3, 3, 14, 14))
+def _title(title: str, subtitle: str = "") -> str:
+    """A view's title over a smaller second line (always two lines, so the layout never moves)."""
+    return f"{title}<br><span style='font-size: 11pt'>{subtitle or '&nbsp;'}</span>"
 
 
 def _big_font(pt: int, bold: bool = False) -> QFont:
@@ -219,6 +216,7 @@ def _style_plot(plot: pg.PlotItem, title: str, left: str, bottom: str) -> None:
     for name, text in (("left", left), ("bottom", bottom)):
         axis = plot.getAxis(name)
         axis.setCacheMode(QGraphicsItem.DeviceCoordinateCache)  # big-font ticks: repainted only when they change
+        axis.enableAutoSIPrefix(False)  # "loss (x0.001)" over 200 confuses; show 0.2
         axis.setTickFont(_big_font(AXIS_PT))
         axis.setTextPen("#e0e0e0")
         axis.setPen("#909090")
@@ -410,11 +408,16 @@ class TrainingPanel(QWidget):
             buttons.addWidget(b)
         buttons.addStretch(1)
         self.status = heading("Ready: choose the settings and press Start", 15)
-        self.status.setWordWrap(False)  # one line: a changing height would re-lay out the plots
         self.detail = QLabel("")
         self.detail.setFont(_big_font(11))
         self.detail.setWordWrap(True)
         self.detail.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        # Text that changes every tick must not change the labels' size: that would re-lay
+        # out (and repaint) every plot below them.
+        self.status.setWordWrap(False)
+        self.detail.setFixedHeight(2 * QFontMetrics(self.detail.font()).lineSpacing() + 4)
+        for label in (self.status, self.detail):
+            label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
         self.error = QLabel("")
         self.error.setWordWrap(True)
         self.error.setFont(_big_font(12, bold=True))
@@ -432,7 +435,7 @@ class TrainingPanel(QWidget):
         self._build_embedding()
         self._build_confusion()
         bottom = QSplitter(Qt.Horizontal)
-        for w in (self.kernel_canvas, self.embedding_canvas, self.confusion_canvas):
+        for w in (self.kernel_canvas, self.embedding_widget, self.confusion_canvas):
             bottom.addWidget(w)
         top = QSplitter(Qt.Horizontal)
         top.addWidget(self.loss_plot)
@@ -490,7 +493,7 @@ class TrainingPanel(QWidget):
         _style_plot(ap, "Accuracy", "accuracy", "step")
         lp.addLegend(offset=(-10, 10), labelTextSize=LABEL_PT, labelTextColor="#f0f0f0",
                      brush=pg.mkBrush(20, 20, 20, 200))
-        ap.addLegend(offset=(-10, -10), labelTextSize=LABEL_PT, labelTextColor="#f0f0f0",
+        ap.addLegend(offset=(10, 10), labelTextSize=LABEL_PT, labelTextColor="#f0f0f0",
                      brush=pg.mkBrush(20, 20, 20, 200))
         train, val = pg.mkPen(TRAIN_COLOUR, width=2), pg.mkPen(VAL_COLOUR, width=3)
         self.train_loss = lp.plot(pen=train, name="train (batch)")
@@ -521,7 +524,8 @@ class TrainingPanel(QWidget):
         self.kernel_canvas = pg.GraphicsLayoutWidget()
         self.kernel_canvas.setBackground(BACKGROUND)
         self.kernel_canvas.setMinimumSize(200, 200)
-        self.kernel_title = self.kernel_canvas.addLabel("First-layer kernels", size=TITLE_PT, color="#f0f0f0")
+        self.kernel_title = self.kernel_canvas.addLabel(_title("First-layer kernels"), size=TITLE_PT,
+                                                        color="#f0f0f0")
         self.kernel_canvas.nextRow()
         self.kernel_view = image_view_box(self.kernel_canvas)
         self.kernel_item = pg.ImageItem(axisOrder="row-major")
@@ -531,16 +535,25 @@ class TrainingPanel(QWidget):
         self.embedding_canvas = pg.GraphicsLayoutWidget()
         self.embedding_canvas.setBackground(BACKGROUND)
         self.embedding_canvas.setMinimumSize(240, 200)
-        self.embedding_title = self.embedding_canvas.addLabel("Validation embedding", size=TITLE_PT,
-                                                              color="#f0f0f0", colspan=2)
+        self.embedding_title = self.embedding_canvas.addLabel(_title("Validation embedding"), size=TITLE_PT,
+                                                              color="#f0f0f0")
         self.embedding_canvas.nextRow()
         self.embedding_box = self.embedding_canvas.addViewBox()
         self.embedding_box.setAspectLocked(True)
         self.embedding_box.setMenuEnabled(False)
         self.embedding_box.disableAutoRange()
-        self.embedding_legend = pg.LegendItem(labelTextSize="12pt", labelTextColor="#f0f0f0", sampleType=_Dot,
-                                              verSpacing=-4)
-        self.embedding_canvas.addItem(self.embedding_legend)
+        # The legend is one rich-text label beside the plot: it never covers points, and
+        # building it costs a millisecond (a pg.LegendItem of ten classes costs tens).
+        self.embedding_legend = QLabel()
+        self.embedding_legend.setFont(_big_font(12))
+        self.embedding_legend.setStyleSheet(f"background: {BACKGROUND}; color: #f0f0f0; padding: 4px;")
+        self.embedding_legend.setAlignment(Qt.AlignLeft | Qt.AlignVCenter)
+        self.embedding_widget = QWidget()
+        row = QHBoxLayout(self.embedding_widget)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(0)
+        row.addWidget(self.embedding_canvas, 1)
+        row.addWidget(self.embedding_legend)
         self.embedding_items: list[pg.ScatterPlotItem] = []
         self._embedding_classes: list[str] = []
 
@@ -560,7 +573,7 @@ class TrainingPanel(QWidget):
         self.confusion_item = pg.ImageItem(axisOrder="row-major")
         self.confusion_item.setLookupTable(LUT_ACTIVATION)
         cp.addItem(self.confusion_item)
-        self.confusion_texts: list[pg.TextItem] = []
+        self.confusion_texts: list[QGraphicsSimpleTextItem] = []
         self._confusion_key: tuple = ()
 
     # --- state ------------------------------------------------------------------------
@@ -882,15 +895,9 @@ class TrainingPanel(QWidget):
                     "epochs": config.epochs, "data": trainer.data_name, "train": len(trainer.train_set),
                     "val": len(trainer.val_set), "classes": list(trainer.classes), "device": str(trainer.device),
                     "parameters": total, "trainable": trainable, "model": config.model, "loss": config.loss})
-                kernels_step = -1
-                for record in trainer.run(control):
-                    if record["type"] == "kernels":
-                        kernels_step = record["step"]
+                for record in trainer.run(control):  # ends with the final weights' kernels
                     if not self._emit(self._sigRecord, serial, record):
                         control.stop()
-                if kernels_step != trainer.step and not self._closing.is_set():
-                    # The final weights, when the last kernels record is older than the last step.
-                    self._emit(self._sigRecord, serial, trainer._kernels())
         except Cancelled:
             message = "the run was stopped while loading its data"
         except UserError as exc:
@@ -948,14 +955,20 @@ class TrainingPanel(QWidget):
         """
         records, self._pending = self._pending, []
         dirty = self._dirty
-        for r in records:
+        started = False
+        for n, r in enumerate(records):
             kind = r.get("type")
             self._last[kind] = r
             if kind == "started":
                 self._info = r
-                self._set_epoch_ticks()
+                self._set_epoch_ticks()  # re-lays out both plots' axes: nothing else this tick
                 self.progress.setRange(0, max(1, r["total_steps"]))
                 dirty |= {"prepare_embedding", "prepare_confusion"}
+                started = not everything
+                if started:
+                    self._pending[:0] = records[n + 1:]
+                    records = records[:n + 1]
+                    break
             elif kind == "step":
                 s = self._steps
                 s["step"].append(r["step"])
@@ -976,11 +989,11 @@ class TrainingPanel(QWidget):
                 dirty.add(kind)
             elif kind == "checkpoint" and r.get("path"):
                 self._checkpoint, self._checkpoint_why = r["path"], r["why"]
-        if "curves" in dirty:
+        if "curves" in dirty and not started:
             dirty.discard("curves")
             self._draw_curves()
         classes = self._info.get("classes", [])
-        for view in PICTURE_VIEWS:
+        for view in () if started else PICTURE_VIEWS:
             if view not in dirty:
                 continue
             dirty.discard(view)
@@ -999,7 +1012,7 @@ class TrainingPanel(QWidget):
         if records:
             self._update_status()
             self._update_buttons()
-        if dirty and not everything and not self._draw_timer.isActive():
+        if (dirty or self._pending) and not everything and not self._draw_timer.isActive():
             self._draw_timer.start(STAGGER_MS)
 
     # --- drawing ------------------------------------------------------------------------
@@ -1007,7 +1020,7 @@ class TrainingPanel(QWidget):
         for item in (self.train_loss, self.val_loss, self.train_acc, self.val_acc):
             item.setData([], [])
         self.kernel_item.clear()
-        self.kernel_title.setText("First-layer kernels", size=TITLE_PT, color="#f0f0f0")
+        self.kernel_title.setText(_title("First-layer kernels"), size=TITLE_PT, color="#f0f0f0")
         for item in self.embedding_items:
             item.setData([], [])
         self.confusion_item.clear()
@@ -1025,6 +1038,9 @@ class TrainingPanel(QWidget):
             plot.setXRange(0, max(1, total), padding=0.02)
             plot.enableAutoRange(axis="x", enable=False)
         self.loss_plot.getPlotItem().enableAutoRange(axis="y", enable=True)
+        metric = self._info.get("loss", "ce") != "ce"  # no batch accuracy; validation by nearest class centre
+        self.acc_plot.getPlotItem().setTitle("Accuracy (nearest class centre)" if metric else "Accuracy",
+                                             size=TITLE_PT, color="#f0f0f0")
 
     def _draw_curves(self) -> None:
         s, e = self._steps, self._evals
@@ -1050,13 +1066,14 @@ class TrainingPanel(QWidget):
         self._kernel_image = image
         if image is None:
             self.kernel_item.clear()
-            self.kernel_title.setText("No convolution or linear first layer", size=TITLE_PT, color="#f0f0f0")
+            self.kernel_title.setText(_title("First-layer kernels", "none: the model has no convolution or "
+                                             "linear layer"), size=TITLE_PT, color="#f0f0f0")
             return
         first = self.kernel_item.image is None or self.kernel_item.image.shape != image.shape
         self.kernel_item.setImage(image, levels=(0, 255), autoLevels=False)
         shape = "×".join(str(d) for d in record["weights"].shape)
-        self.kernel_title.setText(f"First-layer kernels, step {record['step']}<br><span style='font-size: 11pt'>"
-                                  f"{record['layer']}: {shape}</span>", size=TITLE_PT, color="#f0f0f0")
+        self.kernel_title.setText(_title("First-layer kernels", f"step {record['step']} · {record['layer']} {shape}"),
+                                  size=TITLE_PT, color="#f0f0f0")
         if first:
             self.kernel_view.autoRange(padding=0.02)
 
@@ -1064,18 +1081,22 @@ class TrainingPanel(QWidget):
         """One scatter item per class (one shared brush each) and the legend."""
         if classes == self._embedding_classes:
             return
-        self.embedding_legend.clear()
         for item in self.embedding_items:
             self.embedding_box.removeItem(item)
         self.embedding_items = []
+        lines = []
         for k, name in enumerate(classes):
-            colour = pg.mkColor(PALETTE[k % len(PALETTE)])
+            hex_colour = PALETTE[k % len(PALETTE)]
+            colour = pg.mkColor(hex_colour)
             colour.setAlpha(200)
             item = pg.ScatterPlotItem(size=9, pen=None, brush=pg.mkBrush(colour), pxMode=True, hoverable=False)
             self.embedding_box.addItem(item)
             self.embedding_items.append(item)
             if k < 20:
-                self.embedding_legend.addItem(item, name)
+                lines.append(f"<span style='color: {hex_colour}; font-size: 16pt'>●</span>&nbsp;{escape(name)}")
+        if len(classes) > 20:
+            lines.append(f"… {len(classes) - 20} more")
+        self.embedding_legend.setText("<br>".join(lines))
         self._embedding_classes = list(classes)
 
     def _draw_embedding(self, record: dict) -> None:
@@ -1093,9 +1114,10 @@ class TrainingPanel(QWidget):
             self._embedding_range = needed
             self.embedding_box.setRange(xRange=(-needed, needed), yRange=(-needed, needed), padding=0.0)
         what = "embedding" if self._info.get("loss", "ce") != "ce" else "penultimate features"
-        self.embedding_title.setText(f"Validation embedding, step {record['step']}<br><span style='font-size: "
-                                     f"11pt'>PCA of the {what}, {len(coords)} images</span>", size=TITLE_PT,
-                                     color="#f0f0f0")
+        self.embedding_title.setText(_title("Validation embedding", f"step {record['step']} · {len(coords)} images"
+                                            " · PCA"), size=TITLE_PT, color="#f0f0f0")
+        self.embedding_canvas.setToolTip(f"The validation images' {what} projected on two principal axes, "
+                                         "rotated onto the previous projection so the points move, not jump")
 
     def _prepare_confusion(self, classes: list[str], k: int | None = None) -> None:
         """The count labels (up to 20 classes) and the class names on the axes."""
@@ -1113,8 +1135,11 @@ class TrainingPanel(QWidget):
             font = _big_font(12 if k <= 10 else 9, bold=True)
             for i in range(k):
                 for j in range(k):
-                    text = pg.TextItem("", anchor=(0.5, 0.5))
+                    # Plain text items (a pg.TextItem costs 15 times more to build), in pixels
+                    # at the cell's centre whatever the zoom.
+                    text = QGraphicsSimpleTextItem()
                     text.setFont(font)
+                    text.setFlag(QGraphicsItem.ItemIgnoresTransformations)
                     text.setPos(j + 0.5, i + 0.5)
                     plot.addItem(text, ignoreBounds=True)
                     self.confusion_texts.append(text)
@@ -1137,9 +1162,13 @@ class TrainingPanel(QWidget):
         self.confusion_item.setImage(frac.astype(np.float32), levels=(0.0, 1.0), autoLevels=False)
         self.confusion_item.setRect(QRectF(0, 0, k, k))
         self._prepare_confusion(classes, k)
+        dark, light = QBrush(QColor("#000000")), QBrush(QColor("#ffffff"))
         for idx, text in enumerate(self.confusion_texts):
             i, j = divmod(idx, k)
-            text.setText(str(int(cm[i, j])), color="#000000" if frac[i, j] > 0.6 else "#ffffff")
+            text.setText(str(int(cm[i, j])))
+            text.setBrush(dark if frac[i, j] > 0.6 else light)
+            r = text.boundingRect()
+            text.setTransform(QTransform.fromTranslate(-r.width() / 2, -r.height() / 2))
         acc = np.trace(cm) / max(1, cm.sum())
         self.confusion_plot.setTitle(f"Confusion: {acc:.1%} right", size=TITLE_PT, color="#f0f0f0")
 
@@ -1170,6 +1199,7 @@ class TrainingPanel(QWidget):
         if self._checkpoint:
             detail += f"\ncheckpoint ({self._checkpoint_why}): {self._checkpoint}"
         self.detail.setText(detail)
+        self.detail.setToolTip(detail)
 
     def _update_buttons(self) -> None:
         on = self._running
