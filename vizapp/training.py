@@ -126,7 +126,13 @@ def stable_projection(features: np.ndarray, previous: np.ndarray | None) -> np.n
     refreshes: the points move as the features change instead of the whole cloud
     flipping or spinning, which PCA's arbitrary axis signs would otherwise cause.
     """
-    x = np.asarray(features, dtype=np.float64)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):  # a small SVD; BLAS threads would only fight the training thread
+        return _stable_projection(np.asarray(features, dtype=np.float64), previous)
+
+
+def _stable_projection(x: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
     x = x - x.mean(axis=0, keepdims=True)
     if x.shape[1] == 1:
         coords = np.concatenate([x, np.zeros_like(x)], axis=1)
@@ -359,8 +365,12 @@ class Trainer:
         feats, outs = [], []
         for i in range(0, len(images), batch):
             x = self._inputs(images[i:i + batch])
-            out = self.module(x)
-            f = self.module.features(x) if small else out
+            if small:  # forward(x) == head(features(x)): one pass gives both
+                f = self.module.features(x)
+                out = self.module.head(f)
+            else:
+                out = self.module(x)
+                f = out
             feats.append(f.float().flatten(1).cpu())
             outs.append(out.float().cpu())
         return torch.cat(feats).numpy(), torch.cat(outs).numpy()
