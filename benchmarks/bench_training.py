@@ -553,8 +553,10 @@ def _model_arms(app, panel, ticker, model: str, epochs: int, data, headless: boo
     results = [
         AtLeast(BENCH, f"{model}: panel / plain steps/s, training steps", panel_th.train_rate / plain, "x",
                 TARGET_RATIO),
+        # Information, not the target: the wall clock also holds the once-per-epoch validation
+        # pass and embedding, work the plain loop does not do (the target is the live views' cost).
         AtLeast(BENCH, f"{model}: panel / plain steps/s, wall clock with evals", panel_th.wall_rate / plain, "x",
-                TARGET_RATIO),
+                note="includes the validation passes a plain loop does not run"),
         Result(BENCH, f"{model}: plain loop steps/s (faster of 2)", plain, "steps/s"),
         Result(BENCH, f"{model}: panel steps/s, training steps", panel_th.train_rate, "steps/s"),
         Result(BENCH, f"{model}: panel steps/s, wall clock with evals", panel_th.wall_rate, "steps/s",
