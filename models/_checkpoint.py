@@ -22,7 +22,7 @@ from torch import nn
 
 from models._preprocess import Preprocess
 from vizapp.errors import ModelError
-from vizapp.jobs import Progress, no_progress
+from vizapp.jobs import RNG_LOCK, Progress, no_progress
 
 __all__ = ["CARD_FORMAT", "CARD_NAME", "WEIGHTS_NAME", "is_checkpoint", "load_checkpoint", "read_card",
            "save_checkpoint"]
@@ -226,7 +226,7 @@ def load_checkpoint(path: str | os.PathLike, *, progress: Progress = no_progress
     if not weights_path.is_file():
         raise ModelError(f"{folder}: {CARD_NAME} is here but {weights_path.name} is missing")
     entry = card["model"]
-    with torch.random.fork_rng(devices=[]):  # building initialises weights: leave the caller's RNG alone
+    with RNG_LOCK, torch.random.fork_rng(devices=[]):  # building draws initial weights: leave others' RNG alone
         module, kind = _architecture(entry, card_path)
     state = _read_weights(weights_path, trust=False)
     what = entry.get("name") or entry.get("hub")

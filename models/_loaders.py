@@ -25,7 +25,7 @@ from models._download import cached_path, fetch
 from models._preprocess import Preprocess
 from models._registry import REGISTRY, ModelSpec, get_spec
 from vizapp.errors import Cancelled, ModelError, UntrustedModelError
-from vizapp.jobs import CancelToken, Progress, no_progress
+from vizapp.jobs import CancelToken, Progress, no_progress, seeded
 
 __all__ = ["LoadedModel", "load_model", "is_cached", "imagenet_classes", "build_architecture"]
 
@@ -220,8 +220,7 @@ def _load_registry(spec: ModelSpec, progress: Progress, cancel: CancelToken | No
     elif spec.source == "random":
         import timm
 
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(spec.weights or 0))
+        with seeded(int(spec.weights or 0)):
             module = timm.create_model(spec.builder, pretrained=False)
         source, classes = f"random weights, seed {spec.weights}", imagenet_classes()
     else:

@@ -275,7 +275,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = TrainConfig(
         dataset=args.dataset, model=args.model, loss=args.loss, epochs=args.epochs, seed=args.seed,
         batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, weight_decay=args.weight_decay,
-        augment=list(args.augment), size=args.size, n=args.n, margin=args.margin, temperature=args.temperature,
+        augment=[a.strip() for arg in args.augment for a in arg.split(",") if a.strip()], size=args.size, n=args.n, margin=args.margin, temperature=args.temperature,
         embed_dim=args.embed_dim, freeze=args.freeze, log_every=args.log_every, device=args.device,
         resume=args.resume, out=args.out)
     trainer = Trainer(config, progress=_stderr_progress)

@@ -6,11 +6,17 @@ Jobs are plain functions; the Qt bridge (``widgets.bridge``) wraps them at the e
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from vizapp.errors import Cancelled
 
-__all__ = ["CancelToken", "Progress", "no_progress"]
+__all__ = ["CancelToken", "Progress", "no_progress", "RNG_LOCK", "seeded"]
+
+#: Held by every user of torch's process-wide random generator that seeds it (a training
+#: run's augmentations, seeded model builds, previews): threads share that generator, and
+#: ``fork_rng`` restoring it on exit would otherwise rewind another thread's draws.
+RNG_LOCK = threading.RLock()
 
 #: ``progress(done, total, text)``; ``total`` is 0 when the amount is unknown.
 Progress = Callable[[int, int, str], None]
@@ -36,3 +42,13 @@ class CancelToken:
     def check(self) -> None:
         if self._event.is_set():
             raise Cancelled("cancelled")
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Draw from torch's global generator seeded with ``seed``, alone, and restore it after."""
+    import torch
+
+    with RNG_LOCK, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield

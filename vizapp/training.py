@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vizapp.errors import UserError
-from vizapp.jobs import CancelToken, Progress, no_progress
+from vizapp.jobs import CancelToken, Progress, no_progress, seeded
 
 __all__ = ["TrainConfig", "TrainControl", "Trainer", "stable_projection"]
 
@@ -89,7 +89,8 @@ class TrainControl:
         self._checkpoint = threading.Event()
 
     def pause(self) -> None:
-        self._run.clear()
+        if not self._stop.is_set():  # a stopping run never waits again
+            self._run.clear()
 
     def resume(self) -> None:
         self._run.set()
@@ -109,8 +110,9 @@ class TrainControl:
     def stopped(self) -> bool:
         return self._stop.is_set()
 
-    def wait_if_paused(self) -> None:
-        self._run.wait()
+    def wait_if_paused(self, timeout: float | None = None) -> bool:
+        """Block while paused (at most ``timeout`` seconds); True when running."""
+        return self._run.wait(timeout)
 
     def take_checkpoint_request(self) -> bool:
         if self._checkpoint.is_set():
@@ -167,9 +169,9 @@ class Trainer:
             raise UserError("epochs must be >= 1, batch size >= 2 and the learning rate > 0")
         if c.margin is None:
             c.margin = 1.0 if c.loss == "contrastive" else 0.2
+        if c.log_every < 1:
+            raise UserError("--log-every must be at least 1")
         self.device = check_device(c.device) if c.device else default_device()
-        torch.manual_seed(c.seed)
-        np.random.seed(c.seed % (2**32))
         data = load_trainset(c.dataset, size=c.size, n=c.n, seed=c.seed, progress=progress, cancel=cancel)
         self.train_set, self.val_set = split(data, c.val_fraction, seed=c.seed)
         if len(self.train_set) < c.batch_size:
@@ -179,7 +181,8 @@ class Trainer:
         self.data_name = data.name
         self.mean, self.std = mean_std(self.train_set)
         self.metric = c.loss in METRIC_LOSSES
-        self.module, self.preprocess, self.model_card = self._build_model()
+        with seeded(c.seed):  # the initial weights depend on the seed alone
+            self.module, self.preprocess, self.model_card = self._build_model(progress, cancel)
         self.module.to(self.device)
         self.augment = self._augment()
         params = [p for p in self.module.parameters() if p.requires_grad]
@@ -199,7 +202,7 @@ class Trainer:
             self._restore(Path(c.resume))
 
     # --- building ------------------------------------------------------------------
-    def _build_model(self) -> tuple[nn.Module, object, dict]:
+    def _build_model(self, progress: Progress, cancel: CancelToken | None) -> tuple[nn.Module, object, dict]:
         from models import Preprocess
         from models.small import build_small, transfer_model
 
@@ -210,7 +213,7 @@ class Trainer:
             hub = c.model[4:]
             if self.metric:
                 raise UserError("transfer learning trains a classifier: use the ce loss with a hub model")
-            module, hub_pre = transfer_model(hub, len(self.classes), c.freeze)
+            module, hub_pre = transfer_model(hub, len(self.classes), c.freeze, progress=progress, cancel=cancel)
             # The trainer stretches each (small, square) image to the hub's input size; the
             # card must say the same, or the app would crop what the model never saw cropped.
             preprocess = Preprocess(hub_pre.crop, hub_pre.crop, hub_pre.mean, hub_pre.std, hub_pre.interpolation)
@@ -253,17 +256,25 @@ class Trainer:
         c = self.config
         y = labels.to(self.device)
         if c.loss == "infonce":
-            v1, v2 = self.augment(images), self.augment(images)
+            with seeded(self._step_seed()):
+                v1, v2 = self.augment(images), self.augment(images)
             z = self.module(self._inputs(torch.cat([v1, v2])))
             z1, z2 = z.chunk(2)
             return info_nce(z1, z2, c.temperature), None
-        batch = self.augment(images) if self.augment is not None else images
-        out = self.module(self._inputs(batch))
+        if self.augment is not None:
+            with seeded(self._step_seed()):
+                images = self.augment(images)
+        out = self.module(self._inputs(images))
         if c.loss == "ce":
             return F.cross_entropy(out, y), out
         if c.loss == "contrastive":
             return contrastive_loss(out, y, c.margin), None
         return triplet_loss(out, y, c.margin, mining=c.mining), None
+
+    def _step_seed(self) -> int:
+        """The augmentations of each step draw from a seed of their own: a run is the same
+        whatever other threads do with torch's generator, and a resumed run needs no RNG state."""
+        return (self.config.seed * 1000003 + self.step * 7919) % (2**63)
 
     def _order(self, epoch: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(self.config.seed * 1000003 + epoch)
@@ -284,7 +295,13 @@ class Trainer:
             epoch, within = divmod(self.step, self.steps_per_epoch)
             order = self._order(epoch)
             for b in range(within, self.steps_per_epoch):
-                control.wait_if_paused()
+                if control.paused and not control.stopped:
+                    while not control.stopped and control.paused:
+                        control.wait_if_paused(0.1)
+                        if control.take_checkpoint_request():  # "checkpoint now" works while paused
+                            yield self._checkpoint_record("saved")
+                    window_start, window_samples = time.perf_counter(), 0  # paused time is not training
+                    last_save = time.monotonic()
                 if control.stopped:
                     yield from self._final_kernels()
                     yield self._checkpoint_record("stopped")
@@ -294,7 +311,9 @@ class Trainer:
                 train_mode(self.module)  # frozen batch-norm layers of a transfer backbone stay in eval
                 loss, logits = self._loss(images, labels)
                 if not torch.isfinite(loss):
-                    yield self._checkpoint_record("diverged")
+                    # The last good checkpoint stays as it is: these weights are already lost.
+                    yield {"type": "checkpoint", "step": self.step, "why": "diverged",
+                           "path": str(self.last_checkpoint) if self.last_checkpoint else None}
                     raise UserError(f"the loss became {float(loss.detach())} at step {self.step + 1}; "
                                     "lower the learning rate")
                 self.optimizer.zero_grad(set_to_none=True)
@@ -388,17 +407,27 @@ class Trainer:
             record["val_loss"] = float(F.cross_entropy(out_t, y_t))
             pred = outs.argmax(1)
         else:
-            # Metric losses: nearest class centre (centres from a slice of the training set).
-            train_feats = self._features(self.train_set.images[: min(len(self.train_set), 2000)])[1]
-            train_y = self.train_set.labels[: len(train_feats)].numpy()
+            # Metric losses: nearest class centre, centres from a fixed random sample of the
+            # training set (folders come sorted by class: a slice would miss classes).
+            sample = self._sample("centres", len(self.train_set), 2000)
+            train_feats = self._features(self.train_set.images[sample])[1]
+            train_y = self.train_set.labels[sample].numpy()
             centres = np.stack([train_feats[train_y == k].mean(0) if np.any(train_y == k) else
                                 np.full(train_feats.shape[1], np.inf) for k in range(len(self.classes))])
             d = ((outs[:, None, :] - centres[None]) ** 2).sum(-1)
             pred = d.argmin(1)
-            if c.loss == "contrastive":
-                record["val_loss"] = float(contrastive_loss(out_t, y_t, c.margin))
-            elif c.loss == "triplet":
-                record["val_loss"] = float(triplet_loss(out_t, y_t, c.margin, mining=c.mining))
+            if c.loss in ("contrastive", "triplet"):
+                # In batches like the training loss: pairs and triplets grow with the batch,
+                # and mining over the whole set would find harder negatives than training sees.
+                order = self._sample("val-batches", len(out_t), len(out_t))
+                losses = []
+                for i in range(0, len(order) - 1, c.batch_size):
+                    part = order[i:i + c.batch_size]
+                    if c.loss == "contrastive":
+                        losses.append(float(contrastive_loss(out_t[part], y_t[part], c.margin)))
+                    else:
+                        losses.append(float(triplet_loss(out_t[part], y_t[part], c.margin, mining=c.mining)))
+                record["val_loss"] = float(np.mean(losses)) if losses else float("nan")
         k = len(self.classes)
         confusion = np.zeros((k, k), dtype=np.int64)
         np.add.at(confusion, (y, pred), 1)
@@ -408,14 +437,22 @@ class Trainer:
         yield record
         yield self._embedding(feats)
 
+    def _sample(self, what: str, n: int, k: int) -> torch.Tensor:
+        """The same random ``k`` of ``n`` indices on every call (per ``what``)."""
+        cache = self.__dict__.setdefault("_samples", {})
+        if what not in cache:
+            g = torch.Generator().manual_seed(self.config.seed * 31 + len(what))
+            cache[what] = torch.randperm(n, generator=g)[: min(n, k)]
+        return cache[what]
+
     def _embedding(self, feats: np.ndarray | None = None) -> dict:
-        n = min(len(self.val_set), self.config.embed_points)
-        if feats is None:
-            feats = self._features(self.val_set.images[:n])[0]
-        coords = stable_projection(feats[:n], self._previous_coords)
+        """The validation points shown: a fixed random sample (every class; folders come sorted)."""
+        pick = self._sample("embedding", len(self.val_set), self.config.embed_points)
+        feats = self._features(self.val_set.images[pick])[0] if feats is None else feats[pick.numpy()]
+        coords = stable_projection(feats, self._previous_coords)
         self._previous_coords = coords
         return {"type": "embedding", "step": self.step, "coords": coords,
-                "labels": self.val_set.labels[:n].numpy().copy(), "classes": list(self.classes)}
+                "labels": self.val_set.labels[pick].numpy().copy(), "classes": list(self.classes)}
 
     # --- checkpoints -----------------------------------------------------------------
     def card(self) -> dict:
@@ -435,9 +472,9 @@ class Trainer:
             "loss": {"name": c.loss, "margin": c.margin, "temperature": c.temperature, "mining": c.mining},
             "settings": c.to_json(),
             "metrics": {"step": self.step, "epoch": self.step / max(self.steps_per_epoch, 1),
-                        "val_acc": evals[-1]["val_acc"] if evals else None,
-                        "val_loss": evals[-1].get("val_loss") if evals else None},
-            "history": self.history[-2000:],
+                        "val_acc": _finite(evals[-1]["val_acc"]) if evals else None,
+                        "val_loss": _finite(evals[-1].get("val_loss")) if evals else None},
+            "history": [{k: _finite(v) for k, v in h.items()} for h in self.history[-2000:]],
             "seed": c.seed,
         }
 
@@ -450,7 +487,7 @@ class Trainer:
             raise UserError("no output folder for the checkpoint; give --out")
         target = Path(out)
         target.mkdir(parents=True, exist_ok=True)
-        state = {"optimizer": self.optimizer.state_dict(), "step": self.step, "torch_rng": torch.get_rng_state(),
+        state = {"optimizer": self.optimizer.state_dict(), "step": self.step,
                  "previous_coords": torch.from_numpy(self._previous_coords) if self._previous_coords is not None
                  else torch.zeros(0)}
         tmp = target / "train_state.pt.tmp"
@@ -472,8 +509,14 @@ class Trainer:
         from models.small import read_card
 
         card = read_card(directory)
-        if card.get("model") != self.model_card:
+        if _plain(card.get("model")) != _plain(self.model_card):
             raise UserError(f"{directory} holds a different model ({card.get('model')}); resume with its settings")
+        saved, now = _plain(card.get("settings", {})), _plain(self.config.to_json())
+        changed = [k for k in RESUME_KEYS if k in saved and saved[k] != now.get(k)]
+        if changed:
+            was = ", ".join(f"--{k.replace('_', '-')} {saved[k]}" for k in changed)
+            raise UserError(f"{directory} was trained with other settings ({was}); resume with the same data and "
+                            "settings (only --epochs may grow), or start a new run")
         self.module.load_state_dict(load_file(str(directory / "model.safetensors")))
         state_path = directory / "train_state.pt"
         if not state_path.is_file():
@@ -481,10 +524,29 @@ class Trainer:
         state = torch.load(state_path, map_location="cpu", weights_only=True)
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
-        torch.set_rng_state(state["torch_rng"])
+        if self.step != card.get("metrics", {}).get("step"):
+            raise UserError(f"{directory}: train_state.pt is from step {self.step} but the weights from step "
+                            f"{card.get('metrics', {}).get('step')} (a save was interrupted); start a new run")
         prev = state.get("previous_coords")
         self._previous_coords = prev.numpy() if prev is not None and prev.numel() else None
         self.history = list(card.get("history", []))
+
+
+#: Settings a resumed run must share with the checkpoint (``epochs`` may grow; where the
+#: output goes, the device and how often it logs may change).
+RESUME_KEYS = ("dataset", "size", "n", "val_fraction", "model", "freeze", "loss", "margin", "temperature",
+               "mining", "embed_dim", "optimizer", "lr", "momentum", "weight_decay", "batch_size", "augment",
+               "seed", "options")
+
+
+def _plain(value: object) -> object:
+    """JSON's view of a value (tuples become lists), for comparing with a card."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _finite(value: object) -> object:
+    """Non-finite floats as None: a card is strict JSON."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def write_json_line(record: dict) -> str:

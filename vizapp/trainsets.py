@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from vizapp.errors import ImageError, UserError
-from vizapp.jobs import CancelToken, Progress, no_progress
+from vizapp.jobs import CancelToken, Progress, no_progress, seeded
 
 __all__ = [
     "AUGMENTATIONS",
@@ -630,8 +630,7 @@ def preview(
     index = np.random.default_rng(seed).choice(len(ts), size=k, replace=False)
     batch = ts.images[torch.from_numpy(index)]
     if augment is not None:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded(seed):
             batch = augment(batch)
     if batch.shape[1] == 1:
         batch = batch.expand(-1, 3, -1, -1)

@@ -1204,7 +1204,8 @@ class TrainingPanel(QWidget):
     def _update_buttons(self) -> None:
         on = self._running
         self.start_button.setEnabled(not on)
-        self.pause_button.setEnabled(on)
+        stopping = self._control is not None and self._control.stopped
+        self.pause_button.setEnabled(on and not stopping)
         self.pause_button.setText("&Resume" if self._paused else "&Pause")
         self.stop_button.setEnabled(on)
         self.checkpoint_button.setEnabled(on)
