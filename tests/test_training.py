@@ -740,3 +740,17 @@ def test_metric_runs_see_every_class_of_a_class_sorted_folder(tmp_path):
     embedding = [r for r in records if r["type"] == "embedding"][-1]
     assert len(set(embedding["labels"].tolist())) >= 6  # not just the first classes of the folder
     assert all(np.isfinite(r["val_loss"]) for r in records if r["type"] == "eval")
+
+
+@pytest.mark.parametrize(("loss", "keys"), [("contrastive", {"pos_dist", "neg_dist", "inside_margin"}),
+                                            ("triplet", {"pos_dist", "neg_dist", "active_triplets"}),
+                                            ("infonce", {"top1", "pos_sim", "neg_sim"})])
+def test_metric_step_records_say_what_the_loss_does(loss, keys):
+    from vizapp.losses import loss_stats
+
+    trainer = Trainer(config(loss=loss, epochs=1, log_every=5))
+    steps = [r for r in trainer.run() if r["type"] == "step"]
+    assert steps and keys <= set(steps[-1])
+    out, y, z2 = trainer._last_batch  # the last step's batch: the logged figures are loss_stats of it
+    expected = loss_stats(loss, out, y, z2=z2, margin=trainer.config.margin, temperature=trainer.config.temperature)
+    assert {k: steps[-1][k] for k in keys} == pytest.approx({k: expected[k] for k in keys})

@@ -260,11 +260,13 @@ class Trainer:
                 v1, v2 = self.augment(images), self.augment(images)
             z = self.module(self._inputs(torch.cat([v1, v2])))
             z1, z2 = z.chunk(2)
+            self._last_batch = (z1.detach(), None, z2.detach())
             return info_nce(z1, z2, c.temperature), None
         if self.augment is not None:
             with seeded(self._step_seed()):
                 images = self.augment(images)
         out = self.module(self._inputs(images))
+        self._last_batch = (out.detach(), y, None)
         if c.loss == "ce":
             return F.cross_entropy(out, y), out
         if c.loss == "contrastive":
@@ -283,6 +285,7 @@ class Trainer:
     def run(self, control: TrainControl | None = None) -> Iterator[dict]:
         """Train, yielding records; returns after the last epoch or a stop (checkpointing both)."""
         from models.small import train_mode
+        from vizapp.losses import loss_stats
 
         c = self.config
         control = control or TrainControl()
@@ -329,6 +332,10 @@ class Trainer:
                               "samples_per_s": window_samples / max(now - window_start, 1e-9)}
                     if logits is not None:
                         record["acc"] = float((logits.argmax(1).cpu() == labels).float().mean())
+                    else:  # what the metric loss does to this batch: pulled-in pairs, pushed-out ones
+                        out, y, z2 = self._last_batch
+                        record.update(loss_stats(c.loss, out, y, z2=z2, margin=c.margin,
+                                                 temperature=c.temperature))
                     window_start, window_samples = now, 0
                     self.history.append(record)
                     yield record
