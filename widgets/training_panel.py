@@ -3,7 +3,8 @@
 A settings form (data, model, loss, optimiser, augmentations with a preview), the run
 buttons, and four live views fed by :class:`vizapp.training.Trainer`'s records: loss and
 accuracy curves, the first layer's kernels, the validation embedding and the confusion
-matrix.
+matrix. The four views are widgets of :mod:`widgets.training_views`; the panel
+composes them and decides when each is drawn.
 
 Threads
 -------
@@ -35,22 +36,18 @@ import threading
 import time
 import traceback
 from dataclasses import replace
-from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pyqtgraph as pg
-from PySide6.QtCore import QRectF, QStandardPaths, Qt, QTimer, Signal
-from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics, QPixmap, QTransform, QValidator
+from PySide6.QtCore import QStandardPaths, Qt, QTimer, Signal
+from PySide6.QtGui import QFontMetrics, QPixmap, QValidator
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
-    QGraphicsItem,
-    QGraphicsSimpleTextItem,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
@@ -67,15 +64,29 @@ from PySide6.QtWidgets import (
 
 from vizapp.errors import Cancelled, UserError
 from vizapp.jobs import CancelToken
-from vizapp.mosaic import tile
 from widgets.bridge import JobRunner
-from widgets.common import LUT_ACTIVATION, heading, image_view_box, to_pixmap
-from widgets.embedding_view import PALETTE
+from widgets.common import heading, to_pixmap
+from widgets.training_views import (
+    AXIS_PT,  # noqa: F401
+    BACKGROUND,
+    LABEL_PT,  # noqa: F401
+    TITLE_PT,  # noqa: F401
+    TRAIN_COLOUR,  # noqa: F401
+    VAL_COLOUR,  # noqa: F401
+    ConfusionView,
+    CurvesView,
+    EmbeddingScatter,
+    KernelView,
+    big_font,
+    kernel_mosaic,
+)
 
 if TYPE_CHECKING:
     from vizapp.training import TrainConfig
 
 __all__ = ["TrainingPanel", "kernel_mosaic", "REDRAW_MS"]
+# kernel_mosaic and the style constants (F401 above) live in widgets.training_views since
+# the views moved there; they stay importable from here.
 
 log = logging.getLogger(__name__)
 
@@ -86,43 +97,8 @@ STAGGER_MS = 30
 #: The views drawn one per tick, in this order.
 PICTURE_VIEWS = ("prepare_embedding", "prepare_confusion", "kernels", "embedding", "confusion")
 FOLDER_ITEM = "__folder__"
-BACKGROUND = "#202020"
-TRAIN_COLOUR = "#5ab4ff"
-VAL_COLOUR = "#ffa23a"
-AXIS_PT = 12
-LABEL_PT = "13pt"
-TITLE_PT = "14pt"
 FREEZE = [("all", "Freeze the whole backbone"), ("some", "Train the last stage"), ("none", "Train everything")]
 OPTIMIZERS = [("adam", "Adam"), ("sgd", "SGD with momentum 0.9")]
-
-
-def kernel_mosaic(weights: np.ndarray | None, gap: int = 1) -> np.ndarray | None:
-    """First-layer weights as one ``H x W x 3`` uint8 mosaic, each filter scaled to its range.
-
-    ``weights`` is ``N x C x h x w`` (the ``weights`` of a ``kernels`` record): 3 input
-    channels give colour tiles, 1 grey tiles, any other count the mean over inputs in
-    grey. An ``N x D`` matrix (a linear first layer on inputs that are not images) is
-    drawn as one row per unit. ``None`` gives ``None``.
-    """
-    if weights is None:
-        return None
-    w = np.asarray(weights, dtype=np.float32)
-    rows_only = w.ndim == 2
-    if rows_only:
-        w = w[:, None, None, :]
-    if w.ndim != 4:
-        raise ValueError(f"expected N x C x h x w or N x D weights, got shape {w.shape}")
-    if w.shape[1] not in (1, 3):
-        w = w.mean(axis=1, keepdims=True)
-    lo = w.min(axis=(1, 2, 3), keepdims=True)
-    hi = w.max(axis=(1, 2, 3), keepdims=True)
-    scaled = ((w - lo) * (255.0 / np.where(hi > lo, hi - lo, 1.0)) + 0.5).astype(np.uint8)
-    tiles = scaled.transpose(0, 2, 3, 1)
-    if tiles.shape[3] == 1:
-        tiles = np.repeat(tiles, 3, axis=3)
-    image, _rows, _cols = tile(np.ascontiguousarray(tiles), cols=1 if rows_only else None,
-                               gap=0 if rows_only else gap, gap_value=40)
-    return image
 
 
 def _default_runs_dir() -> Path:
@@ -197,34 +173,6 @@ class _LogSpinBox(QDoubleSpinBox):
                 nxt = next((m for m in reversed([0.5, *ladder]) if m < mantissa - 1e-9), 0.5)
             value = nxt * 10**exponent
         self.setValue(float(f"{value:.6g}"))
-
-
-def _title(title: str, subtitle: str = "") -> str:
-    """A view's title over a smaller second line (always two lines, so the layout never moves)."""
-    return f"{title}<br><span style='font-size: 11pt'>{subtitle or '&nbsp;'}</span>"
-
-
-def _big_font(pt: int, bold: bool = False) -> QFont:
-    font = QFont()
-    font.setPointSize(pt)
-    font.setBold(bold)
-    return font
-
-
-def _style_plot(plot: pg.PlotItem, title: str, left: str, bottom: str) -> None:
-    plot.setTitle(title, size=TITLE_PT, color="#f0f0f0")
-    for name, text in (("left", left), ("bottom", bottom)):
-        axis = plot.getAxis(name)
-        axis.setCacheMode(QGraphicsItem.DeviceCoordinateCache)  # big-font ticks: repainted only when they change
-        axis.enableAutoSIPrefix(False)  # "loss (x0.001)" over 200 confuses; show 0.2
-        axis.setTickFont(_big_font(AXIS_PT))
-        axis.setTextPen("#e0e0e0")
-        axis.setPen("#909090")
-        if text:
-            axis.setLabel(text, **{"font-size": LABEL_PT, "color": "#e0e0e0"})
-    plot.showGrid(x=True, y=True, alpha=0.2)
-    plot.setMenuEnabled(False)
-    plot.hideButtons()
 
 
 class TrainingPanel(QWidget):
@@ -404,12 +352,12 @@ class TrainingPanel(QWidget):
         self.open_button.clicked.connect(self.open_checkpoint)
         buttons = QHBoxLayout()
         for b in (self.start_button, self.pause_button, self.stop_button, self.checkpoint_button, self.open_button):
-            b.setFont(_big_font(12, bold=b is self.start_button))
+            b.setFont(big_font(12, bold=b is self.start_button))
             buttons.addWidget(b)
         buttons.addStretch(1)
         self.status = heading("Ready: choose the settings and press Start", 15)
         self.detail = QLabel("")
-        self.detail.setFont(_big_font(11))
+        self.detail.setFont(big_font(11))
         self.detail.setWordWrap(True)
         self.detail.setTextInteractionFlags(Qt.TextSelectableByMouse)
         # Text that changes every tick must not change the labels' size: that would re-lay
@@ -420,7 +368,7 @@ class TrainingPanel(QWidget):
             label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
         self.error = QLabel("")
         self.error.setWordWrap(True)
-        self.error.setFont(_big_font(12, bold=True))
+        self.error.setFont(big_font(12, bold=True))
         self.error.setStyleSheet("color: #e74c3c;")
         self.error.setVisible(False)
         self.progress = QProgressBar()
@@ -430,18 +378,16 @@ class TrainingPanel(QWidget):
         self.progress.setFormat("%v / %m steps")
 
         # --- live views -----------------------------------------------------------
-        self._build_curves()
-        self._build_kernels()
-        self._build_embedding()
-        self._build_confusion()
+        self.curves_view = CurvesView()
+        self.kernel_mosaic_view = KernelView()
+        self.embedding_scatter = EmbeddingScatter()
+        self.confusion_view = ConfusionView()
+        self._alias_views()
         bottom = QSplitter(Qt.Horizontal)
-        for w in (self.kernel_canvas, self.embedding_widget, self.confusion_canvas):
+        for w in (self.kernel_mosaic_view, self.embedding_scatter, self.confusion_view):
             bottom.addWidget(w)
-        top = QSplitter(Qt.Horizontal)
-        top.addWidget(self.loss_plot)
-        top.addWidget(self.acc_plot)
         views = QSplitter(Qt.Vertical)
-        views.addWidget(top)
+        views.addWidget(self.curves_view)
         views.addWidget(bottom)
         views.setStretchFactor(0, 1)
         views.setStretchFactor(1, 1)
@@ -481,114 +427,35 @@ class TrainingPanel(QWidget):
         self.set_config(self._base)
         self._update_buttons()
 
-    # --- building the views ---------------------------------------------------------
-    def _build_curves(self) -> None:
-        self.loss_plot = pg.PlotWidget()
-        self.acc_plot = pg.PlotWidget()
-        for widget in (self.loss_plot, self.acc_plot):
-            widget.setBackground(BACKGROUND)
-            widget.setMinimumHeight(220)
-        lp, ap = self.loss_plot.getPlotItem(), self.acc_plot.getPlotItem()
-        _style_plot(lp, "Loss", "loss", "step")
-        _style_plot(ap, "Accuracy", "accuracy", "step")
-        lp.addLegend(offset=(-10, 10), labelTextSize=LABEL_PT, labelTextColor="#f0f0f0",
-                     brush=pg.mkBrush(20, 20, 20, 200))
-        ap.addLegend(offset=(10, 10), labelTextSize=LABEL_PT, labelTextColor="#f0f0f0",
-                     brush=pg.mkBrush(20, 20, 20, 200))
-        train, val = pg.mkPen(TRAIN_COLOUR, width=2), pg.mkPen(VAL_COLOUR, width=3)
-        self.train_loss = lp.plot(pen=train, name="train (batch)")
-        self.val_loss = lp.plot(pen=val, symbol="o", symbolSize=10, symbolBrush=VAL_COLOUR, symbolPen=None,
-                                name="validation")
-        self.train_acc = ap.plot(pen=train, name="train (batch)")
-        self.val_acc = ap.plot(pen=val, symbol="o", symbolSize=10, symbolBrush=VAL_COLOUR, symbolPen=None,
-                               name="validation")
-        for item in (self.train_loss, self.train_acc):
-            item.setDownsampling(auto=True, method="peak")
-            item.setClipToView(True)
-            # Qt strokes a wide antialiased polyline as one path, in time that grows with the
-            # points; separate segments paint in a few milliseconds at any length.
-            item.curve.setSegmentedLineMode("on")
-        ap.setYRange(0.0, 1.0, padding=0.02)
-        ap.enableAutoRange(axis="y", enable=False)
-        for plot in (lp, ap):
-            plot.showAxis("top")
-            top = plot.getAxis("top")
-            top.setCacheMode(QGraphicsItem.DeviceCoordinateCache)
-            top.setTickFont(_big_font(AXIS_PT - 1))
-            top.setTextPen("#b0b0b0")
-            top.setPen("#707070")
-            top.setLabel("epoch", **{"font-size": "11pt", "color": "#b0b0b0"})
-            top.setTicks([[]])
+    # --- the views' parts under their names from before training_views.py ------------
+    def _alias_views(self) -> None:
+        c, k, e, m = self.curves_view, self.kernel_mosaic_view, self.embedding_scatter, self.confusion_view
+        self.loss_plot, self.acc_plot = c.loss_plot, c.acc_plot
+        self.train_loss, self.val_loss = c.train_loss, c.val_loss
+        self.train_acc, self.val_acc = c.train_acc, c.val_acc
+        self.kernel_canvas, self.kernel_title, self.kernel_view, self.kernel_item = k, k.title, k.view, k.item
+        self.embedding_widget, self.embedding_canvas = e, e.canvas
+        self.embedding_title, self.embedding_box, self.embedding_legend = e.title, e.box, e.legend
+        self.confusion_canvas, self.confusion_plot, self.confusion_item = m, m.plot, m.item
 
-    def _build_kernels(self) -> None:
-        self.kernel_canvas = pg.GraphicsLayoutWidget()
-        self.kernel_canvas.setBackground(BACKGROUND)
-        self.kernel_canvas.setMinimumSize(200, 200)
-        self.kernel_title = self.kernel_canvas.addLabel(_title("First-layer kernels"), size=TITLE_PT,
-                                                        color="#f0f0f0")
-        self.kernel_canvas.nextRow()
-        self.kernel_view = image_view_box(self.kernel_canvas)
-        self.kernel_item = pg.ImageItem(axisOrder="row-major")
-        self.kernel_view.addItem(self.kernel_item)
+    @property
+    def embedding_items(self) -> list:
+        """The embedding's scatter items, one per class."""
+        return self.embedding_scatter.items
 
-    def _build_embedding(self) -> None:
-        self.embedding_canvas = pg.GraphicsLayoutWidget()
-        self.embedding_canvas.setBackground(BACKGROUND)
-        self.embedding_canvas.setMinimumSize(240, 200)
-        self.embedding_title = self.embedding_canvas.addLabel(_title("Validation embedding"), size=TITLE_PT,
-                                                              color="#f0f0f0")
-        self.embedding_canvas.nextRow()
-        self.embedding_box = self.embedding_canvas.addViewBox()
-        self.embedding_box.setAspectLocked(True)
-        self.embedding_box.setMenuEnabled(False)
-        self.embedding_box.disableAutoRange()
-        # The legend is one rich-text label beside the plot: it never covers points, and
-        # building it costs a millisecond (a pg.LegendItem of ten classes costs tens).
-        self.embedding_legend = QLabel()
-        self.embedding_legend.setFont(_big_font(12))
-        self.embedding_legend.setStyleSheet(f"background: {BACKGROUND}; color: #f0f0f0; padding: 4px;")
-        self.embedding_legend.setAlignment(Qt.AlignLeft | Qt.AlignVCenter)
-        self.embedding_widget = QWidget()
-        row = QHBoxLayout(self.embedding_widget)
-        row.setContentsMargins(0, 0, 0, 0)
-        row.setSpacing(0)
-        row.addWidget(self.embedding_canvas, 1)
-        row.addWidget(self.embedding_legend)
-        self.embedding_items: list[pg.ScatterPlotItem] = []
-        self._embedding_classes: list[str] = []
-
-    def _build_confusion(self) -> None:
-        self.confusion_canvas = pg.GraphicsLayoutWidget()
-        self.confusion_canvas.setBackground(BACKGROUND)
-        self.confusion_canvas.setMinimumSize(240, 200)
-        self.confusion_plot = self.confusion_canvas.addPlot()
-        cp = self.confusion_plot
-        _style_plot(cp, "Confusion matrix", "true class", "predicted")
-        cp.showGrid(x=False, y=False)
-        cp.invertY(True)
-        cp.setAspectLocked(True)
-        cp.setMouseEnabled(x=False, y=False)
-        cp.getViewBox().setDefaultPadding(0.0)
-        cp.enableAutoRange()  # the image's bounds, whatever size the dock has
-        self.confusion_item = pg.ImageItem(axisOrder="row-major")
-        self.confusion_item.setLookupTable(LUT_ACTIVATION)
-        cp.addItem(self.confusion_item)
-        self.confusion_texts: list[QGraphicsSimpleTextItem] = []
-        self._confusion_key: tuple = ()
+    @property
+    def confusion_texts(self) -> list:
+        """The confusion matrix's count labels, one per cell (up to 20 classes)."""
+        return self.confusion_view.texts
 
     # --- state ------------------------------------------------------------------------
     def _reset_state(self) -> None:
         self._steps: dict[str, list[float]] = {k: [] for k in ("step", "epoch", "loss", "acc", "lr", "samples_per_s")}
         self._evals: dict[str, list[float]] = {k: [] for k in ("step", "epoch", "val_loss", "val_acc")}
         self._last: dict[str, dict] = {}
-        self._kernel_image: np.ndarray | None = None
-        self._embedding: tuple[np.ndarray, np.ndarray] | None = None
-        self._embedding_range = 0.0
-        self._confusion: np.ndarray | None = None
         self._checkpoint: str | None = None
         self._checkpoint_why = ""
         self._info: dict = {}
-        self._loss_title = ""
         self._paused = False
         self._error = ""
 
@@ -993,20 +860,21 @@ class TrainingPanel(QWidget):
             dirty.discard("curves")
             self._draw_curves()
         classes = self._info.get("classes", [])
+        metric = self._info.get("loss", "ce") != "ce"  # metric learning: accuracy by nearest class centre
         for view in () if started else PICTURE_VIEWS:
             if view not in dirty:
                 continue
             dirty.discard(view)
             if view == "prepare_embedding":
-                self._prepare_embedding(classes)
+                self.embedding_scatter.set_classes(classes)
             elif view == "prepare_confusion":
-                self._prepare_confusion(classes)
+                self.confusion_view.prepare(classes, metric)
             elif view == "kernels":
-                self._draw_kernels(self._last["kernels"])
+                self.kernel_mosaic_view.set_kernels(self._last["kernels"])
             elif view == "embedding":
-                self._draw_embedding(self._last["embedding"])
+                self.embedding_scatter.set_embedding(self._last["embedding"], metric)
             else:
-                self._draw_confusion(self._last["eval"]["confusion"], classes)
+                self.confusion_view.set_confusion(self._last["eval"]["confusion"], classes, metric)
             if not everything:
                 break
         if records:
@@ -1017,160 +885,19 @@ class TrainingPanel(QWidget):
 
     # --- drawing ------------------------------------------------------------------------
     def _clear_views(self) -> None:
-        for item in (self.train_loss, self.val_loss, self.train_acc, self.val_acc):
-            item.setData([], [])
-        self.kernel_item.clear()
-        self.kernel_title.setText(_title("First-layer kernels"), size=TITLE_PT, color="#f0f0f0")
-        for item in self.embedding_items:
-            item.setData([], [])
-        self.confusion_item.clear()
-        for text in self.confusion_texts:
-            text.setText("")
+        for view in (self.curves_view, self.kernel_mosaic_view, self.embedding_scatter, self.confusion_view):
+            view.reset()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
 
     def _set_epoch_ticks(self) -> None:
-        spe, epochs, total = self._info["steps_per_epoch"], self._info["epochs"], self._info["total_steps"]
-        every = max(1, int(np.ceil(epochs / 10)))
-        ticks = [(k * spe, str(k)) for k in range(0, epochs + 1, every)]
-        for plot in (self.loss_plot.getPlotItem(), self.acc_plot.getPlotItem()):
-            plot.getAxis("top").setTicks([ticks])
-            plot.setXRange(0, max(1, total), padding=0.02)
-            plot.enableAutoRange(axis="x", enable=False)
-        self.loss_plot.getPlotItem().enableAutoRange(axis="y", enable=True)
-        metric = self._info.get("loss", "ce") != "ce"  # no batch accuracy; validation by nearest class centre
-        self.acc_plot.getPlotItem().setTitle("Accuracy (nearest class centre)" if metric else "Accuracy",
-                                             size=TITLE_PT, color="#f0f0f0")
+        info = self._info
+        self.curves_view.set_schedule(info["steps_per_epoch"], info["epochs"], info["total_steps"],
+                                      metric=info.get("loss", "ce") != "ce")
 
     def _draw_curves(self) -> None:
-        s, e = self._steps, self._evals
-        steps = np.asarray(s["step"], dtype=np.float64)
-        self.train_loss.setData(steps, np.asarray(s["loss"], dtype=np.float64))
-        acc = np.asarray(s["acc"], dtype=np.float64)
-        has_acc = np.isfinite(acc)
-        self.train_acc.setData(steps[has_acc], acc[has_acc])
-        vsteps = np.asarray(e["step"], dtype=np.float64)
-        vloss = np.asarray(e["val_loss"], dtype=np.float64)
-        has_loss = np.isfinite(vloss)
-        self.val_loss.setData(vsteps[has_loss], vloss[has_loss])
-        self.val_acc.setData(vsteps, np.asarray(e["val_acc"], dtype=np.float64))
-        if s["lr"]:
-            opt = self._run_config.optimizer if self._run_config is not None else ""
-            title = f"Loss   ·   learning rate {s['lr'][-1]:.3g} ({opt})"
-            if title != self._loss_title:  # a new title re-lays out the plot: only when it changes
-                self._loss_title = title
-                self.loss_plot.getPlotItem().setTitle(title, size=TITLE_PT, color="#f0f0f0")
-
-    def _draw_kernels(self, record: dict) -> None:
-        image = kernel_mosaic(record.get("weights"))
-        self._kernel_image = image
-        if image is None:
-            self.kernel_item.clear()
-            self.kernel_title.setText(_title("First-layer kernels", "none: the model has no convolution or "
-                                             "linear layer"), size=TITLE_PT, color="#f0f0f0")
-            return
-        first = self.kernel_item.image is None or self.kernel_item.image.shape != image.shape
-        self.kernel_item.setImage(image, levels=(0, 255), autoLevels=False)
-        shape = "×".join(str(d) for d in record["weights"].shape)
-        self.kernel_title.setText(_title("First-layer kernels", f"step {record['step']} · {record['layer']} {shape}"),
-                                  size=TITLE_PT, color="#f0f0f0")
-        if first:
-            self.kernel_view.autoRange(padding=0.02)
-
-    def _prepare_embedding(self, classes: list[str]) -> None:
-        """One scatter item per class (one shared brush each) and the legend."""
-        if classes == self._embedding_classes:
-            return
-        for item in self.embedding_items:
-            self.embedding_box.removeItem(item)
-        self.embedding_items = []
-        lines = []
-        for k, name in enumerate(classes):
-            hex_colour = PALETTE[k % len(PALETTE)]
-            colour = pg.mkColor(hex_colour)
-            colour.setAlpha(200)
-            item = pg.ScatterPlotItem(size=9, pen=None, brush=pg.mkBrush(colour), pxMode=True, hoverable=False)
-            self.embedding_box.addItem(item)
-            self.embedding_items.append(item)
-            if k < 20:
-                lines.append(f"<span style='color: {hex_colour}; font-size: 16pt'>●</span>&nbsp;{escape(name)}")
-        if len(classes) > 20:
-            lines.append(f"… {len(classes) - 20} more")
-        self.embedding_legend.setText("<br>".join(lines))
-        self._embedding_classes = list(classes)
-
-    def _draw_embedding(self, record: dict) -> None:
-        coords = np.asarray(record["coords"], dtype=np.float32)
-        labels = np.asarray(record["labels"])
-        self._prepare_embedding(list(record["classes"]))
-        for k, item in enumerate(self.embedding_items):
-            mine = labels == k
-            item.setData(x=coords[mine, 0], y=coords[mine, 1])
-        self._embedding = (coords, labels)
-        # A fixed symmetric range (the projection is centred, RMS radius 1): it changes only
-        # when points would leave it or the cloud has shrunk to well inside it.
-        needed = 1.1 * max(1.0, float(np.abs(coords).max()) if len(coords) else 1.0)
-        if needed > self._embedding_range or needed < 0.6 * self._embedding_range:
-            self._embedding_range = needed
-            self.embedding_box.setRange(xRange=(-needed, needed), yRange=(-needed, needed), padding=0.0)
-        what = "embedding" if self._info.get("loss", "ce") != "ce" else "penultimate features"
-        self.embedding_title.setText(_title("Validation embedding", f"step {record['step']} · {len(coords)} images"
-                                            " · PCA"), size=TITLE_PT, color="#f0f0f0")
-        self.embedding_canvas.setToolTip(f"The validation images' {what} projected on two principal axes, "
-                                         "rotated onto the previous projection so the points move, not jump")
-
-    def _prepare_confusion(self, classes: list[str], k: int | None = None) -> None:
-        """The count labels (up to 20 classes) and the class names on the axes."""
-        k = len(classes) if k is None else k
-        metric = self._info.get("loss", "ce") != "ce"
-        key = (tuple(classes), k, metric)
-        if key == self._confusion_key:
-            return
-        self._confusion_key = key
-        plot = self.confusion_plot
-        for text in self.confusion_texts:
-            plot.removeItem(text)
-        self.confusion_texts = []
-        if k <= 20:
-            font = _big_font(12 if k <= 10 else 9, bold=True)
-            for i in range(k):
-                for j in range(k):
-                    # Plain text items (a pg.TextItem costs 15 times more to build), in pixels
-                    # at the cell's centre whatever the zoom.
-                    text = QGraphicsSimpleTextItem()
-                    text.setFont(font)
-                    text.setFlag(QGraphicsItem.ItemIgnoresTransformations)
-                    text.setPos(j + 0.5, i + 0.5)
-                    plot.addItem(text, ignoreBounds=True)
-                    self.confusion_texts.append(text)
-        names = classes if len(classes) == k else [str(i) for i in range(k)]
-        if max((len(n) for n in names), default=0) <= 3:  # digits: the names fit under the columns
-            left, below = names, names
-        else:  # long names do not fit side by side: number the columns, name the rows
-            left, below = [f"{n}  {i}" for i, n in enumerate(names)], [str(i) for i in range(k)]
-        plot.getAxis("left").setTicks([[(i + 0.5, n) for i, n in enumerate(left)]])
-        plot.getAxis("bottom").setTicks([[(i + 0.5, n) for i, n in enumerate(below)]])
-        plot.getAxis("bottom").setLabel("predicted (nearest class centre)" if metric else "predicted",
-                                        **{"font-size": LABEL_PT, "color": "#e0e0e0"})
-
-    def _draw_confusion(self, confusion: np.ndarray, classes: list[str]) -> None:
-        cm = np.asarray(confusion, dtype=np.int64)
-        k = cm.shape[0]
-        self._confusion = cm
-        rows = cm.sum(axis=1, keepdims=True)
-        frac = cm / np.maximum(rows, 1)
-        self.confusion_item.setImage(frac.astype(np.float32), levels=(0.0, 1.0), autoLevels=False)
-        self.confusion_item.setRect(QRectF(0, 0, k, k))
-        self._prepare_confusion(classes, k)
-        dark, light = QBrush(QColor("#000000")), QBrush(QColor("#ffffff"))
-        for idx, text in enumerate(self.confusion_texts):
-            i, j = divmod(idx, k)
-            text.setText(str(int(cm[i, j])))
-            text.setBrush(dark if frac[i, j] > 0.6 else light)
-            r = text.boundingRect()
-            text.setTransform(QTransform.fromTranslate(-r.width() / 2, -r.height() / 2))
-        acc = np.trace(cm) / max(1, cm.sum())
-        self.confusion_plot.setTitle(f"Confusion: {acc:.1%} right", size=TITLE_PT, color="#f0f0f0")
+        opt = self._run_config.optimizer if self._run_config is not None else ""
+        self.curves_view.set_data(self._steps, self._evals, opt)
 
     def _update_status(self) -> None:
         info, last = self._info, self._last
@@ -1217,16 +944,7 @@ class TrainingPanel(QWidget):
         """The data the curves show: ``step``, ``loss``, ``acc_step``, ``acc`` (train, per
         logged step), ``val_step``, ``val_loss``, ``val_acc_step``, ``val_acc``; plus
         ``lr`` and ``samples_per_s`` per logged step."""
-        def xy(item) -> tuple[np.ndarray, np.ndarray]:
-            x = item.xData if item.xData is not None else np.zeros(0)
-            y = item.yData if item.yData is not None else np.zeros(0)
-            return np.asarray(x), np.asarray(y)
-
-        out = {}
-        out["step"], out["loss"] = xy(self.train_loss)
-        out["acc_step"], out["acc"] = xy(self.train_acc)
-        out["val_step"], out["val_loss"] = xy(self.val_loss)
-        out["val_acc_step"], out["val_acc"] = xy(self.val_acc)
+        out = self.curves_view.curves()
         out["lr"] = np.asarray(self._steps["lr"], dtype=np.float64)
         out["samples_per_s"] = np.asarray(self._steps["samples_per_s"], dtype=np.float64)
         return out
@@ -1240,19 +958,19 @@ class TrainingPanel(QWidget):
 
     def kernel_image(self) -> np.ndarray | None:
         """The kernel mosaic shown (``H x W x 3`` uint8), from :func:`kernel_mosaic`."""
-        return self._kernel_image
+        return self.kernel_mosaic_view.image()
 
     def embedding_points(self) -> tuple[np.ndarray, np.ndarray] | None:
         """``(coords N x 2, labels N)`` of the embedding shown."""
-        return self._embedding
+        return self.embedding_scatter.points()
 
     def embedding_range(self) -> float:
         """Half the side of the embedding's (fixed, symmetric) view range."""
-        return self._embedding_range
+        return self.embedding_scatter.view_range()
 
     def confusion(self) -> np.ndarray | None:
         """The confusion matrix shown (rows: true class, columns: predicted; counts)."""
-        return self._confusion
+        return self.confusion_view.counts()
 
     def error_text(self) -> str:
         """The error the last run ended with ('' if none)."""

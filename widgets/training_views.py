@@ -1,0 +1,438 @@
+"""The Training dock's four live views, composed by :class:`~widgets.training_panel.TrainingPanel`.
+
+- :class:`CurvesView`: the loss and accuracy curves, train and validation, over steps
+  (an epoch axis on top).
+- :class:`KernelView`: the first layer's kernels as one mosaic (:func:`kernel_mosaic`).
+- :class:`EmbeddingScatter`: the validation embedding, one scatter item per class, with
+  a legend beside it.
+- :class:`ConfusionView`: the confusion matrix, shaded by row fraction, with counts.
+
+Each view has one documented setter that draws a record's data in place (persistent
+items, ``setData`` / ``setImage``), a ``reset()`` for a new run, and a getter of the data
+it shows. The views hold no run state: the panel decides when each is drawn.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF, Qt
+from PySide6.QtGui import QBrush, QColor, QFont, QTransform
+from PySide6.QtWidgets import (
+    QGraphicsItem,
+    QGraphicsSimpleTextItem,
+    QHBoxLayout,
+    QLabel,
+    QSplitter,
+    QWidget,
+)
+
+from vizapp.mosaic import tile
+from widgets.common import LUT_ACTIVATION, image_view_box
+from widgets.embedding_view import PALETTE
+
+__all__ = ["CurvesView", "KernelView", "EmbeddingScatter", "ConfusionView", "kernel_mosaic", "big_font"]
+
+BACKGROUND = "#202020"
+TRAIN_COLOUR = "#5ab4ff"
+VAL_COLOUR = "#ffa23a"
+AXIS_PT = 12
+LABEL_PT = "13pt"
+TITLE_PT = "14pt"
+
+
+def kernel_mosaic(weights: np.ndarray | None, gap: int = 1) -> np.ndarray | None:
+    """First-layer weights as one ``H x W x 3`` uint8 mosaic, each filter scaled to its range.
+
+    ``weights`` is ``N x C x h x w`` (the ``weights`` of a ``kernels`` record): 3 input
+    channels give colour tiles, 1 grey tiles, any other count the mean over inputs in
+    grey. An ``N x D`` matrix (a linear first layer on inputs that are not images) is
+    drawn as one row per unit. ``None`` gives ``None``.
+    """
+    if weights is None:
+        return None
+    w = np.asarray(weights, dtype=np.float32)
+    rows_only = w.ndim == 2
+    if rows_only:
+        w = w[:, None, None, :]
+    if w.ndim != 4:
+        raise ValueError(f"expected N x C x h x w or N x D weights, got shape {w.shape}")
+    if w.shape[1] not in (1, 3):
+        w = w.mean(axis=1, keepdims=True)
+    lo = w.min(axis=(1, 2, 3), keepdims=True)
+    hi = w.max(axis=(1, 2, 3), keepdims=True)
+    scaled = ((w - lo) * (255.0 / np.where(hi > lo, hi - lo, 1.0)) + 0.5).astype(np.uint8)
+    tiles = scaled.transpose(0, 2, 3, 1)
+    if tiles.shape[3] == 1:
+        tiles = np.repeat(tiles, 3, axis=3)
+    image, _rows, _cols = tile(np.ascontiguousarray(tiles), cols=1 if rows_only else None,
+                               gap=0 if rows_only else gap, gap_value=40)
+    return image
+
+
+def big_font(pt: int, bold: bool = False) -> QFont:
+    """A font of ``pt`` points (the panel's labels and buttons use it too)."""
+    font = QFont()
+    font.setPointSize(pt)
+    font.setBold(bold)
+    return font
+
+
+def _title(title: str, subtitle: str = "") -> str:
+    """A view's title over a smaller second line (always two lines, so the layout never moves)."""
+    return f"{title}<br><span style='font-size: 11pt'>{subtitle or '&nbsp;'}</span>"
+
+
+def _style_plot(plot: pg.PlotItem, title: str, left: str, bottom: str) -> None:
+    plot.setTitle(title, size=TITLE_PT, color="#f0f0f0")
+    for name, text in (("left", left), ("bottom", bottom)):
+        axis = plot.getAxis(name)
+        axis.setCacheMode(QGraphicsItem.DeviceCoordinateCache)  # big-font ticks: repainted only when they change
+        axis.enableAutoSIPrefix(False)  # "loss (x0.001)" over 200 confuses; show 0.2
+        axis.setTickFont(big_font(AXIS_PT))
+        axis.setTextPen("#e0e0e0")
+        axis.setPen("#909090")
+        if text:
+            axis.setLabel(text, **{"font-size": LABEL_PT, "color": "#e0e0e0"})
+    plot.showGrid(x=True, y=True, alpha=0.2)
+    plot.setMenuEnabled(False)
+    plot.hideButtons()
+
+
+def _xy(item: pg.PlotDataItem) -> tuple[np.ndarray, np.ndarray]:
+    x = item.xData if item.xData is not None else np.zeros(0)
+    y = item.yData if item.yData is not None else np.zeros(0)
+    return np.asarray(x), np.asarray(y)
+
+
+class CurvesView(QSplitter):
+    """The loss plot and the accuracy plot side by side (``loss_plot``, ``acc_plot``).
+
+    Items: ``train_loss``, ``val_loss``, ``train_acc``, ``val_acc``. :meth:`set_schedule`
+    sets the epoch axis when a run starts; :meth:`set_data` draws the curves.
+    """
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(Qt.Horizontal, parent)
+        self.loss_plot = pg.PlotWidget()
+        self.acc_plot = pg.PlotWidget()
+        for widget in (self.loss_plot, self.acc_plot):
+            widget.setBackground(BACKGROUND)
+            widget.setMinimumHeight(220)
+        lp, ap = self.loss_plot.getPlotItem(), self.acc_plot.getPlotItem()
+        _style_plot(lp, "Loss", "loss", "step")
+        _style_plot(ap, "Accuracy", "accuracy", "step")
+        lp.addLegend(offset=(-10, 10), labelTextSize=LABEL_PT, labelTextColor="#f0f0f0",
+                     brush=pg.mkBrush(20, 20, 20, 200))
+        ap.addLegend(offset=(10, 10), labelTextSize=LABEL_PT, labelTextColor="#f0f0f0",
+                     brush=pg.mkBrush(20, 20, 20, 200))
+        train, val = pg.mkPen(TRAIN_COLOUR, width=2), pg.mkPen(VAL_COLOUR, width=3)
+        self.train_loss = lp.plot(pen=train, name="train (batch)")
+        self.val_loss = lp.plot(pen=val, symbol="o", symbolSize=10, symbolBrush=VAL_COLOUR, symbolPen=None,
+                                name="validation")
+        self.train_acc = ap.plot(pen=train, name="train (batch)")
+        self.val_acc = ap.plot(pen=val, symbol="o", symbolSize=10, symbolBrush=VAL_COLOUR, symbolPen=None,
+                               name="validation")
+        for item in (self.train_loss, self.train_acc):
+            item.setDownsampling(auto=True, method="peak")
+            item.setClipToView(True)
+            # Qt strokes a wide antialiased polyline as one path, in time that grows with the
+            # points; separate segments paint in a few milliseconds at any length.
+            item.curve.setSegmentedLineMode("on")
+        ap.setYRange(0.0, 1.0, padding=0.02)
+        ap.enableAutoRange(axis="y", enable=False)
+        for plot in (lp, ap):
+            plot.showAxis("top")
+            top = plot.getAxis("top")
+            top.setCacheMode(QGraphicsItem.DeviceCoordinateCache)
+            top.setTickFont(big_font(AXIS_PT - 1))
+            top.setTextPen("#b0b0b0")
+            top.setPen("#707070")
+            top.setLabel("epoch", **{"font-size": "11pt", "color": "#b0b0b0"})
+            top.setTicks([[]])
+        self.addWidget(self.loss_plot)
+        self.addWidget(self.acc_plot)
+        self._loss_title = ""
+
+    def reset(self) -> None:
+        """Empty the curves (a new run); the loss title is rewritten at the next :meth:`set_data`."""
+        for item in (self.train_loss, self.val_loss, self.train_acc, self.val_acc):
+            item.setData([], [])
+        self._loss_title = ""
+
+    def set_schedule(self, steps_per_epoch: int, epochs: int, total_steps: int, metric: bool) -> None:
+        """Epoch ticks on the top axes and the step range of a run; ``metric`` (a metric-learning
+        loss) titles the accuracy "nearest class centre". Re-lays out both plots' axes."""
+        every = max(1, int(np.ceil(epochs / 10)))
+        ticks = [(k * steps_per_epoch, str(k)) for k in range(0, epochs + 1, every)]
+        for plot in (self.loss_plot.getPlotItem(), self.acc_plot.getPlotItem()):
+            plot.getAxis("top").setTicks([ticks])
+            plot.setXRange(0, max(1, total_steps), padding=0.02)
+            plot.enableAutoRange(axis="x", enable=False)
+        self.loss_plot.getPlotItem().enableAutoRange(axis="y", enable=True)
+        self.acc_plot.getPlotItem().setTitle("Accuracy (nearest class centre)" if metric else "Accuracy",
+                                             size=TITLE_PT, color="#f0f0f0")
+
+    def set_data(self, steps: dict[str, list[float]], evals: dict[str, list[float]], optimizer: str = "") -> None:
+        """Draw the curves.
+
+        ``steps`` holds per logged step ``step``, ``loss``, ``acc`` (NaN where none) and
+        ``lr``; ``evals`` per evaluation ``step``, ``val_loss`` (NaN where none) and
+        ``val_acc``. The loss title shows the latest learning rate and ``optimizer``.
+        """
+        s, e = steps, evals
+        xs = np.asarray(s["step"], dtype=np.float64)
+        self.train_loss.setData(xs, np.asarray(s["loss"], dtype=np.float64))
+        acc = np.asarray(s["acc"], dtype=np.float64)
+        has_acc = np.isfinite(acc)
+        self.train_acc.setData(xs[has_acc], acc[has_acc])
+        vsteps = np.asarray(e["step"], dtype=np.float64)
+        vloss = np.asarray(e["val_loss"], dtype=np.float64)
+        has_loss = np.isfinite(vloss)
+        self.val_loss.setData(vsteps[has_loss], vloss[has_loss])
+        self.val_acc.setData(vsteps, np.asarray(e["val_acc"], dtype=np.float64))
+        if s["lr"]:
+            title = f"Loss   ·   learning rate {s['lr'][-1]:.3g} ({optimizer})"
+            if title != self._loss_title:  # a new title re-lays out the plot: only when it changes
+                self._loss_title = title
+                self.loss_plot.getPlotItem().setTitle(title, size=TITLE_PT, color="#f0f0f0")
+
+    def curves(self) -> dict[str, np.ndarray]:
+        """The data shown: ``step``, ``loss``, ``acc_step``, ``acc``, ``val_step``,
+        ``val_loss``, ``val_acc_step``, ``val_acc``."""
+        out = {}
+        out["step"], out["loss"] = _xy(self.train_loss)
+        out["acc_step"], out["acc"] = _xy(self.train_acc)
+        out["val_step"], out["val_loss"] = _xy(self.val_loss)
+        out["val_acc_step"], out["val_acc"] = _xy(self.val_acc)
+        return out
+
+
+class KernelView(pg.GraphicsLayoutWidget):
+    """The first layer's kernels as one mosaic image (``item`` in ``view``) under ``title``."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setBackground(BACKGROUND)
+        self.setMinimumSize(200, 200)
+        self.title = self.addLabel(_title("First-layer kernels"), size=TITLE_PT, color="#f0f0f0")
+        self.nextRow()
+        self.view = image_view_box(self)
+        self.item = pg.ImageItem(axisOrder="row-major")
+        self.view.addItem(self.item)
+        self._image: np.ndarray | None = None
+
+    def reset(self) -> None:
+        """No mosaic (a new run)."""
+        self._image = None
+        self.item.clear()
+        self.title.setText(_title("First-layer kernels"), size=TITLE_PT, color="#f0f0f0")
+
+    def set_kernels(self, record: dict) -> None:
+        """Draw a ``kernels`` record (``weights``, ``layer``, ``step``) with :func:`kernel_mosaic`;
+        ``weights`` None says the model has no convolution or linear layer."""
+        image = kernel_mosaic(record.get("weights"))
+        self._image = image
+        if image is None:
+            self.item.clear()
+            self.title.setText(_title("First-layer kernels", "none: the model has no convolution or "
+                                      "linear layer"), size=TITLE_PT, color="#f0f0f0")
+            return
+        first = self.item.image is None or self.item.image.shape != image.shape
+        self.item.setImage(image, levels=(0, 255), autoLevels=False)
+        shape = "×".join(str(d) for d in record["weights"].shape)
+        self.title.setText(_title("First-layer kernels", f"step {record['step']} · {record['layer']} {shape}"),
+                           size=TITLE_PT, color="#f0f0f0")
+        if first:
+            self.view.autoRange(padding=0.02)
+
+    def image(self) -> np.ndarray | None:
+        """The mosaic shown (``H x W x 3`` uint8), or None."""
+        return self._image
+
+
+class EmbeddingScatter(QWidget):
+    """The validation embedding: a scatter (``canvas``, ``box``, ``title``) and a legend label.
+
+    One :class:`pg.ScatterPlotItem` per class (``items``), made by :meth:`set_classes`;
+    :meth:`set_embedding` draws an ``embedding`` record.
+    """
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.canvas = pg.GraphicsLayoutWidget()
+        self.canvas.setBackground(BACKGROUND)
+        self.canvas.setMinimumSize(240, 200)
+        self.title = self.canvas.addLabel(_title("Validation embedding"), size=TITLE_PT, color="#f0f0f0")
+        self.canvas.nextRow()
+        self.box = self.canvas.addViewBox()
+        self.box.setAspectLocked(True)
+        self.box.setMenuEnabled(False)
+        self.box.disableAutoRange()
+        # The legend is one rich-text label beside the plot: it never covers points, and
+        # building it costs a millisecond (a pg.LegendItem of ten classes costs tens).
+        self.legend = QLabel()
+        self.legend.setFont(big_font(12))
+        self.legend.setStyleSheet(f"background: {BACKGROUND}; color: #f0f0f0; padding: 4px;")
+        self.legend.setAlignment(Qt.AlignLeft | Qt.AlignVCenter)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(0)
+        row.addWidget(self.canvas, 1)
+        row.addWidget(self.legend)
+        self.items: list[pg.ScatterPlotItem] = []
+        self._classes: list[str] = []
+        self._points: tuple[np.ndarray, np.ndarray] | None = None
+        self._range = 0.0
+
+    def reset(self) -> None:
+        """No points (a new run); the class items stay."""
+        for item in self.items:
+            item.setData([], [])
+        self._points = None
+        self._range = 0.0
+
+    def set_classes(self, classes: list[str]) -> None:
+        """One scatter item per class (one shared brush each) and the legend."""
+        if classes == self._classes:
+            return
+        for item in self.items:
+            self.box.removeItem(item)
+        self.items = []
+        lines = []
+        for k, name in enumerate(classes):
+            hex_colour = PALETTE[k % len(PALETTE)]
+            colour = pg.mkColor(hex_colour)
+            colour.setAlpha(200)
+            item = pg.ScatterPlotItem(size=9, pen=None, brush=pg.mkBrush(colour), pxMode=True, hoverable=False)
+            self.box.addItem(item)
+            self.items.append(item)
+            if k < 20:
+                lines.append(f"<span style='color: {hex_colour}; font-size: 16pt'>●</span>&nbsp;{escape(name)}")
+        if len(classes) > 20:
+            lines.append(f"… {len(classes) - 20} more")
+        self.legend.setText("<br>".join(lines))
+        self._classes = list(classes)
+
+    def set_embedding(self, record: dict, metric: bool = False) -> None:
+        """Draw an ``embedding`` record (``coords`` N x 2, ``labels`` N, ``classes``, ``step``);
+        ``metric`` says the points are a metric-learning embedding, not penultimate features."""
+        coords = np.asarray(record["coords"], dtype=np.float32)
+        labels = np.asarray(record["labels"])
+        self.set_classes(list(record["classes"]))
+        for k, item in enumerate(self.items):
+            mine = labels == k
+            item.setData(x=coords[mine, 0], y=coords[mine, 1])
+        self._points = (coords, labels)
+        # A fixed symmetric range (the projection is centred, RMS radius 1): it changes only
+        # when points would leave it or the cloud has shrunk to well inside it.
+        needed = 1.1 * max(1.0, float(np.abs(coords).max()) if len(coords) else 1.0)
+        if needed > self._range or needed < 0.6 * self._range:
+            self._range = needed
+            self.box.setRange(xRange=(-needed, needed), yRange=(-needed, needed), padding=0.0)
+        what = "embedding" if metric else "penultimate features"
+        self.title.setText(_title("Validation embedding", f"step {record['step']} · {len(coords)} images"
+                                  " · PCA"), size=TITLE_PT, color="#f0f0f0")
+        self.canvas.setToolTip(f"The validation images' {what} projected on two principal axes, "
+                               "rotated onto the previous projection so the points move, not jump")
+
+    def points(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(coords N x 2, labels N)`` shown, or None."""
+        return self._points
+
+    def view_range(self) -> float:
+        """Half the side of the (fixed, symmetric) view range."""
+        return self._range
+
+
+class ConfusionView(pg.GraphicsLayoutWidget):
+    """The confusion matrix (``item`` in ``plot``), a count label per cell (``texts``, up to
+    20 classes), class names on the axes."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setBackground(BACKGROUND)
+        self.setMinimumSize(240, 200)
+        self.plot = self.addPlot()
+        cp = self.plot
+        _style_plot(cp, "Confusion matrix", "true class", "predicted")
+        cp.showGrid(x=False, y=False)
+        cp.invertY(True)
+        cp.setAspectLocked(True)
+        cp.setMouseEnabled(x=False, y=False)
+        cp.getViewBox().setDefaultPadding(0.0)
+        cp.enableAutoRange()  # the image's bounds, whatever size the dock has
+        self.item = pg.ImageItem(axisOrder="row-major")
+        self.item.setLookupTable(LUT_ACTIVATION)
+        cp.addItem(self.item)
+        self.texts: list[QGraphicsSimpleTextItem] = []
+        self._key: tuple = ()
+        self._matrix: np.ndarray | None = None
+
+    def reset(self) -> None:
+        """No matrix (a new run); the labels stay, empty."""
+        self._matrix = None
+        self.item.clear()
+        for text in self.texts:
+            text.setText("")
+
+    def prepare(self, classes: list[str], metric: bool = False, k: int | None = None) -> None:
+        """The count labels (up to 20 classes) and the class names on the axes (``k`` classes,
+        default ``len(classes)``); ``metric``: predictions by nearest class centre."""
+        k = len(classes) if k is None else k
+        key = (tuple(classes), k, metric)
+        if key == self._key:
+            return
+        self._key = key
+        plot = self.plot
+        for text in self.texts:
+            plot.removeItem(text)
+        self.texts = []
+        if k <= 20:
+            font = big_font(12 if k <= 10 else 9, bold=True)
+            for i in range(k):
+                for j in range(k):
+                    # Plain text items (a pg.TextItem costs 15 times more to build), in pixels
+                    # at the cell's centre whatever the zoom.
+                    text = QGraphicsSimpleTextItem()
+                    text.setFont(font)
+                    text.setFlag(QGraphicsItem.ItemIgnoresTransformations)
+                    text.setPos(j + 0.5, i + 0.5)
+                    plot.addItem(text, ignoreBounds=True)
+                    self.texts.append(text)
+        names = classes if len(classes) == k else [str(i) for i in range(k)]
+        if max((len(n) for n in names), default=0) <= 3:  # digits: the names fit under the columns
+            left, below = names, names
+        else:  # long names do not fit side by side: number the columns, name the rows
+            left, below = [f"{n}  {i}" for i, n in enumerate(names)], [str(i) for i in range(k)]
+        plot.getAxis("left").setTicks([[(i + 0.5, n) for i, n in enumerate(left)]])
+        plot.getAxis("bottom").setTicks([[(i + 0.5, n) for i, n in enumerate(below)]])
+        plot.getAxis("bottom").setLabel("predicted (nearest class centre)" if metric else "predicted",
+                                        **{"font-size": LABEL_PT, "color": "#e0e0e0"})
+
+    def set_confusion(self, confusion: np.ndarray, classes: list[str], metric: bool = False) -> None:
+        """Draw a ``k x k`` count matrix (rows: true class, columns: predicted), shaded by row
+        fraction, with its accuracy in the title; ``metric`` as in :meth:`prepare`."""
+        cm = np.asarray(confusion, dtype=np.int64)
+        k = cm.shape[0]
+        self._matrix = cm
+        rows = cm.sum(axis=1, keepdims=True)
+        frac = cm / np.maximum(rows, 1)
+        self.item.setImage(frac.astype(np.float32), levels=(0.0, 1.0), autoLevels=False)
+        self.item.setRect(QRectF(0, 0, k, k))
+        self.prepare(classes, metric, k)
+        dark, light = QBrush(QColor("#000000")), QBrush(QColor("#ffffff"))
+        for idx, text in enumerate(self.texts):
+            i, j = divmod(idx, k)
+            text.setText(str(int(cm[i, j])))
+            text.setBrush(dark if frac[i, j] > 0.6 else light)
+            r = text.boundingRect()
+            text.setTransform(QTransform.fromTranslate(-r.width() / 2, -r.height() / 2))
+        acc = np.trace(cm) / max(1, cm.sum())
+        self.plot.setTitle(f"Confusion: {acc:.1%} right", size=TITLE_PT, color="#f0f0f0")
+
+    def counts(self) -> np.ndarray | None:
+        """The count matrix shown, or None."""
+        return self._matrix
