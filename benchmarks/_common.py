@@ -26,6 +26,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without ``pip install -e .`
     sys.path.insert(0, str(ROOT))
 
 __all__ = [
+    "AtLeast",
     "Result",
     "parse_args",
     "setup_threads",
@@ -71,6 +72,22 @@ class Result:
 
     def target_text(self) -> str:
         return "-" if self.target is None else f"<= {_fmt(self.target, self.unit)}"
+
+
+@dataclass
+class AtLeast(Result):
+    """A summary row whose target is a lower bound (higher is better)."""
+
+    @property
+    def status(self) -> str:
+        if self.error:
+            return "ERROR"
+        if self.target is None:
+            return "info"
+        return "pass" if self.value >= self.target else "MISS"
+
+    def target_text(self) -> str:
+        return "-" if self.target is None else f">= {_fmt(self.target, self.unit)}"
 
 
 def _fmt(value: float, unit: str) -> str:

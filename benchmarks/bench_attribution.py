@@ -55,6 +55,7 @@ from pathlib import Path
 
 from _common import (
     ROOT,
+    AtLeast,
     Result,
     interleaved,
     load_cached_model,
@@ -74,18 +75,10 @@ GB = 1e9
 
 
 @dataclass
-class AtLeast(Result):
-    """A summary row whose target is a lower bound (higher is better), e.g. a correlation."""
+class Correlation(AtLeast):
+    """A lower-bound row shown with ``digits`` decimals (a correlation)."""
 
     digits: int = 4
-
-    @property
-    def status(self) -> str:
-        if self.error:
-            return "ERROR"
-        if self.target is None:
-            return "info"
-        return "pass" if self.value >= self.target else "MISS"
 
     def value_text(self) -> str:
         return "-" if self.error else f"{self.value:.{self.digits}f}"
@@ -373,7 +366,7 @@ def _gradcam(quick: bool, image) -> list[Result]:
         print(f"{r['model']:<19} {r['layer']:<7} {r['grid']:<6} {r['target']:>5} {r['r']:>8.5f} "
               f"{r['max_diff']:>9.2e} {r['r_display']:>10.5f} {r['ours_ms']:>6.1f} ms {r['theirs_ms']:>6.1f} ms "
               f"{r['ratio']:>10.3f}x")
-        results.append(AtLeast(BENCH, f"gradcam {r['model']} {r['layer']}: Pearson r vs pytorch-grad-cam", r["r"],
+        results.append(Correlation(BENCH, f"gradcam {r['model']} {r['layer']}: Pearson r vs pytorch-grad-cam", r["r"],
                                "", CORRELATION_TARGET))
         results.append(Result(BENCH, f"gradcam {r['model']}: time ours / pytorch-grad-cam", r["ratio"], "x",
                               note="" if r is not rows[0] else

@@ -62,6 +62,7 @@ from pathlib import Path
 
 from _common import (
     ROOT,
+    AtLeast,
     Result,
     make_app,
     parse_args,
@@ -85,21 +86,6 @@ LR = 1e-3
 PLAIN_WARMUP = 20
 RUN_TIMEOUT_S = 300.0
 SHIPPED = (("tinyvgg_shapes", "shapes", N_IMAGES), ("vit_digits", "digits", None))
-
-
-class AtLeast(Result):
-    """A summary row whose target is a lower bound (higher is better)."""
-
-    @property
-    def status(self) -> str:
-        if self.error:
-            return "ERROR"
-        if self.target is None:
-            return "info"
-        return "pass" if self.value >= self.target else "MISS"
-
-    def target_text(self) -> str:
-        return "-" if self.target is None else f">= {self.target:.3f}{'x' if self.unit == 'x' else ''}"
 
 
 # --- stamping the engine's records ---------------------------------------------------

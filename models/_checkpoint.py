@@ -24,8 +24,8 @@ from models._preprocess import Preprocess
 from vizapp.errors import ModelError
 from vizapp.jobs import RNG_LOCK, Progress, no_progress
 
-__all__ = ["CARD_FORMAT", "CARD_NAME", "WEIGHTS_NAME", "is_checkpoint", "load_checkpoint", "read_card",
-           "save_checkpoint"]
+__all__ = ["CARD_FORMAT", "CARD_NAME", "WEIGHTS_NAME", "atomic_write", "is_checkpoint", "load_checkpoint",
+           "read_card", "save_checkpoint"]
 
 CARD_FORMAT = "vizapp-card-1"
 CARD_NAME = "card.json"
@@ -46,7 +46,7 @@ def _jsonable(value: object) -> object:
     raise TypeError(f"card value of type {type(value).__name__} is not JSON serialisable")
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+def atomic_write(path: Path, write: Callable[[str], None]) -> None:
     """``write(temp_path)`` in ``path``'s folder, flushed to disk, then renamed over ``path``."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
@@ -100,8 +100,8 @@ def save_checkpoint(module: nn.Module, card: dict, directory: str | os.PathLike)
 
     inner = getattr(module, "_orig_mod", module)  # torch.compile wraps the module
     state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in inner.state_dict().items()}
-    _atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": CARD_FORMAT}))
-    _atomic_write(folder / CARD_NAME, lambda tmp: Path(tmp).write_text(text + "\n", encoding="utf-8"))
+    atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": CARD_FORMAT}))
+    atomic_write(folder / CARD_NAME, lambda tmp: Path(tmp).write_text(text + "\n", encoding="utf-8"))
     return folder
 
 

@@ -32,7 +32,13 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from models._checkpoint import CARD_FORMAT, load_checkpoint, read_card, save_checkpoint
+from models._checkpoint import (
+    CARD_FORMAT,
+    atomic_write,
+    load_checkpoint,
+    read_card,
+    save_checkpoint,
+)
 from models._preprocess import Preprocess
 from vizapp.errors import ModelError
 from vizapp.jobs import CancelToken, Progress, no_progress
@@ -40,6 +46,7 @@ from vizapp.jobs import CancelToken, Progress, no_progress
 __all__ = [
     "CARD_FORMAT",
     "SMALL_MODELS",
+    "atomic_write",
     "build_small",
     "count_parameters",
     "find_head",

@@ -111,8 +111,10 @@ def token_layout(module: nn.Module, tokens: int, input_size: int) -> TokenLayout
     prefix = getattr(module, "num_prefix_tokens", None)
     if prefix is None:
         prefix = 1 if hasattr(module, "class_token") else None
-    if prefix is None:  # unknown family: the smallest prefix that leaves a square grid
-        prefix = next((e for e in range(0, 9) if tokens - e > 0 and math.isqrt(tokens - e) ** 2 == tokens - e), 0)
+    if prefix is None:  # unknown family: what the feature maps take it to be
+        from vizapp.mosaic import token_prefix
+
+        prefix = token_prefix(tokens) or 0
     n = tokens - int(prefix)
     side = math.isqrt(n)
     if side * side != n:
@@ -375,7 +377,7 @@ def analyse_attention(
     gradient-weighted rollout for ``target`` (the top class when ``None``).
     """
     from vizapp.attribution import resolve_target
-    from vizapp.inference import top_predictions
+    from vizapp.inference import has_classifier, top_predictions
     from vizapp.probe import first_tensor
 
     names = list(_require_attention(loaded))
@@ -398,8 +400,7 @@ def analyse_attention(
                 cancel.check()
             grads = None
             chosen = None
-            headless = out.ndim != 2 or out.shape[1] < 2 or getattr(model, "num_classes", None) == 0
-            if gradient and headless:
+            if gradient and not has_classifier(loaded, out):
                 notes.append(f"{loaded.title} has no classifier head: there is no class for a gradient-weighted "
                              "rollout, so only the plain attention is shown")
             elif gradient:

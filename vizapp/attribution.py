@@ -82,19 +82,15 @@ class Attribution:
 # --- targets ---------------------------------------------------------------------------
 
 
-def _num_classes(loaded, logits: torch.Tensor | None) -> int:
-    if logits is not None and logits.ndim == 2:
-        return int(logits.shape[1])
-    return len(loaded.class_names or [])
-
-
-def resolve_target(loaded, logits: torch.Tensor | None, target: int | str | None) -> int:
+def resolve_target(loaded, logits: torch.Tensor, target: int | str | None) -> int:
     """The class index to explain: ``target`` (an index or a class name) or the top class."""
-    n = _num_classes(loaded, logits)
-    if n < 2 or getattr(loaded.module, "num_classes", None) == 0:
+    from vizapp.inference import has_classifier
+
+    if not has_classifier(loaded, logits):
         raise UserError(f"{loaded.title} has no classifier head, so there is no class to explain")
+    n = int(logits.shape[1])
     if target is None:
-        return int(logits[0].argmax()) if logits is not None else 0
+        return int(logits[0].argmax())
     if isinstance(target, str) and not target.strip().lstrip("-").isdigit():
         names = loaded.class_names or []
         lowered = [c.lower() for c in names]
@@ -129,7 +125,7 @@ def default_cam_layer(loaded) -> str:
 
 def _find_cam_layer(loaded) -> str:
     from vizapp.attention import attention_modules
-    from vizapp.layers import layer_table
+    from vizapp.layers import PASS_THROUGH, layer_table
     from vizapp.mosaic import has_maps
 
     model = loaded.module
@@ -141,8 +137,7 @@ def _find_cam_layer(loaded) -> str:
             if f"{block}.{norm}" in modules:
                 return f"{block}.{norm}"
         return attn[-1]
-    skip = {"Identity", "Dropout", "Sequential", "ModuleList", "StochasticDepth"}
-    rows = [r for r in layer_table(loaded) if r.name and r.type not in skip and r.shape is not None
+    rows = [r for r in layer_table(loaded) if r.name and r.type not in PASS_THROUGH and r.shape is not None
             and len(r.shape) == 3 and has_maps(r.shape) and r.run_order is not None]
     if not rows:
         raise LayerError(f"{loaded.title} has no layer with spatial maps for Grad-CAM")

@@ -462,7 +462,7 @@ def _read_manifest(directory: Path) -> dict | None:
 
 def _write_manifest(directory, key, collection, loaded, layers, k, feat_name, meta, sizes, skipped, processed, done) -> None:
     items = {"paths": collection.paths, "labels": collection.labels, "sizes": sizes.tolist()}
-    _atomic_write(directory / "items.json", json.dumps(items))
+    _write_text(directory / "items.json", json.dumps(items))
     manifest = {
         "version": FORMAT_VERSION, "key": key, "done": done, "processed": int(processed),
         "model": {"name": loaded.name, "title": loaded.title, "source": loaded.source},
@@ -472,7 +472,7 @@ def _write_manifest(directory, key, collection, loaded, layers, k, feat_name, me
         "layers": {layer: meta[layer] for layer in layers if layer in meta},
         "skipped": sorted(set(int(i) for i in skipped)),
     }
-    _atomic_write(directory / "manifest.json", json.dumps(manifest, indent=1))
+    _write_text(directory / "manifest.json", json.dumps(manifest, indent=1))
 
 
 def _checkpoint(directory, key, collection, loaded, layers, k, feat_name, meta, tops, sizes, skipped, processed, features) -> None:
@@ -507,10 +507,11 @@ def _read_partial(directory: Path, layers, processed: int, n_total: int, device)
     return sizes, tops, features
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def _write_text(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically (the checkpoints' writer)."""
+    from models.small import atomic_write
+
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def _gather(tops, meta, sizes, skipped, pooled, layers, n_total, rank, world, directory):

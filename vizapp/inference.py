@@ -14,7 +14,7 @@ from vizapp.errors import OutOfMemory
 from vizapp.jobs import CancelToken
 from vizapp.probe import Captured, capture, first_tensor
 
-__all__ = ["Prediction", "InferenceResult", "run", "top_predictions"]
+__all__ = ["Prediction", "InferenceResult", "has_classifier", "run", "top_predictions"]
 
 
 @dataclass(frozen=True)
@@ -51,9 +51,14 @@ class InferenceResult:
     calls: dict[str, int] = field(default_factory=dict)
 
 
+def has_classifier(loaded: LoadedModel, logits: torch.Tensor) -> bool:
+    """Whether ``logits`` (a model's output for a batch) are class scores, not features."""
+    return logits.ndim == 2 and logits.shape[1] >= 2 and getattr(loaded.module, "num_classes", None) != 0
+
+
 def top_predictions(loaded: LoadedModel, logits: torch.Tensor, k: int) -> list[Prediction]:
     """The ``k`` most probable classes; none for a model without a classifier head."""
-    if logits.ndim != 2 or logits.shape[1] < 2 or getattr(loaded.module, "num_classes", None) == 0:
+    if not has_classifier(loaded, logits):
         return []
     probs = torch.softmax(logits.float(), dim=1)[0]
     values, indices = torch.topk(probs, min(k, probs.numel()))

@@ -9,7 +9,10 @@ import torch
 from models import LoadedModel
 from vizapp.probe import first_tensor
 
-__all__ = ["LayerInfo", "layer_table", "conv_layers", "format_table"]
+__all__ = ["PASS_THROUGH", "LayerInfo", "layer_table", "conv_layers", "format_table"]
+
+#: Module types whose output repeats their input or their last child's: no picture of their own.
+PASS_THROUGH = frozenset({"Identity", "Dropout", "DropPath", "Sequential", "ModuleList", "StochasticDepth"})
 
 
 @dataclass(frozen=True)

@@ -121,10 +121,10 @@ class Session:
         No-ops and pass-through containers (a ``Sequential`` repeats its last child's
         output) are skipped.
         """
+        from vizapp.layers import PASS_THROUGH
         from vizapp.mosaic import has_maps
 
-        skip = {"Identity", "Dropout", "DropPath", "Sequential", "ModuleList", "StochasticDepth"}
-        rows = [r for r in self.layers if r.name and r.type not in skip and has_maps(r.shape)]
+        rows = [r for r in self.layers if r.name and r.type not in PASS_THROUGH and has_maps(r.shape)]
         rows.sort(key=lambda r: (r.run_order is None, r.run_order or 0))
         return [r.name for r in rows]
 

@@ -487,7 +487,7 @@ class Trainer:
 
     def save(self, directory: str | Path | None = None) -> Path:
         """Weights + card (``models.small.save_checkpoint``) and the optimizer/RNG state."""
-        from models.small import save_checkpoint
+        from models.small import atomic_write, save_checkpoint
 
         out = directory or self.config.out
         if not out:
@@ -497,9 +497,7 @@ class Trainer:
         state = {"optimizer": self.optimizer.state_dict(), "step": self.step,
                  "previous_coords": torch.from_numpy(self._previous_coords) if self._previous_coords is not None
                  else torch.zeros(0)}
-        tmp = target / "train_state.pt.tmp"
-        torch.save(state, tmp)
-        tmp.replace(target / "train_state.pt")
+        atomic_write(target / "train_state.pt", lambda tmp: torch.save(state, tmp))
         path = save_checkpoint(self.module, self.card(), target)
         self.last_checkpoint = target
         return path

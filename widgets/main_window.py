@@ -173,6 +173,7 @@ class MainWindow(QMainWindow):
         self.docks["attribution"].visibilityChanged.connect(lambda shown: shown and self._catch_up("attribution"))
         self.training_panel.sigOpenCheckpoint.connect(lambda path: self.open_model(path))
         self.training_panel.sigNotify.connect(self.notify)
+        self.docks["training"].visibilityChanged.connect(lambda shown: shown and self.training_panel.refresh_preview())
         self.sigNotify.connect(self.notify)
         # session -> jobs
         s.events.layer.connect(lambda _name: self._request_all())

@@ -584,9 +584,21 @@ class TrainingPanel(QWidget):
         if not self._closing.is_set():
             self._preview_timer.start()
 
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        self.refresh_preview()
+
+    def refresh_preview(self) -> None:
+        """Compute the augmentation preview if it is out of date. It waits until the panel
+        is on screen (a hidden dock tab costs nothing at start-up): the window calls this
+        when the panel's dock is raised."""
+        self._schedule_preview()
+
     def _request_preview(self) -> None:
         if self._running or self._closing.is_set():
             return  # the form is locked during a run; the last preview stays
+        if not self.isVisible() or self.visibleRegion().isEmpty():
+            return  # not on screen (a hidden dock tab is still "visible"): refresh_preview asks again
         names = tuple(k for k, box in self.augment_boxes.items() if box.isChecked())
         key = (self.current_dataset(), self.image_size.value() or None, names, self.seed.value())
         if self._preview is not None and self._preview.get("key") == key:
