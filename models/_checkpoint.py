@@ -13,8 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -22,6 +20,7 @@ from torch import nn
 
 from models._preprocess import Preprocess
 from vizapp.errors import ModelError
+from vizapp.files import atomic_write
 from vizapp.jobs import RNG_LOCK, Progress, no_progress
 
 __all__ = ["CARD_FORMAT", "CARD_NAME", "WEIGHTS_NAME", "atomic_write", "is_checkpoint", "load_checkpoint",
@@ -44,31 +43,6 @@ def _jsonable(value: object) -> object:
     if isinstance(value, (set, frozenset)):
         return sorted(value)
     raise TypeError(f"card value of type {type(value).__name__} is not JSON serialisable")
-
-
-def atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """``write(temp_path)`` in ``path``'s folder, flushed to disk, then renamed over ``path``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        write(str(tmp))
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        if os.name == "posix":  # the writer may create it private; a checkpoint is shared like any file
-            mask = os.umask(0)
-            os.umask(mask)
-            os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if os.name == "posix":  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        except OSError:
-            pass  # some file systems cannot sync a folder; the rename is still atomic
-        finally:
-            os.close(fd)
 
 
 def save_checkpoint(module: nn.Module, card: dict, directory: str | os.PathLike) -> Path:

@@ -140,15 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _save_npz(path: str, **arrays) -> Path:
-    import numpy as np
+    from vizapp.files import write_npz
 
-    out = Path(path)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(out, **arrays)
-    except OSError as exc:
-        raise UserError(f"{out}: cannot write ({exc.strerror})") from None
-    return out
+    return write_npz(path, **arrays)
 
 
 def _load(args: argparse.Namespace):

@@ -10,6 +10,7 @@ __all__ = [
     "ModelError",
     "UntrustedModelError",
     "LayerError",
+    "StorageError",
     "OutOfMemory",
     "Cancelled",
 ]
@@ -37,6 +38,10 @@ class OutOfMemory(ModelError):  # noqa: N818
 
 class LayerError(UserError):
     """A layer name that is not in the model."""
+
+
+class StorageError(UserError):
+    """A file or folder the app cannot write or read: full disk, read-only, no permission."""
 
 
 class Cancelled(Exception):  # noqa: N818 - reads better at the raise site

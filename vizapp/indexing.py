@@ -508,10 +508,10 @@ def _read_partial(directory: Path, layers, processed: int, n_total: int, device)
 
 
 def _write_text(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` atomically (the checkpoints' writer)."""
-    from models.small import atomic_write
+    """Replace ``path`` with ``text`` atomically."""
+    from vizapp.files import write_text
 
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    write_text(path, text)
 
 
 def _gather(tops, meta, sizes, skipped, pooled, layers, n_total, rank, world, directory):

@@ -487,7 +487,8 @@ class Trainer:
 
     def save(self, directory: str | Path | None = None) -> Path:
         """Weights + card (``models.small.save_checkpoint``) and the optimizer/RNG state."""
-        from models.small import atomic_write, save_checkpoint
+        from models.small import save_checkpoint
+        from vizapp.files import atomic_write
 
         out = directory or self.config.out
         if not out:
