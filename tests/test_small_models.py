@@ -27,7 +27,7 @@ from models import (
     transfer_model,
 )
 from models.small import find_head, train_mode
-from vizapp.errors import ModelError
+from vizapp.errors import ModelError, StorageError
 
 NAMES = list(SMALL_MODELS)
 
@@ -446,7 +446,7 @@ def test_a_crash_mid_save_keeps_the_last_checkpoint(saved, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(safetensors.torch, "save_file", crash)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(StorageError, match=r"model\.safetensors: cannot write \(disk full\)"):
         save_checkpoint(model, _card(model), saved)
     assert {p.name: p.read_bytes() for p in saved.iterdir()} == before  # no temp files, nothing changed
     monkeypatch.undo()

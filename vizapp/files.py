@@ -53,7 +53,7 @@ def storage_error(exc: OSError, path: str | os.PathLike, doing: str = "write") -
     elif code == errno.ENAMETOOLONG:
         why = "the name is too long"
     else:
-        why = exc.strerror or type(exc).__name__
+        why = exc.strerror or str(exc) or type(exc).__name__
     return StorageError(f"{where}: cannot {doing} ({why})")
 
 
