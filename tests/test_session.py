@@ -25,20 +25,38 @@ def _session(module) -> Session:
     return s
 
 
-def test_stepping_follows_the_data_flow_and_skips_pass_throughs():
+def test_stepping_follows_the_layer_tree_and_skips_pass_throughs():
     torch.manual_seed(0)
     s = _session(torchvision.models.resnet18(weights=None))
     assert s.layer == "conv1"
-    seen = [s.step_layer(1) for _ in range(4)]
-    assert seen == ["bn1", "relu", "maxpool", "layer1.0.conv1"]
+    seen = [s.step_layer(1) for _ in range(5)]
+    # A block comes before its insides, as in the tree the Model dock shows.
+    assert seen == ["bn1", "relu", "maxpool", "layer1.0", "layer1.0.conv1"]
     steps = s.steppable_layers()
-    assert "layer1" not in steps and steps.index("layer1.0") > steps.index("layer1.0.bn2")
+    assert "layer1" not in steps and steps.index("layer1.0") < steps.index("layer1.0.bn2")
     assert not any(n.endswith(("avgpool", "fc")) for n in steps)  # 1x1 and vector outputs
-    # From the classifier (not steppable) one step back lands on the last block.
+    # From the classifier (not steppable) one step back lands on the last layer above it in the tree.
     s.select_layer("fc")
-    assert s.step_layer(-1) == "layer4.1"  # layer4 itself is a pass-through Sequential
+    assert s.step_layer(-1) == "layer4.1.bn2"
     s.select_layer("fc")
     assert s.step_layer(1) == steps[-1]  # clamps at the end
+    # From a pass-through container, a step down enters it.
+    s.select_layer("layer2")
+    assert s.step_layer(1) == "layer2.0"
+
+
+def test_stepping_down_from_the_lite0_stem_walks_the_tree_and_never_back_up(lite0):
+    s = Session()
+    s.set_model(lite0, layer_table(lite0))
+    assert s.layer == "conv_stem"
+    tree = [r.name for r in s.layers if r.name]
+    seen = [s.step_layer(1) for _ in range(8)]
+    assert seen[:4] == ["bn1", "bn1.act", "blocks.0.0", "blocks.0.0.conv_dw"]
+    places = [tree.index(n) for n in ["conv_stem", *seen]]
+    assert places == sorted(places) and len(set(places)) == len(places)  # always down the tree
+    assert s.steppable_layers() == [n for n in tree if n in set(s.steppable_layers())]
+    back = [s.step_layer(-1) for _ in range(8)]
+    assert back == [*reversed(seen[:-1]), "conv_stem"]
 
 
 def test_vit_tokens_are_steppable_and_shown_on_the_patch_grid():
@@ -46,7 +64,7 @@ def test_vit_tokens_are_steppable_and_shown_on_the_patch_grid():
     steps = s.steppable_layers()
     assert "blocks.0" in steps and "blocks.11" in steps
     assert not any(n.endswith(("q_norm", "k_norm")) for n in steps)  # Identity layers
-    assert steps.index("blocks.0.attn.qkv") < steps.index("blocks.0") < steps.index("blocks.1.norm1")
+    assert steps.index("blocks.0") < steps.index("blocks.0.attn.qkv") < steps.index("blocks.1")
     assert has_maps((197, 192)) and has_maps((196, 192)) and not has_maps((1000,))
 
 
