@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 
 from vizapp import analysis
 from vizapp.session import Session
+from vizapp.suggestions import suggestion_text
 from widgets.attention_view import AttentionView
 from widgets.attribution_view import AttributionView
 from widgets.bridge import JobRunner
@@ -246,8 +247,17 @@ class MainWindow(QMainWindow):
     # --- chrome --------------------------------------------------------------------
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
+        # Messages wrap (the status bar grows) rather than being cut off: an error's
+        # last sentence is usually what to do about it.
         self.message = QLabel("")
+        self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.message.setMinimumWidth(200)
+        self.dismiss_button = QPushButton("✕")
+        self.dismiss_button.setToolTip("Dismiss this message")
+        self.dismiss_button.setFlat(True)
+        self.dismiss_button.setVisible(False)
+        self.dismiss_button.clicked.connect(self.clear_message)
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(220)
         self.progress.setVisible(False)
@@ -255,6 +265,7 @@ class MainWindow(QMainWindow):
         self.cancel_button.setVisible(False)
         self.cancel_button.clicked.connect(self.cancel_jobs)
         bar.addWidget(self.message, 1)
+        bar.addWidget(self.dismiss_button)
         bar.addPermanentWidget(self.progress)
         bar.addPermanentWidget(self.cancel_button)
 
@@ -561,6 +572,7 @@ class MainWindow(QMainWindow):
                 self.notify(f"{result.model.title} is UNTRAINED: its pictures show random weights")
         elif kind == "catalog":
             self.model_view.set_catalog(*result)
+            self.attention_view.set_suggestion(suggestion_text("vit", result[0]))
             if s.model is not None:
                 self.model_view.show_model(s.model)
         elif kind == "image":
@@ -666,7 +678,7 @@ class MainWindow(QMainWindow):
             self.progress.setVisible(False)
             self.cancel_button.setVisible(False)
             if not self._showing_error:
-                self.message.setText("")
+                self.clear_message()
 
     def notify(self, text: str, error: bool = False) -> None:
         """The one place messages reach the user (status bar; errors in red, kept)."""
@@ -676,12 +688,22 @@ class MainWindow(QMainWindow):
             self._last_error = text
         else:
             # The label is the context: the timer dies with the window.
-            QTimer.singleShot(8000, self.message, lambda t=text: self.message.text() == t and self.message.setText(""))
+            QTimer.singleShot(8000, self.message, lambda t=text: self.message.text() == t and self.clear_message())
 
     def _show(self, text: str, error: bool) -> None:
         self._showing_error = error
         self.message.setStyleSheet("color: #c0392b; font-weight: bold;" if error else "")
         self.message.setText(text)
+        self.message.setToolTip(text)
+        self.dismiss_button.setVisible(error)
+
+    def clear_message(self) -> None:
+        """Empty the status bar's message (the ✕ beside an error)."""
+        self._showing_error = False
+        self.message.setText("")
+        self.message.setToolTip("")
+        self.message.setStyleSheet("")
+        self.dismiss_button.setVisible(False)
 
     @property
     def last_error(self) -> str:
