@@ -547,3 +547,55 @@ def test_a_long_error_is_shown_whole_and_the_attention_dock_suggests_vit_digits_
     assert w.dismiss_button.isVisible()
     qtbot.mouseClick(w.dismiss_button, Qt.LeftButton)
     assert w.message.text() == "" and not w.dismiss_button.isVisible()
+
+
+# --- issue 9, item 16: a model that ships its own samples shows one of them ------------------
+
+
+def test_switching_to_the_shapes_model_shows_a_shape_unless_the_box_is_off(qtbot, window, settings_file):
+    from pathlib import Path
+
+    from vizapp.images import lab_samples
+
+    lab = {s.name: str(s.path) for s in lab_samples()}
+    w = window
+    w.start(model="vit_digits", image=lab["digit3"])  # an image given at start stays
+    qtbot.waitUntil(lambda: w.session.model is not None and w.session.model.name == "vit_digits"
+                    and w.ready and w.runner.idle(), timeout=60_000)
+    assert w.session.image.name == "digit3.png"
+    assert w.predictions_view.predictions()[0].label == "3"
+    qtbot.waitUntil(lambda: w.image_view.gallery.count() >= 18, timeout=30_000)
+    assert w.image_view.gallery_paths()[:10] == [lab[f"digit{i}"] for i in range(10)]  # its own first
+    # The shapes model: the digit gives way to its first class's held-out sample.
+    assert w.image_view.switch_to_own.isChecked()
+    w.open_model("tinyvgg_shapes")
+    qtbot.waitUntil(lambda: w.session.model.name == "tinyvgg_shapes" and w.ready and w.runner.idle(), timeout=60_000)
+    image = w.session.image
+    assert image.path == lab["circle"]
+    top = w.predictions_view.predictions()[0]
+    assert top.label == Path(image.path).stem == "circle"
+    classes = w.session.model.class_names
+    assert w.image_view.gallery_paths()[: len(classes)] == [lab[c] for c in classes]
+    # Another of its own samples stays when the model is opened again.
+    w.open_image(lab["star"])
+    qtbot.waitUntil(lambda: w.session.image.name == "star.png" and w.ready and w.runner.idle(), timeout=30_000)
+    w.open_model("tinyvgg_shapes")
+    qtbot.waitUntil(lambda: w.ready and w.runner.idle() and w.session.model.name == "tinyvgg_shapes", timeout=60_000)
+    assert w.session.image.name == "star.png" and w.predictions_view.predictions()[0].label == "star"
+    # The box off (the user's click, remembered): the digits model keeps the star.
+    qtbot.mouseClick(w.image_view.switch_to_own, Qt.LeftButton)
+    assert not w.image_view.switch_to_own.isChecked()
+    w.open_model("vit_digits")
+    qtbot.waitUntil(lambda: w.session.model.name == "vit_digits" and w.ready and w.runner.idle(), timeout=60_000)
+    assert w.session.image.name == "star.png"
+    assert w.image_view.gallery_paths()[0] == lab["digit0"]  # its samples still come first
+    from widgets.main_window import MainWindow
+
+    again = MainWindow(restore_layout=False)
+    qtbot.addWidget(again)
+    assert not again.image_view.switch_to_own.isChecked()
+    again.runner.shutdown()
+    # Ticking it again switches at once.
+    qtbot.mouseClick(w.image_view.switch_to_own, Qt.LeftButton)
+    qtbot.waitUntil(lambda: w.session.image.name == "digit0.png" and w.ready and w.runner.idle(), timeout=30_000)
+    assert w.predictions_view.predictions()[0].label == "0"

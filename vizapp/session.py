@@ -13,7 +13,11 @@ import numpy as np
 
 from vizapp.events import Event
 
-__all__ = ["Session", "ImageRecord"]
+__all__ = ["Session", "ImageRecord", "LAB_SAMPLE_NAMES", "model_samples"]
+
+#: The training sets whose held-out samples ship in ``resources/samples``, and how a
+#: sample is named after its class: ``shapes`` -> ``circle.png``, ``digits`` -> ``digit3.png``.
+LAB_SAMPLE_NAMES = {"shapes": "{}", "digits": "digit{}"}
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,34 @@ class ImageRecord:
         from PIL import Image
 
         return Image.fromarray(self.pixels, "RGB")
+
+
+def model_samples(model) -> list[tuple[str, object]]:
+    """The held-out samples that belong to ``model``: ``[(class name, SampleImage)]`` in class order.
+
+    A checkpoint's card says what it was trained on (``data.dataset``); a model trained
+    on a set with samples in ``resources/samples`` (the shipped ``tinyvgg_shapes`` and
+    ``vit_digits``, or the user's own run on shapes or digits) gets one sample per
+    class it knows. Any other model, or an unreadable card, has none.
+    """
+    from models._checkpoint import is_checkpoint, read_card
+    from vizapp.images import lab_samples
+
+    source = getattr(model, "source", "") or ""
+    try:
+        if not source or not is_checkpoint(source):
+            return []
+        card = read_card(source)
+    except (OSError, ValueError):  # vizapp.errors.UserError is a ValueError: a bad card has no samples
+        return []
+    data = card.get("data") if isinstance(card.get("data"), dict) else {}
+    pattern = LAB_SAMPLE_NAMES.get(str(data.get("dataset", "")))
+    classes = list(getattr(model, "class_names", None) or card.get("classes") or [])
+    if pattern is None or not classes:
+        return []
+    by_name = {sample.name: sample for sample in lab_samples()}
+    found = [(str(c), by_name.get(pattern.format(c))) for c in classes]
+    return [(c, sample) for c, sample in found if sample is not None]
 
 
 class Session:
