@@ -102,6 +102,7 @@ class ImageView(QWidget):
         self.gallery.itemClicked.connect(self._gallery_pick)
         self._own: list[str] = []  # the model's own samples (paths), shown first
         self.gallery_caption = QLabel("Samples (no download needed):")
+        self.gallery_caption.setWordWrap(True)  # a long model title must not widen the dock
         self.switch_to_own = QCheckBox("Switch to the model's samples")
         self.switch_to_own.setChecked(True)
         self.switch_to_own.setToolTip(
@@ -123,11 +124,9 @@ class ImageView(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(buttons)
         layout.addLayout(pictures, 1)
-        samples_row = QHBoxLayout()
-        samples_row.addWidget(self.gallery_caption, 1)
-        samples_row.addWidget(self.switch_to_own)
-        layout.addLayout(samples_row)
+        layout.addWidget(self.gallery_caption)
         layout.addWidget(self.gallery)
+        layout.addWidget(self.switch_to_own)
 
         session.events.image.connect(self._image_changed)
         session.events.model.connect(self._model_changed)
