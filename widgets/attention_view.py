@@ -361,7 +361,7 @@ class AttentionView(QWidget):
             self.distance_plot.addItem(item)
         self.distance_dots.sigClicked.connect(self._dot_clicked)
 
-        self.message = heading("", 20)
+        self.message = heading("", 16, bold=False)  # whole sentences, read at a glance
         self.message.setAlignment(Qt.AlignCenter)
         self.pages = QStackedWidget()
         self._page = {}
