@@ -138,3 +138,47 @@ def test_receptive_field_post_pass_stops_when_cancelled():
     # Not cancelled: a real box, larger than one unit's stride.
     box = gradient_boxes(loaded, "layer1", [(10, 10)], cancel=CancelToken())[(10, 10)]
     assert box[2] - box[0] > 4 and box[3] - box[1] > 4
+
+
+# --- issue 9: suggestions from the registry; a model's own samples -------------------------------
+
+
+def test_suggested_vits_come_from_the_catalog_what_works_here_first():
+    from models import get_spec, list_specs
+    from vizapp.suggestions import suggest_models, suggestion_text
+
+    catalog = [(spec, spec.source in ("resources", "random", "package")) for spec in list_specs()]
+    names = [s.name for s in suggest_models("vit", catalog)]
+    assert names[:2] == ["vit_digits", "vit_tiny_untrained"]
+    assert set(names) == {spec.name for spec in list_specs() if spec.kind == "vit"}
+    assert suggestion_text("vit", catalog).startswith("vit_digits, vit_tiny_untrained (untrained), vit_b_16 (download)")
+    # A cached download counts as offline and trained: it joins vit_digits, in registry order.
+    cached = [(get_spec(n), n != "deit_tiny") for n in ("deit_tiny", "vit_tiny_untrained", "vit_digits", "vit_b_16")]
+    assert [s.label() for s in suggest_models("vit", cached)] == [
+        "vit_digits", "vit_b_16", "vit_tiny_untrained (untrained)", "deit_tiny (download)"]
+    assert suggestion_text("vit", []) == ""
+
+
+def test_a_checkpoint_trained_on_shapes_or_digits_has_its_own_samples(tmp_path):
+    import json
+    import shutil
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from vizapp.session import model_samples
+
+    shipped = Path(__file__).resolve().parents[1] / "resources" / "models" / "tinyvgg_shapes"
+    mine = tmp_path / "my_run"
+    shutil.copytree(shipped, mine)
+    loaded = load_model(str(mine))
+    own = model_samples(loaded)
+    assert [c for c, _ in own] == loaded.class_names and [s.path.stem for _, s in own] == loaded.class_names
+    digits = load_model("vit_digits")
+    assert [s.path.name for _, s in model_samples(digits)] == [f"digit{i}.png" for i in range(10)]
+    card = json.loads((mine / "card.json").read_text())
+    card["data"]["dataset"] = "cifar10"  # no samples ship for it
+    (mine / "card.json").write_text(json.dumps(card))
+    assert model_samples(loaded) == []
+    (mine / "card.json").write_text("{ not json")
+    assert model_samples(loaded) == []
+    assert model_samples(SimpleNamespace(source="random weights, seed 0", class_names=["0"])) == []
