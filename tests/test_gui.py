@@ -490,3 +490,112 @@ def test_embedding_of_the_collection(qtbot, started, tmp_path, monkeypatch):
     qtbot.waitUntil(lambda: ev.embedding.method == "tsne" and w.runner.idle(), timeout=120_000)
     ev.sigOpenImage.emit(e.paths[1])
     qtbot.waitUntil(lambda: w.session.image.path == e.paths[1], timeout=20_000)
+
+
+# --- issue 9, item 15: suggest what works here; every message whole ----------------------
+
+
+def _fits(label) -> bool:
+    """Whether the label shows all of its text: wrapped into its width, within its height."""
+    from PySide6.QtCore import QRect
+
+    room = label.contentsRect()
+    needed = label.fontMetrics().boundingRect(QRect(0, 0, room.width(), 100_000),
+                                              int(Qt.TextWordWrap | Qt.AlignLeft), label.text())
+    return label.wordWrap() and needed.width() <= room.width() and needed.height() <= room.height()
+
+
+def test_a_long_error_is_shown_whole_and_the_attention_dock_suggests_vit_digits_first(
+        qtbot, window, torch_home, monkeypatch):
+    import urllib.error
+    import urllib.request
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network here (blocked by the test)")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    w = window
+    w.start()
+    wait_ready(qtbot, w)
+    # On a CNN the Attention dock names the shipped, trained ViT first and marks downloads.
+    w.docks["attention"].raise_()
+    qtbot.waitUntil(lambda: w.runner.idle() and "no self-attention" in w.attention_view.message.text(), timeout=60_000)
+    text = w.attention_view.message.text()
+    names = ["vit_digits", "vit_tiny_untrained", "vit_b_16", "deit_tiny"]
+    at = [text.index(n) for n in names]
+    assert at == sorted(at), text  # trained offline, untrained offline, then downloads
+    assert "vit_b_16 (download)" in text and "vit_digits (" not in text
+    assert "vit_tiny_untrained (untrained)" in text
+    # The waiting message (before any result) is computed from the same catalog.
+    from widgets.attention_view import AttentionView
+
+    fresh = AttentionView()
+    qtbot.addWidget(fresh)
+    fresh.set_suggestion("vit_digits, vit_b_16 (download)")
+    assert fresh.message.text().endswith("Try vit_digits, vit_b_16 (download)")
+    # A download model offline: the whole message, including what to do, is on screen.
+    w.docks["features"].raise_()
+    w.open_model("vit_b_16")
+    qtbot.waitUntil(lambda: "could not be downloaded" in w.last_error, timeout=30_000)
+    message = w.last_error
+    assert "On an offline machine, copy" in message and message.endswith("--model PATH --arch NAME.")
+    assert w.session.model.name == "efficientnet_lite0"
+    qtbot.waitUntil(lambda: _fits(w.message), timeout=5_000)  # the status bar grows to the wrapped text
+    assert w.message.text() == message and w.message.isVisible() and w.message.toolTip() == message
+    assert w.message.fontMetrics().horizontalAdvance(message) > w.message.width()  # it did need to wrap
+    # The ✕ beside an error dismisses it.
+    assert w.dismiss_button.isVisible()
+    qtbot.mouseClick(w.dismiss_button, Qt.LeftButton)
+    assert w.message.text() == "" and not w.dismiss_button.isVisible()
+
+
+# --- issue 9, item 16: a model that ships its own samples shows one of them ------------------
+
+
+def test_switching_to_the_shapes_model_shows_a_shape_unless_the_box_is_off(qtbot, window, settings_file):
+    from pathlib import Path
+
+    from vizapp.images import lab_samples
+
+    lab = {s.name: str(s.path) for s in lab_samples()}
+    w = window
+    w.start(model="vit_digits", image=lab["digit3"])  # an image given at start stays
+    qtbot.waitUntil(lambda: w.session.model is not None and w.session.model.name == "vit_digits"
+                    and w.ready and w.runner.idle(), timeout=60_000)
+    assert w.session.image.name == "digit3.png"
+    assert w.predictions_view.predictions()[0].label == "3"
+    qtbot.waitUntil(lambda: w.image_view.gallery.count() >= 18, timeout=30_000)
+    assert w.image_view.gallery_paths()[:10] == [lab[f"digit{i}"] for i in range(10)]  # its own first
+    # The shapes model: the digit gives way to its first class's held-out sample.
+    assert w.image_view.switch_to_own.isChecked()
+    w.open_model("tinyvgg_shapes")
+    qtbot.waitUntil(lambda: w.session.model.name == "tinyvgg_shapes" and w.ready and w.runner.idle(), timeout=60_000)
+    image = w.session.image
+    assert image.path == lab["circle"]
+    top = w.predictions_view.predictions()[0]
+    assert top.label == Path(image.path).stem == "circle"
+    classes = w.session.model.class_names
+    assert w.image_view.gallery_paths()[: len(classes)] == [lab[c] for c in classes]
+    # Another of its own samples stays when the model is opened again.
+    w.open_image(lab["star"])
+    qtbot.waitUntil(lambda: w.session.image.name == "star.png" and w.ready and w.runner.idle(), timeout=30_000)
+    w.open_model("tinyvgg_shapes")
+    qtbot.waitUntil(lambda: w.ready and w.runner.idle() and w.session.model.name == "tinyvgg_shapes", timeout=60_000)
+    assert w.session.image.name == "star.png" and w.predictions_view.predictions()[0].label == "star"
+    # The box off (the user's click, remembered): the digits model keeps the star.
+    qtbot.mouseClick(w.image_view.switch_to_own, Qt.LeftButton)
+    assert not w.image_view.switch_to_own.isChecked()
+    w.open_model("vit_digits")
+    qtbot.waitUntil(lambda: w.session.model.name == "vit_digits" and w.ready and w.runner.idle(), timeout=60_000)
+    assert w.session.image.name == "star.png"
+    assert w.image_view.gallery_paths()[0] == lab["digit0"]  # its samples still come first
+    from widgets.main_window import MainWindow
+
+    again = MainWindow(restore_layout=False)
+    qtbot.addWidget(again)
+    assert not again.image_view.switch_to_own.isChecked()
+    again.runner.shutdown()
+    # Ticking it again switches at once.
+    qtbot.mouseClick(w.image_view.switch_to_own, Qt.LeftButton)
+    qtbot.waitUntil(lambda: w.session.image.name == "digit0.png" and w.ready and w.runner.idle(), timeout=30_000)
+    assert w.predictions_view.predictions()[0].label == "0"

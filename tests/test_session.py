@@ -25,20 +25,38 @@ def _session(module) -> Session:
     return s
 
 
-def test_stepping_follows_the_data_flow_and_skips_pass_throughs():
+def test_stepping_follows_the_layer_tree_and_skips_pass_throughs():
     torch.manual_seed(0)
     s = _session(torchvision.models.resnet18(weights=None))
     assert s.layer == "conv1"
-    seen = [s.step_layer(1) for _ in range(4)]
-    assert seen == ["bn1", "relu", "maxpool", "layer1.0.conv1"]
+    seen = [s.step_layer(1) for _ in range(5)]
+    # A block comes before its insides, as in the tree the Model dock shows.
+    assert seen == ["bn1", "relu", "maxpool", "layer1.0", "layer1.0.conv1"]
     steps = s.steppable_layers()
-    assert "layer1" not in steps and steps.index("layer1.0") > steps.index("layer1.0.bn2")
+    assert "layer1" not in steps and steps.index("layer1.0") < steps.index("layer1.0.bn2")
     assert not any(n.endswith(("avgpool", "fc")) for n in steps)  # 1x1 and vector outputs
-    # From the classifier (not steppable) one step back lands on the last block.
+    # From the classifier (not steppable) one step back lands on the last layer above it in the tree.
     s.select_layer("fc")
-    assert s.step_layer(-1) == "layer4.1"  # layer4 itself is a pass-through Sequential
+    assert s.step_layer(-1) == "layer4.1.bn2"
     s.select_layer("fc")
     assert s.step_layer(1) == steps[-1]  # clamps at the end
+    # From a pass-through container, a step down enters it.
+    s.select_layer("layer2")
+    assert s.step_layer(1) == "layer2.0"
+
+
+def test_stepping_down_from_the_lite0_stem_walks_the_tree_and_never_back_up(lite0):
+    s = Session()
+    s.set_model(lite0, layer_table(lite0))
+    assert s.layer == "conv_stem"
+    tree = [r.name for r in s.layers if r.name]
+    seen = [s.step_layer(1) for _ in range(8)]
+    assert seen[:4] == ["bn1", "bn1.act", "blocks.0.0", "blocks.0.0.conv_dw"]
+    places = [tree.index(n) for n in ["conv_stem", *seen]]
+    assert places == sorted(places) and len(set(places)) == len(places)  # always down the tree
+    assert s.steppable_layers() == [n for n in tree if n in set(s.steppable_layers())]
+    back = [s.step_layer(-1) for _ in range(8)]
+    assert back == [*reversed(seen[:-1]), "conv_stem"]
 
 
 def test_vit_tokens_are_steppable_and_shown_on_the_patch_grid():
@@ -46,7 +64,7 @@ def test_vit_tokens_are_steppable_and_shown_on_the_patch_grid():
     steps = s.steppable_layers()
     assert "blocks.0" in steps and "blocks.11" in steps
     assert not any(n.endswith(("q_norm", "k_norm")) for n in steps)  # Identity layers
-    assert steps.index("blocks.0.attn.qkv") < steps.index("blocks.0") < steps.index("blocks.1.norm1")
+    assert steps.index("blocks.0") < steps.index("blocks.0.attn.qkv") < steps.index("blocks.1")
     assert has_maps((197, 192)) and has_maps((196, 192)) and not has_maps((1000,))
 
 
@@ -120,3 +138,47 @@ def test_receptive_field_post_pass_stops_when_cancelled():
     # Not cancelled: a real box, larger than one unit's stride.
     box = gradient_boxes(loaded, "layer1", [(10, 10)], cancel=CancelToken())[(10, 10)]
     assert box[2] - box[0] > 4 and box[3] - box[1] > 4
+
+
+# --- issue 9: suggestions from the registry; a model's own samples -------------------------------
+
+
+def test_suggested_vits_come_from_the_catalog_what_works_here_first():
+    from models import get_spec, list_specs
+    from vizapp.suggestions import suggest_models, suggestion_text
+
+    catalog = [(spec, spec.source in ("resources", "random", "package")) for spec in list_specs()]
+    names = [s.name for s in suggest_models("vit", catalog)]
+    assert names[:2] == ["vit_digits", "vit_tiny_untrained"]
+    assert set(names) == {spec.name for spec in list_specs() if spec.kind == "vit"}
+    assert suggestion_text("vit", catalog).startswith("vit_digits, vit_tiny_untrained (untrained), vit_b_16 (download)")
+    # A cached download counts as offline and trained: it joins vit_digits, in registry order.
+    cached = [(get_spec(n), n != "deit_tiny") for n in ("deit_tiny", "vit_tiny_untrained", "vit_digits", "vit_b_16")]
+    assert [s.label() for s in suggest_models("vit", cached)] == [
+        "vit_digits", "vit_b_16", "vit_tiny_untrained (untrained)", "deit_tiny (download)"]
+    assert suggestion_text("vit", []) == ""
+
+
+def test_a_checkpoint_trained_on_shapes_or_digits_has_its_own_samples(tmp_path):
+    import json
+    import shutil
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from vizapp.session import model_samples
+
+    shipped = Path(__file__).resolve().parents[1] / "resources" / "models" / "tinyvgg_shapes"
+    mine = tmp_path / "my_run"
+    shutil.copytree(shipped, mine)
+    loaded = load_model(str(mine))
+    own = model_samples(loaded)
+    assert [c for c, _ in own] == loaded.class_names and [s.path.stem for _, s in own] == loaded.class_names
+    digits = load_model("vit_digits")
+    assert [s.path.name for _, s in model_samples(digits)] == [f"digit{i}.png" for i in range(10)]
+    card = json.loads((mine / "card.json").read_text())
+    card["data"]["dataset"] = "cifar10"  # no samples ship for it
+    (mine / "card.json").write_text(json.dumps(card))
+    assert model_samples(loaded) == []
+    (mine / "card.json").write_text("{ not json")
+    assert model_samples(loaded) == []
+    assert model_samples(SimpleNamespace(source="random weights, seed 0", class_names=["0"])) == []

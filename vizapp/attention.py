@@ -75,9 +75,12 @@ def _require_attention(loaded) -> dict[str, nn.Module]:
         raise UserError(f"{loaded.title} uses windowed attention (Swin-like): each head sees one window, not the "
                         "image, so there is no image-wide attention map to draw")
     if not found:
+        from vizapp.suggestions import suggestion_text
+
+        models = suggestion_text("vit")  # from the registry: what loads here first
         raise UserError(
             f"{loaded.title} has no self-attention layers (it is a CNN); attention maps need a Vision "
-            "Transformer such as vit_b_16, deit_tiny or vit_tiny_untrained"
+            f"Transformer{': open ' + models if models else ''}"
         )
     return found
 

@@ -13,7 +13,11 @@ import numpy as np
 
 from vizapp.events import Event
 
-__all__ = ["Session", "ImageRecord"]
+__all__ = ["Session", "ImageRecord", "LAB_SAMPLE_NAMES", "model_samples"]
+
+#: The training sets whose held-out samples ship in ``resources/samples``, and how a
+#: sample is named after its class: ``shapes`` -> ``circle.png``, ``digits`` -> ``digit3.png``.
+LAB_SAMPLE_NAMES = {"shapes": "{}", "digits": "digit{}"}
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,34 @@ class ImageRecord:
         from PIL import Image
 
         return Image.fromarray(self.pixels, "RGB")
+
+
+def model_samples(model) -> list[tuple[str, object]]:
+    """The held-out samples that belong to ``model``: ``[(class name, SampleImage)]`` in class order.
+
+    A checkpoint's card says what it was trained on (``data.dataset``); a model trained
+    on a set with samples in ``resources/samples`` (the shipped ``tinyvgg_shapes`` and
+    ``vit_digits``, or the user's own run on shapes or digits) gets one sample per
+    class it knows. Any other model, or an unreadable card, has none.
+    """
+    from models._checkpoint import is_checkpoint, read_card
+    from vizapp.images import lab_samples
+
+    source = getattr(model, "source", "") or ""
+    try:
+        if not source or not is_checkpoint(source):
+            return []
+        card = read_card(source)
+    except (OSError, ValueError):  # vizapp.errors.UserError is a ValueError: a bad card has no samples
+        return []
+    data = card.get("data") if isinstance(card.get("data"), dict) else {}
+    pattern = LAB_SAMPLE_NAMES.get(str(data.get("dataset", "")))
+    classes = list(getattr(model, "class_names", None) or card.get("classes") or [])
+    if pattern is None or not classes:
+        return []
+    by_name = {sample.name: sample for sample in lab_samples()}
+    found = [(str(c), by_name.get(pattern.format(c))) for c in classes]
+    return [(c, sample) for c, sample in found if sample is not None]
 
 
 class Session:
@@ -116,17 +148,17 @@ class Session:
         return [r.name for r in self.layers if r.name]
 
     def steppable_layers(self) -> list[str]:
-        """Layers whose output shows as maps (conv maps or ViT tokens), in data-flow order.
+        """Layers whose output shows as maps (conv maps or ViT tokens), in the layer tree's order.
 
-        No-ops and pass-through containers (a ``Sequential`` repeats its last child's
-        output) are skipped.
+        The order is the tree the Model dock shows (``named_modules()``: a block before
+        its insides, parents before children), so stepping never jumps back up the
+        tree. No-ops and pass-through containers (a ``Sequential`` repeats its last
+        child's output) are skipped.
         """
         from vizapp.layers import PASS_THROUGH
         from vizapp.mosaic import has_maps
 
-        rows = [r for r in self.layers if r.name and r.type not in PASS_THROUGH and has_maps(r.shape)]
-        rows.sort(key=lambda r: (r.run_order is None, r.run_order or 0))
-        return [r.name for r in rows]
+        return [r.name for r in self.layers if r.name and r.type not in PASS_THROUGH and has_maps(r.shape)]
 
     def default_layer(self) -> str | None:
         convs = [r.name for r in self.layers if r.type == "Conv2d" and r.name]
@@ -139,17 +171,17 @@ class Session:
         """Select the steppable layer ``delta`` steps after (or before) the current one.
 
         From a layer that is not steppable itself (a classifier, a pass-through
-        container) the step starts at its place in the data flow.
+        container) the step starts at its place in the layer tree.
         """
         names = self.steppable_layers()
         if not names:
             return self.layer
-        run = {r.name: (r.run_order if r.run_order is not None else -1) for r in self.layers if r.name}
         if self.layer in names:
             i = names.index(self.layer) + delta
         else:
-            here = run.get(self.layer, -1)
-            after = [k for k, n in enumerate(names) if run[n] > here]
+            place = {r.name: k for k, r in enumerate(self.layers) if r.name}
+            here = place.get(self.layer, -1)
+            after = [k for k, n in enumerate(names) if place[n] > here]
             first_after = after[0] if after else len(names)
             i = first_after + delta - 1 if delta > 0 else first_after + delta
         self.select_layer(names[min(max(i, 0), len(names) - 1)])

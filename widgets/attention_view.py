@@ -55,6 +55,8 @@ HINTS = {
     "rollout": "Discard drops the weakest weights of every layer before rolling out",
     "distance": "↑/↓ layer · ←/→ head · click a dot to open its head",
 }
+#: What the dock says before any model is open (the window adds the models to try).
+IDLE_MESSAGE = "No attention yet: open a Vision Transformer and an image"
 BACKGROUND = "#202020"
 TEXT = "#f0f0f0"
 #: Tile mosaics: 0 is the gaps (grey), 1..255 the maps (inferno), so a map's zeros stay dark.
@@ -164,9 +166,8 @@ class AttentionView(QWidget):
         for w in (self.caption, self.readout, self.hint):
             layout.addWidget(w)
         self.set_mode("head")
-        self.set_message(
-            "No attention yet: open a Vision Transformer (vit_b_16, deit_tiny, …) and an image"
-        )
+        self._idle = IDLE_MESSAGE
+        self.set_message(self._idle)
 
     # --- construction ------------------------------------------------------------
     def _build_controls(self) -> None:
@@ -360,7 +361,7 @@ class AttentionView(QWidget):
             self.distance_plot.addItem(item)
         self.distance_dots.sigClicked.connect(self._dot_clicked)
 
-        self.message = heading("", 20)
+        self.message = heading("", 16, bold=False)  # whole sentences, read at a glance
         self.message.setAlignment(Qt.AlignCenter)
         self.pages = QStackedWidget()
         self._page = {}
@@ -423,6 +424,15 @@ class AttentionView(QWidget):
         self.title.setToolTip("")
         for w in (self.banner, self.controls, self.caption, self.readout, self.hint):
             w.setVisible(False)
+
+    def set_suggestion(self, models: str) -> None:
+        """Name the Vision Transformers to open while nothing is shown (``vizapp.suggestions``:
+        what loads here first). Replaces the waiting message, never a result or a reason."""
+        idle = f"{IDLE_MESSAGE}.\nTry {models}" if models else IDLE_MESSAGE
+        showing_idle = self.message_shown() and self.message.text() == self._idle
+        self._idle = idle
+        if showing_idle:
+            self.set_message(idle)
 
     def set_mode(self, mode: str) -> None:
         """One of :data:`MODES`: ``"head"``, ``"grid"``, ``"rollout"`` or ``"distance"``."""

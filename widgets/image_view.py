@@ -5,6 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPainter, QPen
 from PySide6.QtWidgets import (
+    QCheckBox,
     QFileDialog,
     QHBoxLayout,
     QLabel,
@@ -70,10 +71,13 @@ class ImageView(QWidget):
     -------
     sigOpenPath(path)
     sigOpenBytes(data)
+    sigSwitchToOwn(on)
+        The "Switch to the model's samples" box was toggled by the user.
     """
 
     sigOpenPath = Signal(str)
     sigOpenBytes = Signal(bytes)
+    sigSwitchToOwn = Signal(bool)
 
     def __init__(self, session, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -96,6 +100,16 @@ class ImageView(QWidget):
         self.gallery.setMovement(QListView.Static)
         self.gallery.itemActivated.connect(self._gallery_pick)
         self.gallery.itemClicked.connect(self._gallery_pick)
+        self._own: list[str] = []  # the model's own samples (paths), shown first
+        self.gallery_caption = QLabel("Samples (no download needed):")
+        self.gallery_caption.setWordWrap(True)  # a long model title must not widen the dock
+        self.switch_to_own = QCheckBox("Switch to the model's samples")
+        self.switch_to_own.setChecked(True)
+        self.switch_to_own.setToolTip(
+            "When a model ships held-out samples of its own classes (the shapes and digits models), "
+            "opening it shows one of them instead of an image it was not trained for")
+        self.switch_to_own.clicked.connect(  # the user's clicks only
+            lambda *_: self.sigSwitchToOwn.emit(self.switch_to_own.isChecked()))
 
         buttons = QHBoxLayout()
         buttons.addWidget(self.open_button)
@@ -110,8 +124,9 @@ class ImageView(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(buttons)
         layout.addLayout(pictures, 1)
-        layout.addWidget(QLabel("Samples (no download needed):"))
+        layout.addWidget(self.gallery_caption)
         layout.addWidget(self.gallery)
+        layout.addWidget(self.switch_to_own)
 
         session.events.image.connect(self._image_changed)
         session.events.model.connect(self._model_changed)
@@ -120,11 +135,40 @@ class ImageView(QWidget):
     def set_gallery(self, thumbs: list[tuple[str, str, object]]) -> None:
         """``[(name, path, H x W x 3 uint8)]`` from the engine's ``thumbnails`` job."""
         self.gallery.clear()
-        for name, path, pixels in thumbs:
+        for i, (name, path, pixels) in enumerate(thumbs):
             item = QListWidgetItem(QIcon(to_pixmap(pixels)), name)
             item.setData(Qt.UserRole, path)
+            item.setData(Qt.UserRole + 1, i)
             item.setToolTip(path)
             self.gallery.addItem(item)
+        self._order_gallery()
+
+    def set_model_samples(self, paths: list[str], whose: str = "") -> None:
+        """Show ``paths`` (the model's own held-out samples, in class order) first in the gallery."""
+        self._own = [_same_file_key(p) for p in paths]
+        self.gallery_caption.setText(f"Samples (no download needed; {whose}'s own first):" if paths and whose
+                                     else "Samples (no download needed):")
+        self._order_gallery()
+
+    def gallery_paths(self) -> list[str]:
+        """The gallery's image paths, in the order shown."""
+        return [self.gallery.item(i).data(Qt.UserRole) for i in range(self.gallery.count())]
+
+    def _order_gallery(self) -> None:
+        own = {p: k for k, p in enumerate(self._own)}
+        items = [self.gallery.takeItem(0) for _ in range(self.gallery.count())]
+
+        def key(item):
+            k = own.get(_same_file_key(item.data(Qt.UserRole)))
+            return (0, k, 0) if k is not None else (1, 0, item.data(Qt.UserRole + 1))
+
+        for item in sorted(items, key=key):
+            font = item.font()
+            font.setBold(_same_file_key(item.data(Qt.UserRole)) in own)
+            item.setFont(font)
+            self.gallery.addItem(item)
+        if items:
+            self.gallery.scrollToItem(self.gallery.item(0))
 
     def _gallery_pick(self, item: QListWidgetItem) -> None:
         self.sigOpenPath.emit(item.data(Qt.UserRole))
@@ -178,6 +222,13 @@ class ImageView(QWidget):
     def show_model_input(self, pixels) -> None:
         """The de-normalised input tensor, from an analysis result."""
         self.model_input.set_pixels(pixels)
+
+
+def _same_file_key(path: str) -> str:
+    """One spelling per file, so a path typed differently still matches the gallery's."""
+    import os
+
+    return os.path.normcase(os.path.realpath(path))
 
 
 def _png_bytes(image) -> bytes:

@@ -25,7 +25,8 @@ from PySide6.QtWidgets import (
 )
 
 from vizapp import analysis
-from vizapp.session import Session
+from vizapp.session import Session, model_samples
+from vizapp.suggestions import suggestion_text
 from widgets.attention_view import AttentionView
 from widgets.attribution_view import AttributionView
 from widgets.bridge import JobRunner
@@ -46,6 +47,8 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "efficientnet_lite0"
 DEFAULT_IMAGE = "chelsea"
 STATE_VERSION = 3  # 2: the attention and attribution docks; 3: the training lab
+#: Settings key of the Image dock's "Switch to the model's samples" box.
+SWITCH_TO_OWN_KEY = "image/switch_to_model_samples"
 
 
 def settings_for() -> QSettings:
@@ -61,6 +64,12 @@ INTERACTIVE_JOBS = ("model", "device", "analysis", "image", "collection", "index
                     "embedding", "neighbours", "attention")  # and every "attribution:<method>"
 #: Top patches kept per channel in the GUI's indexes.
 TOP_K = 9
+
+
+def _same_file(path: str, paths: list[str]) -> bool:
+    """Whether ``path`` names one of ``paths`` (however it is spelled)."""
+    real = os.path.realpath(path)
+    return any(os.path.realpath(p) == real for p in paths)
 
 
 def _same_request(a: tuple | None, b: tuple | None) -> bool:
@@ -97,6 +106,8 @@ class MainWindow(QMainWindow):
         self._device_choice: str | None = None
         self._last_error = ""
         self._showing_error = False
+        self._keep_image_once = False  # an image given at start stays, whatever the model
+        self._own_samples: list[str] = []  # the open model's held-out samples (paths), in class order
         self.ready = False  # a model, an image and their analysis are on screen
 
         s = self.session
@@ -155,6 +166,8 @@ class MainWindow(QMainWindow):
         self.model_view.sigDevice.connect(self.set_device)
         self.image_view.sigOpenPath.connect(self.open_image)
         self.image_view.sigOpenBytes.connect(self.open_image)
+        self.image_view.switch_to_own.setChecked(self.settings.value(SWITCH_TO_OWN_KEY, True, type=bool))
+        self.image_view.sigSwitchToOwn.connect(self._switch_to_own_toggled)
         self.kernels_view.sigOptions.connect(lambda *_: self._request_kernels())
         self.patches_view.sigUseSamples.connect(lambda: self.set_collection("samples"))
         self.patches_view.sigChooseCollection.connect(self._choose_collection)
@@ -246,8 +259,17 @@ class MainWindow(QMainWindow):
     # --- chrome --------------------------------------------------------------------
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
+        # Messages wrap (the status bar grows) rather than being cut off: an error's
+        # last sentence is usually what to do about it.
         self.message = QLabel("")
+        self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.message.setMinimumWidth(200)
+        self.dismiss_button = QPushButton("✕")
+        self.dismiss_button.setToolTip("Dismiss this message")
+        self.dismiss_button.setFlat(True)
+        self.dismiss_button.setVisible(False)
+        self.dismiss_button.clicked.connect(self.clear_message)
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(220)
         self.progress.setVisible(False)
@@ -255,6 +277,7 @@ class MainWindow(QMainWindow):
         self.cancel_button.setVisible(False)
         self.cancel_button.clicked.connect(self.cancel_jobs)
         bar.addWidget(self.message, 1)
+        bar.addWidget(self.dismiss_button)
         bar.addPermanentWidget(self.progress)
         bar.addPermanentWidget(self.cancel_button)
 
@@ -331,12 +354,39 @@ class MainWindow(QMainWindow):
         self.runner.submit("catalog", analysis.catalog)
         self.load_samples()
         self._device_choice = device
+        self._keep_image_once = image is not None
         self.open_model(model or DEFAULT_MODEL, arch or "", trust, layer)
         if image is None:
             samples = {s.name: s.path for s in sample_images()}
             image = str(samples[DEFAULT_IMAGE]) if DEFAULT_IMAGE in samples else None
         if image is not None:
             self.open_image(image)
+
+    # --- a model's own samples -------------------------------------------------------
+    def _show_model_samples(self, model) -> None:
+        """Put the model's own held-out samples first in the gallery, and show one of them
+        unless the image on screen is one already (or the box is off, or the image was
+        given at start)."""
+        self._own_samples = [str(sample.path) for _, sample in model_samples(model)]
+        self.image_view.set_model_samples(self._own_samples, model.title)
+        keep, self._keep_image_once = self._keep_image_once, False
+        if not keep:
+            self._switch_to_own_sample()
+
+    def _switch_to_own_sample(self) -> None:
+        own = self._own_samples
+        if not own or not self.image_view.switch_to_own.isChecked():
+            return
+        image = self.session.image
+        if image is not None and image.path is not None and _same_file(image.path, own):
+            return
+        self.open_image(own[0])
+
+    def _switch_to_own_toggled(self, on: bool) -> None:
+        self.settings.setValue(SWITCH_TO_OWN_KEY, bool(on))
+        self.settings.sync()
+        if on:
+            self._switch_to_own_sample()
 
     def _request_all(self) -> None:
         self._request_kernels()
@@ -554,6 +604,7 @@ class MainWindow(QMainWindow):
         s = self.session
         if kind == "model":
             self.ready = False
+            self._show_model_samples(result.model)  # may ask for one of them: before the analysis is asked
             s.set_model(result.model, result.layers, self._pending_layer)  # its layer event re-requests
             for note in result.notes:
                 self.notify(note)
@@ -561,6 +612,7 @@ class MainWindow(QMainWindow):
                 self.notify(f"{result.model.title} is UNTRAINED: its pictures show random weights")
         elif kind == "catalog":
             self.model_view.set_catalog(*result)
+            self.attention_view.set_suggestion(suggestion_text("vit", result[0]))
             if s.model is not None:
                 self.model_view.show_model(s.model)
         elif kind == "image":
@@ -647,6 +699,8 @@ class MainWindow(QMainWindow):
             self.attribution_view.set_error(kind.split(":", 1)[1], message)
             return
         self.notify(message, error=True)
+        if kind == "model":
+            self._keep_image_once = False
         if self.session.model is not None and kind in ("model", "device"):
             # The model that failed to open (or move) is not the one on screen.
             self.model_view.show_model(self.session.model)
@@ -666,7 +720,7 @@ class MainWindow(QMainWindow):
             self.progress.setVisible(False)
             self.cancel_button.setVisible(False)
             if not self._showing_error:
-                self.message.setText("")
+                self.clear_message()
 
     def notify(self, text: str, error: bool = False) -> None:
         """The one place messages reach the user (status bar; errors in red, kept)."""
@@ -676,12 +730,22 @@ class MainWindow(QMainWindow):
             self._last_error = text
         else:
             # The label is the context: the timer dies with the window.
-            QTimer.singleShot(8000, self.message, lambda t=text: self.message.text() == t and self.message.setText(""))
+            QTimer.singleShot(8000, self.message, lambda t=text: self.message.text() == t and self.clear_message())
 
     def _show(self, text: str, error: bool) -> None:
         self._showing_error = error
         self.message.setStyleSheet("color: #c0392b; font-weight: bold;" if error else "")
         self.message.setText(text)
+        self.message.setToolTip(text)
+        self.dismiss_button.setVisible(error)
+
+    def clear_message(self) -> None:
+        """Empty the status bar's message (the ✕ beside an error)."""
+        self._showing_error = False
+        self.message.setText("")
+        self.message.setToolTip("")
+        self.message.setStyleSheet("")
+        self.dismiss_button.setVisible(False)
 
     @property
     def last_error(self) -> str:
