@@ -323,7 +323,7 @@ def load_checkpoint(path: str | os.PathLike, *, progress: Progress = no_progress
             raise ModelError(f"{card_path}: the model entry cannot be built ({_first_line(exc)})") from None
         # Every name and shape must match the file before the real module (no bigger than the
         # weights the file holds) is built.
-        _load_state_dict(shell, state, weights_path, hint=hint)
+        _load_state_dict(shell, state, weights_path, hint=hint, check_only=True)
         del shell
         module, kind = _architecture(entry, card_path)
     _load_state_dict(module, state, weights_path, hint=hint)

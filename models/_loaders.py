@@ -522,7 +522,10 @@ def _load_state_dict(
     state: object,
     path: Path,
     hint: str = "Check --arch, or that the file was saved from this architecture.",
+    check_only: bool = False,
 ) -> None:
+    """Load ``state`` into ``module``; a :class:`ModelError` names ``path`` and every name or
+    shape that does not fit. ``check_only`` compares without loading (a module on the meta device)."""
     state = _unwrap_state_dict(state, path)
     own = module.state_dict()
     missing = [k for k in own if k not in state]
@@ -538,6 +541,8 @@ def _load_state_dict(
             f"{path} does not fit architecture {type(module).__name__}: " + "; ".join(parts)
             + ". " + hint
         )
+    if check_only:
+        return
     try:
         module.load_state_dict(state)
     except RuntimeError as exc:  # names and shapes fit, but a dtype cannot be copied (complex, ...)
