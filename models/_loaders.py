@@ -396,7 +396,10 @@ def _zip_names(path: Path) -> list[str] | None:
     """
     try:
         if not zipfile.is_zipfile(path):
-            return None
+            with open(path, "rb") as f:
+                if f.read(4) != b"PK\x03\x04":  # what torch.load takes for a zip
+                    return None
+            raise zipfile.BadZipFile("no readable central directory")
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
     except (OSError, zipfile.BadZipFile, ValueError, EOFError) as exc:

@@ -192,6 +192,17 @@ def test_many_small_members_add_up_to_a_bomb(tmp_path, monkeypatch, no_torch_loa
     assert no_torch_load == []
 
 
+def test_a_zip_torch_would_open_but_zipfile_cannot_check_is_refused(tmp_path, no_torch_load):
+    """Cut off before its central directory: its sizes cannot be checked, so torch.load never sees it."""
+    path = tmp_path / "cut.pt"
+    torch.save(Tiny().state_dict(), path)
+    path.write_bytes(path.read_bytes()[:-200])
+    for trust in (False, True):
+        with pytest.raises(ModelError, match=r"cut\.pt: a damaged zip archive \(no readable central directory\)"):
+            load_model(str(path), arch="resnet18", trust=trust)
+    assert no_torch_load == []
+
+
 def test_a_deflated_real_checkpoint_still_loads(tmp_path, resnet18_state):
     """torch.save stores members (1:1); a checkpoint someone re-zipped with deflate is about 1.1:1."""
     plain = tmp_path / "plain.pt"
