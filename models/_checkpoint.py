@@ -160,7 +160,7 @@ def _check_card(card: object, path: Path, saving: bool = False) -> dict:
         raise bad("no 'model' entry")
     kind = model.get("kind")
     if kind == "small":
-        if model.get("name") not in SMALL_MODELS:
+        if not isinstance(model.get("name"), str) or model["name"] not in SMALL_MODELS:
             raise bad(f"unknown small model {model.get('name')!r} (known: {', '.join(SMALL_MODELS)})")
         for key in ("in_channels", "image_size", "num_classes"):
             if not isinstance(model.get(key), numbers.Integral) or isinstance(model.get(key), bool):
@@ -243,7 +243,7 @@ def _architecture(entry: dict, card_path: Path) -> tuple[nn.Module, str]:
                                  num_classes=entry["num_classes"], embed_dim=entry.get("embed_dim"),
                                  **entry.get("options", {}))
         except (ModelError, TypeError, ValueError) as exc:
-            raise ModelError(f"{card_path}: the model entry cannot be built ({exc})") from None
+            raise ModelError(f"{card_path}: the model entry cannot be built ({_first_line(exc)})") from None
         return module, "vit" if entry["name"] == "vit" else "cnn"
     from models._loaders import build_architecture
 

@@ -251,6 +251,7 @@ def _edit(folder: Path, change) -> None:
     (lambda c: c["preprocess"].update(std=[0.0, 0.2, 0.2]), "preprocess 'std' must be positive"),
     (lambda c: c["preprocess"].update(interpolation="magic"), "preprocess 'interpolation' must be one of"),
     (lambda c: c.update(trained="yes"), "'trained' must be true or false"),
+    (lambda c: c["model"].update(name=["tinyvgg"]), "unknown small model ['tinyvgg']"),
 ])
 def test_absurd_card_values_are_refused_before_building(checkpoint, monkeypatch, change, field):
     _edit(checkpoint, change)
