@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 import os
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from vizapp.files import atomic_write
 from vizapp.jobs import RNG_LOCK, Progress, no_progress
 
 __all__ = ["CARD_FORMAT", "CARD_NAME", "WEIGHTS_NAME", "atomic_write", "is_checkpoint", "load_checkpoint",
-           "read_card", "save_checkpoint"]
+           "read_card", "read_safetensors", "save_checkpoint"]
 
 CARD_FORMAT = "vizapp-card-1"
 CARD_NAME = "card.json"
@@ -105,12 +107,49 @@ def is_checkpoint(path: str | os.PathLike) -> bool:
     return p.name == WEIGHTS_NAME and (p.parent / CARD_NAME).is_file()
 
 
+#: Bounds a card's numbers must keep: far beyond what the training lab writes (28-64 px, a few
+#: hundred classes), far below what would exhaust memory while the architecture is built.
+MAX_IMAGE_SIZE = 1024
+MAX_RESIZE = 4096
+MAX_CLASSES = 100_000
+MAX_WIDTH = 65_536
+_INTERPOLATIONS = ("nearest", "nearest-exact", "bilinear", "bicubic", "box", "hamming", "lanczos")
+
+
+def _is_int(value: object, low: int, high: int) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and low <= value <= high
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _option_problem(value: object) -> str | None:
+    """What is wrong with a small model's option value (``None`` when it is usable)."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        if len(value) <= 64 and all(_is_int(v, 1, MAX_WIDTH) for v in value):
+            return None
+        return f"a list of at most 64 integers from 1 to {MAX_WIDTH}"
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return None if _is_int(value, 1, MAX_WIDTH) else f"an integer from 1 to {MAX_WIDTH}"
+    if _is_real(value) and 0 < value <= 1024:
+        return None
+    return f"a number above 0 and at most 1024, or an integer from 1 to {MAX_WIDTH}"
+
+
 def _check_card(card: object, path: Path, saving: bool = False) -> dict:
+    """``card`` if it is a usable card, else a one-line :class:`ModelError` naming ``path`` and the field."""
     from models.small import SMALL_MODELS
 
     def bad(what: str) -> ModelError:
         why = "nothing was written" if saving else "the card was not written by vizapp's trainer or is damaged"
         return ModelError(f"{path}: {what}; {why}")
+
+    def _shown(value: object) -> str:
+        text = json.dumps(value, default=repr)
+        return text if len(text) <= 40 else text[:37] + "..."
 
     if not isinstance(card, dict):
         raise bad("not a JSON object")
@@ -121,29 +160,59 @@ def _check_card(card: object, path: Path, saving: bool = False) -> dict:
         raise bad("no 'model' entry")
     kind = model.get("kind")
     if kind == "small":
-        if model.get("name") not in SMALL_MODELS:
+        if not isinstance(model.get("name"), str) or model["name"] not in SMALL_MODELS:
             raise bad(f"unknown small model {model.get('name')!r} (known: {', '.join(SMALL_MODELS)})")
         for key in ("in_channels", "image_size", "num_classes"):
-            if not isinstance(model.get(key), int) or isinstance(model.get(key), bool):
-                raise bad(f"model entry needs an integer '{key}'")
-        if not isinstance(model.get("options", {}), dict):
+            if not isinstance(model.get(key), numbers.Integral) or isinstance(model.get(key), bool):
+                raise bad(f"model entry needs an integer '{key}', not {_shown(model.get(key))}")
+        if model["in_channels"] not in (1, 3):
+            raise bad(f"model 'in_channels' must be 1 (grey) or 3 (RGB), not {model['in_channels']}")
+        if not _is_int(model["image_size"], 16, MAX_IMAGE_SIZE):
+            raise bad(f"model 'image_size' must be from 16 to {MAX_IMAGE_SIZE} px, not {model['image_size']}")
+        if not _is_int(model["num_classes"], 0, MAX_CLASSES):
+            raise bad(f"model 'num_classes' must be from 0 to {MAX_CLASSES}, not {model['num_classes']}")
+        embed = model.get("embed_dim")
+        if embed is not None and not _is_int(embed, 1, MAX_WIDTH):
+            raise bad(f"model 'embed_dim' must be empty (null) or from 1 to {MAX_WIDTH}, not {_shown(embed)}")
+        options = model.get("options", {})
+        if not isinstance(options, dict):
             raise bad("model 'options' is not an object")
+        for key, value in options.items():
+            if (problem := _option_problem(value)) is not None:
+                raise bad(f"model option '{key}' must be {problem}, not {_shown(value)}")
     elif kind == "transfer":
-        if not isinstance(model.get("hub"), str) or not isinstance(model.get("num_classes"), int):
+        if not isinstance(model.get("hub"), str) or not isinstance(model.get("num_classes"), numbers.Integral):
             raise bad("a transfer model entry needs 'hub' (a model name) and 'num_classes'")
+        if not _is_int(model["num_classes"], 0, MAX_CLASSES):
+            raise bad(f"model 'num_classes' must be from 0 to {MAX_CLASSES}, not {model['num_classes']}")
     else:
         raise bad(f"unknown model kind {kind!r} (expected 'small' or 'transfer')")
     classes = card.get("classes")
     if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
         raise bad("'classes' is not a list of names")
+    if not isinstance(card.get("trained", True), bool):
+        raise bad(f"'trained' must be true or false, not {_shown(card['trained'])}")
+    if not isinstance(card.get("title", ""), (str, type(None))):
+        raise bad(f"'title' must be a string, not {_shown(card['title'])}")
     pre = card.get("preprocess")
     if not isinstance(pre, dict):
         raise bad("no 'preprocess' entry")
-    try:
-        Preprocess(int(pre["resize"]), int(pre["crop"]), tuple(float(m) for m in pre["mean"]),
-                   tuple(float(s) for s in pre["std"]), str(pre.get("interpolation", "bilinear")))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise bad(f"'preprocess' needs resize, crop, mean and std ({type(exc).__name__}: {exc})") from None
+    missing = [k for k in ("resize", "crop", "mean", "std") if k not in pre]
+    if missing:
+        raise bad(f"'preprocess' needs resize, crop, mean and std (missing: {', '.join(missing)})")
+    if not _is_int(pre["resize"], 1, MAX_RESIZE):
+        raise bad(f"preprocess 'resize' must be an integer from 1 to {MAX_RESIZE} px, not {_shown(pre['resize'])}")
+    if not _is_int(pre["crop"], 1, MAX_IMAGE_SIZE):
+        raise bad(f"preprocess 'crop' must be an integer from 1 to {MAX_IMAGE_SIZE} px, not {_shown(pre['crop'])}")
+    for key in ("mean", "std"):
+        values = pre[key]
+        if not (isinstance(values, (list, tuple)) and len(values) in (1, 3) and all(map(_is_real, values))):
+            raise bad(f"preprocess '{key}' must be 1 or 3 finite numbers, not {_shown(values)}")
+    if len(pre["mean"]) != len(pre["std"]) or not all(s > 0 for s in pre["std"]):
+        raise bad(f"preprocess 'std' must be positive, one per channel of 'mean', not {_shown(pre['std'])}")
+    if pre.get("interpolation", "bilinear") not in _INTERPOLATIONS:
+        raise bad(f"preprocess 'interpolation' must be one of {', '.join(_INTERPOLATIONS)}, "
+                  f"not {_shown(pre.get('interpolation'))}")
     return card
 
 
@@ -153,8 +222,8 @@ def read_card(path: str | os.PathLike) -> dict:
     card_path, _ = _checkpoint_files(path)
     try:
         data = json.loads(card_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{card_path}: not a readable JSON card ({exc})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ModelError(f"{card_path}: not a readable JSON card ({_first_line(exc)})") from None
     return _check_card(data, card_path)
 
 
@@ -174,7 +243,7 @@ def _architecture(entry: dict, card_path: Path) -> tuple[nn.Module, str]:
                                  num_classes=entry["num_classes"], embed_dim=entry.get("embed_dim"),
                                  **entry.get("options", {}))
         except (ModelError, TypeError, ValueError) as exc:
-            raise ModelError(f"{card_path}: the model entry cannot be built ({exc})") from None
+            raise ModelError(f"{card_path}: the model entry cannot be built ({_first_line(exc)})") from None
         return module, "vit" if entry["name"] == "vit" else "cnn"
     from models._loaders import build_architecture
 
@@ -188,10 +257,34 @@ def _architecture(entry: dict, card_path: Path) -> tuple[nn.Module, str]:
     return module, spec.kind if spec is not None else ("vit" if attention else "cnn")
 
 
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type when the message is empty)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:160] if lines else type(exc).__name__
+
+
+def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, read with safetensors only (never pickle or TorchScript);
+    a file that is not one (truncated, garbage, a zip) is a one-line :class:`ModelError` naming it."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError, a header that is not JSON, ...
+        raise ModelError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from None
+
+
 def load_checkpoint(path: str | os.PathLike, *, progress: Progress = no_progress):
     """A checkpoint as a :class:`~models.LoadedModel` (CPU, eval mode); ``models.load_model``
-    calls this for a checkpoint folder, its ``card.json`` or its ``model.safetensors``."""
-    from models._loaders import LoadedModel, _load_state_dict, _read_weights
+    calls this for a checkpoint folder, its ``card.json`` or its ``model.safetensors``.
+
+    Everything that can be checked is checked before the architecture is built: the card's
+    fields and their agreement (classes, channels, crop), the weights file (read with safetensors
+    only), then a build on the meta device (no memory) whose names and shapes must match the
+    file's. Every failure is a one-line
+    :class:`~vizapp.errors.ModelError` naming the card or the weights file.
+    """
+    from models._loaders import LoadedModel, _load_state_dict
 
     card_path, weights_path = _checkpoint_files(path)
     card = read_card(card_path)
@@ -200,14 +293,6 @@ def load_checkpoint(path: str | os.PathLike, *, progress: Progress = no_progress
     if not weights_path.is_file():
         raise ModelError(f"{folder}: {CARD_NAME} is here but {weights_path.name} is missing")
     entry = card["model"]
-    with RNG_LOCK, torch.random.fork_rng(devices=[]):  # building draws initial weights: leave others' RNG alone
-        module, kind = _architecture(entry, card_path)
-    state = _read_weights(weights_path, trust=False)
-    what = entry.get("name") or entry.get("hub")
-    _load_state_dict(module, state, weights_path,
-                     hint=f"The weights do not belong to the model {CARD_NAME} describes ({entry['kind']} "
-                          f"'{what}'); save the checkpoint again or fix the card.")
-    module.eval()
     n = int(entry["num_classes"])
     classes = card.get("classes")
     if n == 0:
@@ -224,6 +309,25 @@ def load_checkpoint(path: str | os.PathLike, *, progress: Progress = no_progress
     if entry["kind"] == "small" and preprocess.crop != entry["image_size"]:
         raise ModelError(f"{card_path}: preprocess crops {preprocess.crop} px but the model was built for "
                          f"{entry['image_size']} px; fix 'crop' in the card")
+    state = read_safetensors(weights_path)  # a damaged file is named before the card is blamed
+    what = entry.get("name") or entry.get("hub")
+    hint = (f"The weights do not belong to the model {CARD_NAME} describes ({entry['kind']} '{what}'); "
+            "save the checkpoint again or fix the card.")
+    with RNG_LOCK, torch.random.fork_rng(devices=[]):  # building draws initial weights: leave others' RNG alone
+        try:
+            with torch.device("meta"):  # shapes only: an absurd entry costs no memory here
+                shell, _ = _architecture(entry, card_path)
+        except ModelError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a constructor given odd numbers fails in many ways
+            raise ModelError(f"{card_path}: the model entry cannot be built ({_first_line(exc)})") from None
+        # Every name and shape must match the file before the real module (no bigger than the
+        # weights the file holds) is built.
+        _load_state_dict(shell, state, weights_path, hint=hint, check_only=True)
+        del shell
+        module, kind = _architecture(entry, card_path)
+    _load_state_dict(module, state, weights_path, hint=hint)
+    module.eval()
     notes = []
     if n == 0:
         notes.append(f"an embedding network: its output is a {getattr(module, 'feature_dim', '?')}-d embedding, "

@@ -13,6 +13,7 @@ import os
 import pickle
 import socket
 import urllib.parse
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from models._checkpoint import CARD_NAME, WEIGHTS_NAME, is_checkpoint, load_checkpoint
+from models._checkpoint import (
+    CARD_NAME,
+    WEIGHTS_NAME,
+    _first_line,
+    is_checkpoint,
+    load_checkpoint,
+    read_safetensors,
+)
 from models._download import cached_path, fetch
 from models._preprocess import Preprocess
 from models._registry import REGISTRY, ModelSpec, get_spec
@@ -362,17 +370,98 @@ def build_architecture(arch: str, num_classes: int | None = None) -> tuple[nn.Mo
     )
 
 
-def _is_torchscript(path: Path) -> bool:
-    if not zipfile.is_zipfile(path):
+#: A zip member may inflate at most this many times its stored size once it is larger than
+#: :data:`ZIP_FLOOR`: ``torch.save`` stores every member (ratio 1:1), and even a deflated
+#: float checkpoint shrinks to no less than about 1:1.1.
+ZIP_RATIO = 100
+#: Members (and archives) up to this size may compress as well as they like.
+ZIP_FLOOR = 64 << 20
+
+
+def _size(n: int) -> str:
+    """``n`` bytes in binary units (``1.0 GiB``)."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return ""  # unreachable
+
+
+def _zip_names(path: Path) -> list[str] | None:
+    """The member names of a zip archive, or None when ``path`` is not one.
+
+    The sizes the archive declares are checked first: nothing is inflated here, and a member
+    (or an archive) that would inflate to far more than the file holds is refused as a likely
+    zip bomb, before ``torch.load`` allocates what the archive declares.
+    """
+    try:
+        if not zipfile.is_zipfile(path):
+            with open(path, "rb") as f:
+                if f.read(4) != b"PK\x03\x04":  # what torch.load takes for a zip
+                    return None
+            raise zipfile.BadZipFile("no readable central directory")
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError) as exc:
+        raise ModelError(f"{path}: a damaged zip archive ({_first_line(exc)})") from None
+    total = 0
+    for info in infos:
+        total += info.file_size
+        if info.file_size > max(ZIP_FLOOR, ZIP_RATIO * info.compress_size):
+            ratio = info.file_size // max(info.compress_size, 1)
+            raise ModelError(
+                f"{path}: a member ({info.filename}) inflates to {_size(info.file_size)} from "
+                f"{_size(info.compress_size)} (ratio {ratio}:1); refusing a likely zip bomb"
+            )
+    stored = path.stat().st_size
+    if total > max(ZIP_FLOOR, ZIP_RATIO * stored):
+        raise ModelError(
+            f"{path}: its {len(infos)} members inflate to {_size(total)} from a {_size(stored)} file "
+            f"(ratio {total // max(stored, 1)}:1); refusing a likely zip bomb"
+        )
+    return [info.filename for info in infos]
+
+
+def _is_torchscript(names: list[str] | None) -> bool:
+    """Whether a zip's members are a TorchScript program (``<archive>/constants.pkl``, ``code/``)."""
+    for name in names or ():
+        parts = name.split("/")
+        if parts[-1] in ("constants.pkl", "bytecode.pkl") or name.endswith(".debug_pkl") or "code" in parts[1:-1]:
+            return True
+    return False
+
+
+def _is_safetensors(path: Path) -> bool:
+    """Whether ``path`` starts like a safetensors file: a little-endian header length, then ``{``."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+        size = path.stat().st_size
+    except OSError:
         return False
-    with zipfile.ZipFile(path) as zf:
-        return any(n.endswith("constants.pkl") or "/code/" in n for n in zf.namelist())
+    return len(head) == 9 and 2 <= int.from_bytes(head[:8], "little") <= size - 8 and head[8:] == b"{"
 
 
-def _first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (its type when the message is empty)."""
-    lines = str(exc).strip().splitlines()
-    return lines[0][:160] if lines else type(exc).__name__
+def _untrusted(path: Path, what: str) -> UntrustedModelError:
+    return UntrustedModelError(
+        f"{path} {what}. Loading it runs code from the file: only if you trust its source, load it "
+        "again with --trust (in the app: tick 'I trust this file')."
+    )
+
+
+def _torchscript_refusal(path: Path) -> UntrustedModelError:
+    return _untrusted(path, "is a TorchScript archive (a program, not just weights; told by its content, "
+                            "whatever its name says)")
+
+
+def _jit_load(path: Path) -> nn.Module:
+    """A trusted TorchScript file, without torch's deprecation warning on stderr."""
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=FutureWarning)
+            return torch.jit.load(str(path), map_location="cpu")
+    except Exception as exc:  # noqa: BLE001 - a damaged archive fails inside the importer in many ways
+        raise ModelError(f"{path}: a TorchScript archive that cannot be loaded ({_first_line(exc)})") from None
 
 
 def _saved_by_torch(path: Path) -> bool:
@@ -384,26 +473,30 @@ def _saved_by_torch(path: Path) -> bool:
 
 
 def _read_weights(path: Path, trust: bool) -> object:
-    """A state dict (or, if trusted, a pickled module) from ``path``."""
-    if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
+    """A state dict (or, if trusted, a pickled or TorchScript module) from ``path``.
 
-        try:
-            return load_file(str(path))
-        except (SafetensorError, OSError) as exc:
-            raise ModelError(f"{path}: not a readable safetensors file ({exc})") from None
+    What the file is comes from its content: a safetensors file is read with safetensors
+    only; a file named ``.safetensors`` that is not one is refused; a zip is checked for a
+    zip bomb before anything inflates; TorchScript and pickled objects need ``trust``.
+    """
+    if _is_safetensors(path):
+        return read_safetensors(path)
+    names = _zip_names(path)
+    if _is_torchscript(names):
+        if not trust:
+            raise _torchscript_refusal(path)
+        return _jit_load(path)
+    if path.suffix == ".safetensors":
+        what = "a zip archive" if names is not None else "no safetensors header"
+        raise ModelError(f"{path}: not a readable safetensors file ({what}); save the weights with "
+                         "safetensors.torch.save_file, or give the file its real suffix")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         if not _saved_by_torch(path):
             raise ModelError(f"{path}: not a PyTorch weights file (neither a zip archive nor a pickle)") from None
         if not trust:
-            raise UntrustedModelError(
-                f"{path} holds pickled Python objects (a whole model, not just weights). Loading it runs "
-                "code from the file: only if you trust its source, load it again with --trust "
-                "(in the app: tick 'I trust this file')."
-            ) from None
+            raise _untrusted(path, "holds pickled Python objects (a whole model, not just weights)") from None
     except Exception as exc:  # noqa: BLE001 - a damaged or foreign file fails inside the unpickler in many ways
         raise ModelError(f"{path}: not a PyTorch weights file ({_first_line(exc)})") from None
     try:
@@ -432,7 +525,10 @@ def _load_state_dict(
     state: object,
     path: Path,
     hint: str = "Check --arch, or that the file was saved from this architecture.",
+    check_only: bool = False,
 ) -> None:
+    """Load ``state`` into ``module``; a :class:`ModelError` names ``path`` and every name or
+    shape that does not fit. ``check_only`` compares without loading (a module on the meta device)."""
     state = _unwrap_state_dict(state, path)
     own = module.state_dict()
     missing = [k for k in own if k not in state]
@@ -448,7 +544,12 @@ def _load_state_dict(
             f"{path} does not fit architecture {type(module).__name__}: " + "; ".join(parts)
             + ". " + hint
         )
-    module.load_state_dict(state)
+    if check_only:
+        return
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:  # names and shapes fit, but a dtype cannot be copied (complex, ...)
+        raise ModelError(f"{path} does not fit architecture {type(module).__name__}: {_first_line(exc)}") from None
 
 
 def _classifier_outputs(module: nn.Module, state: dict[str, torch.Tensor]) -> int | None:
@@ -483,11 +584,10 @@ def _load_file(path: Path, arch: str | None, trust: bool, progress: Progress) ->
     spec = REGISTRY.get(arch) if arch else None
     preprocess = _preprocess_for(spec) if spec else Preprocess()
     kind = spec.kind if spec else ("vit" if arch and "vit" in arch else "cnn")
-    if _is_torchscript(path):
-        try:
-            module = torch.jit.load(str(path), map_location="cpu")
-        except RuntimeError as exc:
-            raise ModelError(f"{path}: a TorchScript archive that cannot be loaded ({_first_line(exc)})") from None
+    if not _is_safetensors(path) and _is_torchscript(_zip_names(path)):  # by content, whatever the suffix
+        if not trust:
+            raise _torchscript_refusal(path)
+        module = _jit_load(path)
         module.eval()
         classes = _sidecar_classes(path)
         return LoadedModel(path.name, f"{path.name} (TorchScript)", kind, module, preprocess, classes,

@@ -399,7 +399,7 @@ def test_torchscript_model_clears_the_kernels_view(qtbot, tmp_path, started):
     scripted = torch.jit.script(torchvision.models.resnet18(weights=None).eval())
     path = tmp_path / "r18.ts"
     scripted.save(str(path))
-    w.open_model(str(path))
+    w.open_model(str(path), trust=True)  # TorchScript is code: it needs trust
     qtbot.waitUntil(lambda: w.session.model.scripted and w.ready and w.runner.idle(), timeout=30_000)
     assert w.kernels_view.kernels is None and "TorchScript" in w.kernels_view.title.text()
     assert w.predictions_view.predictions()  # it still predicts

@@ -264,7 +264,9 @@ def test_torchscript(tmp_path, chelsea, how):
     scripted = torch.jit.script(net) if how == "script" else torch.jit.trace(net, torch.zeros(1, 3, 32, 32))
     path = tmp_path / f"tiny_{how}.pt"
     torch.jit.save(scripted, str(path))
-    loaded = load_model(str(path))
+    with pytest.raises(UntrustedModelError, match="TorchScript archive .*--trust"):
+        load_model(str(path))  # TorchScript is a program: like a pickle, it needs trust
+    loaded = load_model(str(path), trust=True)
     assert loaded.scripted and loaded.class_names is None and "TorchScript" in loaded.title
     result = run(loaded, chelsea)
     with torch.no_grad():
@@ -283,7 +285,7 @@ def test_torchscript_sidecar_classes(tmp_path, chelsea):
     torch.jit.save(torch.jit.script(TinyNet().eval()), str(path))
     names = ["a", "b", "c", "d", "e", "f"]
     path.with_suffix(".json").write_text(json.dumps({"classes": names}))
-    result = run(load_model(str(path)), chelsea, topk=6)
+    result = run(load_model(str(path), trust=True), chelsea, topk=6)
     assert {p.label for p in result.predictions} == set(names)
 
 

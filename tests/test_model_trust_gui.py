@@ -1,0 +1,80 @@
+"""The window asks for trust like the command line: a TorchScript file opened from the Model
+dock without "I trust this file" is refused with the loader's one line, and nothing runs."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import warnings  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+pytestmark = pytest.mark.gui
+
+
+class Evil(torch.nn.Module):
+    """A scripted module whose ``__setstate__`` creates a file while the archive loads."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__()
+        self.path = target
+        self.t = torch.zeros(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    @torch.jit.export
+    def __getstate__(self) -> tuple[str, bool]:
+        return (self.path, self.training)
+
+    @torch.jit.export
+    def __setstate__(self, state: tuple[str, bool]) -> None:
+        self.path = state[0]
+        self.training = state[1]
+        self.t = torch.from_file(state[0], shared=True, size=16, dtype=torch.uint8)
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, monkeypatch):
+    from widgets.main_window import MainWindow
+
+    monkeypatch.setenv("VIZAPP_SETTINGS", str(tmp_path / "settings.ini"))
+    w = MainWindow(restore_layout=False)
+    qtbot.addWidget(w)
+    w.show()
+    yield w
+    w.runner.shutdown()
+    assert not w.runner.alive(), "the worker thread was left running"
+
+
+def _open_from_the_dock(w, monkeypatch, path) -> None:
+    """Press "Open weights…", pick ``path`` and leave the architecture empty."""
+    from PySide6.QtWidgets import QFileDialog, QInputDialog
+
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("", True))
+    w.model_view.open_file.click()
+
+
+def test_the_window_refuses_torchscript_until_the_user_trusts_it(qtbot, window, tmp_path, monkeypatch):
+    marker = tmp_path / "written_by_the_model_file"
+    path = tmp_path / "weights.safetensors"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(torch.jit.script(Evil(str(marker))), str(path))
+    w = window
+    assert not w.model_view.trust.isChecked()
+    _open_from_the_dock(w, monkeypatch, path)
+    qtbot.waitUntil(lambda: bool(w.last_error) and w.runner.idle(), timeout=60_000)
+    assert w.last_error.startswith(f"{path} is a TorchScript archive")
+    assert "I trust this file" in w.last_error and "\n" not in w.last_error
+    assert w.message.text() == w.last_error  # shown in the status bar
+    assert w.session.model is None and not marker.exists()
+    w.model_view.trust.setChecked(True)  # the user trusts it: it loads (and its code runs)
+    _open_from_the_dock(w, monkeypatch, path)
+    qtbot.waitUntil(lambda: w.session.model is not None and w.runner.idle(), timeout=60_000)
+    assert w.session.model.scripted and marker.exists()
+    assert not w.model_view.trust.isChecked()  # trust is given per file, never left on
