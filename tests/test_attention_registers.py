@@ -152,3 +152,19 @@ def test_cli_cls_index_of_a_register_gap_vit(capsys, tmp_path, gap_reg4, small_c
             r = analyse_attention(loaded, chelsea)
             np.testing.assert_allclose(data["rollout"], r.rollout(), rtol=1e-4, atol=1e-7)
 
+
+
+def test_gradient_rollout_of_a_zero_head_says_why(make_loaded, chelsea):
+    import torchvision
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(9)
+        model = torchvision.models.VisionTransformer(
+            image_size=224, patch_size=32, num_layers=2, num_heads=4, hidden_dim=64, mlp_dim=128)
+    assert not model.heads.head.weight.any()  # torchvision builds its head as zeros
+    loaded = make_loaded(model.eval(), "zero-head-vit", [f"class{i}" for i in range(1000)])
+    r = analyse_attention(loaded, chelsea, target=3, gradient=True)
+    assert any(n.startswith("every attention gradient is zero for class 3 (class3)") and "classifier head" in n
+               for n in r.notes), r.notes
+    plain = analyse_attention(loaded, chelsea)
+    assert not any("gradient" in n for n in plain.notes)

@@ -478,6 +478,10 @@ def analyse_attention(
         g = torch.stack([grads[n][0] for n in names]).numpy()
         result.gradient = gradient_rollout(attention, g)
         result.target, result.target_label = chosen, loaded.label(chosen)
+        if not np.any(g):
+            result.notes.append(
+                f"every attention gradient is zero for class {chosen} ({loaded.label(chosen)}): {loaded.title}'s output "
+                "does not depend on its input (is the classifier head all zeros / untrained?)")
     if not loaded.trained:
         result.notes.append(f"{loaded.title} is UNTRAINED: these are random weights, not learned attention")
     return result
