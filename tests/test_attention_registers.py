@@ -168,3 +168,28 @@ def test_gradient_rollout_of_a_zero_head_says_why(make_loaded, chelsea):
                for n in r.notes), r.notes
     plain = analyse_attention(loaded, chelsea)
     assert not any("gradient" in n for n in plain.notes)
+
+
+def test_pooled_token_features_of_a_register_vit(gap_reg4, small_cls_reg4, tmp_path):
+    """``index``/``embed`` features of a token layer: the class token's, else the mean of the
+    patch tokens (not register 0, not the registers' mean with the patches)."""
+    from vizapp.datasets import ImageCollection
+    from vizapp.indexing import build_index
+
+    collection = ImageCollection.samples()
+    for loaded, reads in ((gap_reg4, "patches"), (small_cls_reg4, "class token")):
+        index = build_index(loaded, collection, [], features_only=True, feature_layer="blocks.1",
+                            out=tmp_path / loaded.name, workers=0)
+        features = np.asarray(index.features())
+        seen = []
+        handle = loaded.module.blocks[1].register_forward_hook(lambda _m, _i, out, _s=seen: _s.append(out.detach()))
+        try:
+            with torch.inference_mode():
+                for i in range(len(collection)):
+                    loaded.module(loaded.preprocess(collection.open(i))[None])
+        finally:
+            handle.remove()
+        tokens = torch.cat(seen)
+        prefix = loaded.module.num_prefix_tokens
+        expected = tokens[:, prefix:].mean(dim=1) if reads == "patches" else tokens[:, 0]
+        np.testing.assert_allclose(features, expected.numpy(), rtol=1e-4, atol=1e-5)

@@ -301,11 +301,17 @@ def _feature_module(model: nn.Module, feature_layer: str | None) -> tuple[str, n
     return name, module, True
 
 
-def _pool(t: torch.Tensor) -> torch.Tensor:
+def _pool(t: torch.Tensor, tokens: tuple[int, bool] | None = None) -> torch.Tensor:
+    """``B x D`` features; ViT tokens: the class token when there is one, else the mean of the
+    patch tokens (never a register). ``tokens``: the model's own ``(prefix, has a class token)``."""
     if t.ndim == 4:
         return t.float().mean(dim=(2, 3))
-    if t.ndim == 3:  # tokens: the class token when there is one, else their mean
-        return t[:, 0].float() if token_prefix(t.shape[1]) else t.float().mean(dim=1)
+    if t.ndim == 3:
+        prefix = token_prefix(t.shape[1]) or 0
+        has_cls = prefix > 0
+        if tokens is not None and tokens[0] == prefix:  # the model's prefix tokens: it knows if one is a class token
+            has_cls = tokens[1]
+        return t[:, 0].float() if has_cls else t[:, prefix:].float().mean(dim=1)
     return t.float().reshape(t.shape[0], -1)
 
 
@@ -405,9 +411,13 @@ def build_index(
     pooled: list[torch.Tensor] = []
     store_feat: dict[str, torch.Tensor] = {}
 
+    from vizapp.attention import _model_tokens
+
+    declared = _model_tokens(model)  # a register ViT without a class token pools its patches
+
     def feat_hook(_m, inputs, output=None):
         t = first_tensor(inputs) if output is None else first_tensor(output)
-        store_feat["x"] = _pool(t.detach())
+        store_feat["x"] = _pool(t.detach(), declared)
 
     handle = (feat_module.register_forward_pre_hook(lambda m, i: feat_hook(m, i)) if feat_input
               else feat_module.register_forward_hook(feat_hook))
