@@ -499,3 +499,30 @@ def test_export_png(shown, tmp_path):
         image = QImage(str(path))
         assert (image.width(), image.height()) == (view.width(), view.height())
     assert export_png(view, tmp_path / "a.png").stat().st_size > 0
+
+
+def test_a_register_vit_without_a_class_token_shows_its_mean_patch_query(qtbot, view):
+    """4 registers, no class token: the default query is the mean of the patch rows,
+    not register 0's row, in the head, grid and rollout modes."""
+    rng = np.random.default_rng(3)
+    prefix, t = 4, 4 + G * G
+    a = np.exp(rng.normal(0.0, 2.0, (2, H, t, t)))
+    a = (a / a.sum(-1, keepdims=True)).astype(np.float32)
+    layout = TokenLayout(prefix, (G, G), P, class_token=False)
+    side = G * P
+    r = AttentionResult(
+        input=np.zeros((1, 3, side, side), np.float32), display=np.zeros((side, side, 3), np.uint8),
+        attention=a, layers=["blocks.0.attn", "blocks.1.attn"], layout=layout,
+        distance=attention_distance(a, layout),
+    )
+    view.set_result(r)
+    assert view.query_token() == 0
+    for layer, head in ((0, 1), (1, 2)):
+        view.select(layer, head)
+        mean_query = np.mean([a[layer, head, q, prefix:] for q in range(prefix, t)], axis=0)
+        np.testing.assert_allclose(view.displayed_image(), blocks(mean_query.reshape(G, G)), rtol=1e-5)
+        assert not np.allclose(view.displayed_image(), blocks(a[layer, head, 0, prefix:].reshape(G, G)), rtol=1e-2)
+        assert "where the mean patch query (no class token) looks" in view.caption.text()
+        assert "prefix tokens" in view.caption.text() and "the class token" not in view.caption.text()
+    view.set_mode("rollout")
+    assert "mean patch's information" in view.caption.text()

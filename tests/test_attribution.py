@@ -106,17 +106,28 @@ def captum_reference(model: nn.Module, x: torch.Tensor, method: str, target: int
             perturbations_per_eval=13,
         )
     elif method == "smoothgrad":
-        torch.manual_seed(11)
+        # Captum's NoiseTunnel, its noise drawn from a generator seeded with the app's default seed 0.
         sigma = 0.15 * float(x.detach().max() - x.detach().min())
-        out = NoiseTunnel(Saliency(model)).attribute(
-            x,
-            target=target,
-            nt_type="smoothgrad",
-            nt_samples=16,
-            nt_samples_batch_size=8,
-            stdevs=sigma,
-            abs=True,
-        )
+        generator = torch.Generator().manual_seed(0)
+        normal = torch.normal
+
+        def seeded_normal(mean, std):
+            assert mean == 0
+            return std * torch.randn(std.shape, generator=generator)
+
+        torch.normal = seeded_normal
+        try:
+            out = NoiseTunnel(Saliency(model)).attribute(
+                x,
+                target=target,
+                nt_type="smoothgrad",
+                nt_samples=16,
+                nt_samples_batch_size=8,
+                stdevs=sigma,
+                abs=True,
+            )
+        finally:
+            torch.normal = normal
     else:
         raise AssertionError(method)
     model.zero_grad(set_to_none=True)
@@ -130,8 +141,6 @@ def captum_reference(model: nn.Module, x: torch.Tensor, method: str, target: int
 def test_pixel_methods_equal_captum(tiny, chelsea, method):
     model = tiny.module
     x = input_of(tiny, chelsea)
-    if method == "smoothgrad":
-        torch.manual_seed(11)
     got = attribute(tiny, chelsea, method, target=3)
     expected = captum_reference(model, x, method, 3)
     assert (
@@ -171,12 +180,28 @@ def test_integrated_gradients_batching_is_only_float_noise(tiny, chelsea):
 
 
 def test_smoothgrad_depends_on_the_noise(tiny, chelsea):
-    torch.manual_seed(11)
-    a = attribute(tiny, chelsea, "smoothgrad", target=3).raw
-    torch.manual_seed(12)
-    b = attribute(tiny, chelsea, "smoothgrad", target=3).raw
+    a = attribute(tiny, chelsea, "smoothgrad", target=3, seed=11).raw
+    b = attribute(tiny, chelsea, "smoothgrad", target=3, seed=12).raw
     plain = attribute(tiny, chelsea, "saliency", target=3).raw
     assert not np.allclose(a, b, rtol=1e-3) and not np.allclose(a, plain, rtol=1e-3)
+
+
+def test_smoothgrad_is_seeded(tiny, chelsea):
+    """The same click gives the same map, whatever torch's global generator holds."""
+    torch.manual_seed(1)
+    first = attribute(tiny, chelsea, "smoothgrad", target=3)
+    torch.manual_seed(2)
+    second = attribute(tiny, chelsea, "smoothgrad", target=3)
+    np.testing.assert_array_equal(first.raw, second.raw)
+    np.testing.assert_array_equal(first.map, second.map)
+    np.testing.assert_array_equal(attribute(tiny, chelsea, "smoothgrad", target=3, seed=7).raw,
+                                  attribute(tiny, chelsea, "smoothgrad", target=3, seed=7).raw)
+    # The global generator is not used (another thread's draws stay its own).
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    attribute(tiny, chelsea, "smoothgrad", target=3)
+    assert torch.equal(torch.rand(3), expected)
 
 
 def test_gradcam_on_a_cnn_equals_layer_gradcam(tiny, chelsea):
@@ -200,7 +225,7 @@ def test_gradcam_on_a_cnn_equals_layer_gradcam(tiny, chelsea):
             mode="bilinear",
             align_corners=False,
         )[0, 0].numpy()
-        np.testing.assert_allclose(got.map, up / up.max(), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(got.map, (up - up.min()) / (up.max() - up.min()), rtol=1e-4, atol=1e-6)
     model.zero_grad(set_to_none=True)
     assert no_hooks(model) and no_grads(model)
 
@@ -537,6 +562,10 @@ def test_display_map_by_hand():
     assert m[0, 0] == 1.0 and m[5, 0] == 0.0  # i = 50
     cam = np.array([[0.0, 1.0], [2.0, 4.0]], np.float32)
     np.testing.assert_array_equal(display_map(cam, "gradcam"), cam / 4)
+    # Min-max (pytorch-grad-cam's scale_cam_image): the weakest pixel is 0, no floor is kept.
+    floor = np.array([[1.0, 2.0], [3.0, 5.0]], np.float32)
+    np.testing.assert_array_equal(display_map(floor, "gradcam"), (floor - 1) / 4)
+    np.testing.assert_array_equal(display_map(np.full((4, 4), 3.0), "gradcam"), np.zeros((4, 4)))
     np.testing.assert_array_equal(display_map(np.zeros((3, 4, 4)), "saliency"), np.zeros((4, 4)))
     np.testing.assert_array_equal(display_map(np.zeros((4, 4)), "gradcam"), np.zeros((4, 4)))
 
@@ -608,3 +637,99 @@ def test_cancel_from_progress_stops(tiny, chelsea, method):
     assert calls == [1]  # the next pass checked the token and stopped
     model = tiny.module
     assert not model.training and no_grads(model) and no_hooks(model)
+
+
+# --- Grad-CAM's overlay scale and all-zero gradients ---------------------------------------------
+
+
+def reference_gradcam_overlay(model: nn.Module, layer: nn.Module, x: torch.Tensor, target: int) -> np.ndarray:
+    """Grad-CAM as pytorch-grad-cam computes it, with plain torch hooks: weights = the
+    mean gradient per channel, cam = ReLU(sum w * A), bilinear upsampling to the input,
+    then ``scale_cam_image``: ``cam - min``, divided by ``1e-7 + max``."""
+    kept = {}
+
+    def hook(_m, _inputs, output):
+        kept["a"] = output
+        output.register_hook(lambda g: kept.__setitem__("g", g))
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        score = model(x.detach().clone().requires_grad_(True))[0, target]
+        score.backward()
+    finally:
+        handle.remove()
+        model.zero_grad(set_to_none=True)
+    a, g = kept["a"].detach()[0], kept["g"][0]
+    weights = g.mean(dim=(1, 2))
+    cam = torch.relu((weights[:, None, None] * a).sum(dim=0))
+    up = F.interpolate(cam[None, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0].numpy()
+    up = up - up.min()
+    return up / (1e-7 + up.max())
+
+
+def test_gradcam_overlay_is_min_max_scaled_like_pytorch_grad_cam(resnet18_loaded, chelsea):
+    model = resnet18_loaded.module
+    x = input_of(resnet18_loaded, chelsea)
+    got = attribute(resnet18_loaded, chelsea, "gradcam", target=875, layer="layer4")
+    expected = reference_gradcam_overlay(model, model.layer4, x, 875)  # its ReLU map has a floor
+    assert got.map.shape == expected.shape == (224, 224)
+    np.testing.assert_allclose(got.map, expected, atol=2e-5)
+    assert got.map.min() == 0.0 and got.map.max() == 1.0
+    # Dividing by the maximum alone kept a floor that differed by this much (0.099 on the issue's ResNet-18).
+    up = F.interpolate(torch.from_numpy(got.raw)[None, None], size=(224, 224), mode="bilinear",
+                       align_corners=False)[0, 0].numpy()
+    assert float(np.abs(up / up.max() - expected).max()) > 0.01
+    assert no_hooks(model) and no_grads(model)
+
+
+def zero_head_vit() -> nn.Module:
+    """A seeded small torchvision ViT with the head torchvision builds: all zeros."""
+    import torchvision
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(9)
+        model = torchvision.models.VisionTransformer(
+            image_size=224, patch_size=32, num_layers=2, num_heads=4, hidden_dim=64, mlp_dim=128)
+    assert not model.heads.head.weight.any() and not model.heads.head.bias.any()
+    return model.eval()
+
+
+def test_gradcam_on_a_zero_head_says_every_gradient_is_zero(make_loaded, chelsea):
+    loaded = make_loaded(zero_head_vit(), "zero-head-vit", [f"class{i}" for i in range(1000)])
+    layer = default_cam_layer(loaded)
+    with pytest.raises(UserError) as info:
+        attribute(loaded, chelsea, "gradcam", target=3)
+    message = str(info.value)
+    assert message.startswith("gradcam: every gradient is zero for class 3 (class3)"), message
+    assert "does not depend on its input" in message and "classifier head all zeros" in message
+    assert layer not in message and "\n" not in message  # the layer is not blamed, nor suggested
+    assert no_hooks(loaded.module) and no_grads(loaded.module)
+
+
+class Bypass(nn.Module):
+    """Conv maps that never reach the logits (a zero head), plus a path straight from the input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(4)
+            self.conv = nn.Conv2d(3, 8, 5, stride=4, padding=2)
+        self.relu = nn.ReLU()
+        self.fc = nn.Linear(8, 10)
+        with torch.no_grad():
+            self.fc.weight.zero_()
+            self.fc.bias.zero_()
+
+    def forward(self, x):
+        h = self.relu(self.conv(x))
+        return self.fc(h.mean(dim=(2, 3))) + x.mean(dim=(1, 2, 3))[:, None] * torch.arange(10.0)
+
+
+def test_gradcam_at_a_failing_default_layer_does_not_suggest_it(make_loaded, chelsea):
+    loaded = make_loaded(Bypass().eval(), "bypass", TINY_CLASSES)
+    layer = default_cam_layer(loaded)
+    assert layer == "relu"
+    with pytest.raises(LayerError) as info:
+        attribute(loaded, chelsea, "gradcam", target=3)
+    message = str(info.value)
+    assert "zero everywhere" in message and f"use {layer}" not in message and "earlier layer" in message

@@ -76,9 +76,10 @@ def test_torchrun_index_equals_single_process(setup):
     assert i1 == json.loads((tmp / "dir2" / "items.json").read_text())
     for layer in LAYERS:
         with np.load(tmp / "dir1" / f"topk-{layer}.npz") as a, np.load(tmp / "dir2" / f"topk-{layer}.npz") as b:
-            assert set(a.files) == set(b.files) == {"values", "images", "positions", "boxes"}
+            assert set(a.files) == set(b.files) == {"values", "images", "positions", "boxes", "ties", "low"}
             np.testing.assert_allclose(a["values"], b["values"], rtol=1e-5, atol=1e-5)
-            for key in ("images", "positions", "boxes"):
+            np.testing.assert_allclose(a["low"], b["low"], rtol=1e-5, atol=1e-5)
+            for key in ("images", "positions", "boxes", "ties"):
                 np.testing.assert_array_equal(a[key], b[key], err_msg=f"{layer} {key}")
             assert not np.isin(a["images"], [0, 16]).any()
             # Both ranks' images are among the winners: the merge really combined the shards.

@@ -726,7 +726,7 @@ def test_cli_index_and_top_patches(capsys, cli_photos, tmp_path):
     status, text, err = cli(capsys, "top-patches", "--index", out, "--layer", "blocks.0", "--channel", "7", "--json")
     assert status == 0 and err == ""
     patches = json.loads(text)
-    assert len(patches) == 3 and all(set(p) == {"image", "value", "box"} for p in patches)
+    assert len(patches) == 3 and all(set(p) == {"image", "value", "box", "dead", "tied_at_k"} for p in patches)
     values = [p["value"] for p in patches]
     assert values == sorted(values, reverse=True)
     assert [p["image"] for p in patches] == [index.paths[i] for i in index.topk["blocks.0"]["images"][:, 7]]

@@ -246,3 +246,93 @@ def test_buttons_message_and_export(qtbot, view, tmp_path):
     assert view.title.text() == "not indexed for this layer"
     assert not any(t.isVisible() for t in view.thumbs) and view.image.image is None
     assert not view.marker.isVisible() and view.channel_count() == 0
+
+
+# --- noise shown as signal: dead channels and ties at the k-th value ---------------------------
+
+
+@pytest.fixture(scope="module")
+def bn1_index(tmp_path_factory, lite0):
+    """Lite0's bn1 (ReLU6) over the 12 samples, k=4: saturated channels tie at 6.0, some are 0 everywhere."""
+    return build_index(lite0, ImageCollection.samples(), ["bn1"], k=K, out=tmp_path_factory.mktemp("bn1"),
+                       workers=0)
+
+
+@pytest.fixture(scope="module")
+def bn1_brute(lite0):
+    """``(per-image maximum N x C, overall minimum C)`` of bn1, by a forward hook per image."""
+    import torch
+
+    collection = ImageCollection.samples()
+    seen = []
+    handle = lite0.module.bn1.register_forward_hook(lambda _m, _i, out: seen.append(out.detach().clone()))
+    try:
+        with torch.inference_mode():
+            for i in range(len(collection)):
+                lite0.module(lite0.preprocess(collection.open(i))[None])
+    finally:
+        handle.remove()
+    maps = torch.cat(seen)
+    return maps.amax(dim=(2, 3)).numpy(), maps.amin(dim=(0, 2, 3)).numpy()
+
+
+def test_dead_channels_and_ties_equal_brute_force(bn1_index, bn1_brute):
+    best, low = bn1_brute
+    n, c = best.shape
+    dead_seen = ties_seen = 0
+    for ch in range(c):
+        flags = load_patch_grid(bn1_index, "bn1", ch).flags
+        values = np.sort(best[:, ch])[::-1]
+        kth = values[K - 1]
+        sharing = int((best[:, ch] == kth).sum())
+        left_out = sharing - int((values[:K] == kth).sum())
+        assert flags.dead == bool(low[ch] == values[0]), ch
+        assert flags.tied_at_k == (sharing if left_out else 0), ch
+        dead_seen += flags.dead
+        ties_seen += bool(flags.tied_at_k) and not flags.dead
+    assert dead_seen >= 1 and ties_seen >= 1  # the issue's case: channel 28 dead, ReLU6 saturating at 6.0
+    dead = load_patch_grid(bn1_index, "bn1", 28).flags
+    assert dead.dead and dead.lines == [
+        "dead: this unit is 0.0 for every image (at every position); the 4 shown are the first in collection order"]
+    tied = load_patch_grid(bn1_index, "bn1", 0).flags
+    assert not tied.dead and tied.kth_value == 6.0 and tied.tied_at_k == int((best[:, 0] == 6.0).sum()) > K
+    assert tied.lines == [f"ties: {tied.tied_at_k} images share the 4th value 6.00; the 4 shown are the first "
+                          "in collection order"]
+
+
+@pytest.mark.gui
+def test_view_says_dead_and_ties(view, bn1_index):
+    view.set_grid(load_patch_grid(bn1_index, "bn1", 28))
+    assert view.flags.isVisible() and view.flags_text().startswith("dead: this unit is 0.0 for every image")
+    view.set_grid(load_patch_grid(bn1_index, "bn1", 0))
+    assert view.flags.isVisible()
+    assert view.flags_text().startswith("ties: ") and "share the 4th value 6.00; the 4 shown are the first" in \
+        view.flags_text()
+    view.set_grid(load_patch_grid(bn1_index, "bn1", 1))  # neither
+    assert not load_patch_grid(bn1_index, "bn1", 1).flags.lines
+    assert not view.flags.isVisible() and view.flags_text() == ""
+    view.set_grid(load_patch_grid(bn1_index, "bn1", 28))
+    view.set_message("not indexed for this layer")
+    assert not view.flags.isVisible()
+
+
+def test_top_patches_json_flags(capsys, bn1_index):
+    import json
+
+    from vizapp.cli import main
+
+    for channel, dead, tied in ((28, True, True), (0, False, True), (1, False, False)):
+        assert main(["top-patches", "--index", str(bn1_index.directory), "--layer", "bn1", "--channel",
+                     str(channel), "--json"]) == 0
+        out, err = capsys.readouterr()
+        rows = json.loads(out)
+        assert len(rows) == K and err == ""
+        flags = load_patch_grid(bn1_index, "bn1", channel).flags
+        assert all(r["dead"] is dead and r["tied_at_k"] == flags.tied_at_k for r in rows)
+        assert (flags.tied_at_k > K) == tied
+        assert main(["top-patches", "--index", str(bn1_index.directory), "--layer", "bn1", "--channel",
+                     str(channel)]) == 0
+        out, err = capsys.readouterr()
+        assert len(out.splitlines()) == K
+        assert err == "".join(f"vizapp: {line}\n" for line in flags.lines)
+        assert bool(err) == tied

@@ -92,37 +92,79 @@ class TokenLayout:
     Attributes
     ----------
     prefix : int
-        Tokens before the patches (the class token is index 0; DeiT-distilled has 2,
-        register ViTs more).
+        Tokens before the patches: the class token (index 0) if there is one, then
+        distillation and register tokens (DeiT-distilled has 2, ViT-reg4 with a class
+        token 5, ViT-reg4-GAP 4 and no class token).
     grid : (int, int)
         Patch rows and columns.
     patch : int
         Pixels per patch side at the model's input size.
+    class_token : bool
+        Whether token 0 is a class token. ``None`` (the default) means "if there is any
+        prefix token"; :func:`token_layout` sets it from the model itself, because a
+        register ViT with global average pooling has prefix tokens and no class token.
     """
 
     prefix: int
     grid: tuple[int, int]
     patch: int
+    class_token: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.class_token is None:
+            object.__setattr__(self, "class_token", self.prefix > 0)
+        elif self.class_token and self.prefix < 1:
+            raise ValueError("a class token is a prefix token: prefix must be at least 1")
 
     @property
     def tokens(self) -> int:
         return self.prefix + self.grid[0] * self.grid[1]
 
+    @property
+    def cls_index(self) -> int | None:
+        """The class token's index (0), or ``None`` for a ViT without one."""
+        return 0 if self.class_token else None
+
+
+def _model_tokens(module: nn.Module) -> tuple[int, bool] | None:
+    """``(prefix tokens, has a class token)`` as the model itself declares them, or ``None``.
+
+    timm: ``num_prefix_tokens`` and ``cls_token`` (``None`` without a class token;
+    registers are counted in ``num_reg_tokens``). torchvision's ``VisionTransformer``
+    always has its ``class_token``. The model itself is asked first, then its
+    sub-modules (a ViT wrapped in another module).
+    """
+    for m in module.modules():
+        prefix = getattr(m, "num_prefix_tokens", None)
+        if prefix is not None:
+            if hasattr(m, "cls_token"):
+                has_cls = m.cls_token is not None
+            elif hasattr(m, "has_class_token"):
+                has_cls = bool(m.has_class_token)
+            else:
+                others = int(getattr(m, "num_reg_tokens", 0) or 0) + int(bool(getattr(m, "dist_token", None) is not None))
+                has_cls = int(prefix) - others > 0
+            return int(prefix), has_cls
+        if isinstance(getattr(m, "class_token", None), torch.Tensor) and hasattr(m, "encoder"):
+            return 1, True  # torchvision
+    return None
+
 
 def token_layout(module: nn.Module, tokens: int, input_size: int) -> TokenLayout:
     """The layout for ``tokens`` tokens from a ``input_size`` square input."""
-    prefix = getattr(module, "num_prefix_tokens", None)
-    if prefix is None:
-        prefix = 1 if hasattr(module, "class_token") else None
-    if prefix is None:  # unknown family: what the feature maps take it to be
+    declared = _model_tokens(module)
+    if declared is not None:
+        prefix, has_cls = declared
+    else:  # unknown family: what the feature maps take it to be, token 0 a class token
         from vizapp.mosaic import token_prefix
 
         prefix = token_prefix(tokens) or 0
+        has_cls = prefix > 0
     n = tokens - int(prefix)
-    side = math.isqrt(n)
-    if side * side != n:
+    side = math.isqrt(max(n, 0))
+    if n <= 0 or side * side != n:
         raise ModelError(f"{tokens} tokens with {prefix} prefix tokens do not form a square patch grid")
-    return TokenLayout(int(prefix), (side, side), max(1, input_size // side))
+    return TokenLayout(int(prefix), (side, side), max(1, input_size // side), has_cls and prefix > 0)
 
 
 # --- capture -------------------------------------------------------------------------
@@ -243,12 +285,13 @@ def rollout(attention: np.ndarray, fusion: str = "mean", discard: float = 0.0, p
 def rollout_map(joint: np.ndarray, layout: TokenLayout, token: int | None = None) -> np.ndarray:
     """Row ``token`` of a joint attention on the patch grid.
 
-    By default the class token's row; a ViT without one (global average pooling) is
-    read by the mean of its patch rows, which is what its pooled output sees.
+    By default the class token's row; a ViT without one (global average pooling, with
+    or without register tokens) is read by the mean of its patch rows, which is what
+    its pooled output sees (never a register's row).
     """
     joint = np.asarray(joint, dtype=np.float32)
     if token is None:
-        row = joint[0] if layout.prefix else joint.mean(axis=0)
+        row = joint[0] if layout.class_token else joint[layout.prefix:].mean(axis=0)
     else:
         row = joint[token]
     return row[layout.prefix:].reshape(layout.grid)
@@ -258,7 +301,8 @@ def gradient_rollout(attention: np.ndarray, gradients: np.ndarray) -> np.ndarray
     """Gradient-weighted rollout (Chefer et al. 2021) over ``L x heads x T x T`` arrays.
 
     Per layer ``Ā = mean_heads(max(∇A ⊙ A, 0))`` and ``R ← R + Ā R``, starting from
-    the identity. Returns the ``T x T`` relevance; row 0 is the class token's.
+    the identity. Returns the ``T x T`` relevance; read it with :func:`rollout_map`
+    (the class token's row, or the mean of the patch rows without a class token).
     """
     a = np.asarray(attention, dtype=np.float64)
     g = np.asarray(gradients, dtype=np.float64)
@@ -335,18 +379,25 @@ class AttentionResult:
 
     @property
     def has_class_token(self) -> bool:
-        return self.layout.prefix > 0
+        """From the model (timm's ``cls_token``, torchvision's ``class_token``), not from
+        the prefix count: register tokens are prefix tokens too."""
+        return bool(self.layout.class_token)
 
-    def cls_maps(self) -> np.ndarray:
-        """``layers x heads x gh x gw``: where the class token looks in every head.
+    def cls_maps(self, layer: int | None = None) -> np.ndarray:
+        """``layers x heads x gh x gw`` (or ``heads x gh x gw`` for one ``layer``): where
+        the class token looks in every head.
 
-        Without a class token (global-average-pooled ViTs): the mean over all patch
-        queries, i.e. where the pooled output looks.
+        Without a class token (global-average-pooled ViTs, registers or not): the mean
+        over the patch queries' rows, i.e. where the pooled output looks.
         """
-        if self.has_class_token:
-            return self.token_maps(0)
+        att = self.attention if layer is None else self.attention[layer][None]
         lay = self.layout
-        return self.attention.mean(axis=2).reshape(*self.attention.shape[:2], *lay.grid)
+        if self.has_class_token:
+            maps = att[:, :, 0, lay.prefix:]
+        else:
+            maps = att[:, :, lay.prefix:, lay.prefix:].mean(axis=2)
+        maps = maps.reshape(*att.shape[:2], *lay.grid)
+        return maps if layer is None else maps[0]
 
     def token_maps(self, token: int) -> np.ndarray:
         """``layers x heads x gh x gw``: where token ``token`` looks (its attention row)."""
@@ -358,7 +409,7 @@ class AttentionResult:
         return self.layout.prefix + row * self.layout.grid[1] + col
 
     def rollout(self, fusion: str = "mean", discard: float = 0.0) -> np.ndarray:
-        """The class token's rollout on the patch grid."""
+        """The class token's rollout on the patch grid (the mean patch's without one)."""
         return rollout_map(rollout(self.attention, fusion, discard, self.layout.prefix), self.layout)
 
     def gradient_map(self) -> np.ndarray | None:
@@ -430,6 +481,10 @@ def analyse_attention(
         g = torch.stack([grads[n][0] for n in names]).numpy()
         result.gradient = gradient_rollout(attention, g)
         result.target, result.target_label = chosen, loaded.label(chosen)
+        if not np.any(g):
+            result.notes.append(
+                f"every attention gradient is zero for class {chosen} ({loaded.label(chosen)}): {loaded.title}'s output "
+                "does not depend on its input (is the classifier head all zeros / untrained?)")
     if not loaded.trained:
         result.notes.append(f"{loaded.title} is UNTRAINED: these are random weights, not learned attention")
     return result

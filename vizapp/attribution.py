@@ -2,7 +2,8 @@
 
 Every method is one call: :func:`attribute` ``(model, image, method, target) ->``
 :class:`Attribution`. The methods are Captum's (Saliency, InputXGradient,
-IntegratedGradients, GuidedBackprop, Occlusion, NoiseTunnel); Grad-CAM takes the
+IntegratedGradients, GuidedBackprop, Occlusion; SmoothGrad is NoiseTunnel's sum over
+Saliency with its noise from a seeded generator of its own); Grad-CAM takes the
 layer gradient and activation from Captum and weights the channels itself, because
 Captum's ``LayerGradCam`` averages the last axes, which for ViT tokens (``B x N x D``)
 are the channels, not the patches. Here every layer output is first viewed as
@@ -228,9 +229,15 @@ def _gradcam(loaded, forward, x: torch.Tensor, target: int, layer: str) -> tuple
         raise LayerError(f"{layer} has no spatial maps (its output is {tuple(act.shape)}); Grad-CAM needs a "
                          "conv layer or a ViT token layer")
     if not np.any(g_maps):
+        if _input_gradient_is_zero(forward, x, target):
+            raise ModelError(
+                f"gradcam: every gradient is zero for class {target} ({loaded.label(target)}): {loaded.title}'s output "
+                "does not depend on its input (is the classifier head all zeros / untrained?)")
+        default = default_cam_layer(loaded)
+        hint = f"use {default}" if default != layer else "pick an earlier layer"
         raise LayerError(
             f"Grad-CAM at {layer} is zero everywhere: the class score's gradient does not reach its maps (in a ViT "
-            f"the last block's patch tokens never reach the class token); use {default_cam_layer(loaded)}")
+            f"the last block's patch tokens never reach the class token); {hint}")
     notes: list[str] = []
     weights = g_maps.reshape(g_maps.shape[0], -1).mean(axis=1)
     cam = np.maximum((weights[:, None, None] * a_maps).sum(axis=0), 0.0).astype(np.float32)
@@ -242,14 +249,54 @@ def display_map(raw: np.ndarray, method: str) -> np.ndarray:
 
     Pixel methods: ``|sum over colour channels|`` scaled by its 99th percentile
     (Captum's ``visualize_image_attr`` with ``sign="absolute_value"``, 1% outliers
-    clipped). Grad-CAM (already non-negative): scaled by its maximum.
+    clipped). Grad-CAM: ReLU, then min-max to ``[0, 1]`` as pytorch-grad-cam's
+    ``scale_cam_image`` (its weakest pixel is 0, so the overlay keeps no floor); a
+    constant map is all zero.
     """
     a = np.asarray(raw, dtype=np.float32)
     m = a if a.ndim == 2 else np.abs(a.sum(axis=0))
-    top = float(np.max(m)) if method == "gradcam" else float(np.percentile(m, 99))
+    if method == "gradcam":
+        m = np.maximum(m, 0.0)
+        low, high = float(np.min(m)), float(np.max(m))
+        if not np.isfinite(high) or not np.isfinite(low) or high <= low:
+            return np.zeros(m.shape, np.float32)
+        return np.clip((m - low) / (high - low), 0.0, 1.0).astype(np.float32)
+    top = float(np.percentile(m, 99))
     if not np.isfinite(top) or top <= 0:
         return np.zeros(m.shape, np.float32)
     return np.clip(m / top, 0.0, 1.0).astype(np.float32)
+
+
+def _input_gradient_is_zero(forward, x: torch.Tensor, target: int) -> bool:
+    """Whether ``target``'s score has a zero gradient with respect to every input pixel."""
+    xin = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        score = forward(xin)[0, target]
+        if not score.requires_grad:
+            return True
+        (grad,) = torch.autograd.grad(score, xin, allow_unused=True)
+    return grad is None or not bool(torch.any(grad != 0))
+
+
+def _smoothgrad(forward, x: torch.Tensor, target: int, samples: int, batch: int, sigma: float,
+                seed: int) -> torch.Tensor:
+    """SmoothGrad (Smilkov et al. 2017) as Captum's ``NoiseTunnel(Saliency)`` computes it
+    (the mean of ``|gradient|`` over ``samples`` noisy copies, ``batch`` per pass), with
+    the noise drawn from a generator of its own seeded with ``seed``: the same call gives
+    the same map, and no other thread's random numbers are touched."""
+    from captum.attr import Saliency
+
+    generator = torch.Generator(device=x.device)
+    generator.manual_seed(int(seed))
+    saliency = Saliency(forward)
+    base = x.detach()
+    total = torch.zeros_like(base)
+    for start in range(0, samples, batch):
+        n = min(batch, samples - start)
+        noise = torch.randn((n, *base.shape[1:]), generator=generator, device=base.device, dtype=base.dtype)
+        noisy = (base + sigma * noise).requires_grad_(True)
+        total += saliency.attribute(noisy, target=target, abs=True).detach().sum(dim=0, keepdim=True)
+    return total / samples
 
 
 def attribute(
@@ -262,6 +309,7 @@ def attribute(
     steps: int = 50,
     internal_batch_size: int = 8,
     samples: int = 16,
+    seed: int = 0,
     progress: Progress = no_progress,
     cancel: CancelToken | None = None,
 ) -> Attribution:
@@ -280,8 +328,10 @@ def attribute(
         so memory stays bounded whatever ``steps`` is.
     samples : int
         SmoothGrad's noisy samples (also batched by ``internal_batch_size``).
+    seed : int
+        SmoothGrad's noise seed (a generator of its own): the same call, the same map.
     """
-    from captum.attr import InputXGradient, IntegratedGradients, NoiseTunnel, Occlusion, Saliency
+    from captum.attr import InputXGradient, IntegratedGradients, Occlusion, Saliency
 
     from vizapp.probe import first_tensor
 
@@ -339,9 +389,7 @@ def attribute(
                 notes.append(f"occlusion windows of {w} px, stride {stride} px (a zero, i.e. mean-colour, patch)")
             elif method == "smoothgrad":
                 sigma = 0.15 * float(xd.max() - xd.min())
-                raw = NoiseTunnel(Saliency(forward)).attribute(
-                    xin, target=chosen, nt_type="smoothgrad", nt_samples=samples,
-                    nt_samples_batch_size=internal_batch_size, stdevs=sigma, abs=True)
+                raw = _smoothgrad(forward, xd, chosen, samples, internal_batch_size, sigma, seed)
             else:  # gradcam
                 used_layer = layer or default_cam_layer(loaded)
                 cam, cam_notes = _gradcam(loaded, forward, xin, chosen, used_layer)

@@ -327,13 +327,18 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
 def _cmd_top_patches(args: argparse.Namespace) -> int:
     from vizapp.indexing import Index
+    from vizapp.patches import unit_flags
 
-    patches = Index.load(args.index).top_patches(args.layer, args.channel)
+    index = Index.load(args.index)
+    patches = index.top_patches(args.layer, args.channel)
+    flags = unit_flags(index.topk[args.layer], args.channel)  # dead channel, ties at the k-th value
     if args.json:
-        print(json.dumps([p.to_json() for p in patches]))
+        print(json.dumps([{**p.to_json(), **flags.to_json()} for p in patches]))
     else:
         for p in patches:
             print(f"{p.value:10.4f}  {p.image}  box {p.box}")
+        for line in flags.lines:
+            print(f"vizapp: {line}", file=sys.stderr)
     return 0
 
 

@@ -60,29 +60,53 @@ def _as_maps(t: torch.Tensor) -> tuple[torch.Tensor, bool]:
 
 
 class StreamingTopK:
-    """Running top-k over images, for all channels of one layer at once (on the device)."""
+    """Running top-k over images, for all channels of one layer at once (on the device).
+
+    Besides the winners it keeps, per channel, what tells noise from signal:
+
+    - ``ties``: how many images that were left out share the k-th value (ReLU6
+      saturating at 6.0 in many images, a unit that is 0 almost everywhere). When it is
+      above 0 the k shown are not "the top k" but the first in collection order among
+      equals. Exact for any batching and for a merge of shards: an image whose value
+      is above the k-th is always kept, so only the k-th value's ties are ever left out.
+    - ``low``: the smallest value of any unit of the channel (every position of every
+      image). ``low == values[0]`` means the channel has one value everywhere: dead.
+    """
 
     def __init__(self, k: int, channels: int, device: torch.device | str = "cpu") -> None:
         self.k = k
         self.values = torch.full((k, channels), -math.inf, device=device)
         self.images = torch.full((k, channels), -1, dtype=torch.int64, device=device)
         self.positions = torch.zeros((k, channels), dtype=torch.int64, device=device)
+        self.ties = torch.zeros(channels, dtype=torch.int64, device=device)
+        self.low = torch.full((channels,), math.inf, device=device)
 
     def update(self, maps: torch.Tensor, image_ids: torch.Tensor) -> None:
         """``maps``: ``B x C x H x W`` for images ``image_ids`` (ascending)."""
         b, c = maps.shape[:2]
-        values, positions = maps.reshape(b, c, -1).float().max(dim=2)
+        flat = maps.reshape(b, c, -1).float()
+        values, positions = flat.max(dim=2)
+        self.low = torch.minimum(self.low, flat.amin(dim=(0, 2)))
         ids = image_ids.to(self.images.device).view(b, 1).expand(b, c)
         self._select(
-            torch.cat([self.values, values]), torch.cat([self.images, ids]), torch.cat([self.positions, positions])
+            torch.cat([self.values, values]), torch.cat([self.images, ids]), torch.cat([self.positions, positions]),
+            [(self.values[-1], self.ties)],
         )
 
-    def _select(self, values: torch.Tensor, images: torch.Tensor, positions: torch.Tensor) -> None:
+    def _select(self, values: torch.Tensor, images: torch.Tensor, positions: torch.Tensor,
+                carried: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Keep the k best rows; ``carried``: ``(k-th value, ties)`` of the states merged here."""
         # Stable descending sort: among equal values the earlier row (earlier image) wins.
-        order = torch.sort(values, dim=0, descending=True, stable=True).indices[: self.k]
-        self.values = values.gather(0, order)
-        self.images = images.gather(0, order)
-        self.positions = positions.gather(0, order)
+        order = torch.sort(values, dim=0, descending=True, stable=True).indices
+        keep, rest = order[: self.k], order[self.k:]
+        self.values = values.gather(0, keep)
+        self.images = images.gather(0, keep)
+        self.positions = positions.gather(0, keep)
+        kth = self.values[-1]
+        ties = ((values.gather(0, rest) == kth) & (images.gather(0, rest) >= 0)).sum(dim=0)
+        for old_kth, old_ties in carried:  # ties left out before still tie if the k-th value stayed
+            ties = ties + torch.where(old_kth.to(kth.device) == kth, old_ties.to(kth.device), 0)
+        self.ties = torch.where(self.images[-1] >= 0, ties, 0)
 
     @classmethod
     def merge(cls, parts: list[StreamingTopK]) -> StreamingTopK:
@@ -94,19 +118,27 @@ class StreamingTopK:
         key = torch.where(images < 0, torch.iinfo(torch.int64).max, images)
         by_image = torch.sort(key, dim=0, stable=True).indices
         merged = cls(parts[0].k, values.shape[1])
-        merged._select(values.gather(0, by_image), images.gather(0, by_image), positions.gather(0, by_image))
+        merged._select(values.gather(0, by_image), images.gather(0, by_image), positions.gather(0, by_image),
+                       [(p.values[-1].cpu(), p.ties.cpu()) for p in parts])
+        merged.low = torch.stack([p.low.cpu() for p in parts]).amin(dim=0)
         return merged
 
     def state(self) -> dict[str, np.ndarray]:
-        return {"values": self.values.cpu().numpy(), "images": self.images.cpu().numpy(), "positions": self.positions.cpu().numpy()}
+        return {"values": self.values.cpu().numpy(), "images": self.images.cpu().numpy(),
+                "positions": self.positions.cpu().numpy(), "ties": self.ties.cpu().numpy(),
+                "low": self.low.cpu().numpy()}
 
     @classmethod
     def from_state(cls, state: dict[str, np.ndarray], device: torch.device | str = "cpu") -> StreamingTopK:
+        """The inverse of :meth:`state` (a ``KeyError`` for a state without its tie counts:
+        a checkpoint from before them cannot be resumed exactly)."""
         k, c = state["values"].shape
         t = cls(k, c, device)
         t.values = torch.as_tensor(state["values"], device=device)
         t.images = torch.as_tensor(state["images"], device=device)
         t.positions = torch.as_tensor(state["positions"], device=device)
+        t.ties = torch.as_tensor(state["ties"], device=device)
+        t.low = torch.as_tensor(state["low"], device=device)
         return t
 
 
@@ -269,11 +301,17 @@ def _feature_module(model: nn.Module, feature_layer: str | None) -> tuple[str, n
     return name, module, True
 
 
-def _pool(t: torch.Tensor) -> torch.Tensor:
+def _pool(t: torch.Tensor, tokens: tuple[int, bool] | None = None) -> torch.Tensor:
+    """``B x D`` features; ViT tokens: the class token when there is one, else the mean of the
+    patch tokens (never a register). ``tokens``: the model's own ``(prefix, has a class token)``."""
     if t.ndim == 4:
         return t.float().mean(dim=(2, 3))
-    if t.ndim == 3:  # tokens: the class token when there is one, else their mean
-        return t[:, 0].float() if token_prefix(t.shape[1]) else t.float().mean(dim=1)
+    if t.ndim == 3:
+        prefix = token_prefix(t.shape[1]) or 0
+        has_cls = prefix > 0
+        if tokens is not None and tokens[0] == prefix:  # the model's prefix tokens: it knows if one is a class token
+            has_cls = tokens[1]
+        return t[:, 0].float() if has_cls else t[:, prefix:].float().mean(dim=1)
     return t.float().reshape(t.shape[0], -1)
 
 
@@ -373,9 +411,13 @@ def build_index(
     pooled: list[torch.Tensor] = []
     store_feat: dict[str, torch.Tensor] = {}
 
+    from vizapp.attention import _model_tokens
+
+    declared = _model_tokens(model)  # a register ViT without a class token pools its patches
+
     def feat_hook(_m, inputs, output=None):
         t = first_tensor(inputs) if output is None else first_tensor(output)
-        store_feat["x"] = _pool(t.detach())
+        store_feat["x"] = _pool(t.detach(), declared)
 
     handle = (feat_module.register_forward_pre_hook(lambda m, i: feat_hook(m, i)) if feat_input
               else feat_module.register_forward_hook(feat_hook))

@@ -31,6 +31,8 @@ __all__ = [
     "MISSING_VALUE",
     "PatchGrid",
     "LayerOverview",
+    "UnitFlags",
+    "unit_flags",
     "patch_pixels",
     "crop_patch",
     "load_patch_grid",
@@ -45,6 +47,82 @@ MISSING_VALUE = 16
 NEAREST_FROM = 4.0
 
 
+@dataclass(frozen=True)
+class UnitFlags:
+    """What tells a channel's top-k from noise (see ``vizapp.indexing.StreamingTopK``).
+
+    Attributes
+    ----------
+    dead : bool
+        The channel has one value (``value``) at every position of every image.
+    value : float
+        The best value (the dead channel's only value).
+    tied_at_k : int
+        How many images share the k-th value when more share it than fit in the top
+        k (0 when none was left out): the patches with that value are the first in
+        collection order, not the strongest.
+    kth_value : float
+    k : int
+        The k-th slot's rank (the number of patches kept).
+    shown_tied : int
+        How many of the kept patches have the k-th value.
+    """
+
+    dead: bool = False
+    value: float = 0.0
+    tied_at_k: int = 0
+    kth_value: float = 0.0
+    k: int = 0
+    shown_tied: int = 0
+
+    @property
+    def lines(self) -> list[str]:
+        """The sentences the view and the CLI show (none for a unit that is neither)."""
+        if self.dead:
+            return [f"dead: this unit is {_number(self.value)} for every image (at every position); "
+                    f"the {self.k} shown are the first in collection order"]
+        if self.tied_at_k:
+            shown = (f"the {self.k} shown are" if self.shown_tied == self.k
+                     else f"the {self.shown_tied} shown with it are")
+            return [f"ties: {self.tied_at_k} images share the {_ordinal(self.k)} value {self.kth_value:.2f}; "
+                    f"{shown} the first in collection order"]
+        return []
+
+    def to_json(self) -> dict:
+        return {"dead": self.dead, "tied_at_k": self.tied_at_k}
+
+
+def _number(v: float) -> str:
+    text = f"{v:.4g}"
+    return text if any(ch in text for ch in ".einfa") else f"{text}.0"
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def unit_flags(topk: dict[str, np.ndarray], channel: int) -> UnitFlags:
+    """:class:`UnitFlags` of ``channel`` from an index's top-k arrays (``Index.topk[layer]``).
+
+    An index written before the counts existed (no ``ties`` / ``low``) gives no flags.
+    """
+    images = np.asarray(topk["images"])[:, channel]
+    values = np.asarray(topk["values"])[:, channel]
+    kept = images >= 0
+    if not kept.any():
+        return UnitFlags()
+    k = int(kept.sum())
+    best, kth = float(values[0]), float(values[k - 1])
+    low = topk.get("low")
+    dead = low is not None and float(np.asarray(low)[channel]) == best
+    ties = topk.get("ties")
+    left_out = 0 if ties is None else int(np.asarray(ties)[channel])
+    shown = int((values[:k] == kth).sum())
+    return UnitFlags(dead=bool(dead), value=best, tied_at_k=left_out + shown if left_out else 0, kth_value=kth,
+                     k=k, shown_tied=shown)
+
+
 @dataclass
 class PatchGrid:
     """The top-k patches of one channel and their square ``size x size x 3`` tiles, best first."""
@@ -56,6 +134,7 @@ class PatchGrid:
     channels: int = 0  # how many channels the layer has (for stepping)
     images: int = 0  # how many images were indexed
     notes: list[str] = field(default_factory=list)
+    flags: UnitFlags = field(default_factory=UnitFlags)  # dead channel, ties at the k-th value
 
 
 @dataclass
@@ -164,7 +243,8 @@ def load_patch_grid(
     """The top-k patches of ``channel`` in ``layer`` (best first) with their tiles."""
     patches = index.top_patches(layer, channel)
     tiles, notes = _tiles(patches, collection, size, progress, cancel, f"top patches of {layer} channel {channel}")
-    return PatchGrid(layer, channel, patches, list(tiles), index.channels(layer), _image_count(index), notes)
+    return PatchGrid(layer, channel, patches, list(tiles), index.channels(layer), _image_count(index), notes,
+                     unit_flags(index.topk[layer], channel))
 
 
 def load_layer_overview(

@@ -517,7 +517,9 @@ class AttentionView(QWidget):
         patch = self.query_patch()
         if patch is not None:
             return f"patch (row {patch[0]}, col {patch[1]})"
-        return "the class token" if self._query == 0 else f"prefix token {self._query}"
+        if self._query == 0:
+            return "the class token" if self.result.has_class_token else "the mean patch query (no class token)"
+        return f"prefix token {self._query}"
 
     def _render(self) -> None:
         self._sync_pickers()
@@ -545,7 +547,9 @@ class AttentionView(QWidget):
 
     def _render_head(self) -> None:
         r, layer = self.result, self._layer
-        maps = np.asarray(r.token_maps(self._query)[layer], dtype=np.float32)  # heads x gh x gw
+        # Query 0 is the class token; a ViT without one is read by its mean patch query.
+        own = self._query == 0 and not r.has_class_token
+        maps = np.asarray(r.cls_maps(layer) if own else r.token_maps(self._query)[layer], dtype=np.float32)
         self.head_maps = maps
         shown = maps.mean(axis=0) if self._head is None else maps[self._head]
         self._show_map(shown)
@@ -554,7 +558,8 @@ class AttentionView(QWidget):
         if patch is not None:
             self.outline.setRect(self._patch_rect(*patch))
         prefix = (
-            "the class token" if r.layout.prefix == 1 else f"the {r.layout.prefix} prefix tokens"
+            "the class token" if r.layout.prefix == 1 and r.has_class_token
+            else f"the {r.layout.prefix} prefix tokens"
         )
         rest = f"{100 * max(0.0, 1.0 - float(shown.sum())):.0f}% of its attention goes to {prefix}"
         self.caption.setText(
@@ -629,7 +634,8 @@ class AttentionView(QWidget):
             rect = QRectF(x, y, m.tile_w, m.tile_h)
         self.grid_marker.setRect(rect.adjusted(-0.5, -0.5, 0.5, 0.5))
         self.caption.setText(
-            "Where the class token looks in every layer (down) and head (across), each map "
+            f"Where {'the class token' if r.has_class_token else 'the mean patch query'} looks in every "
+            "layer (down) and head (across), each map "
             "scaled to its own max. Click a map to open it."
         )
 
@@ -677,8 +683,8 @@ class AttentionView(QWidget):
         dropped = f", weakest {self.discard.value()}% dropped" if discard else ""
         self.caption.setText(
             f"Attention rollout through all {r.attention.shape[0]} layers "
-            f"({FUSION_NAMES[fusion].lower()}{dropped}): where the class token's "
-            "information comes from"
+            f"({FUSION_NAMES[fusion].lower()}{dropped}): where the "
+            f"{'class token' if r.has_class_token else 'mean patch'}'s information comes from"
         )
 
     def _set_distance(self, r) -> None:

@@ -131,6 +131,11 @@ class TopPatchesView(QWidget):
         self.status = QLabel("No index yet: choose a collection and press Index")
         self.status.setWordWrap(True)
         self.title = heading("Top patches", 16)
+        # A dead channel or a tie at the k-th value: the patches shown are not "the top k".
+        self.flags = QLabel("")
+        self.flags.setWordWrap(True)
+        self.flags.setStyleSheet("color: #ffb000; font-weight: bold")
+        self.flags.setVisible(False)
         self.readout = heading("Hover a tile to read its best patch", 12, bold=False)
         self.hint = QLabel(HINT)
 
@@ -172,6 +177,7 @@ class TopPatchesView(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(controls)
         layout.addWidget(self.title)
+        layout.addWidget(self.flags)
         layout.addWidget(split, 1)
         layout.addWidget(self.hint)
 
@@ -187,6 +193,7 @@ class TopPatchesView(QWidget):
         self.image.clear()
         self.marker.setVisible(False)
         self.title.setText(text)
+        self._set_flags([])
         self.readout.setText("")
 
     def set_grid(self, grid) -> None:
@@ -201,6 +208,8 @@ class TopPatchesView(QWidget):
             self.title.setText(f"{grid.layer} channel {grid.channel}: no patches in the index{over}")
         if grid.notes:
             self.title.setText(f"{self.title.text()}; {len(grid.notes)} image(s) unreadable")
+        flags = getattr(grid, "flags", None)
+        self._set_flags(flags.lines if flags is not None else [])
         self._show_thumbs(list(zip(grid.patches, grid.tiles, strict=True)))
         self._place_marker()
 
@@ -217,7 +226,15 @@ class TopPatchesView(QWidget):
         self.channel = channel
         self._place_marker()
 
+    def flags_text(self) -> str:
+        """The dead / ties line shown under the title ("" when the unit is neither)."""
+        return self.flags.text() if self.flags.isVisibleTo(self) else ""
+
     # --- rendering ---------------------------------------------------------------
+    def _set_flags(self, lines: list[str]) -> None:
+        self.flags.setText("\n".join(lines))
+        self.flags.setVisible(bool(lines))
+
     def _show_thumbs(self, items: list) -> None:
         while len(self.thumbs) < len(items):
             thumb = _Thumb()
