@@ -424,6 +424,8 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     from vizapp.embedding import Embedding, project
     from vizapp.indexing import build_index
 
+    if Path(args.out).is_dir():
+        raise UserError(f"--out {args.out}: is a folder; name the .npz file to write")
     rank = _distributed_init()
     try:
         collection = open_collection(args.data)
@@ -439,9 +441,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     features = np.asarray(index.features())[keep]
     coords = project(features, args.method, seed=args.seed)
     embedding = Embedding(features, coords, [index.paths[i] for i in keep], [index.labels[i] for i in keep], args.method)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    embedding.save(out)
+    out = embedding.save(args.out)  # the path it wrote is the one we name
     print(f"\nsaved {out}: {len(keep)} images, features {features.shape}, {args.method} coords")
     return 0
 
@@ -458,6 +458,12 @@ _COMMANDS: dict[str, Handler] = {
     "top-patches": _cmd_top_patches,
     "embed": _cmd_embed,
 }
+
+
+def _names_as_bytes(stream) -> None:
+    """File names that are not UTF-8 (``bad\\xff.png``) print as their own bytes, not a crash."""
+    if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+        stream.reconfigure(errors="surrogateescape")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -484,6 +490,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None, gui_handlers: dict[str, Handler] | None = None) -> int:
     """Run one command; returns the exit status (2 and one line on stderr for bad input)."""
+    _names_as_bytes(sys.stdout)
     try:
         args = parse_args(argv)
     except SystemExit as exc:  # --help (0) or a bad argument (2, its line already printed)
