@@ -271,3 +271,13 @@ def test_index_embed_and_top_patches_with_a_non_utf8_name(capsys, tmp_path, odd_
     assert status == 0, err
     with np.load(tmp_path / "emb.npz") as data:
         assert odd in data["paths"].tolist()
+
+
+def test_embed_refuses_a_folder_as_out(capsys, tmp_path):
+    folder = tmp_path / "emb"
+    folder.mkdir()
+    status, out, err = run_cli(capsys, "embed", "--model", "tinyvgg_shapes", "--data", "samples", "--out", folder,
+                               "--cache", tmp_path / "cache")
+    assert status == 2 and out == ""
+    assert one_error_line(err) == f"--out {folder}: is a folder; name the .npz file to write"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["emb"] and not (tmp_path / "emb.npz").exists()
