@@ -51,3 +51,16 @@ def test_a_bad_image_is_reported_once(tmp_path):
     assert proc.returncode == 2 and proc.stdout == ""
     ours = [line for line in proc.stderr.splitlines() if "bad.png" in line]
     assert ours == [f"vizapp: error: {bad}: not an image file Pillow can read"], proc.stderr
+
+
+def test_the_saved_line_gives_the_real_size(capsys, qapp, settings_file, tmp_path):
+    """A size below the window's smallest is not silently replaced: the line says what was written."""
+    from PIL import Image
+
+    out_file = tmp_path / "small.png"
+    status, out, err = shoot(capsys, "--image", "star", "--size", "320x240", "--out", out_file)
+    assert status == 0, err
+    with Image.open(out_file) as image:
+        w, h = image.size
+    assert (w, h) != (320, 240)  # the window has a minimum size (about 1125x620)
+    assert out == f"saved {out_file} ({w}x{h}; the window's smallest size is {w}x{h})\n"
