@@ -220,7 +220,8 @@ def test_out_is_written_exactly_where_asked(capsys, tmp_path, command):
 
 @pytest.fixture
 def odd_folder(tmp_path) -> tuple[Path, str]:
-    """Two classes of shapes, one file named with the byte 0xff (not UTF-8); returns (folder, that path)."""
+    """Two classes of shapes, one file named with the byte 0xff (not UTF-8), one broken file named
+    with 0xfe; returns (folder, the 0xff path)."""
     root = tmp_path / "odd"
     (root / "a").mkdir(parents=True)
     (root / "b").mkdir()
@@ -228,6 +229,7 @@ def odd_folder(tmp_path) -> tuple[Path, str]:
     shutil.copy(LAB["ring"], root / "b" / "ring.png")
     odd = os.fsencode(root / "a") + b"/bad\xff.png"
     shutil.copy(LAB["square"], odd)
+    Path(os.fsdecode(os.fsencode(root / "b") + b"/broken\xfe.png")).write_bytes(b"not a picture")  # skipped, counted
     return root, os.fsdecode(odd)
 
 
@@ -246,7 +248,7 @@ def test_index_embed_and_top_patches_with_a_non_utf8_name(capsys, tmp_path, odd_
     status, out, err = run_cli(capsys, "index", "--model", "tinyvgg_shapes", "--data", root, "--layer", "conv1_1",
                                "--topk", "3", "--workers", "0", "--device", "cpu", "--out", tmp_path / "idx")
     assert status == 0, err
-    assert "indexed 3 images (0 skipped" in out
+    assert "indexed 4 images (1 skipped as unreadable)" in out
     items = json.loads((tmp_path / "idx" / "items.json").read_text(encoding="utf-8"))
     assert odd in items["paths"]
 
@@ -270,7 +272,7 @@ def test_index_embed_and_top_patches_with_a_non_utf8_name(capsys, tmp_path, odd_
                                "--device", "cpu", "--cache", tmp_path / "cache", "--out", tmp_path / "emb.npz")
     assert status == 0, err
     with np.load(tmp_path / "emb.npz") as data:
-        assert odd in data["paths"].tolist()
+        assert len(data["paths"]) == 3 and odd in data["paths"].tolist()
 
 
 def test_embed_refuses_a_folder_as_out(capsys, tmp_path):
