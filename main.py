@@ -1,7 +1,8 @@
 """vizapp entry point: the GUI by default, headless sub-commands for scripts.
 
     python main.py                      # open the app on the offline default
-    python main.py predict --model efficientnet_lite0 --image cat.jpg --json
+    python main.py predict --model efficientnet_lite0 --image chelsea --json
+    python main.py --model vit_digits --image digit3     # the app, on the ViT and a digit
     python main.py --help
 """
 

@@ -145,10 +145,9 @@ def test_trusted_pickle_predicts(capsys, pickled_model, sample_paths):
 
 
 def test_missing_argument_is_a_usage_error(capsys):
-    with pytest.raises(SystemExit) as info:
-        main.main(["predict", "--model", "efficientnet_lite0"])
-    assert info.value.code == 2
-    assert "--image" in capsys.readouterr().err
+    status, out, err = cli(capsys, "predict", "--model", "efficientnet_lite0")
+    assert status == 2 and out == ""
+    assert err == "vizapp: error: the following arguments are required: --image\n"
 
 
 def test_entry_point_subprocess(sample_paths):

@@ -536,7 +536,7 @@ def test_train_command_prints_json_lines_and_saves(capsys, tmp_path):
     (["--loss", "hinge"], "unknown loss 'hinge'"),
     (["--model", "alexnet"], "unknown small model 'alexnet'"),
     (["--n", "40", "--batch-size", "64"], "fewer than a batch of 64"),
-    (["--epochs", "0"], "epochs must be >= 1"),
+    (["--epochs", "0"], "argument --epochs: must be an integer from 1"),
     (["--model", "hub:efficientnet_lite0", "--loss", "triplet"], "use the ce loss with a hub model"),
 ])
 def test_train_command_errors_are_one_line(capsys, tmp_path, monkeypatch, args, message):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -17,9 +18,79 @@ from pathlib import Path
 
 from vizapp.errors import UserError
 
-__all__ = ["build_parser", "main"]
+__all__ = ["DOCKS", "build_parser", "main", "parse_args"]
 
 Handler = Callable[[argparse.Namespace], int]
+
+#: The window's docks, in its order: ``screenshot --dock`` raises one of them
+#: (``widgets.main_window.MainWindow.docks`` has the same keys; a test checks it).
+DOCKS = ("model", "image", "features", "kernels", "predictions", "patches", "embedding",
+         "attention", "attribution", "training")
+#: ``screenshot --size`` bounds: from a small laptop screen to 8K.
+MIN_SIZE, MAX_SIZE = (320, 240), (7680, 4320)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Argument errors read like every other error: one line, ``vizapp: error: ...``, exit 2."""
+
+    def error(self, message: str):  # noqa: D102 - argparse's hook
+        self.exit(2, f"vizapp: error: {' '.join(message.split())}\n")
+
+
+def _integer(lo: int, hi: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer in ``[lo, hi]`` (no upper bound when ``hi`` is None)."""
+    wanted = f"an integer >= {lo}" if hi is None else f"an integer from {lo} to {hi}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {wanted} (got {text!r})") from None
+        if value < lo or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(f"must be {wanted} (got {value})")
+        return value
+
+    return parse
+
+
+def _number(lo: float, *, above: bool = False, below: float | None = None) -> Callable[[str], float]:
+    """An argparse type: a finite number ``>= lo`` (``> lo`` when ``above``), ``< below`` if given."""
+    wanted = f"a number {'>' if above else '>='} {lo:g}" if below is None else f"a number in [{lo:g}, {below:g})"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {wanted} (got {text!r})") from None
+        if not math.isfinite(value) or value < lo or (above and value == lo) or (below is not None and value >= below):
+            raise argparse.ArgumentTypeError(f"must be {wanted} (got {text})")
+        return value
+
+    return parse
+
+
+def _window_size(text: str) -> tuple[int, int]:
+    """An argparse type: ``WxH`` within :data:`MIN_SIZE` .. :data:`MAX_SIZE`."""
+    (w0, h0), (w1, h1) = MIN_SIZE, MAX_SIZE
+    wanted = f"WxH from {w0}x{h0} to {w1}x{h1}"
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {wanted}, like 1600x1000 (got {text!r})") from None
+    if not (w0 <= w <= w1 and h0 <= h <= h1):
+        raise argparse.ArgumentTypeError(f"must be {wanted} (got {text})")
+    return w, h
+
+
+SEED = _integer(0, 2**32 - 1)
+BATCH = _integer(1, 4096)
+WORKERS = _integer(0, 64)
+#: The most top-k rows anything keeps per channel (``predict --top``, ``index --topk``).
+MAX_TOP = 1000
+#: The most Integrated Gradients path steps (each is a forward and backward pass).
+MAX_STEPS = 1000
+#: The window's options, accepted without a command (``python main.py --model vit_digits``) or after ``gui``.
+WINDOW_OPTIONS = ("model", "arch", "image", "layer", "device", "trust")
 
 
 def _add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -29,17 +100,30 @@ def _add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:1 or mps (default: the best available)")
 
 
+IMAGE_HELP = "an image file, or a sample's name (chelsea, coffee, astronaut, digit3, star, ...)"
+
+
+def _add_window_args(p: argparse.ArgumentParser | argparse._ArgumentGroup, dest: str = "") -> None:
+    """The window's start-up options; ``dest`` prefixes their names (the top level keeps them apart)."""
+    p.add_argument("--model", dest=f"{dest}model", metavar="MODEL", help="model to open (default: efficientnet_lite0)")
+    p.add_argument("--arch", dest=f"{dest}arch", metavar="ARCH", help="architecture of a bare state dict")
+    p.add_argument("--image", dest=f"{dest}image", metavar="IMAGE", help=IMAGE_HELP + " (default: chelsea)")
+    p.add_argument("--layer", dest=f"{dest}layer", metavar="LAYER", help="layer to select (a named_modules() name)")
+    p.add_argument("--trust", dest=f"{dest}trust", action="store_true",
+                   help="allow loading a pickled model file (runs its code)")
+    p.add_argument("--device", dest=f"{dest}device", metavar="DEVICE", help="cpu, cuda, cuda:1 or mps (default: the best available)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vizapp", description="See inside vision networks.")
-    sub = parser.add_subparsers(dest="command")
+    parser = _Parser(
+        prog="vizapp", description="See inside vision networks. Without a command, open the app.",
+        epilog="Each command has its own --help, e.g. 'python main.py predict --help'.")
+    _add_window_args(parser.add_argument_group("the app's window (without a command, or after 'gui')"),
+                     dest="window_")
+    sub = parser.add_subparsers(dest="command", metavar="command")
 
     gui = sub.add_parser("gui", help="open the app (the default)")
-    gui.add_argument("--model", default=None)
-    gui.add_argument("--arch")
-    gui.add_argument("--image")
-    gui.add_argument("--layer")
-    gui.add_argument("--trust", action="store_true", help="allow loading a pickled model file (runs its code)")
-    gui.add_argument("--device", help="cpu, cuda, cuda:1 or mps (default: the best available)")
+    _add_window_args(gui)
 
     p = sub.add_parser("models", help="list the model registry")
     p.add_argument("--json", action="store_true")
@@ -50,52 +134,53 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="top-k classes for an image")
     _add_model_args(p)
-    p.add_argument("--image", required=True)
-    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--image", required=True, help=IMAGE_HELP)
+    p.add_argument("--top", type=_integer(1, MAX_TOP), default=5, help=f"how many classes (1 to {MAX_TOP})")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("features", help="save a layer's activation for an image (.npz)")
     _add_model_args(p)
-    p.add_argument("--image", required=True)
+    p.add_argument("--image", required=True, help=IMAGE_HELP)
     p.add_argument("--layer", required=True, help="a named_modules() name, see 'layers'")
     p.add_argument("--out", required=True)
 
     p = sub.add_parser("attention", help="every head's attention, rollout and attention distance of a ViT (.npz)")
     _add_model_args(p)
-    p.add_argument("--image", required=True)
+    p.add_argument("--image", required=True, help=IMAGE_HELP)
     p.add_argument("--fusion", choices=("mean", "max", "min"), default="mean", help="rollout head fusion")
-    p.add_argument("--discard", type=float, default=0.0, help="rollout: fraction of the lowest weights to drop")
+    p.add_argument("--discard", type=_number(0.0, below=1.0), default=0.0, help="rollout: fraction of the lowest weights to drop")
     p.add_argument("--target", help="also save the gradient-weighted rollout for this class (index or name)")
     p.add_argument("--out", required=True)
 
     p = sub.add_parser("attribute", help="which pixels made a prediction: a Captum attribution (.npz)")
     _add_model_args(p)
-    p.add_argument("--image", required=True)
+    p.add_argument("--image", required=True, help=IMAGE_HELP)
     p.add_argument("--method", required=True, help="saliency, input_x_gradient, integrated_gradients, "
                    "guided_backprop, occlusion, gradcam or smoothgrad")
     p.add_argument("--target", help="class index or name (default: the predicted class)")
     p.add_argument("--layer", help="Grad-CAM's layer (default: the last maps; a ViT's last pre-attention norm)")
-    p.add_argument("--steps", type=int, default=50, help="Integrated Gradients path steps")
+    p.add_argument("--steps", type=_integer(1, MAX_STEPS), default=50,
+                   help=f"Integrated Gradients path steps (1 to {MAX_STEPS})")
     p.add_argument("--out", required=True)
 
     p = sub.add_parser("train", help="train a small CNN/ViT (or fine-tune a hub model) and save a checkpoint + card")
     p.add_argument("--dataset", default="shapes", help="shapes, digits, mnist, fashion-mnist, cifar10 or a folder")
     p.add_argument("--model", default="tinyvgg", help="mlp, lenet, tinyvgg, resnet, vit, or hub:NAME to fine-tune")
     p.add_argument("--loss", default="ce", help="ce, contrastive, triplet or infonce")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--epochs", type=_integer(1, 100_000), default=5)
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--batch-size", type=_integer(2, 4096), default=64)
+    p.add_argument("--lr", type=_number(0.0, above=True), default=1e-3)
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
-    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--weight-decay", type=_number(0.0), default=0.0)
     p.add_argument("--augment", action="append", default=[], help="augmentation (repeat): hflip, crop, rotate, ...")
-    p.add_argument("--size", type=int, help="image size in pixels (default: the dataset's)")
-    p.add_argument("--n", type=int, help="use at most this many images (quick runs)")
-    p.add_argument("--margin", type=float, help="contrastive (default 1.0) or triplet (default 0.2) margin")
-    p.add_argument("--temperature", type=float, default=0.5, help="InfoNCE temperature")
-    p.add_argument("--embed-dim", type=int, default=32, help="embedding size for the metric losses")
+    p.add_argument("--size", type=_integer(8, 512), help="image size in pixels, 8 to 512 (default: the dataset's)")
+    p.add_argument("--n", type=_integer(1), help="use at most this many images (quick runs)")
+    p.add_argument("--margin", type=_number(0.0, above=True), help="contrastive (default 1.0) or triplet (default 0.2) margin")
+    p.add_argument("--temperature", type=_number(0.0, above=True), default=0.5, help="InfoNCE temperature")
+    p.add_argument("--embed-dim", type=_integer(1, 4096), default=32, help="embedding size for the metric losses")
     p.add_argument("--freeze", choices=("all", "some", "none"), default="all", help="hub:NAME: frozen backbone part")
-    p.add_argument("--log-every", type=int, default=10, help="steps between JSON lines")
+    p.add_argument("--log-every", type=_integer(1), default=10, help="steps between JSON lines")
     p.add_argument("--device", help="cpu, cuda, cuda:1 or mps (default: the best available)")
     p.add_argument("--resume", help="a checkpoint folder of this run to continue from")
     p.add_argument("--out", required=True, help="checkpoint folder (model.safetensors + card.json)")
@@ -104,17 +189,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     p.add_argument("--data", required=True, help="a folder (sub-folders are labels), 'samples', mnist, fashion-mnist or cifar10")
     p.add_argument("--layer", action="append", required=True, help="layer to index (repeat; 'all-conv' for every conv)")
-    p.add_argument("--topk", type=int, default=9)
+    p.add_argument("--topk", type=_integer(1, MAX_TOP), default=9, help=f"images kept per channel (1 to {MAX_TOP})")
     p.add_argument("--feature-layer", help="layer whose pooled output is the image feature (default: the classifier's input)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--workers", type=int, help="DataLoader worker processes (default: cores - 1, at most 4)")
+    p.add_argument("--batch-size", type=BATCH, default=32)
+    p.add_argument("--workers", type=WORKERS, help="DataLoader worker processes (default: cores - 1, at most 4)")
     p.add_argument("--amp", action="store_true", help="float16 autocast on CUDA")
     p.add_argument("--out", required=True, help="the index folder (reused when up to date)")
 
     p = sub.add_parser("top-patches", help="the top patches of one channel, from an index")
     p.add_argument("--index", required=True)
     p.add_argument("--layer", required=True)
-    p.add_argument("--channel", type=int, required=True)
+    p.add_argument("--channel", type=_integer(0), required=True)
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("embed", help="per-image features of a collection projected to 2-D (.npz)")
@@ -122,19 +207,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True)
     p.add_argument("--layer", help="feature layer (default: the classifier's input)")
     p.add_argument("--method", choices=("pca", "tsne", "umap"), default="pca")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--workers", type=int)
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--batch-size", type=BATCH, default=32)
+    p.add_argument("--workers", type=WORKERS, help="DataLoader worker processes")
     p.add_argument("--cache", help="index folder to reuse (default: the user cache)")
     p.add_argument("--out", required=True)
 
     p = sub.add_parser("screenshot", help="render the main window headless and save a PNG")
     _add_model_args(p, required=False)
-    p.add_argument("--image")
+    p.add_argument("--image", help=IMAGE_HELP)
     p.add_argument("--layer")
-    p.add_argument("--channel", type=int)
-    p.add_argument("--dock", help="raise this dock first: features, patches, embedding, attention, attribution")
-    p.add_argument("--size", default="1600x1000", help="WxH")
+    p.add_argument("--channel", type=_integer(0), help="channel to select (0-based)")
+    p.add_argument("--dock", choices=DOCKS, metavar="DOCK", help=f"raise this dock first: {', '.join(DOCKS)}")
+    p.add_argument("--size", type=_window_size, default=(1600, 1000),
+                   help=f"window size WxH, {MIN_SIZE[0]}x{MIN_SIZE[1]} to {MAX_SIZE[0]}x{MAX_SIZE[1]} (default 1600x1000)")
     p.add_argument("--out", required=True)
     return parser
 
@@ -191,8 +277,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from vizapp.images import load_image
     from vizapp.inference import run
 
-    if args.top < 1:
-        raise UserError("--top must be at least 1")
     image = load_image(args.image)
     result = run(_load(args), image, topk=args.top)
     if not result.predictions:
@@ -225,8 +309,6 @@ def _cmd_attention(args: argparse.Namespace) -> int:
     from vizapp.attention import analyse_attention
     from vizapp.images import load_image
 
-    if not 0.0 <= args.discard < 1.0:
-        raise UserError(f"--discard must be in [0, 1), not {args.discard}")
     image = load_image(args.image)
     r = analyse_attention(_load(args), image, target=args.target, gradient=args.target is not None)
     extra = {} if r.gradient is None else {"gradient_rollout": r.gradient_map(), "target": np.int64(r.target)}
@@ -249,8 +331,6 @@ def _cmd_attribute(args: argparse.Namespace) -> int:
     from vizapp.attribution import attribute
     from vizapp.images import load_image
 
-    if args.steps < 1:
-        raise UserError("--steps must be at least 1")
     image = load_image(args.image)
     a = attribute(_load(args), image, args.method, target=args.target, layer=args.layer, steps=args.steps,
                   progress=_stderr_progress)
@@ -349,6 +429,8 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     from vizapp.embedding import Embedding, project
     from vizapp.indexing import build_index
 
+    if Path(args.out).is_dir():
+        raise UserError(f"--out {args.out}: is a folder; name the .npz file to write")
     rank = _distributed_init()
     try:
         collection = open_collection(args.data)
@@ -364,9 +446,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     features = np.asarray(index.features())[keep]
     coords = project(features, args.method, seed=args.seed)
     embedding = Embedding(features, coords, [index.paths[i] for i in keep], [index.labels[i] for i in keep], args.method)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    embedding.save(out)
+    out = embedding.save(args.out)  # the path it wrote is the one we name
     print(f"\nsaved {out}: {len(keep)} images, features {features.shape}, {args.method} coords")
     return 0
 
@@ -385,18 +465,49 @@ _COMMANDS: dict[str, Handler] = {
 }
 
 
-def main(argv: Sequence[str] | None = None, gui_handlers: dict[str, Handler] | None = None) -> int:
-    """Run one command; returns the exit status."""
+def _names_as_bytes(stream) -> None:
+    """File names that are not UTF-8 (``bad\\xff.png``) print as their own bytes, not a crash."""
+    if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+        stream.reconfigure(errors="surrogateescape")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse a command line; no command means the window (``gui``), whose options may come first.
+
+    Raises ``SystemExit(2)`` after one ``vizapp: error: ...`` line for a bad argument.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = dict(_COMMANDS, **(gui_handlers or {}))
-    command = args.command or "gui"
-    if command == "gui" and args.command is None:
-        args = parser.parse_args(["gui"])
-    handler = handlers.get(command)
-    if handler is None:
-        parser.error(f"the '{command}' command needs the GUI; run it through main.py")
+    given = [name for name in WINDOW_OPTIONS if getattr(args, f"window_{name}") not in (None, False)]
+    if args.command not in (None, "gui") and given:
+        parser.error(f"argument --{given[0]}: the window's options go without a command or after 'gui'; "
+                     f"for '{args.command}' put --{given[0]} after the command's name")
+    if args.command is None:
+        args = parser.parse_args(["gui"], namespace=args)
+    if args.command == "gui":
+        for name in WINDOW_OPTIONS:  # gui's own option wins over one given before it
+            if getattr(args, name) in (None, False):
+                setattr(args, name, getattr(args, f"window_{name}"))
+    for name in WINDOW_OPTIONS:
+        delattr(args, f"window_{name}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None, gui_handlers: dict[str, Handler] | None = None) -> int:
+    """Run one command; returns the exit status (2 and one line on stderr for bad input)."""
+    _names_as_bytes(sys.stdout)
     try:
+        args = parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a bad argument (2, its line already printed)
+        return exc.code if isinstance(exc.code, int) else 2
+    handler = dict(_COMMANDS, **(gui_handlers or {})).get(args.command)
+    try:
+        if handler is None:
+            raise UserError(f"the '{args.command}' command needs the GUI; run it through main.py")
+        if getattr(args, "image", None) is not None:
+            from vizapp.images import resolve_image_source
+
+            args.image = str(resolve_image_source(args.image))
         return handler(args)
     except UserError as exc:
         print(f"vizapp: error: {exc}", file=sys.stderr)

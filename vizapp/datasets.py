@@ -82,14 +82,16 @@ class ImageCollection:
 
     def fingerprint(self) -> str:
         """Changes when a file is added, removed, renamed or modified (size or mtime)."""
-        h = hashlib.sha256(f"{self.kind}:{self._signature}:{len(self.items)}".encode())
+        # Names are hashed as the file system's bytes (os.fsencode): a name that is not
+        # UTF-8 (``bad\xff.png``, decoded with surrogateescape) hashes like any other.
+        h = hashlib.sha256(os.fsencode(f"{self.kind}:{self._signature}:{len(self.items)}"))
         if self._dataset is None:
             for it in self.items:
                 try:
                     st = os.stat(it.key)
-                    h.update(f"{it.key}\0{it.label}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+                    h.update(os.fsencode(f"{it.key}\0{it.label}\0{st.st_size}\0{st.st_mtime_ns}\n"))
                 except OSError:
-                    h.update(f"{it.key}\0missing\n".encode())
+                    h.update(os.fsencode(f"{it.key}\0missing\n"))
         return h.hexdigest()[:24]
 
     # --- constructors ------------------------------------------------------------

@@ -117,3 +117,19 @@ def sample_images() -> list[SampleImage]:
                 found.append(SampleImage(name, candidate))
                 break
     return found
+
+
+def resolve_image_source(text: str | Path) -> Path:
+    """What ``--image`` names: an existing path, else a sample's name (``chelsea``, ``digit3``).
+
+    A path that exists wins over a sample of the same name. Raises :class:`ImageError`
+    (one line listing a few valid names) when it is neither.
+    """
+    path = Path(text).expanduser()
+    if path.exists():
+        return path
+    samples = {s.name: s.path for s in [*sample_images(), *lab_samples()]}
+    if str(text) in samples:
+        return samples[str(text)]
+    names = [n for n in ("chelsea", "coffee", "astronaut", "rocket", "digit3", "star", "ring") if n in samples]
+    raise ImageError(f"{text}: no such image file, and not a sample's name (samples: {', '.join(names)}, ...)")

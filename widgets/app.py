@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -70,20 +71,33 @@ def wait_until_ready(window, timeout: float = 600.0) -> bool:
     return False
 
 
+class _Collect(logging.Handler):
+    """Keeps the window's warnings instead of printing them as they come."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if (text := record.getMessage()) not in self.messages:
+            self.messages.append(text)
+
+
 def screenshot(args) -> int:
     """``main.py screenshot``: the main window in a given state, saved as a PNG."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from vizapp.errors import UserError
     from widgets.main_window import MainWindow
 
-    try:
-        w, h = (int(v) for v in args.size.lower().split("x"))
-    except ValueError:
-        raise UserError(f"--size must look like 1600x1000, not '{args.size}'") from None
+    w, h = args.size  # validated by the parser (vizapp.cli: WxH within its bounds)
     app = make_app()
     window = MainWindow(restore_layout=False)
     window.resize(w, h)
     window.show()
+    # An error that stops the screenshot is printed once, as the command's error line;
+    # other warnings the window showed are printed after the "saved" line.
+    collected = _Collect()
+    logging.getLogger("widgets").addHandler(collected)
     window.start(args.model, args.image, args.layer, args.arch, args.trust, args.device)
     try:
         if not wait_until_ready(window):
@@ -91,10 +105,14 @@ def screenshot(args) -> int:
         if args.layer and window.session.layer != args.layer:
             raise UserError(f"layer '{args.layer}' is not in {window.session.model.title}")
         if args.channel is not None:
+            maps = getattr(window.feature_view.analysis, "maps", None)
+            layer = window.session.layer
+            if maps is None:
+                raise UserError(f"--channel: layer '{layer}' has no channel maps to select from")
+            if args.channel >= maps.shape[0]:
+                raise UserError(f"--channel {args.channel}: layer '{layer}' has channels 0 to {maps.shape[0] - 1}")
             window.session.select_channel(args.channel)
         if args.dock:
-            if args.dock not in window.docks:
-                raise UserError(f"--dock must be one of {', '.join(window.docks)}, not '{args.dock}'")
             window.docks[args.dock].raise_()
             deadline = time.monotonic() + 600
             while time.monotonic() < deadline:  # the raised dock's jobs start on the next events
@@ -106,8 +124,13 @@ def screenshot(args) -> int:
         for _ in range(5):
             app.processEvents()
         path = window.export_view(None, args.out)
+        got = window.size()
     finally:
         window.runner.shutdown()
         window.close()
-    print(f"saved {path}")
+        logging.getLogger("widgets").removeHandler(collected)
+    note = "" if (got.width(), got.height()) == (w, h) else f"; the window's smallest size is {got.width()}x{got.height()}"
+    print(f"saved {path} ({got.width()}x{got.height()}{note})")
+    for text in collected.messages:
+        print(f"vizapp: {text}", file=sys.stderr)
     return 0

@@ -1,0 +1,66 @@
+"""``main.py screenshot``'s checks: the channel against the layer, one error line for a bad image."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import pytest  # noqa: E402
+
+pytestmark = pytest.mark.gui
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def settings_file(tmp_path, monkeypatch):
+    path = tmp_path / "settings.ini"
+    monkeypatch.setenv("VIZAPP_SETTINGS", str(path))
+    return path
+
+
+def shoot(capsys, *argv) -> tuple[int, str, str]:
+    from main import main
+
+    status = main(["screenshot", "--model", "tinyvgg_shapes", "--device", "cpu", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_channel_beyond_the_layer_is_refused(capsys, qapp, settings_file, tmp_path):
+    status, out, err = shoot(capsys, "--image", "star", "--layer", "conv1_1", "--channel", "999",
+                             "--out", tmp_path / "s.png")
+    assert status == 2 and out == ""
+    assert err == "vizapp: error: --channel 999: layer 'conv1_1' has channels 0 to 9\n"
+    assert not (tmp_path / "s.png").exists()
+
+
+def test_a_bad_image_is_reported_once(tmp_path):
+    """In a real run (no logging set up, unlike under pytest) the window's warning is not printed too."""
+    bad = tmp_path / "bad.png"
+    bad.write_text("not a picture")
+    proc = subprocess.run(
+        [sys.executable, "main.py", "screenshot", "--model", "tinyvgg_shapes", "--device", "cpu",
+         "--image", str(bad), "--out", str(tmp_path / "s.png")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "QT_QPA_PLATFORM": "offscreen",
+                                                                     "VIZAPP_SETTINGS": str(tmp_path / "s.ini")})
+    assert proc.returncode == 2 and proc.stdout == ""
+    ours = [line for line in proc.stderr.splitlines() if "bad.png" in line]
+    assert ours == [f"vizapp: error: {bad}: not an image file Pillow can read"], proc.stderr
+
+
+def test_the_saved_line_gives_the_real_size(capsys, qapp, settings_file, tmp_path):
+    """A size below the window's smallest is not silently replaced: the line says what was written."""
+    from PIL import Image
+
+    out_file = tmp_path / "small.png"
+    status, out, err = shoot(capsys, "--image", "star", "--size", "320x240", "--out", out_file)
+    assert status == 0, err
+    with Image.open(out_file) as image:
+        w, h = image.size
+    assert (w, h) != (320, 240)  # the window has a minimum size (about 1125x620)
+    assert out == f"saved {out_file} ({w}x{h}; the window's smallest size is {w}x{h})\n"
