@@ -15,6 +15,10 @@ __all__ = ["Preprocess", "IMAGENET_MEAN", "IMAGENET_STD"]
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+#: Past ``BOUNDED_SIDE x resize`` on the longer side, the centre crop is resampled from the
+#: original pixels under it instead of resizing the whole image (memory bounded by the crop).
+BOUNDED_SIDE = 16
+
 
 @dataclass(frozen=True)
 class Preprocess:
@@ -49,11 +53,41 @@ class Preprocess:
         mode = "L" if self.channels == 1 else "RGB"
         if image.mode != mode:
             image = image.convert(mode)
-        x = F.pil_to_tensor(image)
-        x = F.resize(x, [self.resize], interpolation=InterpolationMode(self.interpolation), antialias=True)
-        x = F.center_crop(x, [self.crop, self.crop])
+        rw, rh = self.resized_size(image.size)
+        if max(rw, rh) > BOUNDED_SIDE * self.resize and self.resize >= self.crop:
+            x = self._crop_then_resize(image)
+        else:
+            x = F.pil_to_tensor(image)
+            x = F.resize(x, [self.resize], interpolation=InterpolationMode(self.interpolation), antialias=True)
+            x = F.center_crop(x, [self.crop, self.crop])
         x = x.float().div_(255.0)
         return F.normalize(x, list(self.mean), list(self.std))
+
+    def _crop_then_resize(self, image: Image.Image) -> torch.Tensor:
+        """The centre crop of the resized image, computed from the original pixels under it.
+
+        Resizing a very long image whole (shorter side to ``resize``) would take memory in
+        proportion to its length (a 20000 x 1 image becomes 5 120 000 x 256); here only the
+        ``crop x crop`` output is made. Nearest is torchvision's index rule exactly; bilinear
+        and bicubic are Pillow's resampling of the same region (``resize(box=...)``: the
+        same antialiased filters and sample centres, within a few grey levels of torch's
+        two-pass uint8 kernel).
+        """
+        w, h = image.size
+        rw, rh = self.resized_size((w, h))
+        left, top = self.crop_offsets((w, h))
+        c = self.crop
+        if self.interpolation == "nearest":  # torch: src = min(floor(dst * float(in) / out), in - 1), float32
+            cols = np.minimum(np.floor(np.arange(left, left + c, dtype=np.float32) * (np.float32(w) / np.float32(rw))), w - 1)
+            rows = np.minimum(np.floor(np.arange(top, top + c, dtype=np.float32) * (np.float32(h) / np.float32(rh))), h - 1)
+            pixels = np.asarray(image)[rows.astype(np.int64)][:, cols.astype(np.int64)]
+        else:
+            sx, sy = w / rw, h / rh
+            box = (left * sx, top * sy, (left + c) * sx, (top + c) * sy)
+            resample = Image.Resampling.BICUBIC if self.interpolation == "bicubic" else Image.Resampling.BILINEAR
+            pixels = np.asarray(image.resize((c, c), resample, box=box))
+        x = torch.from_numpy(np.array(pixels, dtype=np.uint8, copy=True))
+        return x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1).contiguous()
 
     def batch(self, image: Image.Image) -> torch.Tensor:
         """The ``1 x C x crop x crop`` batch fed to the model."""
@@ -77,6 +111,11 @@ class Preprocess:
         if w <= h:
             return self.resize, int(self.resize * h / w)
         return int(self.resize * w / h), self.resize
+
+    def crop_offsets(self, size: tuple[int, int]) -> tuple[int, int]:
+        """``(left, top)`` of the centre crop in the resized image (torchvision's rounding)."""
+        rw, rh = self.resized_size(size)
+        return int(round((rw - self.crop) / 2.0)), int(round((rh - self.crop) / 2.0))
 
     def box_to_original(self, box: tuple[float, float, float, float], size: tuple[int, int]) -> tuple[int, int, int, int]:
         """Map ``(x0, y0, x1, y1)`` in model-input pixels back to the original ``(w, h)`` image."""
