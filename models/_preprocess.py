@@ -118,11 +118,14 @@ class Preprocess:
         return int(round((rw - self.crop) / 2.0)), int(round((rh - self.crop) / 2.0))
 
     def box_to_original(self, box: tuple[float, float, float, float], size: tuple[int, int]) -> tuple[int, int, int, int]:
-        """Map ``(x0, y0, x1, y1)`` in model-input pixels back to the original ``(w, h)`` image."""
+        """Map ``(x0, y0, x1, y1)`` in model-input pixels back to the original ``(w, h)`` image.
+
+        The geometric footprint (the box scaled back); :meth:`field_to_original` adds the
+        resampling filter's reach.
+        """
         w, h = size
         rw, rh = self.resized_size(size)
-        left = int(round((rw - self.crop) / 2.0))
-        top = int(round((rh - self.crop) / 2.0))
+        left, top = self.crop_offsets(size)
         sx, sy = w / rw, h / rh
         x0, y0, x1, y1 = box
         return (
@@ -131,6 +134,56 @@ class Preprocess:
             min(w, int(np.ceil((x1 + left) * sx))),
             min(h, int(np.ceil((y1 + top) * sy))),
         )
+
+    def field_to_original(self, box: tuple[float, float, float, float], size: tuple[int, int]) -> tuple[int, int, int, int]:
+        """The original pixels that can change any model-input pixel of ``box``.
+
+        :meth:`box_to_original` widened by the resize filter's taps: bilinear reaches one
+        resized pixel either side, bicubic two, each scaled by the downscale factor when
+        shrinking (antialiasing); nearest reads one pixel per resized pixel, so its box is the
+        pixels read (within the geometric box). Clipped to the image.
+        """
+        out = self.fields_to_original(np.asarray([box], np.float64), np.asarray([size], np.int64))[0]
+        return tuple(int(v) for v in out)  # type: ignore[return-value]
+
+    def fields_to_original(self, boxes: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+        """:meth:`field_to_original` for ``N x 4`` boxes and ``N x 2`` ``(w, h)`` sizes: ``N x 4`` int64."""
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        sizes = np.asarray(sizes, np.int64).reshape(-1, 2)
+        w, h = sizes[:, 0], sizes[:, 1]
+        landscape = w > h
+        short = np.minimum(w, h)
+        long_ = np.trunc(self.resize * np.maximum(w, h) / short).astype(np.int64)  # torchvision's int()
+        rw = np.where(landscape, long_, self.resize)
+        rh = np.where(landscape, self.resize, long_)
+        left = np.round((rw - self.crop) / 2.0).astype(np.int64)  # half to even, as round()
+        top = np.round((rh - self.crop) / 2.0).astype(np.int64)
+        out = np.empty((len(boxes), 4), np.int64)
+        out[:, 0], out[:, 2] = self._axis_taps(boxes[:, 0] + left, boxes[:, 2] + left, w, rw)
+        out[:, 1], out[:, 3] = self._axis_taps(boxes[:, 1] + top, boxes[:, 3] + top, h, rh)
+        return out
+
+    def _axis_taps(self, b0: np.ndarray, b1: np.ndarray, n: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Original pixels ``[lo, hi)`` read to make resized pixels ``[b0, b1)`` (``n`` -> ``m`` pixels).
+
+        The index rules of torch's kernels: antialiased bilinear/bicubic read
+        ``[int(c - support + 0.5), int(c + support + 0.5))`` around ``c = scale * (i + 0.5)``,
+        with ``support`` 1 or 2 times ``max(scale, 1)``; nearest reads ``floor(i * scale)``.
+        """
+        scale = n / m
+        i0 = np.clip(np.floor(b0), 0, m - 1)
+        i1 = np.clip(np.ceil(b1) - 1, i0, m - 1)
+        if self.interpolation == "nearest":
+            s32 = n.astype(np.float32) / m.astype(np.float32)
+            lo = np.floor(i0.astype(np.float32) * s32)
+            hi = np.minimum(np.floor(i1.astype(np.float32) * s32), n - 1) + 1
+            return lo.astype(np.int64), hi.astype(np.int64)  # the pixels read: inside the geometric box
+        geo_lo = np.maximum(0, np.floor(b0 * scale))
+        geo_hi = np.minimum(n, np.ceil(b1 * scale))
+        support = (2.0 if self.interpolation == "bicubic" else 1.0) * np.maximum(scale, 1.0)
+        lo = np.maximum(np.trunc(scale * (i0 + 0.5) - support + 0.5), 0)
+        hi = np.minimum(np.trunc(scale * (i1 + 0.5) + support + 0.5), n)
+        return np.minimum(lo, geo_lo).astype(np.int64), np.maximum(hi, geo_hi).astype(np.int64)
 
     def describe(self) -> str:
         return (
