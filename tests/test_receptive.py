@@ -12,7 +12,7 @@ import torch.nn.functional as tf
 from torch import nn
 
 from models import LoadedModel, Preprocess
-from vizapp.receptive import analytic_field
+from vizapp.receptive import analytic_field, gradient_boxes
 
 
 def _chain(pre: Preprocess) -> LoadedModel:
@@ -93,3 +93,70 @@ def test_fields_to_original_is_field_to_original_for_each_row():
         assert one == tuple(int(v) for v in row)
         geometric = pre.box_to_original(tuple(box), (int(size[0]), int(size[1])))  # bicubic: always wider
         assert one[0] <= geometric[0] and one[1] <= geometric[1] and one[2] >= geometric[2] and one[3] >= geometric[3]
+
+
+# --- gradient boxes measured on few units --------------------------------------------------
+
+
+@pytest.fixture
+def count_units(monkeypatch):
+    """The units each forward/backward pass of ``gradient_boxes`` measured."""
+    import vizapp.receptive as receptive
+
+    passes: list[list[tuple[int, int]]] = []
+    real = receptive._Measure.__call__
+
+    def counting(self, units, samples, generator):
+        passes.append(list(units))
+        return real(self, units, samples, generator)
+
+    monkeypatch.setattr(receptive._Measure, "__call__", counting)
+    return passes
+
+
+@pytest.mark.parametrize(("layer", "side"), [("layer1", 16), ("layer2", 8), ("layer3.0.conv1", 4)])
+def test_gradient_boxes_from_rows_and_columns_equal_measuring_every_unit(resnet18, layer, side, count_units):
+    loaded = LoadedModel("r", "r", "cnn", resnet18, Preprocess(resize=80, crop=64), None, source="tests")
+    rng = np.random.default_rng(side)
+    units = sorted({(int(y), int(x)) for y, x in rng.integers(0, side, (24, 2))} | {(0, 0), (side - 1, side - 1)})
+    fast = gradient_boxes(loaded, layer, units)
+    measured_fast = sum(len(p) for p in count_units)
+    count_units.clear()
+    slow = gradient_boxes(loaded, layer, units, separable=False)
+    assert sum(len(p) for p in count_units) == len(units)
+    assert fast == slow
+    # Rows and columns: at most one unit per needed row or column, plus the check.
+    needed = len({y for y, _ in units} | {x for _, x in units})
+    assert measured_fast <= needed + 1 < len(units)
+
+
+def test_a_uniform_field_is_measured_on_three_units(lite0, count_units):
+    # EfficientNet-Lite0's conv_head (7 x 7): every unit sees the whole 224 px input; the two
+    # corners of the diagonal agree, so the rows and columns between them need no pass.
+    units = [(y, x) for y in range(7) for x in range(7)]
+    boxes = gradient_boxes(lite0, "conv_head", units)
+    assert [len(p) for p in count_units] == [1, 1, 1]
+    assert set(boxes.values()) == {(0.0, 0.0, 224.0, 224.0)}
+    assert gradient_boxes(lite0, "conv_head", [(3, 2)], separable=False)[(3, 2)] == boxes[(3, 2)]
+
+
+class _Transposed(nn.Module):
+    """Rows become columns half way: a unit's rows depend on its column (no rectangle rule)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, (1, 9), padding=(0, 4))
+        self.b = nn.Conv2d(4, 4, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        return self.b(self.a(x).transpose(-1, -2).flip(-1))
+
+
+def test_a_network_without_the_rectangle_rule_is_measured_unit_by_unit(count_units):
+    torch.manual_seed(0)
+    loaded = LoadedModel("t", "t", "cnn", _Transposed().eval(), Preprocess(resize=32, crop=32), None, source="tests")
+    units = [(0, 0), (3, 9), (15, 15), (8, 2), (12, 12), (5, 14)]
+    fast = gradient_boxes(loaded, "b", units)
+    assert sum(len(p) for p in count_units) > len(units)  # the check failed: every unit measured
+    assert fast == gradient_boxes(loaded, "b", units, separable=False)
+    assert fast[(0, 0)] != fast[(15, 15)]
