@@ -1,0 +1,81 @@
+"""What ``vizapp.inference.run`` does beyond preprocessing and the forward pass: no walk over
+the modules of a model already in eval mode, the modes restored exactly, a cheap display image."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from models import LoadedModel, Preprocess
+from vizapp.inference import run, training_modules
+
+
+class _Counting(nn.Sequential):
+    """Counts ``train()`` calls (``eval()`` is ``train(False)``): each one walks every module."""
+
+    calls = 0
+
+    def train(self, mode: bool = True):
+        type(self).calls += 1
+        return super().train(mode)
+
+
+def _net() -> nn.Module:
+    torch.manual_seed(0)
+    return _Counting(
+        nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.Dropout(0.5), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Dropout(0.5), nn.Linear(8, 4),
+    )
+
+
+def _image() -> Image.Image:
+    return Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8))
+
+
+def _loaded(net: nn.Module) -> LoadedModel:
+    return LoadedModel("n", "n", "cnn", net, Preprocess(resize=32, crop=32), ["a", "b", "c", "d"], source="tests")
+
+
+def test_a_model_in_eval_mode_is_not_walked():
+    net = _net().eval()
+    _Counting.calls = 0
+    result = run(_loaded(net), _image(), ["0"])
+    assert _Counting.calls == 0
+    assert not any(m.training for m in net.modules())
+    with torch.inference_mode():
+        expected = net(Preprocess(resize=32, crop=32).batch(_image()))
+    np.testing.assert_allclose(result.logits, expected[0].numpy(), rtol=1e-6)
+    assert training_modules(net) == []
+
+
+def test_modes_are_restored_exactly_and_the_pass_runs_in_eval_mode():
+    net = _net().eval()
+    with torch.inference_mode():
+        expected = net(Preprocess(resize=32, crop=32).batch(_image()))[0].numpy()
+    # Root in eval mode, one dropout left in training mode: the pass is in eval mode (no
+    # dropout), and afterwards that dropout alone is in training mode again.
+    net[5].train()
+    result = run(_loaded(net), _image())
+    np.testing.assert_allclose(result.logits, expected, rtol=1e-6)
+    assert [m.training for m in net.modules()] == [False] * 6 + [True, False]
+    # A model in training mode: evaluated in eval mode, then every module back in training mode.
+    net.train()
+    result = run(_loaded(net), _image())
+    np.testing.assert_allclose(result.logits, expected, rtol=1e-6)
+    assert all(m.training for m in net.modules())
+    assert len(training_modules(net)) == 8
+
+
+def test_display_undoes_the_normalisation():
+    rng = np.random.default_rng(1)
+    for pre in (Preprocess(), Preprocess(mean=(0.5,), std=(0.25,))):
+        x = torch.from_numpy(rng.normal(0, 1.5, (1, pre.channels, 24, 20)).astype(np.float32))
+        shown = pre.to_display(x)
+        assert shown.shape == (24, 20, 3) and shown.dtype == np.uint8 and shown.flags["C_CONTIGUOUS"]
+        mean = torch.tensor(pre.mean).view(-1, 1, 1)
+        std = torch.tensor(pre.std).view(-1, 1, 1)
+        want = (x[0] * std + mean).clamp(0, 1).mul(255).round().to(torch.uint8).expand(3, -1, -1).permute(1, 2, 0)
+        assert np.abs(shown.astype(int) - want.numpy().astype(int)).max() <= 1
+        assert np.array_equal(pre.to_display(x[0].numpy()), shown)
