@@ -98,15 +98,12 @@ class Preprocess:
         x = torch.as_tensor(tensor).detach().float().cpu()
         if x.ndim == 4:
             x = x[0]
-        # numpy, in place, on the H x W x C view: a third of the time of the same in torch ops.
-        shown = x.numpy().transpose(1, 2, 0) * (np.asarray(self.std, np.float32) * 255)
-        shown += np.asarray(self.mean, np.float32) * 255
-        np.clip(shown, 0, 255, out=shown)
-        np.rint(shown, out=shown)
-        shown = shown.astype(np.uint8, order="C")
-        if shown.shape[2] == 1:  # grey-scale model: shown as grey RGB
-            shown = np.repeat(shown, 3, axis=2)
-        return shown
+        mean = torch.tensor(self.mean).view(-1, 1, 1)
+        std = torch.tensor(self.std).view(-1, 1, 1)
+        x = (x * std + mean).clamp_(0, 1).mul_(255).round_().to(torch.uint8)
+        if x.shape[0] == 1:  # grey-scale model: shown as grey RGB
+            x = x.expand(3, -1, -1)
+        return x.permute(1, 2, 0).contiguous().numpy()
 
     def resized_size(self, size: tuple[int, int]) -> tuple[int, int]:
         """``(w, h)`` after resizing the shorter side to ``resize`` (torchvision's rounding)."""

@@ -1,5 +1,5 @@
 """What ``vizapp.inference.run`` does beyond preprocessing and the forward pass: no walk over
-the modules of a model already in eval mode, the modes restored exactly, a cheap display image."""
+the modules of a model already in eval mode, and the modes restored exactly."""
 
 from __future__ import annotations
 
@@ -66,16 +66,3 @@ def test_modes_are_restored_exactly_and_the_pass_runs_in_eval_mode():
     np.testing.assert_allclose(result.logits, expected, rtol=1e-6)
     assert all(m.training for m in net.modules())
     assert len(training_modules(net)) == 8
-
-
-def test_display_undoes_the_normalisation():
-    rng = np.random.default_rng(1)
-    for pre in (Preprocess(), Preprocess(mean=(0.5,), std=(0.25,))):
-        x = torch.from_numpy(rng.normal(0, 1.5, (1, pre.channels, 24, 20)).astype(np.float32))
-        shown = pre.to_display(x)
-        assert shown.shape == (24, 20, 3) and shown.dtype == np.uint8 and shown.flags["C_CONTIGUOUS"]
-        mean = torch.tensor(pre.mean).view(-1, 1, 1)
-        std = torch.tensor(pre.std).view(-1, 1, 1)
-        want = (x[0] * std + mean).clamp(0, 1).mul(255).round().to(torch.uint8).expand(3, -1, -1).permute(1, 2, 0)
-        assert np.abs(shown.astype(int) - want.numpy().astype(int)).max() <= 1
-        assert np.array_equal(pre.to_display(x[0].numpy()), shown)

@@ -59,12 +59,14 @@ def training_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
     273 modules, 5 % of its forward pass), which a model already in eval mode does not need.
     """
     found = []
-    stack = [model]
+    stack: list[torch.nn.Module | None] = [model]
     while stack:
         module = stack.pop()
+        if module is None:
+            continue
         if module.training:
             found.append(module)
-        stack.extend(m for m in module._modules.values() if m is not None)
+        stack += module._modules.values()
     return found
 
 
