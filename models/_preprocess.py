@@ -50,17 +50,22 @@ class Preprocess:
         return len(self.mean)
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
+        return self._normalise(self.pixels(image))
+
+    def pixels(self, image: Image.Image) -> torch.Tensor:
+        """The resized and cropped ``C x crop x crop`` uint8 pixels, before normalisation."""
         mode = "L" if self.channels == 1 else "RGB"
         if image.mode != mode:
             image = image.convert(mode)
         rw, rh = self.resized_size(image.size)
         if max(rw, rh) > BOUNDED_SIDE * self.resize and self.resize >= self.crop:
-            x = self._crop_then_resize(image)
-        else:
-            x = F.pil_to_tensor(image)
-            x = F.resize(x, [self.resize], interpolation=InterpolationMode(self.interpolation), antialias=True)
-            x = F.center_crop(x, [self.crop, self.crop])
-        x = x.float().div_(255.0)
+            return self._crop_then_resize(image)
+        x = F.pil_to_tensor(image)
+        x = F.resize(x, [self.resize], interpolation=InterpolationMode(self.interpolation), antialias=True)
+        return F.center_crop(x, [self.crop, self.crop])
+
+    def _normalise(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = pixels.float().div_(255.0)
         return F.normalize(x, list(self.mean), list(self.std))
 
     def _crop_then_resize(self, image: Image.Image) -> torch.Tensor:
@@ -92,6 +97,13 @@ class Preprocess:
     def batch(self, image: Image.Image) -> torch.Tensor:
         """The ``1 x C x crop x crop`` batch fed to the model."""
         return self(image).unsqueeze(0)
+
+    def batch_and_display(self, image: Image.Image) -> tuple[torch.Tensor, np.ndarray]:
+        """:meth:`batch` and the ``H x W x 3`` uint8 image it was made from (what
+        :meth:`to_display` of that batch gives back, without undoing the normalisation)."""
+        pixels = self.pixels(image)
+        shown = pixels.expand(3, -1, -1) if pixels.shape[0] == 1 else pixels
+        return self._normalise(pixels).unsqueeze(0), shown.permute(1, 2, 0).contiguous().numpy()
 
     def to_display(self, tensor: torch.Tensor | np.ndarray) -> np.ndarray:
         """Undo the normalisation: ``H x W x 3`` uint8, what the model actually sees."""

@@ -66,3 +66,19 @@ def test_modes_are_restored_exactly_and_the_pass_runs_in_eval_mode():
     np.testing.assert_allclose(result.logits, expected, rtol=1e-6)
     assert all(m.training for m in net.modules())
     assert len(training_modules(net)) == 8
+
+
+def test_the_display_image_is_the_input_with_the_normalisation_undone():
+    # run() takes the display image from the resized and cropped pixels instead of undoing
+    # the normalisation of the input: the same picture, to the grey level.
+    torch.manual_seed(0)
+    grey = nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
+    cases = [(_loaded(_net().eval()), _image()),
+             (LoadedModel("g", "g", "cnn", grey, Preprocess(resize=28, crop=28, mean=(0.13,), std=(0.31,)), None,
+                          source="tests"), _image().convert("L"))]
+    for loaded, image in cases:
+        result = run(loaded, image)
+        assert result.display.shape == (loaded.preprocess.crop, loaded.preprocess.crop, 3)
+        assert result.display.flags["C_CONTIGUOUS"]
+        np.testing.assert_array_equal(result.display, loaded.preprocess.to_display(result.input))
+        np.testing.assert_array_equal(result.input, loaded.preprocess.batch(image).numpy())

@@ -93,7 +93,7 @@ def run(
     cancel: CancelToken | None = None,
 ) -> InferenceResult:
     """One forward pass of ``image`` through ``loaded`` with ``layers`` captured."""
-    x = loaded.preprocess.batch(image)
+    x, display = loaded.preprocess.batch_and_display(image)
     if cancel is not None:
         cancel.check()
     model = loaded.module
@@ -122,7 +122,7 @@ def run(
     preds = top_predictions(loaded, logits.cpu(), topk) if logits is not None else []
     return InferenceResult(
         input=x.numpy(),
-        display=loaded.preprocess.to_display(x),
+        display=display,
         predictions=preds,
         activations=activations,
         logits=logits[0].float().cpu().numpy() if logits is not None and logits.ndim == 2 else None,
