@@ -111,3 +111,25 @@ def test_boxes_map_back_onto_a_long_image(size):
     box = (int(bright[:, 1].min()), int(bright[:, 0].min()), int(bright[:, 1].max()) + 1, int(bright[:, 0].max()) + 1)
     bx0, by0, bx1, by1 = pre.box_to_original(box, size)
     assert abs(bx0 - x0) <= 2 and abs(by0 - y0) <= 2 and abs(bx1 - x1) <= 2 and abs(by1 - y1) <= 2
+
+
+def test_a_long_image_is_one_line_at_the_command_line_and_skipped_by_an_index(tmp_path, capsys, make_loaded):
+    import main
+    from vizapp.datasets import ImageCollection
+    from vizapp.indexing import build_index
+
+    long_png = tmp_path / "photos" / "long.png"
+    long_png.parent.mkdir()
+    Image.new("RGB", (200_000, 1), (9, 9, 9)).save(long_png)
+    Image.new("RGB", (40, 30), (200, 100, 0)).save(tmp_path / "photos" / "small.png")
+    status = main.main(["predict", "--model", "efficientnet_lite0", "--image", str(long_png)])
+    out, err = capsys.readouterr()
+    assert status == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "200000x1" in err and "Traceback" not in err
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=4), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                              torch.nn.Linear(4, 2))
+    collection = ImageCollection.from_folder(tmp_path / "photos")
+    index = build_index(make_loaded(net), collection, ["0"], k=1, out=tmp_path / "index", batch_size=2, workers=0)
+    assert index.done
+    assert [collection.paths[i] for i in index.skipped] == [str(long_png)]
