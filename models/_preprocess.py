@@ -15,6 +15,10 @@ __all__ = ["Preprocess", "IMAGENET_MEAN", "IMAGENET_STD"]
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+#: Past ``BOUNDED_SIDE x resize`` on the longer side, the centre crop is resampled from the
+#: original pixels under it instead of resizing the whole image (memory bounded by the crop).
+BOUNDED_SIDE = 16
+
 
 @dataclass(frozen=True)
 class Preprocess:
@@ -46,18 +50,60 @@ class Preprocess:
         return len(self.mean)
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
+        return self._normalise(self.pixels(image))
+
+    def pixels(self, image: Image.Image) -> torch.Tensor:
+        """The resized and cropped ``C x crop x crop`` uint8 pixels, before normalisation."""
         mode = "L" if self.channels == 1 else "RGB"
         if image.mode != mode:
             image = image.convert(mode)
+        rw, rh = self.resized_size(image.size)
+        if max(rw, rh) > BOUNDED_SIDE * self.resize and self.resize >= self.crop:
+            return self._crop_then_resize(image)
         x = F.pil_to_tensor(image)
         x = F.resize(x, [self.resize], interpolation=InterpolationMode(self.interpolation), antialias=True)
-        x = F.center_crop(x, [self.crop, self.crop])
-        x = x.float().div_(255.0)
+        return F.center_crop(x, [self.crop, self.crop])
+
+    def _normalise(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = pixels.float().div_(255.0)
         return F.normalize(x, list(self.mean), list(self.std))
+
+    def _crop_then_resize(self, image: Image.Image) -> torch.Tensor:
+        """The centre crop of the resized image, computed from the original pixels under it.
+
+        Resizing a very long image whole (shorter side to ``resize``) would take memory in
+        proportion to its length (a 20000 x 1 image becomes 5 120 000 x 256); here only the
+        ``crop x crop`` output is made. Nearest is torchvision's index rule exactly; bilinear
+        and bicubic are Pillow's resampling of the same region (``resize(box=...)``: the
+        same antialiased filters and sample centres, within a few grey levels of torch's
+        two-pass uint8 kernel).
+        """
+        w, h = image.size
+        rw, rh = self.resized_size((w, h))
+        left, top = self.crop_offsets((w, h))
+        c = self.crop
+        if self.interpolation == "nearest":  # torch: src = min(floor(dst * float(in) / out), in - 1), float32
+            cols = np.minimum(np.floor(np.arange(left, left + c, dtype=np.float32) * (np.float32(w) / np.float32(rw))), w - 1)
+            rows = np.minimum(np.floor(np.arange(top, top + c, dtype=np.float32) * (np.float32(h) / np.float32(rh))), h - 1)
+            pixels = np.asarray(image)[rows.astype(np.int64)][:, cols.astype(np.int64)]
+        else:
+            sx, sy = w / rw, h / rh
+            box = (left * sx, top * sy, (left + c) * sx, (top + c) * sy)
+            resample = Image.Resampling.BICUBIC if self.interpolation == "bicubic" else Image.Resampling.BILINEAR
+            pixels = np.asarray(image.resize((c, c), resample, box=box))
+        x = torch.from_numpy(np.array(pixels, dtype=np.uint8, copy=True))
+        return x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1).contiguous()
 
     def batch(self, image: Image.Image) -> torch.Tensor:
         """The ``1 x C x crop x crop`` batch fed to the model."""
         return self(image).unsqueeze(0)
+
+    def batch_and_display(self, image: Image.Image) -> tuple[torch.Tensor, np.ndarray]:
+        """:meth:`batch` and the ``H x W x 3`` uint8 image it was made from (what
+        :meth:`to_display` of that batch gives back, without undoing the normalisation)."""
+        pixels = self.pixels(image)
+        shown = pixels.expand(3, -1, -1) if pixels.shape[0] == 1 else pixels
+        return self._normalise(pixels).unsqueeze(0), shown.permute(1, 2, 0).contiguous().numpy()
 
     def to_display(self, tensor: torch.Tensor | np.ndarray) -> np.ndarray:
         """Undo the normalisation: ``H x W x 3`` uint8, what the model actually sees."""
@@ -78,12 +124,20 @@ class Preprocess:
             return self.resize, int(self.resize * h / w)
         return int(self.resize * w / h), self.resize
 
+    def crop_offsets(self, size: tuple[int, int]) -> tuple[int, int]:
+        """``(left, top)`` of the centre crop in the resized image (torchvision's rounding)."""
+        rw, rh = self.resized_size(size)
+        return int(round((rw - self.crop) / 2.0)), int(round((rh - self.crop) / 2.0))
+
     def box_to_original(self, box: tuple[float, float, float, float], size: tuple[int, int]) -> tuple[int, int, int, int]:
-        """Map ``(x0, y0, x1, y1)`` in model-input pixels back to the original ``(w, h)`` image."""
+        """Map ``(x0, y0, x1, y1)`` in model-input pixels back to the original ``(w, h)`` image.
+
+        The geometric footprint (the box scaled back); :meth:`field_to_original` adds the
+        resampling filter's reach.
+        """
         w, h = size
         rw, rh = self.resized_size(size)
-        left = int(round((rw - self.crop) / 2.0))
-        top = int(round((rh - self.crop) / 2.0))
+        left, top = self.crop_offsets(size)
         sx, sy = w / rw, h / rh
         x0, y0, x1, y1 = box
         return (
@@ -92,6 +146,56 @@ class Preprocess:
             min(w, int(np.ceil((x1 + left) * sx))),
             min(h, int(np.ceil((y1 + top) * sy))),
         )
+
+    def field_to_original(self, box: tuple[float, float, float, float], size: tuple[int, int]) -> tuple[int, int, int, int]:
+        """The original pixels that can change any model-input pixel of ``box``.
+
+        :meth:`box_to_original` widened by the resize filter's taps: bilinear reaches one
+        resized pixel either side, bicubic two, each scaled by the downscale factor when
+        shrinking (antialiasing); nearest reads one pixel per resized pixel, so its box is the
+        pixels read (within the geometric box). Clipped to the image.
+        """
+        out = self.fields_to_original(np.asarray([box], np.float64), np.asarray([size], np.int64))[0]
+        return tuple(int(v) for v in out)  # type: ignore[return-value]
+
+    def fields_to_original(self, boxes: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+        """:meth:`field_to_original` for ``N x 4`` boxes and ``N x 2`` ``(w, h)`` sizes: ``N x 4`` int64."""
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        sizes = np.asarray(sizes, np.int64).reshape(-1, 2)
+        w, h = sizes[:, 0], sizes[:, 1]
+        landscape = w > h
+        short = np.minimum(w, h)
+        long_ = np.trunc(self.resize * np.maximum(w, h) / short).astype(np.int64)  # torchvision's int()
+        rw = np.where(landscape, long_, self.resize)
+        rh = np.where(landscape, self.resize, long_)
+        left = np.round((rw - self.crop) / 2.0).astype(np.int64)  # half to even, as round()
+        top = np.round((rh - self.crop) / 2.0).astype(np.int64)
+        out = np.empty((len(boxes), 4), np.int64)
+        out[:, 0], out[:, 2] = self._axis_taps(boxes[:, 0] + left, boxes[:, 2] + left, w, rw)
+        out[:, 1], out[:, 3] = self._axis_taps(boxes[:, 1] + top, boxes[:, 3] + top, h, rh)
+        return out
+
+    def _axis_taps(self, b0: np.ndarray, b1: np.ndarray, n: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Original pixels ``[lo, hi)`` read to make resized pixels ``[b0, b1)`` (``n`` -> ``m`` pixels).
+
+        The index rules of torch's kernels: antialiased bilinear/bicubic read
+        ``[int(c - support + 0.5), int(c + support + 0.5))`` around ``c = scale * (i + 0.5)``,
+        with ``support`` 1 or 2 times ``max(scale, 1)``; nearest reads ``floor(i * scale)``.
+        """
+        scale = n / m
+        i0 = np.clip(np.floor(b0), 0, m - 1)
+        i1 = np.clip(np.ceil(b1) - 1, i0, m - 1)
+        if self.interpolation == "nearest":
+            s32 = n.astype(np.float32) / m.astype(np.float32)
+            lo = np.floor(i0.astype(np.float32) * s32)
+            hi = np.minimum(np.floor(i1.astype(np.float32) * s32), n - 1) + 1
+            return lo.astype(np.int64), hi.astype(np.int64)  # the pixels read: inside the geometric box
+        geo_lo = np.maximum(0, np.floor(b0 * scale))
+        geo_hi = np.minimum(n, np.ceil(b1 * scale))
+        support = (2.0 if self.interpolation == "bicubic" else 1.0) * np.maximum(scale, 1.0)
+        lo = np.maximum(np.trunc(scale * (i0 + 0.5) - support + 0.5), 0)
+        hi = np.minimum(np.trunc(scale * (i1 + 0.5) + support + 0.5), n)
+        return np.minimum(lo, geo_lo).astype(np.int64), np.maximum(hi, geo_hi).astype(np.int64)
 
     def describe(self) -> str:
         return (

@@ -360,7 +360,7 @@ def test_index_boxes_are_analytic_boxes_mapped_back(tiny, tiny_index, bad_ids):
                 with Image.open(tiny_index.paths[i]) as im:
                     assert size == im.size
                 y, x = divmod(int(t["positions"][r, ch]), w)
-                expected = tiny.preprocess.box_to_original(field.box(y, x), size)
+                expected = tiny.preprocess.field_to_original(field.box(y, x), size)
                 assert tuple(t["boxes"][r, ch]) == expected
                 x0, y0, x1, y1 = expected
                 assert 0 <= x0 < x1 <= size[0] and 0 <= y0 < y1 <= size[1]
@@ -389,7 +389,7 @@ def test_resnet_index_boxes_equal_gradient_boxes(resnet18, tmp_path):
         with Image.open(collection.paths[i]) as im:
             size = im.size
         assert tuple(int(v) for v in index.sizes[i]) == size
-        expected = loaded.preprocess.box_to_original(measured[unit], size)
+        expected = loaded.preprocess.field_to_original(measured[unit], size)
         assert tuple(t["boxes"][r, ch]) == expected
         x0, y0, x1, y1 = expected
         assert 0 <= x0 < x1 <= size[0] and 0 <= y0 < y1 <= size[1]
@@ -421,7 +421,7 @@ def test_vit_token_boxes(tmp_path):
         y, x = divmod(int(t["positions"][r, ch]), 14)
         patch = (x * 16, y * 16, x * 16 + 16, y * 16 + 16)
         assert token_box(224, 14, y, x) == patch
-        assert tuple(t["boxes"][r, ch]) == loaded.preprocess.box_to_original(patch, tuple(index.sizes[i]))
+        assert tuple(t["boxes"][r, ch]) == loaded.preprocess.field_to_original(patch, tuple(index.sizes[i]))
     # The values are the token grid's maxima (class token left out), from single-image passes.
     ch = 17
     best = []

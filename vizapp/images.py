@@ -17,10 +17,14 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vizapp.errors import ImageError
 
-__all__ = ["MAX_PIXELS", "SampleImage", "lab_samples", "load_image", "to_rgb", "sample_images"]
+__all__ = ["MAX_ASPECT", "MAX_PIXELS", "SampleImage", "lab_samples", "load_image", "resolve_image_source", "to_rgb", "sample_images"]
 
 #: Largest image accepted (about 180 megapixels, twice Pillow's default warning level).
 MAX_PIXELS = 2 * 89_478_485
+
+#: Longest side / shortest side accepted. Models see a square centre crop of the image
+#: resized to its shorter side: past 50:1 that crop shows under 2 % of the image's length.
+MAX_ASPECT = 50
 
 
 def _scale_to_uint8(array: np.ndarray, full_scale: float | None) -> np.ndarray:
@@ -63,7 +67,8 @@ def load_image(source: str | Path | bytes) -> Image.Image:
     Raises
     ------
     ImageError
-        The file is missing, not an image, truncated, or too large to decode safely.
+        The file is missing, not an image, truncated, too large to decode safely, or
+        longer than ``MAX_ASPECT`` times its width (checked from the header, before decoding).
     """
     name = "pasted image" if isinstance(source, bytes) else str(source)
     if not isinstance(source, bytes) and not Path(source).is_file():
@@ -74,8 +79,16 @@ def load_image(source: str | Path | bytes) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+                w, h = im.size
+                if max(w, h) > MAX_ASPECT * min(w, h):
+                    raise ImageError(
+                        f"{name}: {w}x{h} pixels is {max(w, h) / max(1, min(w, h)):.0f}:1; models see a square centre "
+                        f"crop, so images longer than {MAX_ASPECT}:1 are refused (crop it first)"
+                    )
                 im.load()
                 return to_rgb(im)
+    except ImageError:
+        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(f"{name}: too many pixels to decode safely (limit {MAX_PIXELS:,})") from None
     except UnidentifiedImageError:

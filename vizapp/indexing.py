@@ -593,24 +593,26 @@ def _gather(tops, meta, sizes, skipped, pooled, layers, n_total, rank, world, di
 
 
 def _boxes(loaded: LoadedModel, layers, meta, tops, sizes, cancel: CancelToken | None = None) -> dict[str, np.ndarray]:
-    """``k x C x 4`` boxes in original-image pixels for every winner of every layer."""
+    """``k x C x 4`` boxes in original-image pixels for every winner of every layer: the unit's
+    receptive field mapped back through the crop and the resize, widened by the resize filter's
+    reach (``Preprocess.fields_to_original``)."""
     from vizapp.receptive import unit_boxes
 
     result = {}
+    sizes = np.asarray(sizes, np.int64).reshape(-1, 2)
     for layer in layers:
         t = tops[layer]
         images = t.images.cpu().numpy()
         positions = t.positions.cpu().numpy()
         h, w = meta[layer]["map_size"]
         ys, xs = positions // w, positions % w
-        wanted = [(int(y), int(x)) for y, x, i in zip(ys.ravel(), xs.ravel(), images.ravel(), strict=True) if i >= 0]
+        valid = images >= 0
+        wanted = [(int(y), int(x)) for y, x in zip(ys[valid], xs[valid], strict=True)]
         found, _method = unit_boxes(loaded, layer, wanted, (h, w), bool(meta[layer]["tokens"]), cancel)
         meta[layer]["field"] = _method
         out = np.zeros((*images.shape, 4), dtype=np.int64)
-        for r in range(images.shape[0]):
-            for c in range(images.shape[1]):
-                i = images[r, c]
-                if i >= 0:
-                    out[r, c] = loaded.preprocess.box_to_original(found[(int(ys[r, c]), int(xs[r, c]))], tuple(sizes[i]))
+        if wanted:
+            model_boxes = np.asarray([found[p] for p in wanted], np.float64)
+            out[valid] = loaded.preprocess.fields_to_original(model_boxes, sizes[images[valid]])
         result[layer] = out
     return result

@@ -136,68 +136,194 @@ def _branches(output: torch.Tensor) -> bool:
 
 def gradient_boxes(
     loaded: LoadedModel, layer: str, positions: list[tuple[int, int]], samples: int = 2, chunk: int | None = None,
-    seed: int = 0, cancel: CancelToken | None = None,
+    seed: int = 0, cancel: CancelToken | None = None, separable: bool = True,
 ) -> dict[tuple[int, int], Box]:
     """Receptive-field boxes measured by back-propagation, for each ``(y, x)`` unit position.
 
-    Each position gets ``samples`` random inputs in one batch of ``chunk`` positions
-    (default: 16 on an accelerator, 1 on the CPU, where bigger batches are slower and
-    their autograd graphs take gigabytes); the forward pass stops at ``layer``. The box
-    covers every input pixel with a non-zero gradient.
+    A unit's box covers every input pixel with a non-zero gradient of the unit (summed over
+    channels), over ``samples`` random inputs of its own; the forward pass stops at ``layer``.
+    Units go ``chunk`` at a time through one forward and one backward pass (default 16 on
+    an accelerator, 1 on the CPU, where bigger batches are no faster per unit and their
+    autograd graphs take gigabytes): each has its own inputs in the batch, and in eval mode
+    a sample's input gradient depends on its own output only.
+
+    With ``separable`` (the default), the box is measured on a few units only and put
+    together: through convolutions, pools, element-wise ops and residual merges, a unit's
+    field is a rectangle whose rows depend only on the unit's row and whose columns only on
+    its column, and whose edges never move backwards as the unit moves forwards. So the
+    rows of every needed row (columns of every needed column) are measured on a unit of that
+    row (column), bisecting between measured ones: two rows with the same span have it for
+    every row between them. One unit off the diagonal checks the rectangle rule, and every
+    row or column measured twice must agree; any disagreement, an empty gradient or a span
+    that moves backwards falls back to measuring every position (as ``separable=False``).
+    On EfficientNet-Lite0's ``conv_head`` (7 x 7) that is 3 units instead of up to 49.
     """
-    model = loaded.module
-    target = resolve_layers(model, [layer])[layer]
-    n = loaded.input_size
+    unique = sorted(set(positions))
+    if not unique:
+        return {}
     if chunk is None:
         chunk = 1 if torch.device(loaded.device).type == "cpu" else 16
-    generator = torch.Generator().manual_seed(seed)
-    was_training = model.training
-    model.eval()
-    boxes: dict[tuple[int, int], Box] = {}
-    params = [p for p in model.parameters() if p.requires_grad]
-    for p in params:
-        p.requires_grad_(False)
-    try:
+    with _gradient_pass(loaded, layer) as measure:
+        if separable and len(unique) > 1:
+            boxes = _separable_boxes(measure, unique, samples, seed, cancel, per_pass=chunk)
+            if boxes is not None:
+                return boxes
+        generator = torch.Generator().manual_seed(seed)
+        boxes = {}
         for i in range(0, len(positions), chunk):
             if cancel is not None:
                 cancel.check()
             part = positions[i : i + chunk]
-            x = torch.randn(len(part) * samples, loaded.preprocess.channels, n, n, generator=generator).to(loaded.device).requires_grad_(True)
-            captured: list[torch.Tensor] = []
+            for unit, box in zip(part, measure(part, samples, generator), strict=True):
+                boxes[unit] = box if box is not None else measure.whole
+        return boxes
 
-            def hook(_m, _i, output, captured=captured):
-                captured.append(first_tensor(output))
-                raise _Stop
 
-            handle = target.register_forward_hook(hook)
-            try:
-                with torch.enable_grad():
-                    try:
-                        model(x)
-                    except _Stop:
-                        pass
-                    out = captured[0]
-                    if out.ndim == 3:  # tokens: no spatial unit grid here
-                        raise ValueError(f"{layer} has token outputs; use token boxes")
-                    ys = torch.tensor([p[0] for p in part for _ in range(samples)], device=out.device)
-                    xs = torch.tensor([p[1] for p in part for _ in range(samples)], device=out.device)
-                    rows = torch.arange(out.shape[0], device=out.device)
-                    out[rows, :, ys, xs].sum().backward()
-            finally:
-                handle.remove()
-            grad = x.grad.detach().abs().sum(dim=1).reshape(len(part), samples, n, n).sum(dim=1) > 0
-            for (y0, x0), mask in zip(part, grad.cpu(), strict=True):
-                rows_hit = torch.nonzero(mask.any(dim=1)).flatten()
-                cols_hit = torch.nonzero(mask.any(dim=0)).flatten()
-                if rows_hit.numel() == 0:
-                    boxes[(y0, x0)] = (0.0, 0.0, float(n), float(n))
-                else:
-                    boxes[(y0, x0)] = (float(cols_hit[0]), float(rows_hit[0]), float(cols_hit[-1] + 1), float(rows_hit[-1] + 1))
-    finally:
-        for p in params:
+class _Measure:
+    """``measure(units, samples, generator)``: one forward and backward pass for ``units``;
+    each unit's box, or ``None`` where its gradient is zero everywhere."""
+
+    def __init__(self, loaded: LoadedModel, layer: str, target: nn.Module) -> None:
+        self.loaded, self.layer, self.target = loaded, layer, target
+        n = loaded.input_size
+        self.whole: Box = (0.0, 0.0, float(n), float(n))
+
+    def __call__(self, units: list[tuple[int, int]], samples: int, generator: torch.Generator) -> list[Box | None]:
+        loaded = self.loaded
+        n = loaded.input_size
+        x = torch.randn(len(units) * samples, loaded.preprocess.channels, n, n, generator=generator)
+        x = x.to(loaded.device).requires_grad_(True)
+        captured: list[torch.Tensor] = []
+
+        def hook(_m, _i, output):
+            captured.append(first_tensor(output))
+            raise _Stop
+
+        handle = self.target.register_forward_hook(hook)
+        try:
+            with torch.enable_grad():
+                try:
+                    loaded.module(x)
+                except _Stop:
+                    pass
+                out = captured[0]
+                if out.ndim == 3:  # tokens: no spatial unit grid here
+                    raise ValueError(f"{self.layer} has token outputs; use token boxes")
+                ys = torch.tensor([p[0] for p in units for _ in range(samples)], device=out.device)
+                xs = torch.tensor([p[1] for p in units for _ in range(samples)], device=out.device)
+                rows = torch.arange(out.shape[0], device=out.device)
+                out[rows, :, ys, xs].sum().backward()
+        finally:
+            handle.remove()
+        grad = x.grad.detach().abs().sum(dim=1).reshape(len(units), samples, n, n).sum(dim=1) > 0
+        found: list[Box | None] = []
+        for mask in grad.cpu():
+            rows_hit = torch.nonzero(mask.any(dim=1)).flatten()
+            cols_hit = torch.nonzero(mask.any(dim=0)).flatten()
+            if rows_hit.numel() == 0:
+                found.append(None)
+            else:
+                found.append((float(cols_hit[0]), float(rows_hit[0]), float(cols_hit[-1] + 1), float(rows_hit[-1] + 1)))
+        return found
+
+
+class _gradient_pass:  # noqa: N801 - used as a context manager, like a function
+    """Eval mode and no parameter gradients for the duration; yields a :class:`_Measure`."""
+
+    def __init__(self, loaded: LoadedModel, layer: str) -> None:
+        self.loaded = loaded
+        self.measure = _Measure(loaded, layer, resolve_layers(loaded.module, [layer])[layer])
+
+    def __enter__(self) -> _Measure:
+        model = self.loaded.module
+        self.was_training = model.training
+        model.eval()
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        for p in self.params:
+            p.requires_grad_(False)
+        return self.measure
+
+    def __exit__(self, *exc) -> None:
+        for p in self.params:
             p.requires_grad_(True)
-        model.train(was_training)
-    return boxes
+        self.loaded.module.train(self.was_training)
+
+
+def _separable_boxes(
+    measure: _Measure, unique: list[tuple[int, int]], samples: int, seed: int, cancel: CancelToken | None,
+    per_pass: int,
+) -> dict[tuple[int, int], Box] | None:
+    """Boxes from row spans and column spans measured on few units (see :func:`gradient_boxes`);
+    ``None`` where the network breaks the rectangle rule."""
+    generator = torch.Generator().manual_seed(seed)
+    rows = sorted({y for y, _ in unique})
+    cols = sorted({x for _, x in unique})
+    row_span: dict[int, tuple[float, float]] = {}
+    col_span: dict[int, tuple[float, float]] = {}
+
+    def record(spans: dict[int, tuple[float, float]], key: int, span: tuple[float, float]) -> bool:
+        if key in spans and spans[key] != span:
+            return False
+        spans[key] = span
+        return True
+
+    def run(units: list[tuple[int, int]]) -> bool:
+        for i in range(0, len(units), per_pass):
+            if cancel is not None:
+                cancel.check()
+            part = units[i : i + per_pass]
+            for (y, x), box in zip(part, measure(part, samples, generator), strict=True):
+                if box is None:
+                    return False
+                if not (record(col_span, x, (box[0], box[2])) and record(row_span, y, (box[1], box[3]))):
+                    return False
+        return True
+
+    # First pass: both ends of each axis, and one unit off the diagonal as a check.
+    first = [(rows[0], cols[0]), (rows[-1], cols[-1])]
+    check = (rows[-1], cols[0])
+    units = sorted(set(first + [check]))
+    if not run(units):
+        return None
+    row_todo = [(0, len(rows) - 1)] if len(rows) > 1 else []
+    col_todo = [(0, len(cols) - 1)] if len(cols) > 1 else []
+
+    def split(keys: list[int], spans: dict[int, tuple[float, float]], todo: list[tuple[int, int]]):
+        """Fill intervals whose ends agree; return the midpoints to measure and the new intervals."""
+        mids, later = [], []
+        for a, b in todo:
+            lo, hi = spans[keys[a]], spans[keys[b]]
+            if lo[0] > hi[0] or lo[1] > hi[1]:
+                return None
+            if lo == hi:
+                for j in range(a + 1, b):
+                    spans[keys[j]] = lo
+            elif b - a > 1:
+                m = (a + b) // 2
+                mids.append(keys[m])
+                later += [(a, m), (m, b)]
+        return mids, later
+
+    while row_todo or col_todo:
+        r = split(rows, row_span, row_todo)
+        c = split(cols, col_span, col_todo)
+        if r is None or c is None:
+            return None
+        (row_mids, row_todo), (col_mids, col_todo) = r, c
+        if not row_mids and not col_mids:
+            continue
+        # Pair the rows and columns to measure; the shorter list is padded with measured ones
+        # (a second measurement of a span is one more check).
+        n = max(len(row_mids), len(col_mids))
+        ys = row_mids + [rows[0]] * (n - len(row_mids))
+        xs = col_mids + [cols[0]] * (n - len(col_mids))
+        if not run(list(zip(ys, xs, strict=True))):
+            return None
+    for keys, spans in ((rows, row_span), (cols, col_span)):
+        for a, b in zip(keys, keys[1:], strict=False):
+            if spans[a][0] > spans[b][0] or spans[a][1] > spans[b][1]:
+                return None
+    return {(y, x): (col_span[x][0], row_span[y][0], col_span[x][1], row_span[y][1]) for y, x in unique}
 
 
 def token_box(input_size: int, grid: int, y: int, x: int) -> Box:
