@@ -754,3 +754,34 @@ def test_metric_step_records_say_what_the_loss_does(loss, keys):
     out, y, z2 = trainer._last_batch  # the last step's batch: the logged figures are loss_stats of it
     expected = loss_stats(loss, out, y, z2=z2, margin=trainer.config.margin, temperature=trainer.config.temperature)
     assert {k: steps[-1][k] for k in keys} == pytest.approx({k: expected[k] for k in keys})
+
+
+def test_own_generator_covers_init_dropout_drop_path_and_augmentations():
+    """Every draw a run makes (initialisation, dropout, timm's DropPath, torchvision's
+    transforms) comes from the block's own generator: moving torch's shared generator
+    between two blocks with the same seed changes nothing."""
+    from timm.layers import DropPath
+
+    from vizapp.training import OwnGenerator
+    from vizapp.trainsets import build_augment
+
+    augment = build_augment(["crop", "hflip", "jitter", "erase"], 16, 3)
+    images = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
+
+    def draw(shared_seed: int):
+        torch.manual_seed(shared_seed)
+        with OwnGenerator(7):
+            linear = torch.nn.Linear(8, 8)
+            drops = [torch.nn.Dropout(0.3), DropPath(0.3), torch.nn.Dropout2d(0.3)]
+            outs = [d.train()(torch.ones(16, 8, 2, 2)) for d in drops]
+            views = augment(images)
+        return linear.weight.detach().clone(), *outs, views
+
+    a, b = draw(1), draw(2)
+    for x, y in zip(a, b, strict=True):
+        assert torch.equal(x, y)
+    for out in a[1:4]:
+        assert (out == 0).any() and (out != 0).any()  # dropout did drop, and not everything
+    # The same seed gives the weights torch.manual_seed would (a seeded model is that model).
+    torch.manual_seed(7)
+    assert torch.equal(torch.nn.Linear(8, 8).weight, a[0])
