@@ -14,11 +14,15 @@ the optimizer and RNG states, so a run resumed from it continues the same sequen
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import os
+import re
 import threading
 import time
 import types
+import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +38,8 @@ from vizapp.jobs import CancelToken, Progress, no_progress
 __all__ = ["TrainConfig", "TrainControl", "Trainer", "OwnGenerator", "stable_projection"]
 
 METRIC_LOSSES = ("contrastive", "triplet", "infonce")
+STATE_NAME = "train_state.pt"
+STATE_FORMAT = 2  # 2: the state holds the weights and history it belongs to
 
 
 @dataclass
@@ -178,6 +184,74 @@ _UNCOVERED = {F.alpha_dropout, F.feature_alpha_dropout, torch.alpha_dropout, tor
               F.rrelu, torch.rrelu, F.gumbel_softmax}
 
 
+class RunLock:
+    """An ``fcntl.flock`` on ``<folder>/.vizapp-train.lock``, held while a run may write there.
+
+    The kernel drops the lock when its holder dies, so a killed run never blocks the next
+    one; the file holds the holder's pid for the message and is removed on release. Where
+    ``fcntl`` does not exist (Windows) no lock is taken.
+    """
+
+    NAME = ".vizapp-train.lock"
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.path = self.folder / self.NAME
+        self._file = None
+        self._created = False
+
+    def acquire(self) -> RunLock:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return self
+        from vizapp.files import storage_errors
+
+        self._created = not self.folder.exists()
+        with storage_errors(self.folder):
+            self.folder.mkdir(parents=True, exist_ok=True)
+        while True:
+            with storage_errors(self.path):
+                f = open(self.path, "a+b", buffering=0)  # noqa: SIM115 - held open for the run; unbuffered
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                f.seek(0)
+                holder = f.read().decode(errors="replace").strip() or "unknown"
+                f.close()
+                raise UserError(f"{self.folder}: another training run (pid {holder}) is writing there; "
+                                "wait for it to end, or choose another --out") from None
+            try:  # a run that just ended may have removed the file we opened: lock the one on disk
+                same = os.stat(self.path).st_ino == os.fstat(f.fileno()).st_ino
+            except OSError:
+                same = False
+            if same:
+                break
+            f.close()
+        self._file = f
+        try:
+            with storage_errors(self.folder):  # a full disk fails here, before any training
+                f.seek(0)
+                f.truncate()
+                f.write(f"{os.getpid()}\n".encode())
+        except BaseException:
+            self.release()
+            raise
+        return self
+
+    def release(self) -> None:
+        f, self._file = self._file, None
+        if f is None:
+            return
+        try:
+            self.path.unlink()
+            if self._created:  # a run that failed before writing anything leaves no empty folder
+                self.folder.rmdir()
+        except OSError:
+            pass
+        f.close()
+
+
 class TrainControl:
     """What the user can do to a running run, from any thread."""
 
@@ -257,9 +331,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, *, progress: Progress = no_progress,
                  cancel: CancelToken | None = None) -> None:
-        from vizapp.device import check_device, default_device
         from vizapp.losses import LOSSES
-        from vizapp.trainsets import load_trainset, mean_std, split
 
         self.config = c = config
         if c.loss not in LOSSES:
@@ -270,6 +342,19 @@ class Trainer:
             c.margin = 1.0 if c.loss == "contrastive" else 0.2
         if c.log_every < 1:
             raise UserError("--log-every must be at least 1")
+        # One run per output folder: a second one would silently replace this one's files.
+        self._lock = RunLock(Path(c.out)).acquire() if c.out else None
+        try:
+            self._setup(progress, cancel)
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self, progress: Progress, cancel: CancelToken | None) -> None:
+        from vizapp.device import check_device, default_device
+        from vizapp.trainsets import load_trainset, mean_std, split
+
+        c = self.config
         self.device = check_device(c.device) if c.device else default_device()
         data = load_trainset(c.dataset, size=c.size, n=c.n, seed=c.seed, progress=progress, cancel=cancel)
         self.train_set, self.val_set = split(data, c.val_fraction, seed=c.seed)
@@ -299,6 +384,12 @@ class Trainer:
         self.last_checkpoint: Path | None = None
         if c.resume:
             self._restore(Path(c.resume))
+
+    def close(self) -> None:
+        """Let another run write to this run's folder (done when :meth:`run` ends)."""
+        lock, self._lock = getattr(self, "_lock", None), None
+        if lock is not None:
+            lock.release()
 
     # --- building ------------------------------------------------------------------
     def _build_model(self, progress: Progress, cancel: CancelToken | None) -> tuple[nn.Module, object, dict]:
@@ -386,6 +477,13 @@ class Trainer:
 
     def run(self, control: TrainControl | None = None) -> Iterator[dict]:
         """Train, yielding records; returns after the last epoch or a stop (checkpointing both)."""
+
+        try:
+            yield from self._run(control)
+        finally:
+            self.close()
+
+    def _run(self, control: TrainControl | None) -> Iterator[dict]:
         from models.small import train_mode
         from vizapp.losses import loss_stats
 
@@ -588,20 +686,48 @@ class Trainer:
         }
 
     def save(self, directory: str | Path | None = None) -> Path:
-        """Weights + card (``models.small.save_checkpoint``) and the optimizer/RNG state."""
+        """Weights + card (``models.small.save_checkpoint``), then ``train_state.pt``.
+
+        ``train_state.pt`` is the commit: it holds everything a resume needs (the
+        weights, the optimizer state, the step, the history), written in one atomic
+        rename after the weights and the card. A kill at any moment leaves either the
+        previous state or the new one whole, so the run resumes from the last complete
+        save (:meth:`_restore` takes the weights from the state, not from a
+        ``model.safetensors`` that may already be one save ahead). Leftover temporary
+        files of killed writers are removed first. A full or read-only disk is a
+        :class:`~vizapp.errors.StorageError` naming the file.
+        """
         from models.small import save_checkpoint
-        from vizapp.files import atomic_write
+        from vizapp.files import remove_leftovers, storage_errors, write_bytes
 
         out = directory or self.config.out
         if not out:
             raise UserError("no output folder for the checkpoint; give --out")
         target = Path(out)
-        target.mkdir(parents=True, exist_ok=True)
-        state = {"optimizer": self.optimizer.state_dict(), "step": self.step,
+        with storage_errors(target):
+            target.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(target)
+        inner = getattr(self.module, "_orig_mod", self.module)
+        state = {"format": STATE_FORMAT, "optimizer": self.optimizer.state_dict(), "step": self.step,
+                 "model": {k: v.detach().to("cpu", copy=True).contiguous() for k, v in inner.state_dict().items()},
+                 "history": json.dumps([{k: _finite(v) for k, v in h.items()} for h in self.history[-2000:]]),
                  "previous_coords": torch.from_numpy(self._previous_coords) if self._previous_coords is not None
                  else torch.zeros(0)}
-        atomic_write(target / "train_state.pt", lambda tmp: torch.save(state, tmp))
-        path = save_checkpoint(self.module, self.card(), target)
+        buffer = io.BytesIO()  # serialised first: a full disk is then an OSError of the write, not torch's
+        torch.save(state, buffer)
+        try:
+            path = save_checkpoint(self.module, self.card(), target)
+        except UserError:
+            raise
+        except Exception as exc:  # safetensors reports a full disk as its own error, not an OSError
+            found = re.search(r"os error (\d+)", str(exc))
+            if not found:
+                raise
+            from vizapp.files import storage_error
+
+            code = int(found.group(1))
+            raise storage_error(OSError(code, os.strerror(code)), target / "model.safetensors") from None
+        write_bytes(target / STATE_NAME, buffer.getvalue())
         self.last_checkpoint = target
         return path
 
@@ -612,10 +738,13 @@ class Trainer:
         return record
 
     def _restore(self, directory: Path) -> None:
-        from safetensors.torch import load_file
-
+        """Continue the run saved in ``directory``: its card must describe this model and these
+        settings; the weights, optimizer state, step and history come from ``train_state.pt``.
+        A damaged or foreign file is a one-line :class:`UserError` naming it."""
         from models.small import read_card
 
+        if not directory.is_dir():
+            raise UserError(f"{directory}: no such checkpoint folder to resume from")
         card = read_card(directory)
         if _plain(card.get("model")) != _plain(self.model_card):
             raise UserError(f"{directory} holds a different model ({card.get('model')}); resume with its settings")
@@ -625,19 +754,80 @@ class Trainer:
             was = ", ".join(f"--{k.replace('_', '-')} {saved[k]}" for k in changed)
             raise UserError(f"{directory} was trained with other settings ({was}); resume with the same data and "
                             "settings (only --epochs may grow), or start a new run")
-        self.module.load_state_dict(load_file(str(directory / "model.safetensors")))
-        state_path = directory / "train_state.pt"
+        weights_path = directory / "model.safetensors"
+        self._load_weights(_read_safetensors(weights_path), weights_path)  # this model's weights, readable
+        state_path = directory / STATE_NAME
         if not state_path.is_file():
-            raise UserError(f"{directory} has no train_state.pt, so its optimizer state is gone; start a new run")
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.step = int(state["step"])
-        if self.step != card.get("metrics", {}).get("step"):
-            raise UserError(f"{directory}: train_state.pt is from step {self.step} but the weights from step "
-                            f"{card.get('metrics', {}).get('step')} (a save was interrupted); start a new run")
-        prev = state.get("previous_coords")
-        self._previous_coords = prev.numpy() if prev is not None and prev.numel() else None
-        self.history = list(card.get("history", []))
+            raise UserError(f"{directory} has no {STATE_NAME}, so its optimizer state is gone; start a new run")
+        state = _read_state(state_path)
+        try:
+            step = int(state["step"])
+            if "model" in state:
+                self._load_weights(state["model"], state_path)
+                history = json.loads(state["history"])
+            else:  # a state from before the weights were kept in it: the card's weights must be its step's
+                if step != card.get("metrics", {}).get("step"):
+                    raise UserError(f"{directory}: {STATE_NAME} is from step {step} but the weights from step "
+                                    f"{card.get('metrics', {}).get('step')} (a save was interrupted); start a new run")
+                history = list(card.get("history", []))
+            self.optimizer.load_state_dict(state["optimizer"])
+            prev = state.get("previous_coords")
+        except UserError:
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+            raise UserError(f"{state_path}: not this run's training state ({_first_line(exc)}); "
+                            "start a new run") from None
+        self.step = step
+        self._previous_coords = prev.numpy() if isinstance(prev, torch.Tensor) and prev.numel() else None
+        self.history = history
+
+    def _load_weights(self, weights: dict, path: Path) -> None:
+        inner = getattr(self.module, "_orig_mod", self.module)
+        try:
+            inner.load_state_dict(weights)
+        except (RuntimeError, TypeError, ValueError) as exc:
+            raise UserError(f"{path}: these weights are not this model's ({_first_line(exc)}); "
+                            "resume with the settings it was trained with, or start a new run") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
+
+
+def _read_safetensors(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise UserError(f"{path}: missing; the folder is not a complete checkpoint, start a new run")
+    try:
+        return load_file(str(path))
+    except OSError as exc:
+        from vizapp.files import storage_error
+
+        raise storage_error(exc, path, "read") from None
+    except Exception as exc:  # noqa: BLE001 - safetensors' own error for a truncated or foreign file
+        raise UserError(f"{path}: damaged weights ({_first_line(exc)}); start a new run") from None
+
+
+def _read_state(path: Path) -> dict:
+    import pickle
+    import zipfile
+
+    try:
+        with warnings.catch_warnings():  # a garbage file: the error below says it, not a warning too
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as exc:
+        from vizapp.files import storage_error
+
+        raise storage_error(exc, path, "read") from None
+    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile, KeyError,
+            AttributeError, TypeError) as exc:
+        raise UserError(f"{path}: damaged training state ({_first_line(exc)}); start a new run") from None
+    if not isinstance(state, dict):
+        raise UserError(f"{path}: not a training state; start a new run")
+    return state
 
 
 #: Settings a resumed run must share with the checkpoint (``epochs`` may grow; where the
