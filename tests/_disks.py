@@ -31,8 +31,9 @@ def tmpfs(path: Path, size: str = "1m", *, read_only: bool = False) -> Iterator[
         subprocess.run(["umount", "-l", str(path)], capture_output=True, timeout=30)
 
 
-def fill(folder: Path, name: str = "filler") -> int:
-    """Fill the file system of ``folder`` to the last byte; returns the bytes written."""
+def fill(folder: Path, name: str = "filler", keep: int = 0) -> int:
+    """Fill the file system of ``folder`` to the last byte, then free ``keep`` bytes again;
+    returns the filler's size."""
     written = 0
     with open(folder / name, "wb", buffering=0) as f:
         for block in (1 << 16, 1 << 12, 1 << 9, 1):
@@ -45,5 +46,8 @@ def fill(folder: Path, name: str = "filler") -> int:
                         raise
                     break
                 written += block
+        if keep:
+            written = max(0, written - keep)
+            f.truncate(written)
         os.fsync(f.fileno())
     return written
