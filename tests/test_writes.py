@@ -88,3 +88,42 @@ def test_an_embedding_save_over_a_file_on_a_full_disk_keeps_the_earlier_file(tmp
             big.save(path)
         assert path.read_bytes() == before
         assert sorted(p.name for p in disk.iterdir()) == ["e.npz", "filler"]
+
+
+# --- storage folders that cannot be created or written ------------------------------------------------
+
+
+def _storage_case(tmp_path, where: str, kind: str) -> Path:
+    """A folder that cannot be created: under a regular file, or on a read-only tmpfs."""
+    if kind == "under a file":
+        blocker = tmp_path / "a-file"
+        blocker.write_text("not a folder")
+        return blocker / where.lower()
+    return tmp_path / "ro" / where.lower()
+
+
+@pytest.mark.parametrize("kind", ["under a file", "read-only"])
+@pytest.mark.parametrize(("variable", "command"), [
+    ("TORCH_HOME", ["predict", "--model", "resnet18", "--image", str(ROOT / "resources" / "samples" / "circle.png")]),
+    ("VIZAPP_DATA", ["train", "--dataset", "mnist", "--epochs", "1"]),
+    ("HOME", ["predict", "--model", "resnet18", "--image", str(ROOT / "resources" / "samples" / "circle.png")]),
+    ("HOME", ["train", "--dataset", "mnist", "--epochs", "1"]),
+])
+def test_an_unwritable_storage_folder_is_one_line_naming_it(tmp_path, monkeypatch, capsys, variable, command, kind):
+    from contextlib import nullcontext
+
+    from _disks import tmpfs
+
+    from vizapp import cli
+
+    for name in ("TORCH_HOME", "VIZAPP_DATA", "VIZAPP_CACHE", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    folder = _storage_case(tmp_path, variable, kind)
+    monkeypatch.setenv(variable, str(folder))
+    if command[0] == "train":
+        command = [*command, "--out", str(tmp_path / "run")]
+    with tmpfs(tmp_path / "ro", size="64k", read_only=True) if kind == "read-only" else nullcontext():
+        status = cli.main(command)
+    stdout, stderr = capsys.readouterr()
+    assert status == 2 and stderr.startswith("vizapp: error: ") and stderr.count("\n") == 1, stderr
+    assert str(folder) in stderr and "internal error" not in stderr and "cannot write" in stderr
