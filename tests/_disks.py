@@ -46,6 +46,7 @@ def fill(folder: Path, name: str = "filler", keep: int = 0) -> int:
                         raise
                     break
                 written += block
+        written = os.fstat(f.fileno()).st_size  # a write may have stored less than it was given
         if keep:
             written = max(0, written - keep)
             f.truncate(written)

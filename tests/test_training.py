@@ -953,9 +953,16 @@ def test_training_onto_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(tmp
         assert cli.main([*base, "--epochs", "1"]) == 0
         before = {p.name: p.read_bytes() for p in out.iterdir()}
         capsys.readouterr()
-        fill(disk)
+        # Room for the lock, not for the weights: the run trains, then its save fails.
+        fill(disk, keep=16 * 1024)
         assert cli.main([*base, "--epochs", "2", "--resume", str(out)]) == 2
         stdout, stderr = capsys.readouterr()
+        assert "\"step\": 10" in stdout, stderr  # it did train
         assert stderr.startswith("vizapp: error: ") and stderr.count("\n") == 1, stderr
-        assert str(out) in stderr and "the disk is full" in stderr
+        assert str(out / "model.safetensors") in stderr and "the disk is full" in stderr
         assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no torn files, no leftovers
+        # Nothing to write into at all: refused before training.
+        fill(disk, name="filler2")
+        assert cli.main([*base, "--epochs", "2", "--resume", str(out)]) == 2
+        stdout, stderr = capsys.readouterr()
+        assert stdout == "" and stderr.count("\n") == 1 and "the disk is full" in stderr and str(out) in stderr
