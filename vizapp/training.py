@@ -115,15 +115,12 @@ class OwnGenerator(torch.overrides.TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's protocol
         kwargs = dict(kwargs or {})
-        if func in _DRAWS_INTO:  # Tensor.uniform_(...) and friends: the tensor's own device
+        if func in _DRAWS_INTO or func in _DRAWS_FROM:  # t.uniform_(...), torch.bernoulli(t): t's device
             if kwargs.get("generator") is None:
-                kwargs["generator"] = self.generator(args[0].device)
+                kwargs["generator"] = self.generator(_device_of(args, kwargs))
         elif func in _DRAWS_NEW:  # torch.rand(..., device=)
             if kwargs.get("generator") is None:
                 kwargs["generator"] = self.generator(kwargs.get("device"))
-        elif func in _DRAWS_FROM:  # torch.bernoulli(input), torch.multinomial(input, n)...
-            if kwargs.get("generator") is None:
-                kwargs["generator"] = self.generator(args[0].device)
         elif func in _LIKE:
             x = args[0]
             new = _LIKE[func]
@@ -157,6 +154,12 @@ class OwnGenerator(torch.overrides.TorchFunctionMode):
             mask = torch.empty(shape, dtype=input.dtype, device=input.device)
             mask.bernoulli_(1 - p, generator=self.generator(input.device)).div_(1 - p)
         return input.mul_(mask) if inplace else input * mask
+
+
+def _device_of(args: tuple, kwargs: dict) -> torch.device | str | None:
+    """The device of the first tensor argument (else ``device=``, else the CPU)."""
+    tensor = next((a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)), None)
+    return tensor.device if tensor is not None else kwargs.get("device")
 
 
 def _takes_generator(func, _known: dict = {}) -> bool:  # noqa: B006 - a cache
