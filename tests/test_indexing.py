@@ -806,22 +806,24 @@ def test_a_full_disk_is_one_line_and_the_previous_index_stays(tmp_path):
     disk killed the process with SIGBUS ("Bus error") and left a torn features file."""
     from _disks import fill, tmpfs
 
-    photos = tmp_path / "photos"
+    photos, more = tmp_path / "photos", tmp_path / "more"
     write_images(photos, 40, seed=5, sizes=(40, 80))
+    write_images(more, 100, seed=6, sizes=(32, 48))
     torch.manual_seed(0)
     weights = tmp_path / "mnv3.pth"
     torch.save(torchvision.models.mobilenet_v3_small(weights=None).eval().state_dict(), weights)
     with tmpfs(tmp_path / "disk", size="2m") as disk:
         out = disk / "index"
-        base = ["index", "--model", weights, "--arch", "mobilenet_v3_small", "--data", photos, "--workers", "0",
+        base = ["index", "--model", weights, "--arch", "mobilenet_v3_small", "--workers", "0",
                 "--batch-size", "8", "--device", "cpu", "--layer", "features.0.0", "--out", out]
-        first = _main_py(*base, "--topk", "2")
+        first = _main_py(*base, "--data", photos)
         assert first.returncode == 0, first.stderr
         before = Index.load(out)
         features = np.array(before.features())
         assert features.shape == (40, 1024)  # 160 kB: more than the disk will have left
         fill(disk, keep=64 * 1024)
-        second = _main_py(*base, "--topk", "3")  # another key: a rebuild into the same folder
+        # A rebuild for a larger collection into the same folder: 400 kB of features.
+        second = _main_py(*base, "--data", more)
         assert second.returncode == 2, (second.returncode, second.stderr)
         assert "Bus error" not in second.stderr and len(second.stderr.strip().splitlines()) == 1, second.stderr
         assert second.stderr.startswith("vizapp: error: ") and "the disk is full" in second.stderr
