@@ -17,6 +17,7 @@ from pathlib import Path
 import torch.hub
 
 from vizapp.errors import ModelError
+from vizapp.files import storage_errors
 from vizapp.jobs import CancelToken, Progress, no_progress
 
 __all__ = ["checkpoint_dir", "cached_path", "fetch"]
@@ -48,7 +49,8 @@ def fetch(
     dest = cached_path(url)
     if dest.is_file():
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    with storage_errors(dest.parent):  # $TORCH_HOME read-only or under a file: one line naming it
+        dest.parent.mkdir(parents=True, exist_ok=True)
     match = torch.hub.HASH_REGEX.search(dest.name)
     prefix = match.group(1) if match else None
     sha = hashlib.sha256()

@@ -20,6 +20,8 @@ import torch
 import torchvision
 from test_indexing import write_images, write_unreadable
 
+from vizapp.indexing import Index
+
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ["features.0", "features.5"]  # the stem (analytic boxes) and a residual block (gradient boxes)
 
@@ -72,10 +74,11 @@ def test_torchrun_index_equals_single_process(setup):
     assert m1["skipped"] == m2["skipped"] == [0, 16]
     assert m1["layers"] == m2["layers"]
     assert m1["layers"]["features.0"]["field"] == "analytic" and m1["layers"]["features.5"]["field"] == "gradient"
-    i1 = json.loads((tmp / "dir1" / "items.json").read_text())
-    assert i1 == json.loads((tmp / "dir2" / "items.json").read_text())
+    one, two = Index.load(tmp / "dir1"), Index.load(tmp / "dir2")
+    i1 = json.loads(one.file("items").read_text())
+    assert i1 == json.loads(two.file("items").read_text())
     for layer in LAYERS:
-        with np.load(tmp / "dir1" / f"topk-{layer}.npz") as a, np.load(tmp / "dir2" / f"topk-{layer}.npz") as b:
+        with np.load(one.file("topk", layer)) as a, np.load(two.file("topk", layer)) as b:
             assert set(a.files) == set(b.files) == {"values", "images", "positions", "boxes", "ties", "low"}
             np.testing.assert_allclose(a["values"], b["values"], rtol=1e-5, atol=1e-5)
             np.testing.assert_allclose(a["low"], b["low"], rtol=1e-5, atol=1e-5)
@@ -84,8 +87,8 @@ def test_torchrun_index_equals_single_process(setup):
             assert not np.isin(a["images"], [0, 16]).any()
             # Both ranks' images are among the winners: the merge really combined the shards.
             assert {int(i) % 2 for i in np.unique(a["images"])} == {0, 1}
-    f1 = np.load(tmp / "dir1" / "features.npy")
-    f2 = np.load(tmp / "dir2" / "features.npy")
+    f1 = np.load(one.file("features"))
+    f2 = np.load(two.file("features"))
     assert f1.shape == f2.shape == (17, 1024)
     np.testing.assert_allclose(f1, f2, rtol=1e-5, atol=1e-5)
     assert (f2[[0, 16]] == 0).all() and (np.abs(f2[1:16]).sum(axis=1) > 0).all()

@@ -12,8 +12,11 @@ Small generated collections and small models keep the module at a few seconds a 
 from __future__ import annotations
 
 import copy
+import errno
 import json
 import os
+import subprocess
+import sys
 from collections import OrderedDict
 from pathlib import Path
 
@@ -458,7 +461,7 @@ def test_cache_hit_and_invalidation(tmp_path, monkeypatch):
     assert spy.images == 6
     assert first.directory.parent == tmp_path / "cache" / "index"
     assert first.directory.name == first.manifest["key"]
-    topk_file = first.directory / "topk-conv1.npz"
+    topk_file = first.file("topk", "conv1")
     mtime = topk_file.stat().st_mtime_ns
 
     again, spy = build()
@@ -597,16 +600,19 @@ def test_cancel_then_resume_equals_uninterrupted(tiny, collection, tiny_index, t
     monkeypatch.setattr(indexing._Images, "__getitem__", spy)
     with pytest.raises(Cancelled):
         build_index(tiny, collection, LAYERS, k=K, out=out, batch_size=BATCH, workers=0, progress=progress, cancel=token)
-    manifest = json.loads((out / "manifest.json").read_text())
+    assert not (out / "manifest.json").exists()  # no complete index yet
+    manifest = json.loads((out / "progress.json").read_text())
     assert manifest["done"] is False and manifest["processed"] == 2 * BATCH
     assert manifest["skipped"] == [0]  # the text file named .jpg was in the first batch
     assert manifest["key"] == tiny_index.manifest["key"]
-    assert all((out / f"topk-{layer}.partial.npz").is_file() for layer in LAYERS)
+    build = manifest["files"]["build"]
+    assert all((out / f"topk-{build}-{layer}.partial.npz").is_file() for layer in LAYERS)
 
     seen.clear()
     resumed = build_index(tiny, collection, LAYERS, k=K, out=out, batch_size=BATCH, workers=0)
     assert seen == list(range(2 * BATCH, len(collection))), "only the remaining images are processed"
-    assert not list(out.glob("*.partial.npz"))
+    assert not list(out.glob("*.partial.npz")) and not (out / "progress.json").exists()
+    assert resumed.manifest["files"]["build"] == build
     _assert_same_index(resumed, tiny_index)
 
 
@@ -637,7 +643,7 @@ def test_interrupt_inside_a_batch_keeps_the_last_whole_checkpoint(tiny, collecti
     with pytest.raises(KeyboardInterrupt):
         build_index(tiny, collection, LAYERS, k=K, out=out, batch_size=BATCH, workers=0)
     monkeypatch.setattr(StreamingTopK, "update", original)
-    assert json.loads((out / "manifest.json").read_text())["processed"] == 2 * BATCH
+    assert json.loads((out / "progress.json").read_text())["processed"] == 2 * BATCH
     _assert_same_index(build_index(tiny, collection, LAYERS, k=K, out=out, batch_size=BATCH, workers=0), tiny_index)
 
 
@@ -649,7 +655,8 @@ def test_damaged_checkpoint_starts_again(tiny, collection, tiny_index, tmp_path,
     with pytest.raises(Cancelled):
         build_index(tiny, collection, LAYERS, k=K, out=out, batch_size=BATCH, workers=0, cancel=token,
                     progress=lambda done, total, _t: token.cancel() if total and done >= BATCH else None)
-    partial = out / f"topk-{LAYERS[1]}.partial.npz"
+    build = json.loads((out / "progress.json").read_text())["files"]["build"]
+    partial = out / f"topk-{build}-{LAYERS[1]}.partial.npz"
     if damage == "truncated":  # killed while writing it
         partial.write_bytes(partial.read_bytes()[:100])
     elif damage == "newer than the manifest":  # killed after the top-k files, before the manifest
@@ -783,3 +790,130 @@ def test_cli_embed(capsys, cli_photos, tmp_path, monkeypatch, resnet18_state):
         assert data["paths"].tolist() == collection.paths and data["labels"].tolist() == collection.labels
         assert np.isfinite(data["coords"]).all() and np.ptp(data["coords"][:, 0]) > 0
     assert "saved" in text and "6 images" in text
+
+
+# --- full and read-only disks, a shared cache -------------------------------------------
+
+
+def _main_py(*args) -> subprocess.CompletedProcess:
+    root = Path(__file__).resolve().parent.parent
+    return subprocess.run([sys.executable, str(root / "main.py"), *map(str, args)], cwd=root, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_a_full_disk_is_one_line_and_the_previous_index_stays(tmp_path):
+    """Features are written through a memory map: without the space reserved first, a full
+    disk killed the process with SIGBUS ("Bus error") and left a torn features file."""
+    from _disks import fill, tmpfs
+
+    photos, more = tmp_path / "photos", tmp_path / "more"
+    write_images(photos, 40, seed=5, sizes=(40, 80))
+    write_images(more, 100, seed=6, sizes=(32, 48))
+    torch.manual_seed(0)
+    weights = tmp_path / "mnv3.pth"
+    torch.save(torchvision.models.mobilenet_v3_small(weights=None).eval().state_dict(), weights)
+    with tmpfs(tmp_path / "disk", size="2m") as disk:
+        out = disk / "index"
+        base = ["index", "--model", weights, "--arch", "mobilenet_v3_small", "--workers", "0",
+                "--batch-size", "8", "--device", "cpu", "--layer", "features.0.0", "--out", out]
+        first = _main_py(*base, "--data", photos)
+        assert first.returncode == 0, first.stderr
+        before = Index.load(out)
+        features = np.array(before.features())
+        assert features.shape == (40, 1024)  # 160 kB: more than the disk will have left
+        fill(disk, keep=64 * 1024)
+        # A rebuild for a larger collection into the same folder: 400 kB of features.
+        second = _main_py(*base, "--data", more)
+        assert second.returncode == 2, (second.returncode, second.stderr)
+        assert "Bus error" not in second.stderr and len(second.stderr.strip().splitlines()) == 1, second.stderr
+        assert second.stderr.startswith("vizapp: error: ") and "the disk is full" in second.stderr
+        assert str(out) in second.stderr
+        after = Index.load(out)
+        assert after.manifest == before.manifest
+        np.testing.assert_array_equal(np.asarray(after.features()), features)
+        np.testing.assert_array_equal(after.topk["features.0.0"]["images"], before.topk["features.0.0"]["images"])
+        assert not list(out.glob("features-*.npy"))[1:], "the failed build's features file is gone"
+
+
+def test_a_killed_build_for_another_layer_leaves_the_shared_cache_right(tmp_path, monkeypatch):
+    """``embed --cache C``, then ``embed --layer OTHER --cache C`` killed while writing its
+    features, then the first again: it must get its own features, not the other layer's."""
+    folder = tmp_path / "photos"
+    write_images(folder, 10, seed=6)
+    collection = ImageCollection.from_folder(folder)
+    loaded = tiny_loaded(tiny_cnn())
+    cache = tmp_path / "cache"
+    first = build_index(loaded, collection, [], features_only=True, out=cache, batch_size=4, workers=0)
+    expected = np.array(first.features())
+    assert expected.shape == (10, 12)
+
+    real_pool, calls = indexing._pool, []
+
+    def dying_pool(t):
+        calls.append(1)
+        if len(calls) == 2:  # the second batch: the other layer's features file is being written
+            raise SystemExit("killed")
+        return real_pool(t)
+
+    monkeypatch.setattr(indexing, "_pool", dying_pool)
+    monkeypatch.setattr(indexing, "_CHECKPOINT_SECONDS", 1e9)  # killed: no checkpoint on the way out
+    with pytest.raises(SystemExit):
+        build_index(loaded, collection, [], features_only=True, feature_layer="conv1", out=cache, batch_size=4,
+                    workers=0)
+    monkeypatch.undo()
+
+    again = build_index(loaded, collection, [], features_only=True, out=cache, batch_size=4, workers=0)
+    assert again.manifest["key"] == first.manifest["key"]
+    np.testing.assert_array_equal(np.asarray(again.features()), expected)
+    # The other layer, built whole now, replaces it, and only its files stay.
+    other = build_index(loaded, collection, [], features_only=True, feature_layer="conv1", out=cache, batch_size=4,
+                        workers=0)
+    assert np.asarray(other.features()).shape == (10, 8)
+    assert sorted(p.name for p in cache.iterdir()) == sorted(["manifest.json", other.file("items").name,
+                                                              other.file("features").name])
+
+
+def test_space_is_reserved_before_the_features_are_mapped(tmp_path):
+    """Without fallocate (some file systems), zeros are written in chunks instead."""
+    path = tmp_path / "f.npy"
+    features = indexing.create_features(path, (100, 50))
+    assert features.shape == (100, 50) and not features.any()
+    assert os.stat(path).st_blocks * 512 >= features.nbytes  # allocated, not sparse
+
+    def unsupported(*_args):
+        raise OSError(errno.EOPNOTSUPP, "not supported")
+
+    import unittest.mock
+
+    with unittest.mock.patch.object(os, "posix_fallocate", unsupported):
+        path2 = tmp_path / "g.npy"
+        features2 = indexing.create_features(path2, (100, 50))
+    assert os.stat(path2).st_blocks * 512 >= features2.nbytes and not features2.any()
+
+
+@pytest.mark.parametrize("where", ["under a file", "read-only", "read-only cache"])
+def test_an_unwritable_index_folder_is_one_line(capsys, cli_photos, tmp_path, monkeypatch, where):
+    from _disks import tmpfs
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    torch.manual_seed(0)
+    weights = tmp_path / "mnv3.pth"
+    torch.save(torchvision.models.mobilenet_v3_small(weights=None).eval().state_dict(), weights)
+    argv = ["index", "--model", weights, "--arch", "mobilenet_v3_small", "--data", cli_photos, "--workers", "0",
+            "--layer", "features.0.0", "--device", "cpu"]
+    if where == "under a file":
+        out = blocker / "index"
+        status, text, err = cli(capsys, *argv, "--out", out)
+    else:
+        with tmpfs(tmp_path / "ro", read_only=True) as ro:
+            if where == "read-only":
+                out = ro / "index"
+                status, text, err = cli(capsys, *argv, "--out", out)
+            else:  # embed keeps its features in $VIZAPP_CACHE
+                monkeypatch.setenv("VIZAPP_CACHE", str(ro / "cache"))
+                out = ro / "cache"
+                status, text, err = cli(capsys, "embed", *argv[1:argv.index("--layer")], "--method", "pca",
+                                        "--out", tmp_path / "e.npz")
+    assert status == 2 and len(err.strip().splitlines()) == 1 and err.startswith("vizapp: error: "), err
+    assert str(out) in err and "internal error" not in err

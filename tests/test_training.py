@@ -754,3 +754,215 @@ def test_metric_step_records_say_what_the_loss_does(loss, keys):
     out, y, z2 = trainer._last_batch  # the last step's batch: the logged figures are loss_stats of it
     expected = loss_stats(loss, out, y, z2=z2, margin=trainer.config.margin, temperature=trainer.config.temperature)
     assert {k: steps[-1][k] for k in keys} == pytest.approx({k: expected[k] for k in keys})
+
+
+def test_own_generator_covers_init_dropout_drop_path_and_augmentations():
+    """Every draw a run makes (initialisation, dropout, timm's DropPath, torchvision's
+    transforms) comes from the block's own generator: moving torch's shared generator
+    between two blocks with the same seed changes nothing."""
+    from timm.layers import DropPath
+
+    from vizapp.training import OwnGenerator
+    from vizapp.trainsets import build_augment
+
+    augment = build_augment(["crop", "hflip", "jitter", "erase"], 16, 3)
+    images = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
+
+    def draw(shared_seed: int):
+        torch.manual_seed(shared_seed)
+        with OwnGenerator(7):
+            linear = torch.nn.Linear(8, 8)
+            drops = [torch.nn.Dropout(0.3), DropPath(0.3), torch.nn.Dropout2d(0.3)]
+            outs = [d.train()(torch.ones(16, 8, 2, 2)) for d in drops]
+            views = augment(images)
+        return linear.weight.detach().clone(), *outs, views
+
+    a, b = draw(1), draw(2)
+    for x, y in zip(a, b, strict=True):
+        assert torch.equal(x, y)
+    for out in a[1:4]:
+        assert (out == 0).any() and (out != 0).any()  # dropout did drop, and not everything
+    # The same seed gives the weights torch.manual_seed would (a seeded model is that model).
+    torch.manual_seed(7)
+    assert torch.equal(torch.nn.Linear(8, 8).weight, a[0])
+
+
+# --- saves a kill cannot break, one run per folder, damaged folders ----------------------------------
+
+
+@pytest.mark.parametrize("kill_at", range(6))
+def test_a_kill_at_any_point_of_a_save_leaves_the_last_complete_step_resumable(reference, tmp_path, monkeypatch,
+                                                                                 kill_at):
+    """A save renames three files into place (weights, card, then the training state). The
+    process dies just before (even ``kill_at``) or just after (odd) one of those renames,
+    after a complete save at step 5; the run resumes from step 5, or from step 7 once the
+    state is in place, and ends bit-identical to the uninterrupted run."""
+    import os
+
+    out = tmp_path / "run"
+    first = Trainer(reference_config(out=str(out)))
+    records = first.run()
+    for record in records:
+        if record["type"] == "step" and record["step"] == 5:
+            first.save()
+        if record["type"] == "step" and record["step"] == 7:
+            break
+    real_replace, calls = os.replace, []
+
+    def dying_replace(src, dst):
+        calls.append(dst)
+        if len(calls) == kill_at // 2 + 1:
+            if kill_at % 2:
+                real_replace(src, dst)
+            raise SystemExit("killed")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", dying_replace)
+    with pytest.raises(SystemExit):
+        first.save()
+    monkeypatch.undo()
+    records.close()  # the dead run's lock goes with it
+    assert [os.path.basename(c) for c in calls][-1] == ["model.safetensors", "card.json", "train_state.pt"][kill_at // 2]
+
+    start = 7 if kill_at == 5 else 5
+    second = Trainer(reference_config(out=str(out), resume=str(out)))
+    assert second.step == start
+    rest = list(second.run())
+    assert step_losses(rest) == {s: v for s, v in step_losses(reference.records).items() if s > start}
+    assert_same_weights(weights(second.module), reference.weights)
+    assert sorted(p.name for p in out.iterdir()) == ["card.json", "model.safetensors", "train_state.pt"]
+
+
+def test_a_save_removes_what_killed_saves_left(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    trainer = Trainer(config(epochs=1, out=str(tmp_path)))
+    leftovers = [tmp_path / f".{name}.{dead.pid}.0123abcd.tmp" for name in ("model.safetensors", "train_state.pt")]
+    for path in leftovers:
+        path.write_bytes(b"half a file")
+    list(trainer.run())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["card.json", "model.safetensors", "train_state.pt"]
+
+
+def test_a_second_run_into_the_same_folder_is_refused_until_the_first_ends(tmp_path, capsys):
+    first = Trainer(config(epochs=1, out=str(tmp_path)))
+    with pytest.raises(UserError, match=r"another training run \(pid \d+\) is writing there"):
+        Trainer(config(epochs=1, seed=1, out=str(tmp_path)))
+    argv = ["train", "--dataset", "digits", "--n", "200", "--model", "lenet", "--epochs", "1", "--batch-size",
+            "32", "--device", "cpu", "--out", str(tmp_path)]
+    assert cli.main(argv) == 2
+    stdout, stderr = capsys.readouterr()
+    assert stdout == "" and stderr.count("\n") == 1 and str(tmp_path) in stderr and "another training run" in stderr
+    list(first.run())
+    assert read_card(tmp_path)["metrics"]["step"] == 5  # the refused runs wrote nothing
+    # Once the first has ended, resuming it into the same folder works.
+    again = Trainer(config(epochs=2, out=str(tmp_path), resume=str(tmp_path)))
+    assert again.step == 5
+    list(again.run())
+    assert read_card(tmp_path)["metrics"]["step"] == 10
+
+
+def test_the_lock_of_a_killed_run_does_not_block(tmp_path):
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from vizapp.training import RunLock; "
+        f"lock = RunLock(Path({str(tmp_path)!r})).acquire(); print('locked', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(UserError, match=f"pid {holder.pid}"):
+            Trainer(config(epochs=1, out=str(tmp_path)))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (tmp_path / ".vizapp-train.lock").exists()  # the dead run's file is still there
+    assert list(Trainer(config(epochs=1, out=str(tmp_path))).run())[-1]["path"] == str(tmp_path)
+
+
+def _damage(folder, how: str, other) -> str:
+    """Damage a copy of a finished run; returns the file the error must name."""
+    if how == "truncated weights":
+        data = (folder / "model.safetensors").read_bytes()
+        (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
+        return "model.safetensors"
+    if how == "truncated state":
+        data = (folder / "train_state.pt").read_bytes()
+        (folder / "train_state.pt").write_bytes(data[: len(data) // 2])
+        return "train_state.pt"
+    if how == "garbage state":
+        (folder / "train_state.pt").write_bytes(b"\x80\x04garbage" * 100)
+        return "train_state.pt"
+    if how == "another model's weights":
+        (folder / "model.safetensors").write_bytes((other / "model.safetensors").read_bytes())
+        return "model.safetensors"
+    if how == "another model's state":
+        (folder / "train_state.pt").write_bytes((other / "train_state.pt").read_bytes())
+        return "train_state.pt"
+    raise AssertionError(how)
+
+
+@pytest.mark.parametrize("how", ["truncated weights", "truncated state", "garbage state", "another model's weights",
+                                 "another model's state"])
+def test_resuming_a_damaged_folder_is_one_line_naming_the_file(reference, vit_run, tmp_path, capsys, how):
+    import shutil
+
+    folder = tmp_path / "run"
+    shutil.copytree(reference.out, folder)
+    name = _damage(folder, how, vit_run.out)
+    argv = ["train", "--dataset", "digits", "--n", "200", "--model", "lenet", "--epochs", "4", "--batch-size",
+            "32", "--augment", "crop", "--device", "cpu", "--resume", str(folder), "--out", str(folder)]
+    assert cli.main(argv) == 2
+    stdout, stderr = capsys.readouterr()
+    assert stderr.startswith("vizapp: error: ") and stderr.count("\n") == 1, stderr
+    assert str(folder / name) in stderr and "internal error" not in stderr
+
+
+def test_training_into_a_read_only_or_impossible_folder_is_one_line(tmp_path, capsys):
+    from _disks import tmpfs
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    for out in (blocker / "run", tmp_path / "ro" / "run"):
+        if out.parent.name == "ro":
+            ctx = tmpfs(out.parent, read_only=True)
+        else:
+            from contextlib import nullcontext
+
+            ctx = nullcontext()
+        with ctx:
+            argv = ["train", "--dataset", "digits", "--n", "100", "--model", "lenet", "--epochs", "1",
+                    "--batch-size", "16", "--device", "cpu", "--out", str(out)]
+            assert cli.main(argv) == 2
+            stdout, stderr = capsys.readouterr()
+            assert stderr.startswith("vizapp: error: ") and stderr.count("\n") == 1, stderr
+            assert str(out) in stderr and "internal error" not in stderr
+
+
+def test_training_onto_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(tmp_path, capsys):
+    from _disks import fill, tmpfs
+
+    with tmpfs(tmp_path / "small", size="2m") as disk:
+        out = disk / "run"
+        base = ["train", "--dataset", "digits", "--n", "100", "--model", "lenet", "--batch-size", "16",
+                "--device", "cpu", "--out", str(out)]
+        assert cli.main([*base, "--epochs", "1"]) == 0
+        before = {p.name: p.read_bytes() for p in out.iterdir()}
+        capsys.readouterr()
+        # Room for the lock, not for the weights: the run trains, then its save fails.
+        fill(disk, keep=16 * 1024)
+        assert cli.main([*base, "--epochs", "2", "--resume", str(out)]) == 2
+        stdout, stderr = capsys.readouterr()
+        assert "\"step\": 10" in stdout, stderr  # it did train
+        assert stderr.startswith("vizapp: error: ") and stderr.count("\n") == 1, stderr
+        assert str(out / "model.safetensors") in stderr and "the disk is full" in stderr
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no torn files, no leftovers
+        # Nothing to write into at all: refused before training.
+        fill(disk, name="filler2")
+        assert cli.main([*base, "--epochs", "2", "--resume", str(out)]) == 2
+        stdout, stderr = capsys.readouterr()
+        assert stdout == "" and stderr.count("\n") == 1 and "the disk is full" in stderr and str(out) in stderr

@@ -204,7 +204,10 @@ def _download_torchvision(klass, root: Path, name: str, progress: Progress, canc
     else:  # CIFAR
         folder = root
         files = [(klass.url, klass.filename, klass.tgz_md5)]
-    folder.mkdir(parents=True, exist_ok=True)
+    from vizapp.files import storage_errors
+
+    with storage_errors(folder):  # $VIZAPP_DATA read-only or under a file: one line naming it
+        folder.mkdir(parents=True, exist_ok=True)
     for url, filename, _md5 in files:
         dest = folder / filename
         if dest.is_file():

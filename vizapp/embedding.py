@@ -113,11 +113,9 @@ class Embedding:
         }
         if self.predicted is not None:
             arrays["predicted"] = np.asarray(self.predicted, dtype=np.str_)
-        try:
-            np.savez(path, **arrays)
-        except OSError as exc:
-            raise UserError(f"{path}: could not write the embedding ({exc.strerror or exc})") from exc
-        return path
+        from vizapp.files import write_npz
+
+        return write_npz(path, **arrays)  # atomic: a full disk leaves an earlier file as it was
 
     @classmethod
     def load(cls, path: str | Path) -> Embedding:

@@ -9,15 +9,28 @@ broken by image order, so a sharded (torchrun) index merges to exactly the same 
 At the end each winner's unit is mapped to the box of the original image it sees
 (``vizapp.receptive``), and the index is written to a folder that is reused when the
 model weights, collection, layers and preprocessing are unchanged.
+
+A folder holds one complete index and at most one build in progress. Every build
+writes files of its own (``items-<build>.json``, ``features-<build>.npy``,
+``topk-<build>-<layer>.npz``; its checkpoints go to ``progress.json`` and
+``*.partial.npz``), and ``manifest.json``, replaced atomically when the build is
+complete, names the files of the complete index: a kill, a full disk or another
+build into the same folder (a shared ``embed --cache``) never pairs a manifest with
+data it does not describe, and the previous index stays usable until the new one
+replaces it. The features file's space is reserved before it is memory-mapped, so a
+full disk is a :class:`~vizapp.errors.StorageError` up front, not a SIGBUS mid-write.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
 import os
+import re
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,14 +40,17 @@ from torch import nn
 
 from models import LoadedModel, Preprocess
 from vizapp.datasets import ImageCollection
-from vizapp.errors import ImageError, LayerError, UserError
+from vizapp.errors import ImageError, LayerError, StorageError, UserError
+from vizapp.files import storage_errors, write_npz, write_text
 from vizapp.jobs import CancelToken, Progress, no_progress
 from vizapp.mosaic import token_prefix
 from vizapp.probe import capture, first_tensor, resolve_layers
 
 __all__ = ["StreamingTopK", "Index", "Patch", "build_index", "index_key", "default_cache_dir", "ALL_CONV"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # manifests without "files" (the first layout) still load
+MANIFEST = "manifest.json"
+PROGRESS = "progress.json"
 ALL_CONV = "all-conv"
 _CHECKPOINT_SECONDS = 20.0
 
@@ -187,9 +203,13 @@ class Index:
     def done(self) -> bool:
         return bool(self.manifest.get("done"))
 
+    def file(self, what: str, layer: str | None = None) -> Path | None:
+        """The file holding ``what`` (``"items"``, ``"features"``, ``"topk"`` of ``layer``)."""
+        return _index_file(self.directory, self.manifest, what, layer)
+
     def features(self) -> np.ndarray | None:
-        path = self.directory / "features.npy"
-        return np.load(path, mmap_mode="r") if path.is_file() else None
+        path = self.file("features")
+        return np.load(path, mmap_mode="r") if path is not None and path.is_file() else None
 
     def channels(self, layer: str) -> int:
         return int(self.manifest["layers"][self._layer(layer)]["channels"])
@@ -223,23 +243,120 @@ class Index:
     @classmethod
     def load(cls, directory: str | Path) -> Index:
         directory = Path(directory)
-        manifest_path = directory / "manifest.json"
+        manifest_path = directory / MANIFEST
         if not manifest_path.is_file():
             raise UserError(f"{directory}: not an index folder (no manifest.json); build one with 'python main.py index'")
         try:
             manifest = json.loads(manifest_path.read_text())
-            items = json.loads((directory / "items.json").read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise UserError(f"{directory}: the index is damaged ({exc}); build it again") from None
-        if manifest.get("version") != FORMAT_VERSION:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UserError(f"{manifest_path}: the index is damaged ({exc}); build it again") from None
+        if not isinstance(manifest, dict) or manifest.get("version") != FORMAT_VERSION:
             raise UserError(f"{directory}: an index from another vizapp version; build it again")
-        index = cls(directory, manifest, items["paths"], items["labels"], np.asarray(items["sizes"], dtype=np.int64).reshape(-1, 2))
+        items_path = _index_file(directory, manifest, "items")
+        try:
+            items = json.loads(items_path.read_text())
+            index = cls(directory, manifest, items["paths"], items["labels"],
+                        np.asarray(items["sizes"], dtype=np.int64).reshape(-1, 2))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise UserError(f"{items_path}: the index is damaged ({exc}); build it again") from None
         for layer in manifest["layers"]:
-            path = directory / f"topk-{_safe(layer)}.npz"
+            path = _index_file(directory, manifest, "topk", layer)
             if path.is_file():
-                with np.load(path) as data:
-                    index.topk[layer] = {key: data[key] for key in data.files}
+                try:
+                    with np.load(path) as data:
+                        index.topk[layer] = {key: data[key] for key in data.files}
+                except (OSError, ValueError, KeyError) as exc:
+                    raise UserError(f"{path}: the index is damaged ({exc}); build it again") from None
         return index
+
+
+def _index_file(directory: Path, manifest: dict, what: str, layer: str | None = None) -> Path | None:
+    files = manifest.get("files")
+    if files is None:  # the first layout: fixed names
+        legacy = {"items": "items.json", "features": "features.npy"}
+        name = f"topk-{_safe(layer)}.npz" if what == "topk" else legacy[what]
+    elif what == "topk":
+        name = files["topk"].get(layer)
+    else:
+        name = files.get(what)
+    return directory / name if name else None
+
+
+def _build_files(build: str, layers: list[str], features: bool) -> dict:
+    """The names of one build's files (see the module's docstring)."""
+    return {"build": build, "items": f"items-{build}.json", "features": f"features-{build}.npy" if features else None,
+            "topk": {layer: f"topk-{build}-{_safe(layer)}.npz" for layer in layers}}
+
+
+def _partial_name(build: str, layer: str) -> str:
+    return f"topk-{build}-{_safe(layer)}.partial.npz"
+
+
+_INDEX_FILE = re.compile(r"^(?:items(?:-\w+)?\.json|features(?:-\w+)?\.npy|topk-.+\.npz|progress\.json)$")
+
+
+def _remove_other_builds(directory: Path, keep: dict) -> None:
+    """Delete index files that ``keep`` (the complete index's files) does not name: earlier
+    builds, their checkpoints, the first layout's fixed names. Other files are left alone."""
+    from vizapp.files import remove_leftovers
+
+    wanted = {keep["items"], keep.get("features"), *keep["topk"].values()}
+    for entry in directory.iterdir():
+        if entry.name not in wanted and _INDEX_FILE.match(entry.name):
+            try:
+                entry.unlink()
+            except OSError:
+                pass
+    remove_leftovers(directory)
+
+
+def create_features(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """A zeroed ``float32`` ``.npy`` memory map at ``path`` whose disk space is reserved first.
+
+    Writing through a map into a sparse file that the disk cannot back is a SIGBUS (the
+    process dies with "Bus error"); with the blocks allocated up front (``posix_fallocate``,
+    or zeros written in chunks where the file system cannot), a full disk is an ``OSError``
+    here, turned into a :class:`StorageError` naming the file, and the file is removed.
+    """
+    with storage_errors(path):
+        try:
+            features = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
+            with open(path, "r+b") as f:
+                _reserve(f.fileno(), features.offset, features.nbytes)
+        except BaseException:
+            try:
+                path.unlink()
+            except OSError:
+                pass
+            raise
+    return features
+
+
+def _reserve(fd: int, offset: int, length: int) -> None:
+    if length <= 0:
+        return
+    fallocate = getattr(os, "posix_fallocate", None)
+    if fallocate is not None:
+        try:
+            fallocate(fd, offset, length)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL, getattr(errno, "ENOTSUP", -1)):
+                raise
+    chunk = 1 << 20
+    zeros = bytes(chunk)
+    done = 0
+    while done < length:
+        n = min(chunk, length - done)
+        written = os.pwrite(fd, zeros[:n], offset + done) if hasattr(os, "pwrite") else _seek_write(fd, zeros[:n],
+                                                                                                   offset + done)
+        done += written
+    os.fsync(fd)
+
+
+def _seek_write(fd: int, data: bytes, at: int) -> int:  # pragma: no cover - no pwrite (Windows)
+    os.lseek(fd, at, os.SEEK_SET)
+    return os.write(fd, data)
 
 
 # --- building -----------------------------------------------------------------
@@ -375,13 +492,16 @@ def build_index(
     rank, world = _distributed()
     key = index_key(loaded, collection, layers, k, feature_layer, amp)
     directory = Path(out) if out else default_cache_dir() / key
-    existing = _read_manifest(directory)
+    existing = _read_manifest(directory / MANIFEST)
     if existing and existing.get("key") == key and existing.get("done"):
         progress(len(collection), len(collection), "index up to date: reused")
         return Index.load(directory)
     if rank == 0:
-        directory.mkdir(parents=True, exist_ok=True)
-    resume = existing if existing and existing.get("key") == key and world == 1 else None
+        with storage_errors(directory):
+            directory.mkdir(parents=True, exist_ok=True)
+    started = _read_manifest(directory / PROGRESS)
+    resume = started if started and started.get("key") == key and started.get("files") and world == 1 else None
+    files = resume["files"] if resume else _build_files(uuid.uuid4().hex[:12], layers, True)
 
     model = loaded.module
     device = torch.device(loaded.device)
@@ -396,9 +516,10 @@ def build_index(
     meta: dict[str, dict] = {}
     features: np.ndarray | None = None
     if resume:
-        partial = _read_partial(directory, layers, start, n_total, device)
+        partial = _read_partial(directory, files, layers, start, n_total, device)
         if partial is None:  # missing, damaged or torn (killed mid-checkpoint): start again
             resume, start, skipped = None, 0, []
+            files = _build_files(uuid.uuid4().hex[:12], layers, True)
         else:
             sizes[:], tops, features = partial
             meta = resume["layers"]
@@ -450,8 +571,7 @@ def build_index(
                         tops[layer].update(maps, kept_ids)
                     f = store_feat["x"].float().cpu()
                     if features is None and world == 1:
-                        features = np.lib.format.open_memmap(directory / "features.npy", mode="w+", dtype=np.float32,
-                                                             shape=(n_total, f.shape[1]))
+                        features = create_features(directory / files["features"], (n_total, f.shape[1]))
                     if features is not None:
                         features[kept_ids.numpy()] = f.numpy()
                     else:
@@ -463,50 +583,63 @@ def build_index(
                 left = (len(shard) - done) / max(rate, 1e-6)
                 progress(done, len(shard), f"indexing: {done}/{len(shard)} images, {rate:.0f}/s, {left:.0f} s left")
                 if world == 1 and time.monotonic() - last_checkpoint > _CHECKPOINT_SECONDS:
-                    _checkpoint(directory, key, collection, loaded, layers, k, feat_name, meta, tops, sizes, skipped, done, features)
+                    _checkpoint(directory, files, key, collection, loaded, layers, k, feat_name, meta, tops, sizes,
+                                skipped, done, features)
                     last_checkpoint = time.monotonic()
     except BaseException:
         # Not in the middle of a batch: a resume would count its images twice (the last
         # periodic checkpoint, if any, still holds).
         if world == 1 and tops and done > start and consistent:
-            _checkpoint(directory, key, collection, loaded, layers, k, feat_name, meta, tops, sizes, skipped, done, features)
+            try:
+                _checkpoint(directory, files, key, collection, loaded, layers, k, feat_name, meta, tops, sizes,
+                            skipped, done, features)
+            except StorageError:
+                pass  # a full disk: the error being raised says so; the last checkpoint still holds
         raise
     finally:
         handle.remove()
 
     if world > 1:
-        tops, meta, sizes, skipped, features = _gather(tops, meta, sizes, skipped, pooled, layers, n_total, rank, world, directory)
+        tops, meta, sizes, skipped, features = _gather(tops, meta, sizes, skipped, pooled, layers, n_total, rank, world,
+                                                       directory / files["features"])
         if rank != 0:
             return None  # type: ignore[return-value]
     if (features is None) if features_only else not meta:
         raise UserError(f"none of the {n_total} images in {collection.name} could be read ({len(skipped)} skipped)")
     if features is not None and hasattr(features, "flush"):
-        features.flush()
+        with storage_errors(directory / files["features"]):
+            features.flush()
     progress(0, 0, "locating receptive fields")
     boxes = _boxes(loaded, layers, meta, tops, sizes, cancel)
     for layer in layers:
         state = tops[layer].state()
         state["boxes"] = boxes[layer]
-        np.savez(directory / f"topk-{_safe(layer)}.npz", **state)
-        partial = directory / f"topk-{_safe(layer)}.partial.npz"
-        if partial.exists():
-            partial.unlink()
-    _write_manifest(directory, key, collection, loaded, layers, k, feat_name, meta, sizes, skipped, n_total, done=True)
+        write_npz(directory / files["topk"][layer], **state)
+    if features is None:
+        files = {**files, "features": None}
+    # The commit: the manifest names this build's files; only then are the others removed.
+    _write_manifest(directory, files, key, collection, loaded, layers, k, feat_name, meta, sizes, skipped, n_total,
+                    done=True)
+    _remove_other_builds(directory, files)
     return Index.load(directory)
 
 
-def _read_manifest(directory: Path) -> dict | None:
+def _read_manifest(path: Path) -> dict | None:
     try:
-        return json.loads((directory / "manifest.json").read_text())
-    except (OSError, json.JSONDecodeError):
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
+    return manifest if isinstance(manifest, dict) else None
 
 
-def _write_manifest(directory, key, collection, loaded, layers, k, feat_name, meta, sizes, skipped, processed, done) -> None:
+def _write_manifest(directory, files, key, collection, loaded, layers, k, feat_name, meta, sizes, skipped, processed,
+                    done) -> None:
+    """``manifest.json`` when ``done`` (the complete index), else ``progress.json`` (a checkpoint)."""
     items = {"paths": collection.paths, "labels": collection.labels, "sizes": sizes.tolist()}
-    _write_text(directory / "items.json", json.dumps(items))
+    write_text(directory / files["items"], json.dumps(items))
     manifest = {
         "version": FORMAT_VERSION, "key": key, "done": done, "processed": int(processed),
+        "files": files,
         "model": {"name": loaded.name, "title": loaded.title, "source": loaded.source},
         "collection": {"name": collection.name, "kind": collection.kind, "size": len(collection),
                        "fingerprint": collection.fingerprint()},
@@ -514,49 +647,46 @@ def _write_manifest(directory, key, collection, loaded, layers, k, feat_name, me
         "layers": {layer: meta[layer] for layer in layers if layer in meta},
         "skipped": sorted(set(int(i) for i in skipped)),
     }
-    _write_text(directory / "manifest.json", json.dumps(manifest, indent=1))
+    write_text(directory / (MANIFEST if done else PROGRESS), json.dumps(manifest, indent=1))
 
 
-def _checkpoint(directory, key, collection, loaded, layers, k, feat_name, meta, tops, sizes, skipped, processed, features) -> None:
+def _checkpoint(directory, files, key, collection, loaded, layers, k, feat_name, meta, tops, sizes, skipped, processed,
+                features) -> None:
     for layer in layers:
         if layer in tops:  # stamped with the count, so a resume can tell them from a torn checkpoint
-            np.savez(directory / f"topk-{_safe(layer)}.partial.npz", processed=np.int64(processed), **tops[layer].state())
+            write_npz(directory / _partial_name(files["build"], layer), processed=np.int64(processed),
+                      **tops[layer].state())
     if features is not None and hasattr(features, "flush"):
-        features.flush()
-    _write_manifest(directory, key, collection, loaded, layers, k, feat_name, meta, sizes, skipped, processed, done=False)
+        with storage_errors(directory / files["features"]):
+            features.flush()
+    _write_manifest(directory, files, key, collection, loaded, layers, k, feat_name, meta, sizes, skipped, processed,
+                    done=False)
 
 
-def _read_partial(directory: Path, layers, processed: int, n_total: int, device):
+def _read_partial(directory: Path, files: dict, layers, processed: int, n_total: int, device):
     """(sizes, top-k per layer, features) saved by the last checkpoint, or None if they do
     not all belong to a checkpoint of ``processed`` images."""
     import zipfile
 
     try:
-        items = json.loads((directory / "items.json").read_text())
+        items = json.loads((directory / files["items"]).read_text())
         sizes = np.asarray(items["sizes"], dtype=np.int64).reshape(-1, 2)
         tops = {}
         for layer in layers:
-            with np.load(directory / f"topk-{_safe(layer)}.partial.npz") as data:
+            with np.load(directory / _partial_name(files["build"], layer)) as data:
                 state = {x: data[x] for x in data.files}
             if int(state.pop("processed", -1)) != processed:
                 return None
             tops[layer] = StreamingTopK.from_state(state, device)
-        features = np.load(directory / "features.npy", mmap_mode="r+")
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError):
+        features = np.load(directory / files["features"], mmap_mode="r+")
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, json.JSONDecodeError):
         return None
     if len(sizes) != n_total or features.shape[0] != n_total:
         return None
     return sizes, tops, features
 
 
-def _write_text(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` atomically."""
-    from vizapp.files import write_text
-
-    write_text(path, text)
-
-
-def _gather(tops, meta, sizes, skipped, pooled, layers, n_total, rank, world, directory):
+def _gather(tops, meta, sizes, skipped, pooled, layers, n_total, rank, world, features_path):
     """Merge every rank's partial results on rank 0 (torch.distributed, any backend)."""
     import torch.distributed as dist
 
@@ -586,8 +716,7 @@ def _gather(tops, meta, sizes, skipped, pooled, layers, n_total, rank, world, di
     features = None
     if rows:
         table = np.concatenate(rows)
-        features = np.lib.format.open_memmap(directory / "features.npy", mode="w+", dtype=np.float32,
-                                             shape=(n_total, table.shape[1] - 1))
+        features = create_features(features_path, (n_total, table.shape[1] - 1))
         features[table[:, 0].astype(np.int64)] = table[:, 1:]
     return merged, merged_meta, all_sizes, all_skipped, features
 

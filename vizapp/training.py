@@ -14,11 +14,15 @@ the optimizer and RNG states, so a run resumed from it continues the same sequen
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import os
+import re
 import threading
 import time
 import types
+import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,11 +33,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from vizapp.errors import UserError
-from vizapp.jobs import CancelToken, Progress, no_progress, seeded
+from vizapp.jobs import CancelToken, Progress, no_progress
 
-__all__ = ["TrainConfig", "TrainControl", "Trainer", "stable_projection"]
+__all__ = ["TrainConfig", "TrainControl", "Trainer", "OwnGenerator", "stable_projection"]
 
 METRIC_LOSSES = ("contrastive", "triplet", "infonce")
+STATE_NAME = "train_state.pt"
+STATE_FORMAT = 2  # 2: the state holds the weights and history it belongs to
 
 
 @dataclass
@@ -77,6 +83,176 @@ class TrainConfig:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+class OwnGenerator(torch.overrides.TorchFunctionMode):
+    """Inside the block, this thread's random draws come from a generator of its own.
+
+    torch's process-wide generator is shared by every thread, and not every user of it
+    takes :data:`vizapp.jobs.RNG_LOCK` (an unseeded ``torch.rand`` anywhere in the
+    process), so seeding it, even under the lock, does not make a run reproducible. A
+    torch function mode is per thread: every draw this thread makes inside the block
+    (``torch.rand`` / ``randint`` / ``randperm`` / ``bernoulli``, ``Tensor.uniform_`` /
+    ``normal_`` / ``bernoulli_``..., which is what ``nn.init``, timm's ``DropPath`` and
+    torchvision's transforms call) gets ``generator=`` this block's generator, and
+    dropout is drawn from it too. Other threads are not affected. A CPU generator seeded
+    with ``seed`` gives the same numbers as ``torch.manual_seed(seed)`` would.
+    """
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        self.seed = int(seed) % (2**63)
+        self._generators: dict[torch.device, torch.Generator] = {}
+
+    def generator(self, device: torch.device | str | None = None) -> torch.Generator:
+        device = torch.device(device if device is not None else "cpu")
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        g = self._generators.get(device)
+        if g is None:
+            g = self._generators[device] = torch.Generator(device=device).manual_seed(self.seed)
+        return g
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's protocol
+        kwargs = dict(kwargs or {})
+        if func in _DRAWS_INTO or func in _DRAWS_FROM:  # t.uniform_(...), torch.bernoulli(t): t's device
+            if kwargs.get("generator") is None:
+                kwargs["generator"] = self.generator(_device_of(args, kwargs))
+        elif func in _DRAWS_NEW:  # torch.rand(..., device=)
+            if kwargs.get("generator") is None:
+                kwargs["generator"] = self.generator(kwargs.get("device"))
+        elif func in _LIKE:
+            x = args[0]
+            new = _LIKE[func]
+            return new(*((x.shape,) if new is not torch.randint else (*args[1:], x.shape)),
+                       dtype=kwargs.get("dtype") or x.dtype, device=kwargs.get("device") or x.device,
+                       generator=self.generator(kwargs.get("device") or x.device))
+        elif func in _DROPOUTS:
+            return self._dropout(func, *args, **kwargs)
+        elif _takes_generator(func):  # nn.init.kaiming_uniform_(tensor, ..., generator=None)
+            tensor = next((a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)), None)
+            if kwargs.get("generator") is None and tensor is not None:
+                kwargs["generator"] = self.generator(tensor.device)
+        elif func in _UNCOVERED:  # draws we cannot redirect: at least seeded and alone
+            from vizapp.jobs import seeded
+
+            seed = int(torch.randint(2**62, (1,), generator=self.generator()))
+            with seeded(seed):
+                return func(*args, **kwargs)
+        return func(*args, **kwargs)
+
+    def _dropout(self, func, input, p=0.5, training=True, inplace=False):  # noqa: A002, ANN001
+        if not training or p == 0:
+            return input
+        if func is torch.dropout or func is torch.nn.functional.dropout:
+            shape = input.shape
+        else:  # the feature (channel) variants drop whole maps
+            shape = (*input.shape[:2], *([1] * (input.ndim - 2)))
+        if p >= 1:
+            mask = torch.zeros(shape, dtype=input.dtype, device=input.device)
+        else:
+            mask = torch.empty(shape, dtype=input.dtype, device=input.device)
+            mask.bernoulli_(1 - p, generator=self.generator(input.device)).div_(1 - p)
+        return input.mul_(mask) if inplace else input * mask
+
+
+def _device_of(args: tuple, kwargs: dict) -> torch.device | str | None:
+    """The device of the first tensor argument (else ``device=``, else the CPU)."""
+    tensor = next((a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)), None)
+    return tensor.device if tensor is not None else kwargs.get("device")
+
+
+def _takes_generator(func, _known: dict = {}) -> bool:  # noqa: B006 - a cache
+    """Whether a Python-level torch function (``nn.init.*``) has a ``generator`` parameter."""
+    found = _known.get(func)
+    if found is None:
+        import inspect
+
+        try:
+            found = "generator" in inspect.signature(func).parameters
+        except (TypeError, ValueError):  # a builtin
+            found = False
+        _known[func] = found
+    return found
+
+
+_T = torch.Tensor
+_DRAWS_INTO = {_T.uniform_, _T.normal_, _T.bernoulli_, _T.random_, _T.exponential_, _T.geometric_,
+               _T.log_normal_, _T.cauchy_}
+_DRAWS_NEW = {torch.rand, torch.randn, torch.randint, torch.randperm}
+_DRAWS_FROM = {torch.bernoulli, _T.bernoulli, torch.multinomial, _T.multinomial, torch.poisson, torch.normal}
+_LIKE = {torch.rand_like: torch.rand, torch.randn_like: torch.randn, torch.randint_like: torch.randint}
+_DROPOUTS = {torch.dropout, F.dropout, F.dropout1d, F.dropout2d, F.dropout3d}
+_UNCOVERED = {F.alpha_dropout, F.feature_alpha_dropout, torch.alpha_dropout, torch.feature_alpha_dropout,
+              F.rrelu, torch.rrelu, F.gumbel_softmax}
+
+
+class RunLock:
+    """An ``fcntl.flock`` on ``<folder>/.vizapp-train.lock``, held while a run may write there.
+
+    The kernel drops the lock when its holder dies, so a killed run never blocks the next
+    one; the file holds the holder's pid for the message and is removed on release. Where
+    ``fcntl`` does not exist (Windows) no lock is taken.
+    """
+
+    NAME = ".vizapp-train.lock"
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.path = self.folder / self.NAME
+        self._file = None
+        self._created = False
+
+    def acquire(self) -> RunLock:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return self
+        from vizapp.files import storage_errors
+
+        self._created = not self.folder.exists()
+        with storage_errors(self.folder):
+            self.folder.mkdir(parents=True, exist_ok=True)
+        while True:
+            with storage_errors(self.path):
+                f = open(self.path, "a+b", buffering=0)  # noqa: SIM115 - held open for the run; unbuffered
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                f.seek(0)
+                holder = f.read().decode(errors="replace").strip() or "unknown"
+                f.close()
+                raise UserError(f"{self.folder}: another training run (pid {holder}) is writing there; "
+                                "wait for it to end, or choose another --out") from None
+            try:  # a run that just ended may have removed the file we opened: lock the one on disk
+                same = os.stat(self.path).st_ino == os.fstat(f.fileno()).st_ino
+            except OSError:
+                same = False
+            if same:
+                break
+            f.close()
+        self._file = f
+        try:
+            with storage_errors(self.folder):  # a full disk fails here, before any training
+                f.seek(0)
+                f.truncate()
+                f.write(f"{os.getpid()}\n".encode())
+        except BaseException:
+            self.release()
+            raise
+        return self
+
+    def release(self) -> None:
+        f, self._file = self._file, None
+        if f is None:
+            return
+        try:
+            self.path.unlink()
+            if self._created:  # a run that failed before writing anything leaves no empty folder
+                self.folder.rmdir()
+        except OSError:
+            pass
+        f.close()
 
 
 class TrainControl:
@@ -158,9 +334,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, *, progress: Progress = no_progress,
                  cancel: CancelToken | None = None) -> None:
-        from vizapp.device import check_device, default_device
         from vizapp.losses import LOSSES
-        from vizapp.trainsets import load_trainset, mean_std, split
 
         self.config = c = config
         if c.loss not in LOSSES:
@@ -171,6 +345,19 @@ class Trainer:
             c.margin = 1.0 if c.loss == "contrastive" else 0.2
         if c.log_every < 1:
             raise UserError("--log-every must be at least 1")
+        # One run per output folder: a second one would silently replace this one's files.
+        self._lock = RunLock(Path(c.out)).acquire() if c.out else None
+        try:
+            self._setup(progress, cancel)
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self, progress: Progress, cancel: CancelToken | None) -> None:
+        from vizapp.device import check_device, default_device
+        from vizapp.trainsets import load_trainset, mean_std, split
+
+        c = self.config
         self.device = check_device(c.device) if c.device else default_device()
         data = load_trainset(c.dataset, size=c.size, n=c.n, seed=c.seed, progress=progress, cancel=cancel)
         self.train_set, self.val_set = split(data, c.val_fraction, seed=c.seed)
@@ -181,7 +368,7 @@ class Trainer:
         self.data_name = data.name
         self.mean, self.std = mean_std(self.train_set)
         self.metric = c.loss in METRIC_LOSSES
-        with seeded(c.seed):  # the initial weights depend on the seed alone
+        with OwnGenerator(c.seed):  # the initial weights depend on the seed alone, whatever other threads draw
             self.module, self.preprocess, self.model_card = self._build_model(progress, cancel)
         self.module.to(self.device)
         self.augment = self._augment()
@@ -200,6 +387,12 @@ class Trainer:
         self.last_checkpoint: Path | None = None
         if c.resume:
             self._restore(Path(c.resume))
+
+    def close(self) -> None:
+        """Let another run write to this run's folder (done when :meth:`run` ends)."""
+        lock, self._lock = getattr(self, "_lock", None), None
+        if lock is not None:
+            lock.release()
 
     # --- building ------------------------------------------------------------------
     def _build_model(self, progress: Progress, cancel: CancelToken | None) -> tuple[nn.Module, object, dict]:
@@ -256,16 +449,18 @@ class Trainer:
         c = self.config
         y = labels.to(self.device)
         if c.loss == "infonce":
-            with seeded(self._step_seed()):
+            with OwnGenerator(self._step_seed()):
                 v1, v2 = self.augment(images), self.augment(images)
-            z = self.module(self._inputs(torch.cat([v1, v2])))
+            with OwnGenerator(self._step_seed() + 1):  # dropout, drop-path
+                z = self.module(self._inputs(torch.cat([v1, v2])))
             z1, z2 = z.chunk(2)
             self._last_batch = (z1.detach(), None, z2.detach())
             return info_nce(z1, z2, c.temperature), None
         if self.augment is not None:
-            with seeded(self._step_seed()):
+            with OwnGenerator(self._step_seed()):
                 images = self.augment(images)
-        out = self.module(self._inputs(images))
+        with OwnGenerator(self._step_seed() + 1):  # dropout, drop-path
+            out = self.module(self._inputs(images))
         self._last_batch = (out.detach(), y, None)
         if c.loss == "ce":
             return F.cross_entropy(out, y), out
@@ -274,8 +469,9 @@ class Trainer:
         return triplet_loss(out, y, c.margin, mining=c.mining), None
 
     def _step_seed(self) -> int:
-        """The augmentations of each step draw from a seed of their own: a run is the same
-        whatever other threads do with torch's generator, and a resumed run needs no RNG state."""
+        """The augmentations (and dropout) of each step draw from a generator of their own
+        (:class:`OwnGenerator`) seeded from the step: a run is the same whatever other threads
+        do with torch's generator, and a resumed run needs no RNG state."""
         return (self.config.seed * 1000003 + self.step * 7919) % (2**63)
 
     def _order(self, epoch: int) -> torch.Tensor:
@@ -284,6 +480,13 @@ class Trainer:
 
     def run(self, control: TrainControl | None = None) -> Iterator[dict]:
         """Train, yielding records; returns after the last epoch or a stop (checkpointing both)."""
+
+        try:
+            yield from self._run(control)
+        finally:
+            self.close()
+
+    def _run(self, control: TrainControl | None) -> Iterator[dict]:
         from models.small import train_mode
         from vizapp.losses import loss_stats
 
@@ -486,20 +689,48 @@ class Trainer:
         }
 
     def save(self, directory: str | Path | None = None) -> Path:
-        """Weights + card (``models.small.save_checkpoint``) and the optimizer/RNG state."""
+        """Weights + card (``models.small.save_checkpoint``), then ``train_state.pt``.
+
+        ``train_state.pt`` is the commit: it holds everything a resume needs (the
+        weights, the optimizer state, the step, the history), written in one atomic
+        rename after the weights and the card. A kill at any moment leaves either the
+        previous state or the new one whole, so the run resumes from the last complete
+        save (:meth:`_restore` takes the weights from the state, not from a
+        ``model.safetensors`` that may already be one save ahead). Leftover temporary
+        files of killed writers are removed first. A full or read-only disk is a
+        :class:`~vizapp.errors.StorageError` naming the file.
+        """
         from models.small import save_checkpoint
-        from vizapp.files import atomic_write
+        from vizapp.files import remove_leftovers, storage_errors, write_bytes
 
         out = directory or self.config.out
         if not out:
             raise UserError("no output folder for the checkpoint; give --out")
         target = Path(out)
-        target.mkdir(parents=True, exist_ok=True)
-        state = {"optimizer": self.optimizer.state_dict(), "step": self.step,
+        with storage_errors(target):
+            target.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(target)
+        inner = getattr(self.module, "_orig_mod", self.module)
+        state = {"format": STATE_FORMAT, "optimizer": self.optimizer.state_dict(), "step": self.step,
+                 "model": {k: v.detach().to("cpu", copy=True).contiguous() for k, v in inner.state_dict().items()},
+                 "history": json.dumps([{k: _finite(v) for k, v in h.items()} for h in self.history[-2000:]]),
                  "previous_coords": torch.from_numpy(self._previous_coords) if self._previous_coords is not None
                  else torch.zeros(0)}
-        atomic_write(target / "train_state.pt", lambda tmp: torch.save(state, tmp))
-        path = save_checkpoint(self.module, self.card(), target)
+        buffer = io.BytesIO()  # serialised first: a full disk is then an OSError of the write, not torch's
+        torch.save(state, buffer)
+        try:
+            path = save_checkpoint(self.module, self.card(), target)
+        except UserError:
+            raise
+        except Exception as exc:  # safetensors reports a full disk as its own error, not an OSError
+            found = re.search(r"os error (\d+)", str(exc))
+            if not found:
+                raise
+            from vizapp.files import storage_error
+
+            code = int(found.group(1))
+            raise storage_error(OSError(code, os.strerror(code)), target / "model.safetensors") from None
+        write_bytes(target / STATE_NAME, buffer.getvalue())
         self.last_checkpoint = target
         return path
 
@@ -510,10 +741,13 @@ class Trainer:
         return record
 
     def _restore(self, directory: Path) -> None:
-        from safetensors.torch import load_file
-
+        """Continue the run saved in ``directory``: its card must describe this model and these
+        settings; the weights, optimizer state, step and history come from ``train_state.pt``.
+        A damaged or foreign file is a one-line :class:`UserError` naming it."""
         from models.small import read_card
 
+        if not directory.is_dir():
+            raise UserError(f"{directory}: no such checkpoint folder to resume from")
         card = read_card(directory)
         if _plain(card.get("model")) != _plain(self.model_card):
             raise UserError(f"{directory} holds a different model ({card.get('model')}); resume with its settings")
@@ -523,19 +757,80 @@ class Trainer:
             was = ", ".join(f"--{k.replace('_', '-')} {saved[k]}" for k in changed)
             raise UserError(f"{directory} was trained with other settings ({was}); resume with the same data and "
                             "settings (only --epochs may grow), or start a new run")
-        self.module.load_state_dict(load_file(str(directory / "model.safetensors")))
-        state_path = directory / "train_state.pt"
+        weights_path = directory / "model.safetensors"
+        self._load_weights(_read_safetensors(weights_path), weights_path)  # this model's weights, readable
+        state_path = directory / STATE_NAME
         if not state_path.is_file():
-            raise UserError(f"{directory} has no train_state.pt, so its optimizer state is gone; start a new run")
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.step = int(state["step"])
-        if self.step != card.get("metrics", {}).get("step"):
-            raise UserError(f"{directory}: train_state.pt is from step {self.step} but the weights from step "
-                            f"{card.get('metrics', {}).get('step')} (a save was interrupted); start a new run")
-        prev = state.get("previous_coords")
-        self._previous_coords = prev.numpy() if prev is not None and prev.numel() else None
-        self.history = list(card.get("history", []))
+            raise UserError(f"{directory} has no {STATE_NAME}, so its optimizer state is gone; start a new run")
+        state = _read_state(state_path)
+        try:
+            step = int(state["step"])
+            if "model" in state:
+                self._load_weights(state["model"], state_path)
+                history = json.loads(state["history"])
+            else:  # a state from before the weights were kept in it: the card's weights must be its step's
+                if step != card.get("metrics", {}).get("step"):
+                    raise UserError(f"{directory}: {STATE_NAME} is from step {step} but the weights from step "
+                                    f"{card.get('metrics', {}).get('step')} (a save was interrupted); start a new run")
+                history = list(card.get("history", []))
+            self.optimizer.load_state_dict(state["optimizer"])
+            prev = state.get("previous_coords")
+        except UserError:
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+            raise UserError(f"{state_path}: not this run's training state ({_first_line(exc)}); "
+                            "start a new run") from None
+        self.step = step
+        self._previous_coords = prev.numpy() if isinstance(prev, torch.Tensor) and prev.numel() else None
+        self.history = history
+
+    def _load_weights(self, weights: dict, path: Path) -> None:
+        inner = getattr(self.module, "_orig_mod", self.module)
+        try:
+            inner.load_state_dict(weights)
+        except (RuntimeError, TypeError, ValueError) as exc:
+            raise UserError(f"{path}: these weights are not this model's ({_first_line(exc)}); "
+                            "resume with the settings it was trained with, or start a new run") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
+
+
+def _read_safetensors(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise UserError(f"{path}: missing; the folder is not a complete checkpoint, start a new run")
+    try:
+        return load_file(str(path))
+    except OSError as exc:
+        from vizapp.files import storage_error
+
+        raise storage_error(exc, path, "read") from None
+    except Exception as exc:  # noqa: BLE001 - safetensors' own error for a truncated or foreign file
+        raise UserError(f"{path}: damaged weights ({_first_line(exc)}); start a new run") from None
+
+
+def _read_state(path: Path) -> dict:
+    import pickle
+    import zipfile
+
+    try:
+        with warnings.catch_warnings():  # a garbage file: the error below says it, not a warning too
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as exc:
+        from vizapp.files import storage_error
+
+        raise storage_error(exc, path, "read") from None
+    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile, KeyError,
+            AttributeError, TypeError) as exc:
+        raise UserError(f"{path}: damaged training state ({_first_line(exc)}); start a new run") from None
+    if not isinstance(state, dict):
+        raise UserError(f"{path}: not a training state; start a new run")
+    return state
 
 
 #: Settings a resumed run must share with the checkpoint (``epochs`` may grow; where the

@@ -9,6 +9,9 @@ import pyqtgraph as pg
 from PySide6.QtGui import QFont, QImage, QPixmap
 from PySide6.QtWidgets import QLabel, QWidget
 
+from vizapp.errors import StorageError
+from vizapp.files import write_bytes
+
 __all__ = ["export_png", "to_pixmap", "heading", "image_view_box", "LUT_ACTIVATION"]
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
@@ -19,7 +22,7 @@ LUT_ACTIVATION = pg.colormap.get("inferno").getLookupTable(nPts=256)
 
 def export_png(widget: QWidget, path: str | Path, scale: float = 2.0) -> Path:
     """Render ``widget`` to a PNG at ``scale`` x its size (re-rendered, so text stays sharp)."""
-    from PySide6.QtCore import Qt
+    from PySide6.QtCore import QBuffer, QByteArray, QIODevice, Qt
 
     path = Path(path)
     if path.suffix.lower() != ".png":
@@ -28,9 +31,15 @@ def export_png(widget: QWidget, path: str | Path, scale: float = 2.0) -> Path:
     pixmap.setDevicePixelRatio(scale)
     pixmap.fill(Qt.transparent)
     widget.render(pixmap)
-    if not pixmap.save(str(path), "PNG"):
-        raise OSError(f"{path}: could not write the PNG")
-    return path
+    # Encoded in memory, then written by the one atomic writer: a full or read-only disk is
+    # a StorageError naming the path, and an earlier file at ``path`` survives it.
+    data = QByteArray()
+    buffer = QBuffer(data)
+    buffer.open(QIODevice.WriteOnly)
+    if not pixmap.save(buffer, "PNG"):
+        raise StorageError(f"{path}: cannot write (Qt could not encode the PNG)")
+    buffer.close()
+    return write_bytes(path, bytes(data.data()))
 
 
 def to_pixmap(pixels: np.ndarray) -> QPixmap:
