@@ -20,6 +20,7 @@ import main  # noqa: E402
 from vizapp import cli  # noqa: E402
 from vizapp.datasets import ImageCollection  # noqa: E402
 from vizapp.errors import ImageError  # noqa: E402
+from vizapp.indexing import Index  # noqa: E402
 from vizapp.images import lab_samples, resolve_image_source, sample_images  # noqa: E402
 
 LAB = {s.name: s.path for s in lab_samples()}
@@ -249,7 +250,7 @@ def test_index_embed_and_top_patches_with_a_non_utf8_name(capsys, tmp_path, odd_
                                "--topk", "3", "--workers", "0", "--device", "cpu", "--out", tmp_path / "idx")
     assert status == 0, err
     assert "indexed 4 images (1 skipped as unreadable)" in out
-    items = json.loads((tmp_path / "idx" / "items.json").read_text(encoding="utf-8"))
+    items = json.loads(Index.load(tmp_path / "idx").file("items").read_text(encoding="utf-8"))
     assert odd in items["paths"]
 
     status, out, err = run_cli(capsys, "top-patches", "--index", tmp_path / "idx", "--layer", "conv1_1",

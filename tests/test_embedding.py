@@ -233,7 +233,7 @@ def test_embedding_file_round_trip(tmp_path, predicted):
     assert e.features.dtype == np.float32 and e.coords.dtype == np.float32
     assert e.label_names() == ["", "a", "b"] and len(e) == 3
     path = e.save(tmp_path / "emb")
-    assert path.suffix == ".npz"
+    assert path == tmp_path / "emb" and sorted(p.name for p in tmp_path.iterdir()) == ["emb"]  # exactly as asked
     back = Embedding.load(path)
     np.testing.assert_array_equal(back.features, e.features)
     np.testing.assert_array_equal(back.coords, e.coords)

@@ -849,11 +849,11 @@ def test_a_killed_build_for_another_layer_leaves_the_shared_cache_right(tmp_path
 
     real_pool, calls = indexing._pool, []
 
-    def dying_pool(t):
+    def dying_pool(*args):
         calls.append(1)
         if len(calls) == 2:  # the second batch: the other layer's features file is being written
             raise SystemExit("killed")
-        return real_pool(t)
+        return real_pool(*args)
 
     monkeypatch.setattr(indexing, "_pool", dying_pool)
     monkeypatch.setattr(indexing, "_CHECKPOINT_SECONDS", 1e9)  # killed: no checkpoint on the way out

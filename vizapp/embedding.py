@@ -100,10 +100,7 @@ class Embedding:
         return sorted(set(self.labels))
 
     def save(self, path: str | Path) -> Path:
-        """Write an ``.npz`` (keys features, coords, paths, labels, method [, predicted])."""
-        path = Path(path)
-        if path.suffix.lower() != ".npz":
-            path = path.with_suffix(".npz")
+        """Write an npz to exactly ``path`` (keys features, coords, paths, labels, method [, predicted])."""
         arrays = {
             "features": self.features,
             "coords": self.coords,
