@@ -20,8 +20,8 @@ import main  # noqa: E402
 from vizapp import cli  # noqa: E402
 from vizapp.datasets import ImageCollection  # noqa: E402
 from vizapp.errors import ImageError  # noqa: E402
-from vizapp.indexing import Index  # noqa: E402
 from vizapp.images import lab_samples, resolve_image_source, sample_images  # noqa: E402
+from vizapp.indexing import Index  # noqa: E402
 
 LAB = {s.name: s.path for s in lab_samples()}
 
