@@ -26,6 +26,7 @@ from vizapp.attention import (  # noqa: E402
     attention_distance,
     gradient_rollout,
 )
+from widgets.attention_view import OWN_QUERY  # noqa: E402
 
 pytestmark = pytest.mark.gui
 
@@ -139,7 +140,7 @@ def test_head_mode_shows_the_class_row_of_the_head(shown):
         view.mode() == "head"
         and view.layer() == 0
         and view.head() is None
-        and view.query_token() == 0
+        and view.query_token() == OWN_QUERY
     )
     assert not view.message_shown() and view.canvas.isVisible() and view.strip.isVisible()
     assert view.title.text() == "Attention: 4 layers × 3 heads, 5×5 patches of 16 px"
@@ -254,17 +255,17 @@ def test_clicking_a_patch_makes_it_the_query(qtbot, shown):
     # Clicking it again goes back to the class token.
     click_patch(qtbot, view, 3, 1)
     assert (
-        view.query_token() == 0 and not view.outline.isVisible() and not view.cls_button.isEnabled()
+        view.query_token() == OWN_QUERY and not view.outline.isVisible() and not view.cls_button.isEnabled()
     )
     # So do the button and Escape.
     click_patch(qtbot, view, 0, 4)
     assert view.query_token() == r.patch_token(0, 4)
     qtbot.mouseClick(view.cls_button, Qt.LeftButton)
-    assert view.query_token() == 0
+    assert view.query_token() == OWN_QUERY
     click_patch(qtbot, view, 4, 4)
     assert view.query_token() == r.patch_token(4, 4) and view.hasFocus()
     qtbot.keyClick(view, Qt.Key_Escape)
-    assert view.query_token() == 0
+    assert view.query_token() == OWN_QUERY
     np.testing.assert_allclose(
         view.displayed_image(), blocks(r.attention[2, 1, 0, 1:].reshape(G, G)), rtol=1e-6
     )
@@ -288,7 +289,7 @@ def test_escape_beats_the_window_shortcut_only_while_a_patch_is_the_query(qtbot)
     view.set_query(r.patch_token(1, 1))
     view.setFocus()
     qtbot.keyClick(view, Qt.Key_Escape)
-    assert view.query_token() == 0 and cancelled == []
+    assert view.query_token() == OWN_QUERY and cancelled == []
     qtbot.keyClick(view, Qt.Key_Escape)  # nothing of ours to undo: the window cancels
     assert cancelled == [1]
 
@@ -374,7 +375,7 @@ def test_rollout_mode_follows_fusion_and_discard(qtbot, shown):
     assert "min over heads, weakest 40% dropped" in view.caption.text()
     # Clicks do not change the query outside Head mode.
     click_patch(qtbot, view, 2, 2)
-    assert view.query_token() == 0
+    assert view.query_token() == OWN_QUERY
 
 
 def test_gradient_box_asks_for_gradients_and_waits_for_them(qtbot, shown):
@@ -467,7 +468,7 @@ def test_new_results_keep_what_still_exists(shown):
     assert view.head_box.count() == 3 and view.layer_box.maximum() == 1
     other = make_result(layers=2, heads=2, g=4, seed=7)  # other tokens: back to the class token
     view.set_result(other)
-    assert view.query_token() == 0 and view.displayed_image().shape == (4 * P, 4 * P)
+    assert view.query_token() == OWN_QUERY and view.displayed_image().shape == (4 * P, 4 * P)
     np.testing.assert_allclose(
         view.displayed_image(), blocks(other.attention[1, 1, 0, 1:].reshape(4, 4)), rtol=1e-6
     )
@@ -516,7 +517,7 @@ def test_a_register_vit_without_a_class_token_shows_its_mean_patch_query(qtbot, 
         distance=attention_distance(a, layout),
     )
     view.set_result(r)
-    assert view.query_token() == 0
+    assert view.query_token() == OWN_QUERY
     for layer, head in ((0, 1), (1, 2)):
         view.select(layer, head)
         mean_query = np.mean([a[layer, head, q, prefix:] for q in range(prefix, t)], axis=0)
@@ -526,3 +527,30 @@ def test_a_register_vit_without_a_class_token_shows_its_mean_patch_query(qtbot, 
         assert "prefix tokens" in view.caption.text() and "the class token" not in view.caption.text()
     view.set_mode("rollout")
     assert "mean patch's information" in view.caption.text()
+
+
+def test_a_pooled_vit_without_prefix_tokens_can_query_its_first_patch(qtbot, view):
+    """No class token and no registers: the own query (mean patch row) is not patch (0, 0),
+    and clicking patch (0, 0) shows that patch's own row (it used to stay on the mean)."""
+    rng = np.random.default_rng(4)
+    t = G * G
+    a = np.exp(rng.normal(0.0, 2.0, (1, H, t, t)))
+    a = (a / a.sum(-1, keepdims=True)).astype(np.float32)
+    layout = TokenLayout(0, (G, G), P, class_token=False)
+    side = G * P
+    r = AttentionResult(
+        input=np.zeros((1, 3, side, side), np.float32), display=np.zeros((side, side, 3), np.uint8),
+        attention=a, layers=["blocks.0.attn"], layout=layout, distance=attention_distance(a, layout),
+    )
+    view.set_result(r)
+    view.select(0, 1)
+    assert view.query_token() == OWN_QUERY and view.query_patch() is None
+    assert "where the mean patch query (no class token) looks" in view.caption.text()
+    np.testing.assert_allclose(view.displayed_image(), blocks(a[0, 1].mean(axis=0).reshape(G, G)), rtol=1e-5)
+    view.set_query(r.patch_token(0, 0))
+    assert view.query_token() == 0 and view.query_patch() == (0, 0)
+    assert "where patch (row 0, col 0) looks" in view.caption.text()
+    np.testing.assert_allclose(view.displayed_image(), blocks(a[0, 1, 0].reshape(G, G)), rtol=1e-5)
+    assert view.cls_button.isEnabled()
+    view.cls_button.click()
+    assert view.query_token() == OWN_QUERY

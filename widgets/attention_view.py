@@ -42,7 +42,10 @@ from PySide6.QtWidgets import (
 from vizapp.mosaic import Mosaic, tile
 from widgets.common import LUT_ACTIVATION, heading, image_view_box
 
-__all__ = ["AttentionView", "MODES", "FUSIONS"]
+__all__ = ["AttentionView", "MODES", "FUSIONS", "OWN_QUERY"]
+
+#: The query of the model's own output: its class token, or the mean patch query without one.
+OWN_QUERY = -1
 
 MODES = ("head", "grid", "rollout", "distance")
 MODE_NAMES = {"head": "Head", "grid": "All heads", "rollout": "Rollout", "distance": "Distance"}
@@ -136,7 +139,7 @@ class AttentionView(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.result = None  # AttentionResult
-        self._mode, self._layer, self._head, self._query = "head", 0, None, 0
+        self._mode, self._layer, self._head, self._query = "head", 0, None, OWN_QUERY
         self._layout = None  # the TokenLayout the query refers to
         self._map: np.ndarray | None = None  # the grid-resolution map under the overlay
         self._shown = np.zeros((0, 0), np.float32)
@@ -201,7 +204,7 @@ class AttentionView(QWidget):
         )
         self.cls_button = QPushButton("Class token")
         self.cls_button.setToolTip("Back to the class token as the query (Esc)")
-        self.cls_button.clicked.connect(lambda: self.set_query(0))
+        self.cls_button.clicked.connect(lambda: self.set_query(OWN_QUERY))
         self.pickers = self._group(self.layer_box, self.head_box, self.cls_button)
 
         self.fusion = QComboBox()
@@ -384,7 +387,7 @@ class AttentionView(QWidget):
         """
         self.result = result
         if result.layout != self._layout:
-            self._query = 0
+            self._query = OWN_QUERY
         self._layout = result.layout
         self._rollouts.clear()
         self._grid = None
@@ -463,10 +466,16 @@ class AttentionView(QWidget):
         self._render()
 
     def set_query(self, token: int) -> None:
-        """Make ``token`` the query (0: the class token; patches from ``layout.prefix`` on)."""
-        if self.result is not None and not 0 <= token < self.result.layout.tokens:
-            raise ValueError(f"token {token} is outside 0..{self.result.layout.tokens - 1}")
-        self._query = int(token)
+        """Make ``token`` the query: :data:`OWN_QUERY` for the model's own (its class token,
+        or the mean patch query without one), else a token index (patches from
+        ``layout.prefix`` on). Token 0 of a model with a class token is its own query."""
+        token = int(token)
+        if self.result is not None and token != OWN_QUERY:
+            if not 0 <= token < self.result.layout.tokens:
+                raise ValueError(f"token {token} is outside 0..{self.result.layout.tokens - 1}")
+            if token == 0 and self.result.has_class_token:
+                token = OWN_QUERY
+        self._query = token
         self._render()
 
     # --- getters -----------------------------------------------------------------
@@ -484,6 +493,7 @@ class AttentionView(QWidget):
         return self._head
 
     def query_token(self) -> int:
+        """The query token, or :data:`OWN_QUERY` for the class token / mean patch query."""
         return self._query
 
     def query_patch(self) -> tuple[int, int] | None:
@@ -508,7 +518,7 @@ class AttentionView(QWidget):
             self.head_box.setCurrentIndex(0 if self._head is None else self._head + 1)
         if self.result is not None:
             self.layer_box.setToolTip(self.result.layers[self._layer])
-        self.cls_button.setEnabled(self._query != 0)
+        self.cls_button.setEnabled(self._query != OWN_QUERY)
 
     def _head_name(self) -> str:
         return f"mean of {self.result.heads} heads" if self._head is None else f"head {self._head}"
@@ -517,7 +527,7 @@ class AttentionView(QWidget):
         patch = self.query_patch()
         if patch is not None:
             return f"patch (row {patch[0]}, col {patch[1]})"
-        if self._query == 0:
+        if self._query == OWN_QUERY:
             return "the class token" if self.result.has_class_token else "the mean patch query (no class token)"
         return f"prefix token {self._query}"
 
@@ -547,8 +557,8 @@ class AttentionView(QWidget):
 
     def _render_head(self) -> None:
         r, layer = self.result, self._layer
-        # Query 0 is the class token; a ViT without one is read by its mean patch query.
-        own = self._query == 0 and not r.has_class_token
+        # The own query is the class token; a ViT without one is read by its mean patch query.
+        own = self._query == OWN_QUERY
         maps = np.asarray(r.cls_maps(layer) if own else r.token_maps(self._query)[layer], dtype=np.float32)
         self.head_maps = maps
         shown = maps.mean(axis=0) if self._head is None else maps[self._head]
@@ -751,7 +761,7 @@ class AttentionView(QWidget):
             return
         self.setFocus()
         token = self.result.patch_token(*patch)
-        self.set_query(0 if token == self._query else token)
+        self.set_query(OWN_QUERY if token == self._query else token)
 
     def _image_hovered(self, args) -> None:
         patch = self._patch_at(args[0])
@@ -805,7 +815,7 @@ class AttentionView(QWidget):
     def event(self, event) -> bool:  # Qt override
         # With a patch as the query, Escape is ours (back to the class token), not the
         # window's cancel shortcut.
-        if event.type() == QEvent.ShortcutOverride and event.key() == Qt.Key_Escape and self._query:
+        if event.type() == QEvent.ShortcutOverride and event.key() == Qt.Key_Escape and self._query != OWN_QUERY:
             event.accept()
             return True
         return super().event(event)
@@ -816,7 +826,7 @@ class AttentionView(QWidget):
             self.step_layer(1 if key == Qt.Key_Down else -1)
         elif key in (Qt.Key_Left, Qt.Key_Right):
             self.step_head(1 if key == Qt.Key_Right else -1)
-        elif key == Qt.Key_Escape and self._query:
-            self.set_query(0)
+        elif key == Qt.Key_Escape and self._query != OWN_QUERY:
+            self.set_query(OWN_QUERY)
         else:
             super().keyPressEvent(event)
