@@ -12,6 +12,7 @@ import math
 import os
 import pickle
 import socket
+import struct
 import urllib.parse
 import warnings
 import zipfile
@@ -387,12 +388,64 @@ def _size(n: int) -> str:
     return ""  # unreachable
 
 
-def _zip_names(path: Path) -> list[str] | None:
+def _directory_is_consistent(path: Path) -> bool:
+    """Whether the zip's central directory ends exactly where its end record begins.
+
+    ``zipfile`` reads the directory found just before the end record, torch's reader (miniz)
+    the one at the offset the end record declares: a file whose two disagree can show each
+    reader a different directory (a small one to the checker, a bomb to ``torch.load``).
+    The end record is found as miniz finds it (the last signature with room for a record).
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        start = max(0, size - (1 << 16) - 22)
+        f.seek(start)
+        tail = f.read()
+        eocd = tail.rfind(b"PK\x05\x06", 0, max(0, len(tail) - 18))
+        if eocd < 0:
+            return False
+        record = tail[eocd:eocd + 22]
+        end = start + eocd  # where the end record begins
+        cd_size, cd_offset, comment = struct.unpack("<IIH", record[12:22])
+        if end + 22 + comment != size:
+            return False
+        locator = tail[eocd - 20:eocd] if eocd >= 20 else b""
+        if locator[:4] == b"PK\x06\x07":  # zip64: the directory ends where the zip64 end record begins
+            (end,) = struct.unpack("<Q", locator[8:16])
+            if end + 56 != start + eocd - 20:
+                return False
+            f.seek(end)
+            record64 = f.read(56)
+            if record64[:4] != b"PK\x06\x06":
+                return False
+            cd_size, cd_offset = struct.unpack("<QQ", record64[40:56])
+        elif 0xFFFFFFFF in (cd_size, cd_offset):
+            return False
+    return cd_offset + cd_size == end
+
+
+def _record_sizes(path: Path) -> dict[str, int]:
+    """The size of every record as torch's own zip reader will inflate it (reads only the directory).
+
+    Its constructor inflates the small ``version`` record, so this runs only after the
+    ``zipfile`` checks have bounded every member of the same directory.
+    """
+    try:
+        reader = torch._C.PyTorchFileReader(str(path))
+        return {name: reader.get_record_size(name) for name in reader.get_all_records()}
+    except Exception as exc:  # noqa: BLE001 - miniz reports a damaged archive as a RuntimeError
+        raise ModelError(f"{path}: a damaged zip archive ({_first_line(exc)})") from None
+
+
+def zip_members(path: Path) -> list[str] | None:
     """The member names of a zip archive, or None when ``path`` is not one.
 
     The sizes the archive declares are checked first: nothing is inflated here, and a member
     (or an archive) that would inflate to far more than the file holds is refused as a likely
-    zip bomb, before ``torch.load`` allocates what the archive declares.
+    zip bomb, before ``torch.load`` allocates what the archive declares. The sizes are
+    checked as both ``zipfile`` and torch's own reader see them, and a file whose central
+    directory is not where its end record says (so the two could read different ones) is refused.
+    Call it once per file, before any ``torch.load`` or ``torch.jit.load`` of a user's file.
     """
     try:
         if not zipfile.is_zipfile(path):
@@ -400,10 +453,13 @@ def _zip_names(path: Path) -> list[str] | None:
                 if f.read(4) != b"PK\x03\x04":  # what torch.load takes for a zip
                     return None
             raise zipfile.BadZipFile("no readable central directory")
+        consistent = _directory_is_consistent(path)
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
-    except (OSError, zipfile.BadZipFile, ValueError, EOFError) as exc:
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError, struct.error) as exc:
         raise ModelError(f"{path}: a damaged zip archive ({_first_line(exc)})") from None
+    if not consistent:
+        raise ModelError(f"{path}: inconsistent zip directory; refusing")
     total = 0
     for info in infos:
         total += info.file_size
@@ -418,6 +474,15 @@ def _zip_names(path: Path) -> list[str] | None:
         raise ModelError(
             f"{path}: its {len(infos)} members inflate to {_size(total)} from a {_size(stored)} file "
             f"(ratio {total // max(stored, 1)}:1); refusing a likely zip bomb"
+        )
+    sizes = _record_sizes(path)  # what torch will inflate: no compressed sizes, so the whole file is the yardstick
+    total = sum(sizes.values())
+    if total > max(ZIP_FLOOR, ZIP_RATIO * stored):
+        name, most = max(sizes.items(), key=lambda item: item[1])
+        raise ModelError(
+            f"{path}: torch's zip reader would inflate its {len(sizes)} records to {_size(total)} "
+            f"({name}: {_size(most)}) from a {_size(stored)} file (ratio {total // max(stored, 1)}:1); "
+            "refusing a likely zip bomb"
         )
     return [info.filename for info in infos]
 
@@ -481,7 +546,12 @@ def _read_weights(path: Path, trust: bool) -> object:
     """
     if _is_safetensors(path):
         return read_safetensors(path)
-    names = _zip_names(path)
+    return _read_torch(path, trust, zip_members(path))
+
+
+def _read_torch(path: Path, trust: bool, names: list[str] | None) -> object:
+    """:func:`_read_weights` for a file that is no safetensors file; ``names`` is what
+    :func:`zip_members` said of it (the zip checks already passed)."""
     if _is_torchscript(names):
         if not trust:
             raise _torchscript_refusal(path)
@@ -584,7 +654,9 @@ def _load_file(path: Path, arch: str | None, trust: bool, progress: Progress) ->
     spec = REGISTRY.get(arch) if arch else None
     preprocess = _preprocess_for(spec) if spec else Preprocess()
     kind = spec.kind if spec else ("vit" if arch and "vit" in arch else "cnn")
-    if not _is_safetensors(path) and _is_torchscript(_zip_names(path)):  # by content, whatever the suffix
+    safetensors = _is_safetensors(path)
+    names = None if safetensors else zip_members(path)  # checks a zip once, before anything inflates
+    if _is_torchscript(names):  # by content, whatever the suffix
         if not trust:
             raise _torchscript_refusal(path)
         module = _jit_load(path)
@@ -593,7 +665,7 @@ def _load_file(path: Path, arch: str | None, trust: bool, progress: Progress) ->
         return LoadedModel(path.name, f"{path.name} (TorchScript)", kind, module, preprocess, classes,
                            str(path), spec, scripted=True,
                            notes=["TorchScript runs as a whole: feature maps need the eager model (a state dict + --arch)"])
-    obj = _read_weights(path, trust)
+    obj = read_safetensors(path) if safetensors else _read_torch(path, trust, names)
     if isinstance(obj, nn.Module):
         module = obj
     else:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
+import struct
 import subprocess
 import sys
 import warnings
@@ -20,6 +22,7 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 import torch
+from _evil import Evil
 
 import main
 import models._loaders
@@ -29,28 +32,6 @@ from vizapp.errors import ModelError, UntrustedModelError
 
 ROOT = Path(__file__).resolve().parents[1]
 JIT_DEPRECATED = pytest.mark.filterwarnings("ignore:`torch.jit.*deprecated:FutureWarning")
-
-
-class Evil(torch.nn.Module):
-    """A scripted module whose ``__setstate__`` creates a file while the archive loads."""
-
-    def __init__(self, target: str) -> None:
-        super().__init__()
-        self.path = target
-        self.t = torch.zeros(1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x
-
-    @torch.jit.export
-    def __getstate__(self) -> tuple[str, bool]:
-        return (self.path, self.training)
-
-    @torch.jit.export
-    def __setstate__(self, state: tuple[str, bool]) -> None:
-        self.path = state[0]
-        self.training = state[1]
-        self.t = torch.from_file(state[0], shared=True, size=16, dtype=torch.uint8)
 
 
 class Tiny(torch.nn.Module):
@@ -201,6 +182,99 @@ def test_a_zip_torch_would_open_but_zipfile_cannot_check_is_refused(tmp_path, no
         with pytest.raises(ModelError, match=r"cut\.pt: a damaged zip archive \(no readable central directory\)"):
             load_model(str(path), arch="resnet18", trust=trust)
     assert no_torch_load == []
+
+
+def _two_directory_bomb(path: Path, size: int = 256 << 20) -> Path:
+    """A deflated bomb with two central directories (issue 9 review): the real one, then a copy
+    whose sizes say every member is stored, then the original end record. ``zipfile`` reads the
+    copy just before the end record (a harmless 256 KiB file); torch's reader (miniz) the real
+    one at the offset the end record declares (``size`` bytes of ``data.pkl``)."""
+    chunk = bytes(1 << 20)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        zf.writestr("archive/version", b"3\n", compress_type=zipfile.ZIP_STORED)
+        zf.writestr("archive/byteorder", b"little", compress_type=zipfile.ZIP_STORED)
+        with zf.open("archive/data.pkl", "w") as f:  # streamed: the test never holds the inflated data
+            for _ in range(size >> 20):
+                f.write(chunk)
+    data = path.read_bytes()
+    eocd = data.rindex(b"PK\x05\x06")
+    cd_size, cd_offset = struct.unpack("<II", data[eocd + 12:eocd + 20])
+    cd = bytearray(data[cd_offset:cd_offset + cd_size])
+    i = 0
+    while i < len(cd):
+        assert cd[i:i + 4] == b"PK\x01\x02"
+        n, m, k = struct.unpack("<HHH", cd[i + 28:i + 34])
+        extra = i + 46 + n
+        if cd[extra:extra + 2] == b"\x01\x00":  # zip64 sizes: uncompressed, then compressed
+            cd[extra + 4:extra + 12] = cd[extra + 12:extra + 20]
+        else:
+            cd[i + 24:i + 28] = cd[i + 20:i + 24]
+        i += 46 + n + m + k
+    path.write_bytes(data[:eocd] + bytes(cd) + data[eocd:])
+    return path
+
+
+@pytest.fixture
+def no_zip_reader(monkeypatch) -> list[str]:
+    """Record every PyTorchFileReader torch (or the check) opens: its constructor inflates a record."""
+    opened: list[str] = []
+    real = torch._C.PyTorchFileReader
+    monkeypatch.setattr(torch._C, "PyTorchFileReader", lambda *a: opened.append(str(a[0])) or real(*a))
+    return opened
+
+
+def test_a_zip_whose_readers_see_different_directories_is_refused(tmp_path, no_torch_load, no_zip_reader):
+    path = _two_directory_bomb(tmp_path / "twocd.pt")
+    assert path.stat().st_size < 2 << 20
+    with zipfile.ZipFile(path) as zf:  # zipfile is shown the small copy ...
+        assert [i.file_size for i in zf.infolist()] == [i.compress_size for i in zf.infolist()]
+    for trust in (False, True):
+        with pytest.raises(ModelError) as info:
+            load_model(str(path), arch="resnet18", trust=trust)
+        assert str(info.value) == f"{path}: inconsistent zip directory; refusing"
+        assert not isinstance(info.value, UntrustedModelError)
+    assert no_torch_load == [] and no_zip_reader == []  # ... and torch never opened it
+
+
+def test_cli_refuses_a_two_directory_bomb_in_one_line(tmp_path, capsys, no_torch_load, no_zip_reader):
+    path = _two_directory_bomb(tmp_path / "twocd.pt")
+    status = main.main(["layers", "--model", str(path), "--arch", "resnet18"])
+    out, err = capsys.readouterr()
+    assert status == 2 and out == ""
+    assert err == f"vizapp: error: {path}: inconsistent zip directory; refusing\n"
+    assert no_torch_load == [] and no_zip_reader == []
+
+
+def test_the_sizes_torch_would_inflate_are_checked_too(tmp_path, monkeypatch, no_torch_load):
+    """Behind the directory check: if zipfile is fooled, torch's own record sizes still refuse the file."""
+    path = _two_directory_bomb(tmp_path / "twocd.pt")
+    monkeypatch.setattr(models._loaders, "_directory_is_consistent", lambda path: True)
+    with pytest.raises(ModelError) as info:
+        load_model(str(path), arch="resnet18", trust=True)
+    text = str(info.value)
+    assert text.startswith(f"{path}: torch's zip reader would inflate its 3 records to 256.0 MiB (data.pkl: 256.0 MiB)")
+    assert text.endswith("refusing a likely zip bomb") and "--trust" not in text and "\n" not in text
+    assert no_torch_load == []
+
+
+def test_resuming_from_a_bomb_state_file_never_reaches_torch_load(tmp_path, no_torch_load, no_zip_reader):
+    from vizapp.errors import UserError
+    from vizapp.training import _read_state
+
+    path = _two_directory_bomb(tmp_path / "train_state.pt")
+    with pytest.raises(UserError, match=f"^{re.escape(str(path))}: inconsistent zip directory; refusing$"):
+        _read_state(path)
+    assert no_torch_load == [] and no_zip_reader == []
+
+
+def test_a_file_is_checked_once(tmp_path, monkeypatch, resnet18_state):
+    path = tmp_path / "plain.pt"
+    torch.save(resnet18_state, path)
+    calls = []
+    real = models._loaders.zip_members
+    monkeypatch.setattr(models._loaders, "zip_members", lambda p: calls.append(p) or real(p))
+    load_model(str(path), arch="resnet18")
+    assert calls == [path]
 
 
 def test_a_deflated_real_checkpoint_still_loads(tmp_path, resnet18_state):

@@ -96,7 +96,7 @@ WINDOW_OPTIONS = ("model", "arch", "image", "layer", "device", "trust")
 def _add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--model", required=required, help="registry name (see 'models') or path to a weights file")
     p.add_argument("--arch", help="architecture of a bare state dict (registry, torchvision or timm name)")
-    p.add_argument("--trust", action="store_true", help="allow loading a pickled model file (runs its code)")
+    p.add_argument("--trust", action="store_true", help="allow loading a pickled or TorchScript model file (runs its code)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 or mps (default: the best available)")
 
 
@@ -110,7 +110,7 @@ def _add_window_args(p: argparse.ArgumentParser | argparse._ArgumentGroup, dest:
     p.add_argument("--image", dest=f"{dest}image", metavar="IMAGE", help=IMAGE_HELP + " (default: chelsea)")
     p.add_argument("--layer", dest=f"{dest}layer", metavar="LAYER", help="layer to select (a named_modules() name)")
     p.add_argument("--trust", dest=f"{dest}trust", action="store_true",
-                   help="allow loading a pickled model file (runs its code)")
+                   help="allow loading a pickled or TorchScript model file (runs its code)")
     p.add_argument("--device", dest=f"{dest}device", metavar="DEVICE", help="cpu, cuda, cuda:1 or mps (default: the best available)")
 
 

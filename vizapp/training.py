@@ -817,6 +817,9 @@ def _read_state(path: Path) -> dict:
     import pickle
     import zipfile
 
+    from models._loaders import zip_members
+
+    zip_members(path)  # a zip bomb, or a zip whose two readers see different directories, never reaches torch.load
     try:
         with warnings.catch_warnings():  # a garbage file: the error below says it, not a warning too
             warnings.simplefilter("ignore")
