@@ -61,6 +61,15 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _ratio_text(long: int, short: int) -> str:
+    """``long / short`` with just enough decimals to show it is over ``MAX_ASPECT``
+    (5001 x 100 is ``50.01``, not ``50``)."""
+    decimals = 0
+    while float(f"{long / short:.{decimals}f}") <= MAX_ASPECT and decimals < 9:
+        decimals += 1
+    return f"{long / short:.{decimals}f}"
+
+
 def load_image(source: str | Path | bytes) -> Image.Image:
     """Open an image file (or bytes) as upright 8-bit RGB.
 
@@ -82,8 +91,8 @@ def load_image(source: str | Path | bytes) -> Image.Image:
                 w, h = im.size
                 if max(w, h) > MAX_ASPECT * min(w, h):
                     raise ImageError(
-                        f"{name}: {w}x{h} pixels is {max(w, h) / max(1, min(w, h)):.0f}:1; models see a square centre "
-                        f"crop, so images longer than {MAX_ASPECT}:1 are refused (crop it first)"
+                        f"{name}: {w}x{h} pixels is {_ratio_text(max(w, h), max(1, min(w, h)))}:1; models see a square "
+                        f"centre crop, so images longer than {MAX_ASPECT}:1 are refused (crop it first)"
                     )
                 im.load()
                 return to_rgb(im)
