@@ -1,4 +1,8 @@
-"""Engine fixtures for the headless tests (no Qt here; the GUI tests bring their own).
+"""Engine fixtures for the headless tests (no Qt here), and the one place Qt is set up.
+
+``QT_QPA_PLATFORM=offscreen`` is set here, before any test module imports Qt, for every
+test and every subprocess a test starts. The window fixtures (``make_window``, ``window``,
+``started``, ``settings_file``) live in the ``gui_plugin`` plugin loaded below.
 
 Expensive things are built once per session: the offline default model, the sample
 photographs and a seeded ResNet-18 state dict (and its file). Tests that change
@@ -7,15 +11,21 @@ anything get a fresh copy.
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
-import pytest
-import torch
-import torchvision
-from PIL import Image
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before anything imports Qt
 
-from models import LoadedModel, Preprocess, load_model
-from vizapp.images import load_image, sample_images
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import torchvision  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from models import LoadedModel, Preprocess, load_model  # noqa: E402
+from vizapp.images import load_image, sample_images  # noqa: E402
+
+pytest_plugins = ["gui_plugin"]
 
 SEED = 1234
 

@@ -6,27 +6,23 @@ Pillow for bilinear), from the synthetic ``L x H x T x T`` weights.
 
 from __future__ import annotations
 
-import os
+import subprocess
+import sys
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+import numpy as np
+import pytest
+from PIL import Image
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QImage, QKeySequence, QShortcut
+from PySide6.QtWidgets import QVBoxLayout, QWidget
 
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from PIL import Image  # noqa: E402
-from PySide6.QtCore import QPoint, QPointF, Qt  # noqa: E402
-from PySide6.QtGui import QImage, QKeySequence, QShortcut  # noqa: E402
-from PySide6.QtWidgets import QVBoxLayout, QWidget  # noqa: E402
-
-from vizapp.attention import (  # noqa: E402
+from vizapp.attention import (
     AttentionResult,
     TokenLayout,
     attention_distance,
     gradient_rollout,
 )
-from widgets.attention_view import OWN_QUERY  # noqa: E402
+from widgets.attention_view import OWN_QUERY
 
 pytestmark = pytest.mark.gui
 
@@ -123,8 +119,7 @@ def click_patch(qtbot, view, row: int, col: int) -> None:
 
 def test_view_module_does_not_load_torch():
     code = "import sys, widgets.attention_view; sys.exit('torch' in sys.modules)"
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
-    assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
 def test_fusions_match_the_engine():

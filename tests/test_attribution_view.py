@@ -7,21 +7,17 @@ the bottom right, so every expected pixel is computed here from the documented b
 
 from __future__ import annotations
 
-import os
+import subprocess
+import sys
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+import numpy as np
+import pyqtgraph as pg
+import pytest
+from PIL import Image
+from PySide6.QtCore import QPoint, Qt
 
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pyqtgraph as pg  # noqa: E402
-import pytest  # noqa: E402
-from PIL import Image  # noqa: E402
-from PySide6.QtCore import QPoint, Qt  # noqa: E402
-
-from vizapp.attribution import METHODS, Attribution  # noqa: E402
-from vizapp.inference import Prediction  # noqa: E402
+from vizapp.attribution import METHODS, Attribution
+from vizapp.inference import Prediction
 
 pytestmark = pytest.mark.gui
 
@@ -110,12 +106,7 @@ def shown(view):
 
 def test_view_module_does_not_load_torch():
     code = "import sys, widgets.attribution_view; sys.exit('torch' in sys.modules)"
-    assert (
-        subprocess.run(
-            [sys.executable, "-c", code], env={**os.environ, "QT_QPA_PLATFORM": "offscreen"}
-        ).returncode
-        == 0
-    )
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
 def test_one_checkbox_per_method_and_the_defaults(view):

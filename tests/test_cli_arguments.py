@@ -7,21 +7,19 @@ import argparse
 import io
 import json
 import os
+import shutil
+import sys
+from pathlib import Path
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-import shutil  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
+import numpy as np
+import pytest
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-import main  # noqa: E402
-from vizapp import cli  # noqa: E402
-from vizapp.datasets import ImageCollection  # noqa: E402
-from vizapp.errors import ImageError  # noqa: E402
-from vizapp.images import lab_samples, resolve_image_source, sample_images  # noqa: E402
-from vizapp.indexing import Index  # noqa: E402
+import main
+from vizapp import cli
+from vizapp.datasets import ImageCollection
+from vizapp.errors import ImageError
+from vizapp.images import lab_samples, resolve_image_source, sample_images
+from vizapp.indexing import Index
 
 LAB = {s.name: s.path for s in lab_samples()}
 
@@ -115,17 +113,10 @@ def test_every_argument_error_is_one_line(capsys, argv, named):
     assert one_error_line(err).startswith(named)
 
 
-def test_screenshot_docks_are_the_windows(qapp, tmp_path, monkeypatch):
+def test_screenshot_docks_are_the_windows(make_window):
     """``--dock`` takes every dock the window has (kernels and training too), nothing else."""
-    monkeypatch.setenv("VIZAPP_SETTINGS", str(tmp_path / "settings.ini"))
-    from widgets.main_window import MainWindow
-
-    window = MainWindow(restore_layout=False)
-    try:
-        assert tuple(window.docks) == cli.DOCKS
-    finally:
-        window.runner.shutdown()
-        window.close()
+    window = make_window(size=None, show=False)
+    assert tuple(window.docks) == cli.DOCKS
     for dock in ("kernels", "training"):
         assert cli.parse_args(["screenshot", "--out", "s.png", "--dock", dock]).dock == dock
 

@@ -7,20 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-
-import pytest  # noqa: E402
+import pytest
 
 pytestmark = pytest.mark.gui
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def settings_file(tmp_path, monkeypatch):
-    path = tmp_path / "settings.ini"
-    monkeypatch.setenv("VIZAPP_SETTINGS", str(path))
-    return path
 
 
 def shoot(capsys, *argv) -> tuple[int, str, str]:
@@ -46,8 +37,7 @@ def test_a_bad_image_is_reported_once(tmp_path):
     proc = subprocess.run(
         [sys.executable, "main.py", "screenshot", "--model", "tinyvgg_shapes", "--device", "cpu",
          "--image", str(bad), "--out", str(tmp_path / "s.png")],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "QT_QPA_PLATFORM": "offscreen",
-                                                                     "VIZAPP_SETTINGS": str(tmp_path / "s.ini")})
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "VIZAPP_SETTINGS": str(tmp_path / "s.ini")})
     assert proc.returncode == 2 and proc.stdout == ""
     ours = [line for line in proc.stderr.splitlines() if "bad.png" in line]
     assert ours == [f"vizapp: error: {bad}: not an image file Pillow can read"], proc.stderr

@@ -2,43 +2,19 @@
 
 from __future__ import annotations
 
-import os
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from PySide6.QtCore import QPointF, Qt
+from PySide6.QtGui import QImage
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-from PySide6.QtCore import QPointF, Qt  # noqa: E402
-from PySide6.QtGui import QImage  # noqa: E402
-
-from vizapp.images import sample_images  # noqa: E402
-from vizapp.mosaic import channel_order  # noqa: E402
+from vizapp.images import sample_images
+from vizapp.mosaic import channel_order
 
 pytestmark = pytest.mark.gui
 
 SAMPLES = {s.name: str(s.path) for s in sample_images()}
-
-
-@pytest.fixture
-def settings_file(tmp_path, monkeypatch):
-    path = tmp_path / "settings.ini"
-    monkeypatch.setenv("VIZAPP_SETTINGS", str(path))
-    return path
-
-
-@pytest.fixture
-def window(qtbot, settings_file):
-    from widgets.main_window import MainWindow
-
-    w = MainWindow(restore_layout=False)
-    qtbot.addWidget(w)
-    w.resize(1400, 900)
-    w.show()
-    yield w
-    w.runner.shutdown()
-    assert not w.runner.alive(), "the worker thread was left running"
 
 
 def wait_ready(qtbot, w, timeout=60_000):
@@ -50,13 +26,6 @@ def wait_layer(qtbot, w, layer, timeout=30_000):
         lambda: w.runner.idle() and w.feature_view.analysis is not None and w.feature_view.analysis.layer == layer,
         timeout=timeout,
     )
-
-
-@pytest.fixture
-def started(qtbot, window):
-    window.start()
-    wait_ready(qtbot, window)
-    return window
 
 
 def test_default_window_shows_the_offline_model_on_a_cat(started):
@@ -172,24 +141,17 @@ def test_every_view_exports_a_png(tmp_path, started):
     assert whole.width() == w.width()
 
 
-def test_layout_is_remembered_between_runs(qtbot, settings_file):
-    from widgets.main_window import MainWindow
-
-    first = MainWindow(restore_layout=True)
-    qtbot.addWidget(first)
-    first.show()
+def test_layout_is_remembered_between_runs(make_window, settings_file):
+    first = make_window(restore_layout=True, size=None)
     first.docks["kernels"].hide()
     first.docks["predictions"].setFloating(True)
     first.close()
     assert settings_file.exists()
-    second = MainWindow(restore_layout=True)
-    qtbot.addWidget(second)
-    second.show()
+    second = make_window(restore_layout=True, size=None)
     assert second.docks["kernels"].isHidden()
     assert second.docks["predictions"].isFloating()
     second.reset_layout()
     assert not second.docks["kernels"].isHidden() and not second.docks["predictions"].isFloating()
-    second.runner.shutdown()
 
 
 def test_bad_image_gives_a_message_and_keeps_the_current_image(qtbot, tmp_path, started):
@@ -552,7 +514,7 @@ def test_a_long_error_is_shown_whole_and_the_attention_dock_suggests_vit_digits_
 # --- issue 9, item 16: a model that ships its own samples shows one of them ------------------
 
 
-def test_switching_to_the_shapes_model_shows_a_shape_unless_the_box_is_off(qtbot, window, settings_file):
+def test_switching_to_the_shapes_model_shows_a_shape_unless_the_box_is_off(qtbot, window, make_window):
     from pathlib import Path
 
     from vizapp.images import lab_samples
@@ -589,12 +551,9 @@ def test_switching_to_the_shapes_model_shows_a_shape_unless_the_box_is_off(qtbot
     qtbot.waitUntil(lambda: w.session.model.name == "vit_digits" and w.ready and w.runner.idle(), timeout=60_000)
     assert w.session.image.name == "star.png"
     assert w.image_view.gallery_paths()[0] == lab["digit0"]  # its samples still come first
-    from widgets.main_window import MainWindow
-
-    again = MainWindow(restore_layout=False)
-    qtbot.addWidget(again)
+    again = make_window(size=None, show=False)
     assert not again.image_view.switch_to_own.isChecked()
-    again.runner.shutdown()
+    again.close()
     # Ticking it again switches at once.
     qtbot.mouseClick(w.image_view.switch_to_own, Qt.LeftButton)
     qtbot.waitUntil(lambda: w.session.image.name == "digit0.png" and w.ready and w.runner.idle(), timeout=30_000)

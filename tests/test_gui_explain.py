@@ -2,29 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
 
 pytestmark = pytest.mark.gui
-
-
-@pytest.fixture
-def window(qtbot, tmp_path, monkeypatch):
-    from widgets.main_window import MainWindow
-
-    monkeypatch.setenv("VIZAPP_SETTINGS", str(tmp_path / "settings.ini"))
-    monkeypatch.setenv("VIZAPP_RUNS", str(tmp_path / "runs"))
-    w = MainWindow(restore_layout=False)
-    qtbot.addWidget(w)
-    w.resize(1400, 900)
-    w.show()
-    yield w
-    w.runner.shutdown()
-    assert not w.runner.alive(), "the worker thread was left running"
 
 
 def wait_idle(qtbot, w, timeout=120_000):

@@ -3,30 +3,13 @@ dock without "I trust this file" is refused with the loader's one line, and noth
 
 from __future__ import annotations
 
-import os
+import warnings
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-
-import warnings  # noqa: E402
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from _evil import Evil  # noqa: E402
+import pytest
+import torch
+from _evil import Evil
 
 pytestmark = pytest.mark.gui
-
-
-@pytest.fixture
-def window(qtbot, tmp_path, monkeypatch):
-    from widgets.main_window import MainWindow
-
-    monkeypatch.setenv("VIZAPP_SETTINGS", str(tmp_path / "settings.ini"))
-    w = MainWindow(restore_layout=False)
-    qtbot.addWidget(w)
-    w.show()
-    yield w
-    w.runner.shutdown()
-    assert not w.runner.alive(), "the worker thread was left running"
 
 
 def _open_from_the_dock(w, monkeypatch, path) -> None:

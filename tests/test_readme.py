@@ -15,14 +15,11 @@ appended (the last value of an option wins); nothing else is changed.
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 from pathlib import Path
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-
-import pytest  # noqa: E402
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")

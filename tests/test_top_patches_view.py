@@ -7,22 +7,19 @@ stem's boxes are analytic, so building it takes a few seconds.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+import numpy as np
+import pytest
+from PIL import Image
+from PySide6.QtCore import QPointF, Qt
 
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from PIL import Image  # noqa: E402
-from PySide6.QtCore import QPointF, Qt  # noqa: E402
-
-from vizapp.datasets import ImageCollection  # noqa: E402
-from vizapp.errors import Cancelled  # noqa: E402
-from vizapp.indexing import Patch, build_index  # noqa: E402
-from vizapp.jobs import CancelToken  # noqa: E402
-from vizapp.patches import (  # noqa: E402
+from vizapp.datasets import ImageCollection
+from vizapp.errors import Cancelled
+from vizapp.indexing import Patch, build_index
+from vizapp.jobs import CancelToken
+from vizapp.patches import (
     MISSING_VALUE,
     PAD_VALUE,
     crop_patch,
@@ -141,7 +138,7 @@ def test_unreadable_image_gives_a_dark_tile_and_a_note(index, tmp_path):
 
 def test_view_module_does_not_load_torch():
     code = "import sys, widgets.top_patches_view, vizapp.patches; sys.exit('torch' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], env={**os.environ, "QT_QPA_PLATFORM": "offscreen"}).returncode == 0
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
 # --- view --------------------------------------------------------------------------

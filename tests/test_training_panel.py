@@ -7,20 +7,17 @@ keep a screenshot of the panel after a run.
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import time
+from dataclasses import replace
+from pathlib import Path
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-
-import json  # noqa: E402
-import re  # noqa: E402
-import time  # noqa: E402
-from dataclasses import replace  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from PySide6.QtCore import Qt  # noqa: E402
-from PySide6.QtGui import QImage  # noqa: E402
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QImage
 
 pytestmark = pytest.mark.gui
 
