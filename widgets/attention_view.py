@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QPointF, QRectF, QSignalBlocker, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QPainterPath, QPen
+from PySide6.QtGui import QColor, QPainterPath, QPen
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
@@ -41,6 +41,7 @@ from PySide6.QtWidgets import (
 
 from vizapp.mosaic import Mosaic, tile
 from widgets.common import LUT_ACTIVATION, heading, image_view_box
+from widgets.theme import THEME, bind_font, font
 
 __all__ = ["AttentionView", "MODES", "FUSIONS", "OWN_QUERY"]
 
@@ -60,29 +61,22 @@ HINTS = {
 }
 #: What the dock says before any model is open (the window adds the models to try).
 IDLE_MESSAGE = "No attention yet: open a Vision Transformer and an image"
-BACKGROUND = "#202020"
-TEXT = "#f0f0f0"
+BACKGROUND = THEME.colour("background")
+TEXT = THEME.colour("text")
 #: Tile mosaics: 0 is the gaps (grey), 1..255 the maps (inferno), so a map's zeros stay dark.
 LUT_TILES = np.vstack([[[70, 70, 70]], pg.colormap.get("inferno").getLookupTable(nPts=255)]).astype(
     np.uint8
 )
-QUERY_COLOUR = QColor(0, 220, 255)
-DOT_PEN = pg.mkPen("#1f1f1f", width=1)
+QUERY_COLOUR = QColor(THEME.colour("accent"))
+DOT_COLOUR = "#1f1f1f"
 DOT_BRUSH = pg.mkBrush(78, 121, 167, 220)
-MEAN_PEN = pg.mkPen("#f28e2b", width=3)
-MARK_PEN = pg.mkPen(QUERY_COLOUR, width=3)
+MEAN_COLOUR = "#f28e2b"
 
 
-def _font(size: int, bold: bool = False) -> QFont:
-    font = QFont()
-    font.setPointSize(size)
-    font.setBold(bold)
-    return font
-
-
-def _pen(colour: QColor, width: float) -> QPen:
+def _pen(colour: QColor, width: str) -> QPen:
+    """A cosmetic pen of the theme's line ``width`` role."""
     pen = QPen(colour)
-    pen.setWidthF(width)
+    pen.setWidthF(THEME.width(width))
     pen.setCosmetic(True)  # screen pixels at any zoom
     return pen
 
@@ -149,19 +143,19 @@ class AttentionView(QWidget):
         self.head_maps = np.zeros((0, 0, 0), np.float32)  # the query's maps in the layer, per head
         self.setFocusPolicy(Qt.StrongFocus)
 
-        self.title = heading("Attention", 16)
+        self.title = heading("Attention", "title")
         self.banner = QLabel("UNTRAINED: random weights, not learned attention")
         self.banner.setAlignment(Qt.AlignCenter)
-        self.banner.setStyleSheet(
-            "background: #c0392b; color: white; font-weight: bold; font-size: 16pt;"
-            " padding: 6px; border-radius: 4px;"
-        )
+        bind_font(self.banner, "title", True, lambda: (
+            f"background: {THEME.colour('untrained')}; color: white; font-weight: bold;"
+            f" font-size: {THEME.css('title')}; padding: {THEME.px(6):g}px; border-radius: {THEME.px(4):g}px;"
+        ))
         self.banner.setVisible(False)
         self._build_controls()
         self._build_pages()
-        self.caption = heading("", 14, bold=False)
-        self.readout = heading("", 12, bold=False)
-        self.hint = heading("", 11, bold=False)
+        self.caption = heading("", "subheading", bold=False)
+        self.readout = heading("", "body", bold=False)
+        self.hint = heading("", "small", bold=False)
         layout = QVBoxLayout(self)
         for w in (self.title, self.banner, self.controls):
             layout.addWidget(w)
@@ -171,6 +165,34 @@ class AttentionView(QWidget):
         self.set_mode("head")
         self._idle = IDLE_MESSAGE
         self.set_message(self._idle)
+        self._apply_theme()
+        THEME.changed.connect(self._apply_theme)
+
+    def _apply_theme(self, *_args) -> None:
+        """Fonts, pens and marker sizes at the theme's scale (labels re-apply themselves)."""
+        self.discard_label.setMinimumWidth(
+            self.discard_label.fontMetrics().horizontalAdvance("discard 95%") + round(THEME.px(6))
+        )
+        self.outline.setPen(_pen(QUERY_COLOUR, "thick"))
+        self.strip_outlines.setPen(_pen(QUERY_COLOUR, "line"))
+        self.strip_marker.setPen(_pen(QColor("white"), "thick"))
+        self.grid_marker.setPen(_pen(QUERY_COLOUR, "thick"))
+        self.busy.setFont(font("busy", bold=True))
+        self.grid_corner.setFont(font("body", bold=True))
+        for label in self.strip_labels:
+            label.setFont(font("small", bold=True))
+        for item in (*self.row_labels, *self.col_labels):
+            item.setFont(font("body"))
+        self.distance_plot.setTitle("Mean attention distance of every head", color=TEXT, size=THEME.css("title"))
+        for side, label in (("bottom", "layer"), ("left", "mean attention distance (px)")):
+            axis = self.distance_plot.getAxis(side)
+            axis.setStyle(tickFont=font("body"))
+            axis.setLabel(label, color=TEXT, **{"font-size": THEME.css("subheading")})
+        self.distance_mean.setPen(pg.mkPen(MEAN_COLOUR, width=THEME.width("thick")))
+        self.distance_dots.setPen(pg.mkPen(DOT_COLOUR, width=THEME.width("hair")))
+        self.distance_dots.setSize(THEME.marker("point"))
+        self.distance_mark.setPen(pg.mkPen(QUERY_COLOUR, width=THEME.width("thick")))
+        self.distance_mark.setSize(THEME.marker("mark"))
 
     # --- construction ------------------------------------------------------------
     def _build_controls(self) -> None:
@@ -180,7 +202,7 @@ class AttentionView(QWidget):
         for i, mode in enumerate(MODES):
             button = QPushButton(MODE_NAMES[mode])
             button.setCheckable(True)
-            button.setFont(_font(12, bold=True))
+            bind_font(button, "body", True)
             self.mode_group.addButton(button, i)
             self.mode_buttons[mode] = button
         self.mode_group.idClicked.connect(lambda i: self.set_mode(MODES[i]))
@@ -219,10 +241,7 @@ class AttentionView(QWidget):
             "Drop this fraction of the weakest attention weights in every layer"
         )
         self.discard_label = QLabel()
-        self.discard_label.setFont(_font(12))
-        self.discard_label.setMinimumWidth(
-            self.discard_label.fontMetrics().horizontalAdvance("discard 95%") + 6
-        )
+        bind_font(self.discard_label, "body")
         self.discard.valueChanged.connect(self._discard_changed)
         self.gradient = QCheckBox("Gradient-weighted for the picked class")
         self.gradient.setToolTip(
@@ -248,7 +267,7 @@ class AttentionView(QWidget):
         for w in (self.layer_box, self.head_box, self.fusion):
             w.setFocusPolicy(Qt.ClickFocus)
         self.controls = QWidget()
-        self.controls.setFont(_font(12))
+        bind_font(self.controls, "body")
         rows = QVBoxLayout(self.controls)
         rows.setContentsMargins(0, 0, 0, 0)
         top, below = QHBoxLayout(), QHBoxLayout()
@@ -286,10 +305,8 @@ class AttentionView(QWidget):
         self.overlay.setLookupTable(LUT_ACTIVATION)
         self.overlay.setOpacity(0.6)
         self.outline = QGraphicsRectItem()
-        self.outline.setPen(_pen(QUERY_COLOUR, 3))
         self.outline.setVisible(False)
         self.busy = pg.TextItem("", color=TEXT, anchor=(0.5, 0.5), fill=pg.mkBrush(20, 20, 20, 220))
-        self.busy.setFont(_font(20, bold=True))
         self.busy.setVisible(False)
         for item in (self.base, self.overlay, self.outline):
             self.view.addItem(item)
@@ -300,15 +317,13 @@ class AttentionView(QWidget):
             self.canvas.scene().sigMouseMoved, rateLimit=30, slot=self._image_hovered
         )
 
-        self.strip_title = heading("", 12)
+        self.strip_title = heading("", "body")
         self.strip_canvas = self._canvas()
         self.strip_view = image_view_box(self.strip_canvas)
         self.strip_image = pg.ImageItem(axisOrder="row-major")
         self.strip_image.setLookupTable(LUT_TILES)
         self.strip_outlines = QGraphicsPathItem()
-        self.strip_outlines.setPen(_pen(QUERY_COLOUR, 2))
         self.strip_marker = QGraphicsRectItem()
-        self.strip_marker.setPen(_pen(QColor("white"), 3))
         for item in (self.strip_image, self.strip_outlines, self.strip_marker):
             self.strip_view.addItem(item)
         self.strip_labels: list[pg.TextItem] = []
@@ -330,11 +345,9 @@ class AttentionView(QWidget):
         self.grid_image = pg.ImageItem(axisOrder="row-major")
         self.grid_image.setLookupTable(LUT_TILES)
         self.grid_marker = QGraphicsRectItem()
-        self.grid_marker.setPen(_pen(QUERY_COLOUR, 3))
         self.grid_view.addItem(self.grid_image)
         self.grid_view.addItem(self.grid_marker)
         self.grid_corner = pg.TextItem("layer ↓  head →", color=TEXT, anchor=(1, 1))
-        self.grid_corner.setFont(_font(12, bold=True))
         self.grid_view.addItem(self.grid_corner, ignoreBounds=True)
         self.row_labels: list[pg.TextItem] = []
         self.col_labels: list[pg.TextItem] = []
@@ -345,26 +358,19 @@ class AttentionView(QWidget):
         self.distance_plot.setFocusPolicy(Qt.NoFocus)
         self.distance_plot.hideButtons()
         self.distance_plot.setMenuEnabled(False)
-        self.distance_plot.setTitle(
-            "Mean attention distance of every head", color=TEXT, size="16pt"
-        )
         self.distance_plot.showGrid(x=False, y=True, alpha=0.25)
-        for side, label in (("bottom", "layer"), ("left", "mean attention distance (px)")):
+        for side in ("bottom", "left"):
             axis = self.distance_plot.getAxis(side)
-            axis.setStyle(tickFont=_font(12))
             axis.setTextPen(TEXT)
             axis.setPen(TEXT)
-            axis.setLabel(label, color=TEXT, **{"font-size": "14pt"})
-        self.distance_mean = pg.PlotDataItem(pen=MEAN_PEN)
-        self.distance_dots = pg.ScatterPlotItem(
-            size=12, pen=DOT_PEN, brush=DOT_BRUSH, hoverable=False
-        )
-        self.distance_mark = pg.ScatterPlotItem(size=24, pen=MARK_PEN, brush=None)
+        self.distance_mean = pg.PlotDataItem()
+        self.distance_dots = pg.ScatterPlotItem(brush=DOT_BRUSH, hoverable=False)
+        self.distance_mark = pg.ScatterPlotItem(brush=None)
         for item in (self.distance_mean, self.distance_dots, self.distance_mark):
             self.distance_plot.addItem(item)
         self.distance_dots.sigClicked.connect(self._dot_clicked)
 
-        self.message = heading("", 16, bold=False)  # whole sentences, read at a glance
+        self.message = heading("", "title", bold=False)  # whole sentences, read at a glance
         self.message.setAlignment(Qt.AlignCenter)
         self.pages = QStackedWidget()
         self._page = {}
@@ -587,7 +593,7 @@ class AttentionView(QWidget):
             self.strip_view.autoRange(padding=0.02)
         while len(self.strip_labels) < heads:
             label = pg.TextItem("", color=TEXT, anchor=(0, 0), fill=pg.mkBrush(0, 0, 0, 170))
-            label.setFont(_font(11, bold=True))
+            label.setFont(font("small", bold=True))
             self.strip_view.addItem(label, ignoreBounds=True)
             self.strip_labels.append(label)
         path = QPainterPath()
@@ -654,7 +660,7 @@ class AttentionView(QWidget):
     ) -> None:
         while len(pool) < len(labels):
             item = pg.TextItem("", color=TEXT, anchor=anchor)
-            item.setFont(_font(12))
+            item.setFont(font("body"))
             self.grid_view.addItem(item, ignoreBounds=True)
             pool.append(item)
         for i, item in enumerate(pool):

@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from widgets.common import heading, to_pixmap
+from widgets.theme import THEME, bind_font
 
 __all__ = ["AttributionView", "COLORMAPS", "DEFAULT_METHODS", "lookup_table", "overlay"]
 
@@ -96,9 +97,7 @@ class _Picture(QLabel):
         self.setWordWrap(True)
         self.setMinimumSize(120, 120)
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
-        font = self.font()
-        font.setPointSize(14)
-        self.setFont(font)
+        bind_font(self, "subheading")
 
     def set_pixels(self, pixels: np.ndarray) -> None:
         self.pixmap_full = to_pixmap(pixels)
@@ -107,7 +106,7 @@ class _Picture(QLabel):
 
     def set_status(self, text: str, error: bool = False) -> None:
         self.pixmap_full = None
-        self.setStyleSheet("color: #ff6b6b" if error else "color: #909090")
+        self.setStyleSheet(f"color: {THEME.colour('error' if error else 'muted')}")
         self.setText(text)
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
@@ -130,12 +129,12 @@ class _Panel:
 
     def __init__(self, label: str) -> None:
         self.label = label
-        self.title = heading(label, 15)
+        self.title = heading(label, "heading")
         self.title.setAlignment(Qt.AlignHCenter | Qt.AlignBottom)
         self.picture = _Picture()
-        self.notes = heading("", 11, bold=False)
+        self.notes = heading("", "small", bold=False)
         self.notes.setAlignment(Qt.AlignHCenter | Qt.AlignTop)
-        self.notes.setStyleSheet("color: #a0a0a0")
+        self.notes.setStyleSheet(f"color: {THEME.colour('notes')}")
         self.widgets = (self.title, self.picture, self.notes)
 
     def is_shown(self) -> bool:
@@ -176,9 +175,7 @@ class AttributionView(QWidget):
         from vizapp.attribution import METHODS
 
         self.methods: dict[str, str] = dict(METHODS)
-        font = self.font()  # controls a size up: this dock is projected
-        font.setPointSize(max(font.pointSize(), 11))
-        self.setFont(font)
+        bind_font(self, "small", at_least=True)  # controls a size up: this dock is projected
         self.results: dict = {}  # method -> Attribution
         self.errors: dict[str, str] = {}
         self._pending: set[str] = set()
@@ -256,14 +253,13 @@ class AttributionView(QWidget):
         overlay_row.addStretch(1)
 
         self.banner = heading(
-            "UNTRAINED model: these maps explain random weights, not learned features", 14
+            "UNTRAINED model: these maps explain random weights, not learned features", "subheading",
+            style=lambda: (f"background: {THEME.colour('untrained_alt')}; color: white;"
+                           f" padding: {THEME.px(6):g}px; border-radius: {THEME.px(4):g}px"),
         )
         self.banner.setAlignment(Qt.AlignCenter)
-        self.banner.setStyleSheet(
-            "background: #b3261e; color: white; padding: 6px; border-radius: 4px"
-        )
         self.banner.hide()
-        self.header = heading("", 16)
+        self.header = heading("", "title")
 
         self.panels: dict[str, _Panel] = {key: _Panel(label) for key, label in self.methods.items()}
         self.panel_area = QWidget()
@@ -271,7 +267,7 @@ class AttributionView(QWidget):
         self.panel_grid.setContentsMargins(0, 0, 0, 0)
         self.panel_grid.setHorizontalSpacing(12)
         self.panel_grid.setVerticalSpacing(4)
-        self.message = heading("Open a model and an image", 18, bold=False)
+        self.message = heading("Open a model and an image", "huge", bold=False)
         self.message.setAlignment(Qt.AlignCenter)
         self.stack = QStackedWidget()
         self.stack.addWidget(self.panel_area)

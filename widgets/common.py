@@ -1,4 +1,4 @@
-"""Shared bits for the views: PNG export, readable fonts, numpy -> Qt images."""
+"""Shared bits for the views: PNG export, themed headings, numpy -> Qt images."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtGui import QFont, QImage, QPixmap
+from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QLabel, QWidget
 
 from vizapp.errors import StorageError
 from vizapp.files import write_bytes
+from widgets.theme import bind_font
 
 __all__ = ["export_png", "to_pixmap", "heading", "image_view_box", "LUT_ACTIVATION"]
 
@@ -51,12 +52,10 @@ def to_pixmap(pixels: np.ndarray) -> QPixmap:
     return QPixmap.fromImage(image.copy())
 
 
-def heading(text: str = "", size: int = 12, bold: bool = True) -> QLabel:
+def heading(text: str = "", role: str = "body", bold: bool = True, style=None) -> QLabel:
+    """A word-wrapped label in the theme's text ``role`` (re-sized when the scale changes)."""
     label = QLabel(text)
-    font = QFont(label.font())
-    font.setPointSize(size)
-    font.setBold(bold)
-    label.setFont(font)
+    bind_font(label, role, bold, style)
     label.setWordWrap(True)
     return label
 

@@ -33,6 +33,7 @@ from scipy.spatial import cKDTree
 
 from vizapp.embedding import METHOD_NAMES, Embedding, subset_stats
 from widgets.common import heading, to_pixmap
+from widgets.theme import THEME
 
 __all__ = ["EmbeddingView", "PALETTE"]
 
@@ -51,8 +52,8 @@ THUMB_PX = 128
 COLOUR_BY = [("label", "Label"), ("predicted", "Predicted class")]
 
 
-def _point_size(n: int) -> int:
-    return 7 if n <= 2_000 else 5 if n <= 20_000 else 3
+def _point_size(n: int) -> float:
+    return THEME.marker("few" if n <= 2_000 else "some" if n <= 20_000 else "many")
 
 
 class _SelectBox(pg.ViewBox):
@@ -90,8 +91,16 @@ class _Swatch(ItemSample):
         p.drawEllipse(QRectF(3, 3, 14, 14))
 
 
-def _ring(colour: str, size: int, width: float) -> pg.ScatterPlotItem:
-    item = pg.ScatterPlotItem(size=size, pen=pg.mkPen(colour, width=width), brush=None, pxMode=True)
+#: The rings: colour, the theme's marker size and line width roles.
+RINGS = {
+    "hover_ring": ("#ffffff", "point", "thin"),
+    "clicked_ring": (THEME.colour("accent"), "ring_big", "medium"),
+    "neighbour_rings": ("#ffd400", "ring", "line"),
+}
+
+
+def _ring() -> pg.ScatterPlotItem:
+    item = pg.ScatterPlotItem(brush=None, pxMode=True)
     item.setZValue(10)
     return item
 
@@ -130,7 +139,7 @@ class EmbeddingView(QWidget):
         self._clicked_index = -1
         self._selected = np.zeros(0, dtype=np.int64)
 
-        self.title = heading("Embedding: nothing computed yet", 12)
+        self.title = heading("Embedding: nothing computed yet", "body")
         self.colour_by = QComboBox()
         for key, text in COLOUR_BY:
             self.colour_by.addItem(text, key)
@@ -150,18 +159,17 @@ class EmbeddingView(QWidget):
         self.box.setMenuEnabled(False)
         self.box.sigRectDrawn.connect(self.select_rect)
         self.plot = pg.PlotWidget(viewBox=self.box)
-        self.plot.setBackground("#202020")
+        self.plot.setBackground(THEME.colour("background"))
         self.plot.hideAxis("left")
         self.plot.hideButtons()
         self.plot.hideAxis("bottom")
-        self.legend = pg.LegendItem(offset=(10, 10), labelTextSize="12pt", labelTextColor="#f0f0f0",
+        self.legend = pg.LegendItem(offset=(10, 10), labelTextSize=THEME.css("body"), labelTextColor=THEME.colour("text"),
                                     brush=pg.mkBrush(20, 20, 20, 200), sampleType=_Swatch)
         self.legend.setParentItem(self.box)
-        self.hover_ring = _ring("#ffffff", 12, 1.5)
-        self.clicked_ring = _ring("#00dcff", 18, 2.5)
-        self.neighbour_rings = _ring("#ffd400", 13, 2.0)
+        self.hover_ring, self.clicked_ring, self.neighbour_rings = _ring(), _ring(), _ring()
+        self._style_rings()
         self.selection_box = QGraphicsRectItem()
-        pen = QPen(QColor("#00dcff"), 0, Qt.DashLine)
+        pen = QPen(QColor(THEME.colour("accent")), THEME.width("cosmetic"), Qt.DashLine)
         self.selection_box.setPen(pen)
         self.selection_box.setVisible(False)
         for item in (self.hover_ring, self.clicked_ring, self.neighbour_rings, self.selection_box):
@@ -173,7 +181,7 @@ class EmbeddingView(QWidget):
         self.thumb = QLabel()
         self.thumb.setFixedSize(THUMB_PX, THUMB_PX)
         self.thumb.setAlignment(Qt.AlignCenter)
-        self.thumb.setStyleSheet("background: #202020;")
+        self.thumb.setStyleSheet(f"background: {THEME.colour('background')};")
         self.info = QLabel("Hover a point to see its image; click it for its neighbours")
         self.info.setWordWrap(True)
         self.selection_label = QLabel("")
@@ -214,6 +222,7 @@ class EmbeddingView(QWidget):
         layout.addLayout(middle, 1)
         layout.addWidget(self.neighbours_title)
         layout.addWidget(self.strip_scroll)
+        THEME.changed.connect(self._apply_theme)
 
     # --- the setter --------------------------------------------------------------
     def set_embedding(self, embedding: Embedding | None, title: str = "") -> None:
@@ -251,6 +260,18 @@ class EmbeddingView(QWidget):
         self._regroup()
         (x0, y0), (x1, y1) = embedding.coords.min(axis=0).tolist(), embedding.coords.max(axis=0).tolist()
         self.box.setRange(xRange=(x0, x1), yRange=(y0, y1), padding=0.05)
+
+    def _style_rings(self) -> None:
+        for name, (colour, size, width) in RINGS.items():
+            ring = getattr(self, name)
+            ring.setPen(pg.mkPen(colour, width=THEME.width(width)))
+            ring.setSize(THEME.marker(size))
+
+    def _apply_theme(self, *_args) -> None:
+        """Rings, points and the legend's text at the theme's scale."""
+        self._style_rings()
+        self.legend.opts["labelTextSize"] = THEME.css("body")
+        self._regroup()
 
     # --- colour groups -----------------------------------------------------------
     def current_method(self) -> str:

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 
 from vizapp.mosaic import feature_mosaic
 from widgets.common import LUT_ACTIVATION, heading, image_view_box
+from widgets.theme import THEME
 
 __all__ = ["FeatureMapsView"]
 
@@ -56,24 +57,24 @@ class FeatureMapsView(QWidget):
         self.opacity.setValue(60)
         self.opacity.setToolTip("Overlay opacity: 0 shows the image, 100 the channel")
         self.opacity.valueChanged.connect(lambda v: self.overlay.setOpacity(v / 100))
-        self.title = heading("Feature maps", 12)
-        self.detail = heading("Click a channel to enlarge it", 11)
+        self.title = heading("Feature maps", "body")
+        self.detail = heading("Click a channel to enlarge it", "small")
         self.hint = QLabel("←/→ channel · ↑/↓ layer · click a tile")
 
         self.canvas = pg.GraphicsLayoutWidget()
-        self.canvas.setBackground("#202020")
+        self.canvas.setBackground(THEME.colour("background"))
         self.view = image_view_box(self.canvas)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.image.setLookupTable(LUT_ACTIVATION)
         self.view.addItem(self.image)
         self.marker = pg.QtWidgets.QGraphicsRectItem()
-        self.marker.setPen(QPen(QColor(0, 220, 255), 0))
+        self.marker.setPen(QPen(QColor(THEME.colour("accent")), THEME.width("cosmetic")))  # one screen pixel
         self.marker.setVisible(False)
         self.view.addItem(self.marker)
         self.canvas.scene().sigMouseClicked.connect(self._clicked)
 
         self.zoom_canvas = pg.GraphicsLayoutWidget()
-        self.zoom_canvas.setBackground("#202020")
+        self.zoom_canvas.setBackground(THEME.colour("background"))
         self.zoom = image_view_box(self.zoom_canvas)
         self.base = pg.ImageItem(axisOrder="row-major")
         self.overlay = pg.ImageItem(axisOrder="row-major")

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from widgets.common import heading, to_pixmap
+from widgets.theme import THEME
 
 __all__ = ["ImageView"]
 
@@ -35,6 +36,10 @@ class _Picture(QLabel):
         self.setAlignment(Qt.AlignCenter)
         self.setMinimumSize(120, 120)
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
+        THEME.changed.connect(self._apply_theme)
+
+    def _apply_theme(self, *_args) -> None:
+        self._rescale()  # the box's pen width follows the scale
 
     def set_pixels(self, pixels) -> None:
         self._pixmap = to_pixmap(pixels)
@@ -58,7 +63,7 @@ class _Picture(QLabel):
             f = scaled.width() / max(1, self._pixmap.width())
             x0, y0, x1, y1 = self._box
             painter = QPainter(scaled)
-            painter.setPen(QPen(QColor(0, 220, 255), 3))
+            painter.setPen(QPen(QColor(THEME.colour("accent")), THEME.width("thick")))
             painter.drawRect(QRectF(x0 * f, y0 * f, (x1 - x0) * f, (y1 - y0) * f))
             painter.end()
         self.setPixmap(scaled)
@@ -89,8 +94,8 @@ class ImageView(QWidget):
         self.paste_button.clicked.connect(self.paste)
         self.original = _Picture()
         self.model_input = _Picture()
-        self.original_caption = heading("Drop an image here", 11)
-        self.input_caption = heading("What the model sees", 11)
+        self.original_caption = heading("Drop an image here", "small")
+        self.input_caption = heading("What the model sees", "small")
         self.gallery = QListWidget()
         self.gallery.setViewMode(QListView.IconMode)
         self.gallery.setFlow(QListView.LeftToRight)

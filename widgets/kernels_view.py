@@ -7,6 +7,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from widgets.common import heading, image_view_box
+from widgets.theme import THEME
 
 __all__ = ["KernelsView"]
 
@@ -34,10 +35,10 @@ class KernelsView(QWidget):
             for key, text in items:
                 combo.addItem(text, key)
             combo.activated.connect(lambda _i: self.sigOptions.emit(self.current_mode(), self.current_norm()))
-        self.title = heading("Kernels", 12)
+        self.title = heading("Kernels", "body")
         self.readout = QLabel("Hover a kernel to read its weights")
         self.canvas = pg.GraphicsLayoutWidget()
-        self.canvas.setBackground("#202020")
+        self.canvas.setBackground(THEME.colour("background"))
         self.view = image_view_box(self.canvas)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.view.addItem(self.image)

@@ -37,6 +37,7 @@ from widgets.image_view import ImageView
 from widgets.kernels_view import KernelsView
 from widgets.model_view import ModelView
 from widgets.predictions_view import PredictionsView
+from widgets.theme import THEME, bind_font
 from widgets.top_patches_view import TopPatchesView
 from widgets.training_panel import TrainingPanel
 
@@ -262,6 +263,7 @@ class MainWindow(QMainWindow):
         # Messages wrap (the status bar grows) rather than being cut off: an error's
         # last sentence is usually what to do about it.
         self.message = QLabel("")
+        bind_font(self.message, None)  # the application's size, times the theme's scale
         self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.message.setMinimumWidth(200)
@@ -734,7 +736,7 @@ class MainWindow(QMainWindow):
 
     def _show(self, text: str, error: bool) -> None:
         self._showing_error = error
-        self.message.setStyleSheet("color: #c0392b; font-weight: bold;" if error else "")
+        self.message.setStyleSheet(f"color: {THEME.colour('error')}; font-weight: bold;" if error else "")
         self.message.setText(text)
         self.message.setToolTip(text)
         self.dismiss_button.setVisible(error)

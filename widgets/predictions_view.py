@@ -6,6 +6,8 @@ from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QPainter
 from PySide6.QtWidgets import QWidget
 
+from widgets.theme import THEME
+
 __all__ = ["PredictionsView"]
 
 
@@ -24,6 +26,10 @@ class PredictionsView(QWidget):
         self._predictions: list = []
         self._message = "Open a model and an image"
         self.setMinimumHeight(160)
+        THEME.changed.connect(self._apply_theme)
+
+    def _apply_theme(self, *_args) -> None:
+        self.update()
 
     def set_predictions(self, predictions: list, message: str = "") -> None:
         """``predictions``: ``Prediction(label, index, prob)`` records, best first."""
@@ -36,7 +42,18 @@ class PredictionsView(QWidget):
 
     def _row_height(self) -> float:
         n = max(1, len(self._predictions))
-        return min(44.0, max(18.0, (self.height() - 8) / n))
+        return min(THEME.pixels("bar_row_max"), max(THEME.pixels("bar_row_min"), (self.height() - 8) / n))
+
+    def label_font(self) -> QFont:
+        """The font of the bars' labels: half a row, between 11 and 22 pixels (times the theme's scale)."""
+        font = QFont(self.font())
+        if not self._predictions:
+            font.setPointSize(THEME.pt("body"))
+        else:
+            half_row = self._row_height() / 2
+            pixels = max(THEME.pixels("bar_label_min"), min(THEME.pixels("bar_label_max"), half_row))
+            font.setPixelSize(int(pixels))
+        return font
 
     def mousePressEvent(self, event) -> None:  # noqa: N802 - Qt override
         i = int((event.position().y() - 4) // self._row_height())
@@ -47,15 +64,11 @@ class PredictionsView(QWidget):
         p = QPainter(self)
         p.setRenderHint(QPainter.Antialiasing)
         p.fillRect(self.rect(), self.palette().base())
-        font = QFont(self.font())
+        p.setFont(self.label_font())
         if not self._predictions:
-            font.setPointSize(12)
-            p.setFont(font)
             p.drawText(self.rect(), Qt.AlignCenter, self._message)
             return
         rh = self._row_height()
-        font.setPixelSize(int(max(11, min(22, rh * 0.5))))
-        p.setFont(font)
         label_w = min(self.width() * 0.42, max(p.fontMetrics().horizontalAdvance(x.label) for x in self._predictions) + 16)
         pct_w = p.fontMetrics().horizontalAdvance("100.0%") + 12
         bar_w = max(10.0, self.width() - label_w - pct_w - 8)

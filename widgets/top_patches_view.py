@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from widgets.common import heading, image_view_box, to_pixmap
+from widgets.theme import THEME
 
 __all__ = ["TopPatchesView"]
 
@@ -51,9 +52,9 @@ class _Thumb(QFrame):
         self.picture.setAlignment(Qt.AlignHCenter | Qt.AlignBottom)  # caption right under it
         self.picture.setMinimumSize(64, 64)
         self.picture.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
-        self.value = heading("", 14)
+        self.value = heading("", "subheading")
         self.value.setAlignment(Qt.AlignCenter)
-        self.caption = heading("", 11, bold=False)
+        self.caption = heading("", "small", bold=False)
         self.caption.setAlignment(Qt.AlignCenter)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
@@ -130,13 +131,13 @@ class TopPatchesView(QWidget):
         self.index_button.clicked.connect(lambda: self.sigIndex.emit())
         self.status = QLabel("No index yet: choose a collection and press Index")
         self.status.setWordWrap(True)
-        self.title = heading("Top patches", 16)
+        self.title = heading("Top patches", "title")
         # A dead channel or a tie at the k-th value: the patches shown are not "the top k".
         self.flags = QLabel("")
         self.flags.setWordWrap(True)
-        self.flags.setStyleSheet("color: #ffb000; font-weight: bold")
+        self.flags.setStyleSheet(f"color: {THEME.colour('warning')}; font-weight: bold")
         self.flags.setVisible(False)
-        self.readout = heading("Hover a tile to read its best patch", 12, bold=False)
+        self.readout = heading("Hover a tile to read its best patch", "body", bold=False)
         self.hint = QLabel(HINT)
 
         self.thumb_area = QWidget()
@@ -144,15 +145,13 @@ class TopPatchesView(QWidget):
         self.thumb_layout.setSpacing(6)
 
         self.canvas = pg.GraphicsLayoutWidget()
-        self.canvas.setBackground("#202020")
+        self.canvas.setBackground(THEME.colour("background"))
         self.view = image_view_box(self.canvas)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.view.addItem(self.image)
         self.marker = pg.QtWidgets.QGraphicsRectItem()
-        pen = QPen(QColor(0, 220, 255))
-        pen.setWidth(3)
-        pen.setCosmetic(True)  # 3 screen pixels at any zoom
-        self.marker.setPen(pen)
+        self._apply_theme()
+        THEME.changed.connect(self._apply_theme)
         self.marker.setVisible(False)
         self.view.addItem(self.marker)
         self.canvas.scene().sigMouseClicked.connect(self._clicked)
@@ -165,7 +164,7 @@ class TopPatchesView(QWidget):
         right = QWidget()
         rl = QVBoxLayout(right)
         rl.setContentsMargins(0, 0, 0, 0)
-        rl.addWidget(heading("Layer overview: each channel's best patch", 12))
+        rl.addWidget(heading("Layer overview: each channel's best patch", "body"))
         rl.addWidget(self.canvas, 1)
         rl.addWidget(self.readout)
         split = QSplitter(Qt.Horizontal)
@@ -182,6 +181,12 @@ class TopPatchesView(QWidget):
         layout.addWidget(self.hint)
 
     # --- setters -----------------------------------------------------------------
+    def _apply_theme(self, *_args) -> None:
+        pen = QPen(QColor(THEME.colour("accent")))
+        pen.setWidthF(THEME.width("thick"))
+        pen.setCosmetic(True)  # screen pixels at any zoom
+        self.marker.setPen(pen)
+
     def set_status(self, text: str) -> None:
         """One line about the index (collection, size, model, layers) or why there is none."""
         self.status.setText(text)

@@ -66,18 +66,15 @@ from vizapp.errors import Cancelled, UserError
 from vizapp.jobs import CancelToken
 from widgets.bridge import JobRunner
 from widgets.common import heading, to_pixmap
+from widgets.theme import THEME, bind_font
 from widgets.training_views import (
-    AXIS_PT,  # noqa: F401
     BACKGROUND,
-    LABEL_PT,  # noqa: F401
-    TITLE_PT,  # noqa: F401
     TRAIN_COLOUR,  # noqa: F401
     VAL_COLOUR,  # noqa: F401
     ConfusionView,
     CurvesView,
     EmbeddingScatter,
     KernelView,
-    big_font,
     kernel_mosaic,
 )
 
@@ -352,24 +349,24 @@ class TrainingPanel(QWidget):
         self.open_button.clicked.connect(self.open_checkpoint)
         buttons = QHBoxLayout()
         for b in (self.start_button, self.pause_button, self.stop_button, self.checkpoint_button, self.open_button):
-            b.setFont(big_font(12, bold=b is self.start_button))
+            bind_font(b, "body", bold=b is self.start_button)
             buttons.addWidget(b)
         buttons.addStretch(1)
-        self.status = heading("Ready: choose the settings and press Start", 15)
+        self.status = heading("Ready: choose the settings and press Start", "heading")
         self.detail = QLabel("")
-        self.detail.setFont(big_font(11))
+        bind_font(self.detail, "small")
         self.detail.setWordWrap(True)
         self.detail.setTextInteractionFlags(Qt.TextSelectableByMouse)
         # Text that changes every tick must not change the labels' size: that would re-lay
         # out (and repaint) every plot below them.
         self.status.setWordWrap(False)
-        self.detail.setFixedHeight(2 * QFontMetrics(self.detail.font()).lineSpacing() + 4)
+        self._apply_theme()
+        THEME.changed.connect(self._apply_theme)
         for label in (self.status, self.detail):
             label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
         self.error = QLabel("")
         self.error.setWordWrap(True)
-        self.error.setFont(big_font(12, bold=True))
-        self.error.setStyleSheet("color: #e74c3c;")
+        bind_font(self.error, "body", True, style=lambda: f"color: {THEME.colour('error')};")
         self.error.setVisible(False)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
@@ -428,6 +425,10 @@ class TrainingPanel(QWidget):
         self._update_buttons()
 
     # --- the views' parts under their names from before training_views.py ------------
+    def _apply_theme(self, *_args) -> None:
+        """The detail line keeps room for two lines of its (theme-sized) font."""
+        self.detail.setFixedHeight(2 * QFontMetrics(self.detail.font()).lineSpacing() + round(THEME.px(4)))
+
     def _alias_views(self) -> None:
         c, k, e, m = self.curves_view, self.kernel_mosaic_view, self.embedding_scatter, self.confusion_view
         self.loss_plot, self.acc_plot = c.loss_plot, c.acc_plot

@@ -32,15 +32,24 @@ from PySide6.QtWidgets import (
 from vizapp.mosaic import tile
 from widgets.common import LUT_ACTIVATION, image_view_box
 from widgets.embedding_view import PALETTE
+from widgets.theme import THEME, bind_font, font
 
 __all__ = ["CurvesView", "KernelView", "EmbeddingScatter", "ConfusionView", "kernel_mosaic", "big_font"]
 
-BACKGROUND = "#202020"
+BACKGROUND = THEME.colour("background")
+TEXT = THEME.colour("text")
 TRAIN_COLOUR = "#5ab4ff"
 VAL_COLOUR = "#ffa23a"
-AXIS_PT = 12
-LABEL_PT = "13pt"
-TITLE_PT = "14pt"
+#: Text roles of the plots (sizes come from the theme, at its current scale).
+AXIS_ROLE, LABEL_ROLE, TITLE_ROLE, SUBTITLE_ROLE = "body", "label", "subheading", "small"
+
+
+def _title_pt() -> str:
+    return THEME.css(TITLE_ROLE)
+
+
+def _label_pt() -> str:
+    return THEME.css(LABEL_ROLE)
 
 
 def kernel_mosaic(weights: np.ndarray | None, gap: int = 1) -> np.ndarray | None:
@@ -72,30 +81,27 @@ def kernel_mosaic(weights: np.ndarray | None, gap: int = 1) -> np.ndarray | None
     return image
 
 
-def big_font(pt: int, bold: bool = False) -> QFont:
-    """A font of ``pt`` points (the panel's labels and buttons use it too)."""
-    font = QFont()
-    font.setPointSize(pt)
-    font.setBold(bold)
-    return font
+def big_font(role: str, bold: bool = False) -> QFont:
+    """A font of the theme's text ``role`` (the panel's labels and buttons use it too)."""
+    return font(role, bold)
 
 
 def _title(title: str, subtitle: str = "") -> str:
     """A view's title over a smaller second line (always two lines, so the layout never moves)."""
-    return f"{title}<br><span style='font-size: 11pt'>{subtitle or '&nbsp;'}</span>"
+    return f"{title}<br><span style='font-size: {THEME.css(SUBTITLE_ROLE)}'>{subtitle or '&nbsp;'}</span>"
 
 
 def _style_plot(plot: pg.PlotItem, title: str, left: str, bottom: str) -> None:
-    plot.setTitle(title, size=TITLE_PT, color="#f0f0f0")
+    plot.setTitle(title, size=_title_pt(), color=TEXT)
     for name, text in (("left", left), ("bottom", bottom)):
         axis = plot.getAxis(name)
         axis.setCacheMode(QGraphicsItem.DeviceCoordinateCache)  # big-font ticks: repainted only when they change
         axis.enableAutoSIPrefix(False)  # "loss (x0.001)" over 200 confuses; show 0.2
-        axis.setTickFont(big_font(AXIS_PT))
+        axis.setTickFont(big_font(AXIS_ROLE))
         axis.setTextPen("#e0e0e0")
         axis.setPen("#909090")
         if text:
-            axis.setLabel(text, **{"font-size": LABEL_PT, "color": "#e0e0e0"})
+            axis.setLabel(text, **{"font-size": _label_pt(), "color": "#e0e0e0"})
     plot.showGrid(x=True, y=True, alpha=0.2)
     plot.setMenuEnabled(False)
     plot.hideButtons()
@@ -122,19 +128,20 @@ class CurvesView(QSplitter):
             widget.setBackground(BACKGROUND)
             widget.setMinimumHeight(220)
         lp, ap = self.loss_plot.getPlotItem(), self.acc_plot.getPlotItem()
+        self._loss_title, self._acc_title = "Loss", "Accuracy"
         _style_plot(lp, "Loss", "loss", "step")
         _style_plot(ap, "Accuracy", "accuracy", "step")
-        lp.addLegend(offset=(-10, 10), labelTextSize=LABEL_PT, labelTextColor="#f0f0f0",
+        lp.addLegend(offset=(-10, 10), labelTextSize=_label_pt(), labelTextColor=TEXT,
                      brush=pg.mkBrush(20, 20, 20, 200))
-        ap.addLegend(offset=(10, 10), labelTextSize=LABEL_PT, labelTextColor="#f0f0f0",
+        ap.addLegend(offset=(10, 10), labelTextSize=_label_pt(), labelTextColor=TEXT,
                      brush=pg.mkBrush(20, 20, 20, 200))
-        train, val = pg.mkPen(TRAIN_COLOUR, width=2), pg.mkPen(VAL_COLOUR, width=3)
+        train, val = self._pens()
         self.train_loss = lp.plot(pen=train, name="train (batch)")
-        self.val_loss = lp.plot(pen=val, symbol="o", symbolSize=10, symbolBrush=VAL_COLOUR, symbolPen=None,
-                                name="validation")
+        self.val_loss = lp.plot(pen=val, symbol="o", symbolSize=THEME.marker("val"), symbolBrush=VAL_COLOUR,
+                                symbolPen=None, name="validation")
         self.train_acc = ap.plot(pen=train, name="train (batch)")
-        self.val_acc = ap.plot(pen=val, symbol="o", symbolSize=10, symbolBrush=VAL_COLOUR, symbolPen=None,
-                               name="validation")
+        self.val_acc = ap.plot(pen=val, symbol="o", symbolSize=THEME.marker("val"), symbolBrush=VAL_COLOUR,
+                               symbolPen=None, name="validation")
         for item in (self.train_loss, self.train_acc):
             item.setDownsampling(auto=True, method="peak")
             item.setClipToView(True)
@@ -147,20 +154,45 @@ class CurvesView(QSplitter):
             plot.showAxis("top")
             top = plot.getAxis("top")
             top.setCacheMode(QGraphicsItem.DeviceCoordinateCache)
-            top.setTickFont(big_font(AXIS_PT - 1))
             top.setTextPen("#b0b0b0")
             top.setPen("#707070")
-            top.setLabel("epoch", **{"font-size": "11pt", "color": "#b0b0b0"})
             top.setTicks([[]])
+        self._style_top()
         self.addWidget(self.loss_plot)
         self.addWidget(self.acc_plot)
-        self._loss_title = ""
+        self._lr_title = ""
+        THEME.changed.connect(self._apply_theme)
+
+    @staticmethod
+    def _pens():
+        return (pg.mkPen(TRAIN_COLOUR, width=THEME.width("line")), pg.mkPen(VAL_COLOUR, width=THEME.width("thick")))
+
+    def _style_top(self) -> None:
+        for plot in (self.loss_plot.getPlotItem(), self.acc_plot.getPlotItem()):
+            top = plot.getAxis("top")
+            top.setTickFont(big_font("small"))
+            top.setLabel("epoch", **{"font-size": THEME.css("small"), "color": "#b0b0b0"})
+
+    def _apply_theme(self, *_args) -> None:
+        """Titles, axes, legends, pens and symbols at the theme's scale."""
+        lp, ap = self.loss_plot.getPlotItem(), self.acc_plot.getPlotItem()
+        _style_plot(lp, self._lr_title or self._loss_title, "loss", "step")
+        _style_plot(ap, self._acc_title, "accuracy", "step")
+        self._style_top()
+        for plot in (lp, ap):
+            plot.legend.setLabelTextSize(_label_pt())
+        train, val = self._pens()
+        for item in (self.train_loss, self.train_acc):
+            item.setPen(train)
+        for item in (self.val_loss, self.val_acc):
+            item.setPen(val)
+            item.setSymbolSize(THEME.marker("val"))
 
     def reset(self) -> None:
         """Empty the curves (a new run); the loss title is rewritten at the next :meth:`set_data`."""
         for item in (self.train_loss, self.val_loss, self.train_acc, self.val_acc):
             item.setData([], [])
-        self._loss_title = ""
+        self._lr_title = ""
 
     def set_schedule(self, steps_per_epoch: int, epochs: int, total_steps: int, metric: bool) -> None:
         """Epoch ticks on the top axes and the step range of a run; ``metric`` (a metric-learning
@@ -172,8 +204,8 @@ class CurvesView(QSplitter):
             plot.setXRange(0, max(1, total_steps), padding=0.02)
             plot.enableAutoRange(axis="x", enable=False)
         self.loss_plot.getPlotItem().enableAutoRange(axis="y", enable=True)
-        self.acc_plot.getPlotItem().setTitle("Accuracy (nearest class centre)" if metric else "Accuracy",
-                                             size=TITLE_PT, color="#f0f0f0")
+        self._acc_title = "Accuracy (nearest class centre)" if metric else "Accuracy"
+        self.acc_plot.getPlotItem().setTitle(self._acc_title, size=_title_pt(), color=TEXT)
 
     def set_data(self, steps: dict[str, list[float]], evals: dict[str, list[float]], optimizer: str = "") -> None:
         """Draw the curves.
@@ -195,9 +227,9 @@ class CurvesView(QSplitter):
         self.val_acc.setData(vsteps, np.asarray(e["val_acc"], dtype=np.float64))
         if s["lr"]:
             title = f"Loss   ·   learning rate {s['lr'][-1]:.3g} ({optimizer})"
-            if title != self._loss_title:  # a new title re-lays out the plot: only when it changes
-                self._loss_title = title
-                self.loss_plot.getPlotItem().setTitle(title, size=TITLE_PT, color="#f0f0f0")
+            if title != self._lr_title:  # a new title re-lays out the plot: only when it changes
+                self._lr_title = title
+                self.loss_plot.getPlotItem().setTitle(title, size=_title_pt(), color=TEXT)
 
     def curves(self) -> dict[str, np.ndarray]:
         """The data shown: ``step``, ``loss``, ``acc_step``, ``acc``, ``val_step``,
@@ -217,18 +249,27 @@ class KernelView(pg.GraphicsLayoutWidget):
         super().__init__(parent)
         self.setBackground(BACKGROUND)
         self.setMinimumSize(200, 200)
-        self.title = self.addLabel(_title("First-layer kernels"), size=TITLE_PT, color="#f0f0f0")
+        self._title_args = ("First-layer kernels", "")
+        self.title = self.addLabel(_title(*self._title_args), size=_title_pt(), color=TEXT)
         self.nextRow()
         self.view = image_view_box(self)
         self.item = pg.ImageItem(axisOrder="row-major")
         self.view.addItem(self.item)
         self._image: np.ndarray | None = None
+        THEME.changed.connect(self._apply_theme)
+
+    def _set_title(self, title: str, subtitle: str = "") -> None:
+        self._title_args = (title, subtitle)
+        self.title.setText(_title(title, subtitle), size=_title_pt(), color=TEXT)
+
+    def _apply_theme(self, *_args) -> None:
+        self._set_title(*self._title_args)
 
     def reset(self) -> None:
         """No mosaic (a new run)."""
         self._image = None
         self.item.clear()
-        self.title.setText(_title("First-layer kernels"), size=TITLE_PT, color="#f0f0f0")
+        self._set_title("First-layer kernels")
 
     def set_kernels(self, record: dict) -> None:
         """Draw a ``kernels`` record (``weights``, ``layer``, ``step``) with :func:`kernel_mosaic`;
@@ -237,14 +278,12 @@ class KernelView(pg.GraphicsLayoutWidget):
         self._image = image
         if image is None:
             self.item.clear()
-            self.title.setText(_title("First-layer kernels", "none: the model has no convolution or "
-                                      "linear layer"), size=TITLE_PT, color="#f0f0f0")
+            self._set_title("First-layer kernels", "none: the model has no convolution or linear layer")
             return
         first = self.item.image is None or self.item.image.shape != image.shape
         self.item.setImage(image, levels=(0, 255), autoLevels=False)
         shape = "×".join(str(d) for d in record["weights"].shape)
-        self.title.setText(_title("First-layer kernels", f"step {record['step']} · {record['layer']} {shape}"),
-                           size=TITLE_PT, color="#f0f0f0")
+        self._set_title("First-layer kernels", f"step {record['step']} · {record['layer']} {shape}")
         if first:
             self.view.autoRange(padding=0.02)
 
@@ -265,7 +304,8 @@ class EmbeddingScatter(QWidget):
         self.canvas = pg.GraphicsLayoutWidget()
         self.canvas.setBackground(BACKGROUND)
         self.canvas.setMinimumSize(240, 200)
-        self.title = self.canvas.addLabel(_title("Validation embedding"), size=TITLE_PT, color="#f0f0f0")
+        self._title_args = ("Validation embedding", "")
+        self.title = self.canvas.addLabel(_title(*self._title_args), size=_title_pt(), color=TEXT)
         self.canvas.nextRow()
         self.box = self.canvas.addViewBox()
         self.box.setAspectLocked(True)
@@ -274,8 +314,7 @@ class EmbeddingScatter(QWidget):
         # The legend is one rich-text label beside the plot: it never covers points, and
         # building it costs a millisecond (a pg.LegendItem of ten classes costs tens).
         self.legend = QLabel()
-        self.legend.setFont(big_font(12))
-        self.legend.setStyleSheet(f"background: {BACKGROUND}; color: #f0f0f0; padding: 4px;")
+        bind_font(self.legend, "body", style=lambda: f"background: {BACKGROUND}; color: {TEXT}; padding: {THEME.px(4):g}px;")
         self.legend.setAlignment(Qt.AlignLeft | Qt.AlignVCenter)
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 0, 0, 0)
@@ -286,6 +325,20 @@ class EmbeddingScatter(QWidget):
         self._classes: list[str] = []
         self._points: tuple[np.ndarray, np.ndarray] | None = None
         self._range = 0.0
+        THEME.changed.connect(self._apply_theme)
+
+    def _apply_theme(self, *_args) -> None:
+        self.title.setText(_title(*self._title_args), size=_title_pt(), color=TEXT)
+        for item in self.items:
+            item.setSize(THEME.marker("dot"))
+        self._legend_text(self._classes)
+
+    def _legend_text(self, classes: list[str]) -> None:
+        lines = [f"<span style='color: {PALETTE[k % len(PALETTE)]}; font-size: {THEME.css('title')}'>●</span>"
+                 f"&nbsp;{escape(name)}" for k, name in enumerate(classes[:20])]
+        if len(classes) > 20:
+            lines.append(f"… {len(classes) - 20} more")
+        self.legend.setText("<br>".join(lines))
 
     def reset(self) -> None:
         """No points (a new run); the class items stay."""
@@ -301,19 +354,15 @@ class EmbeddingScatter(QWidget):
         for item in self.items:
             self.box.removeItem(item)
         self.items = []
-        lines = []
-        for k, name in enumerate(classes):
+        for k, _name in enumerate(classes):
             hex_colour = PALETTE[k % len(PALETTE)]
             colour = pg.mkColor(hex_colour)
             colour.setAlpha(200)
-            item = pg.ScatterPlotItem(size=9, pen=None, brush=pg.mkBrush(colour), pxMode=True, hoverable=False)
+            item = pg.ScatterPlotItem(size=THEME.marker("dot"), pen=None, brush=pg.mkBrush(colour), pxMode=True,
+                                      hoverable=False)
             self.box.addItem(item)
             self.items.append(item)
-            if k < 20:
-                lines.append(f"<span style='color: {hex_colour}; font-size: 16pt'>●</span>&nbsp;{escape(name)}")
-        if len(classes) > 20:
-            lines.append(f"… {len(classes) - 20} more")
-        self.legend.setText("<br>".join(lines))
+        self._legend_text(classes)
         self._classes = list(classes)
 
     def set_embedding(self, record: dict, metric: bool = False) -> None:
@@ -333,8 +382,8 @@ class EmbeddingScatter(QWidget):
             self._range = needed
             self.box.setRange(xRange=(-needed, needed), yRange=(-needed, needed), padding=0.0)
         what = "embedding" if metric else "penultimate features"
-        self.title.setText(_title("Validation embedding", f"step {record['step']} · {len(coords)} images"
-                                  " · PCA"), size=TITLE_PT, color="#f0f0f0")
+        self._title_args = ("Validation embedding", f"step {record['step']} · {len(coords)} images · PCA")
+        self.title.setText(_title(*self._title_args), size=_title_pt(), color=TEXT)
         self.canvas.setToolTip(f"The validation images' {what} projected on two principal axes, "
                                "rotated onto the previous projection so the points move, not jump")
 
@@ -370,6 +419,21 @@ class ConfusionView(pg.GraphicsLayoutWidget):
         self.texts: list[QGraphicsSimpleTextItem] = []
         self._key: tuple = ()
         self._matrix: np.ndarray | None = None
+        self._title = "Confusion matrix"
+        THEME.changed.connect(self._apply_theme)
+
+    def _cell_font(self, k: int) -> QFont:
+        return big_font("body" if k <= 10 else "tiny", bold=True)
+
+    def _apply_theme(self, *_args) -> None:
+        metric = bool(self._key[2]) if self._key else False
+        _style_plot(self.plot, self._title, "true class", "predicted (nearest class centre)" if metric else "predicted")
+        if self._key:
+            f = self._cell_font(self._key[1])
+            for text in self.texts:
+                text.setFont(f)
+                r = text.boundingRect()
+                text.setTransform(QTransform.fromTranslate(-r.width() / 2, -r.height() / 2))
 
     def reset(self) -> None:
         """No matrix (a new run); the labels stay, empty."""
@@ -391,13 +455,13 @@ class ConfusionView(pg.GraphicsLayoutWidget):
             plot.removeItem(text)
         self.texts = []
         if k <= 20:
-            font = big_font(12 if k <= 10 else 9, bold=True)
+            cell_font = self._cell_font(k)
             for i in range(k):
                 for j in range(k):
                     # Plain text items (a pg.TextItem costs 15 times more to build), in pixels
                     # at the cell's centre whatever the zoom.
                     text = QGraphicsSimpleTextItem()
-                    text.setFont(font)
+                    text.setFont(cell_font)
                     text.setFlag(QGraphicsItem.ItemIgnoresTransformations)
                     text.setPos(j + 0.5, i + 0.5)
                     plot.addItem(text, ignoreBounds=True)
@@ -410,7 +474,7 @@ class ConfusionView(pg.GraphicsLayoutWidget):
         plot.getAxis("left").setTicks([[(i + 0.5, n) for i, n in enumerate(left)]])
         plot.getAxis("bottom").setTicks([[(i + 0.5, n) for i, n in enumerate(below)]])
         plot.getAxis("bottom").setLabel("predicted (nearest class centre)" if metric else "predicted",
-                                        **{"font-size": LABEL_PT, "color": "#e0e0e0"})
+                                        **{"font-size": _label_pt(), "color": "#e0e0e0"})
 
     def set_confusion(self, confusion: np.ndarray, classes: list[str], metric: bool = False) -> None:
         """Draw a ``k x k`` count matrix (rows: true class, columns: predicted), shaded by row
@@ -431,7 +495,8 @@ class ConfusionView(pg.GraphicsLayoutWidget):
             r = text.boundingRect()
             text.setTransform(QTransform.fromTranslate(-r.width() / 2, -r.height() / 2))
         acc = np.trace(cm) / max(1, cm.sum())
-        self.plot.setTitle(f"Confusion: {acc:.1%} right", size=TITLE_PT, color="#f0f0f0")
+        self._title = f"Confusion: {acc:.1%} right"
+        self.plot.setTitle(self._title, size=_title_pt(), color=TEXT)
 
     def counts(self) -> np.ndarray | None:
         """The count matrix shown, or None."""
