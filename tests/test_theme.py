@@ -3,14 +3,10 @@ and every view re-lays itself when the scale changes."""
 
 from __future__ import annotations
 
-import os
+import re
+from pathlib import Path
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-
-import re  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import pytest  # noqa: E402
+import pytest
 
 WIDGETS = Path(__file__).resolve().parents[1] / "widgets"
 
@@ -137,19 +133,11 @@ def test_one_error_colour():
 
 # --- the views follow the scale ----------------------------------------------------------
 @pytest.fixture
-def window(qtbot, tmp_path, monkeypatch):
-    monkeypatch.setenv("VIZAPP_SETTINGS", str(tmp_path / "settings.ini"))
-    from widgets.main_window import MainWindow
+def window(make_window):
     from widgets.theme import THEME
 
-    w = MainWindow(restore_layout=False)
-    qtbot.addWidget(w)
-    w.resize(1400, 900)
-    w.show()
-    yield w
+    yield make_window()
     THEME.set_scale(1.0)
-    w.runner.shutdown()
-    assert not w.runner.alive(), "the worker thread was left running"
 
 
 def _sizes(w):
