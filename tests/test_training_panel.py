@@ -209,13 +209,19 @@ def test_a_folder_without_classes_says_what_to_do(panel, qtbot, tmp_path):
     folder.mkdir()
     for i in range(3):
         Image.fromarray(np.full((16, 16, 3), 60 * i, np.uint8)).save(folder / f"{i}.png")
+    from vizapp.notifications import Severity, notification_manager
+
     messages = []
-    panel.sigNotify.connect(lambda text, error: messages.append((text, error)))
-    panel.set_config(small_config(dataset=str(folder)))
-    assert panel.dataset.currentText() == "loose"
-    assert panel.config().dataset == str(folder)
-    assert panel.start()
-    qtbot.waitUntil(lambda: not panel.running(), timeout=RUN_TIMEOUT_MS)
+    collect = lambda n: messages.append((n.message, n.severity is Severity.ERROR))  # noqa: E731
+    notification_manager.subscribe(collect)  # the panel's messages go through the one notifier
+    try:
+        panel.set_config(small_config(dataset=str(folder)))
+        assert panel.dataset.currentText() == "loose"
+        assert panel.config().dataset == str(folder)
+        assert panel.start()
+        qtbot.waitUntil(lambda: not panel.running(), timeout=RUN_TIMEOUT_MS)
+    finally:
+        notification_manager.unsubscribe(collect)
     assert "class sub-folders" in panel.error_text()
     assert panel.error.isVisible() and "class sub-folders" in panel.error.text()
     assert any(error and "class sub-folders" in text for text, error in messages)

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from vizapp.events import Event
+from vizapp.notifications import notification_manager
 
 __all__ = ["Session", "ImageRecord", "LAB_SAMPLE_NAMES", "model_samples"]
 
@@ -82,7 +83,8 @@ class Session:
         The collection's index for the current model and layer.
     events : namespace of Event
         ``model``, ``image``, ``layer``, ``channel``, ``device``, ``collection``,
-        ``index``, ``message``.
+        ``index``. Messages for the user go through
+        :data:`vizapp.notifications.notification_manager` (:meth:`notify`).
     """
 
     def __init__(self) -> None:
@@ -96,7 +98,7 @@ class Session:
         self.index = None
         self.events = SimpleNamespace(
             model=Event("model"), image=Event("image"), layer=Event("layer"),
-            channel=Event("channel"), device=Event("device"), message=Event("message"),
+            channel=Event("channel"), device=Event("device"),
             collection=Event("collection"), index=Event("index"),
         )
 
@@ -141,7 +143,8 @@ class Session:
         self.events.index.emit(index)
 
     def notify(self, text: str) -> None:
-        self.events.message.emit(text)
+        """An information message for the user, through the one notifier."""
+        notification_manager.info(text)
 
     # --- derived -------------------------------------------------------------
     def layer_names(self) -> list[str]:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import threading
 import time
-import traceback
 from pathlib import Path
 
 __all__ = ["make_app", "run_gui", "screenshot", "wait_until_ready"]
@@ -27,32 +25,22 @@ def make_app():
     return app
 
 
-def _install_error_hooks(window) -> None:
-    """Uncaught exceptions (GUI or other threads) become a message, not a crash."""
-
-    def hook(exc_type, exc, tb):
-        traceback.print_exception(exc_type, exc, tb)
-        window.notify(f"internal error: {exc_type.__name__}: {exc}", error=True)
-
-    def thread_hook(args):
-        traceback.print_exception(args.exc_type, args.exc_value, args.exc_traceback)
-        window.sigNotify.emit(f"internal error in a worker thread: {args.exc_type.__name__}: {args.exc_value}", True)
-
-    sys.excepthook = hook
-    threading.excepthook = thread_hook
-
-
 def run_gui(args) -> int:
     from vizapp.device import configure_threads
+    from vizapp.notifications import notification_manager
     from widgets.main_window import MainWindow
 
     app = make_app()
     configure_threads(leave_for_gui=1)
     window = MainWindow()
-    _install_error_hooks(window)
+    # Uncaught exceptions (GUI or other threads) become an error in the status bar, not a crash.
+    notification_manager.install_hooks()
     window.show()
     window.start(args.model, args.image, args.layer, args.arch, args.trust, args.device)
-    return app.exec()
+    try:
+        return app.exec()
+    finally:
+        notification_manager.uninstall_hooks()
 
 
 def wait_until_ready(window, timeout: float = 600.0) -> bool:

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from vizapp.notifications import notification_manager
 from widgets.common import heading, to_pixmap
 from widgets.theme import THEME
 
@@ -193,7 +194,7 @@ class ImageView(QWidget):
         elif mime.hasImage():
             self.sigOpenBytes.emit(_png_bytes(QGuiApplication.clipboard().image()))
         else:
-            self.session.notify("The clipboard holds no image")
+            notification_manager.info("The clipboard holds no image")
 
     def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt override
         if event.mimeData().hasUrls() or event.mimeData().hasImage():

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from vizapp import analysis
+from vizapp.notifications import Notification, Severity, notification_manager
 from vizapp.session import Session, model_samples
 from vizapp.suggestions import suggestion_text
 from widgets.attention_view import AttentionView
@@ -86,13 +87,13 @@ class MainWindow(QMainWindow):
     ``restore_layout=False`` gives the default layout and leaves the user's saved
     layout alone (screenshots, benchmarks).
 
-    Signals
-    -------
-    sigNotify(text, error)
-        Thread-safe way to reach :meth:`notify` (used by the exception hooks).
+    Messages: the window subscribes to :data:`vizapp.notifications.notification_manager`
+    and shows every notification in its one status label (errors in the theme's error
+    colour and kept, warnings in its warning colour and kept, information for a while).
+    A notification from a worker thread is queued to the GUI thread by ``_sigNotification``.
     """
 
-    sigNotify = Signal(str, bool)
+    _sigNotification = Signal(object)  # a vizapp.notifications.Notification, to the GUI thread
 
     def __init__(self, session: Session | None = None, restore_layout: bool = True) -> None:
         super().__init__()
@@ -106,7 +107,7 @@ class MainWindow(QMainWindow):
         self._persist = restore_layout
         self._device_choice: str | None = None
         self._last_error = ""
-        self._showing_error = False
+        self._kept = False  # the status label shows an error or warning (stays until dismissed)
         self._keep_image_once = False  # an image given at start stays, whatever the model
         self._own_samples: list[str] = []  # the open model's held-out samples (paths), in class order
         self.ready = False  # a model, an image and their analysis are on screen
@@ -186,9 +187,10 @@ class MainWindow(QMainWindow):
         self.docks["attention"].visibilityChanged.connect(lambda shown: shown and self._catch_up("attention"))
         self.docks["attribution"].visibilityChanged.connect(lambda shown: shown and self._catch_up("attribution"))
         self.training_panel.sigOpenCheckpoint.connect(lambda path: self.open_model(path))
-        self.training_panel.sigNotify.connect(self.notify)
         self.docks["training"].visibilityChanged.connect(lambda shown: shown and self.training_panel.refresh_preview())
-        self.sigNotify.connect(self.notify)
+        # The one status route: every notification (any thread) lands in _show_notification.
+        self._sigNotification.connect(self._show_notification)  # auto: queued from other threads
+        notification_manager.subscribe(self._receive_notification)
         # session -> jobs
         s.events.layer.connect(lambda _name: self._request_all())
         s.events.image.connect(lambda _image: self._request_analysis())
@@ -198,7 +200,6 @@ class MainWindow(QMainWindow):
         s.events.index.connect(lambda _i: self._request_patches(overview=True))
         s.events.index.connect(lambda _i: self._request_embedding())
         s.events.channel.connect(self._channel_changed)
-        s.events.message.connect(self.notify)
         # jobs -> views
         self.runner.sigFinished.connect(self._job_finished)
         self.runner.sigFailed.connect(self._job_failed)
@@ -251,6 +252,7 @@ class MainWindow(QMainWindow):
         self.settings.sync()
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        notification_manager.unsubscribe(self._receive_notification)
         if self._persist:
             self.save_layout()
         self.training_panel.shutdown()
@@ -715,35 +717,47 @@ class MainWindow(QMainWindow):
         if total > 0:
             self.progress.setValue(done)
         self.progress.setFormat(text[:40])
-        self._show(text, error=False)
+        self._show(text, Severity.INFO)
 
     def _busy(self, busy: bool) -> None:
         if not busy:
             self.progress.setVisible(False)
             self.cancel_button.setVisible(False)
-            if not self._showing_error:
+            if not self._kept:
                 self.clear_message()
 
     def notify(self, text: str, error: bool = False) -> None:
-        """The one place messages reach the user (status bar; errors in red, kept)."""
-        (log.warning if error else log.info)("%s", text)
-        self._show(text, error)
-        if error:
+        """Send ``text`` through the one notifier (an ERROR when ``error``, else INFO)."""
+        notification_manager.notify(text, Severity.ERROR if error else Severity.INFO)
+
+    def _receive_notification(self, notification: Notification) -> None:
+        """The window's subscriber: called on the notifying thread, shown on the GUI thread."""
+        try:
+            self._sigNotification.emit(notification)
+        except RuntimeError:  # the window's Qt object is gone: stop listening
+            notification_manager.unsubscribe(self._receive_notification)
+
+    def _show_notification(self, notification: Notification) -> None:
+        """The one status route: errors (the error colour) and warnings are kept, info fades."""
+        text, severity = notification.message, notification.severity
+        (log.info if severity is Severity.INFO else log.warning)("%s", text)
+        self._show(text, severity)
+        if severity is Severity.ERROR:
             self._last_error = text
-        else:
+        elif severity is Severity.INFO:
             # The label is the context: the timer dies with the window.
             QTimer.singleShot(8000, self.message, lambda t=text: self.message.text() == t and self.clear_message())
 
-    def _show(self, text: str, error: bool) -> None:
-        self._showing_error = error
-        self.message.setStyleSheet(f"color: {THEME.colour('error')}; font-weight: bold;" if error else "")
+    def _show(self, text: str, severity: Severity) -> None:
+        self._kept = severity is not Severity.INFO
+        self.message.setStyleSheet(f"color: {THEME.colour(severity.value)}; font-weight: bold;" if self._kept else "")
         self.message.setText(text)
         self.message.setToolTip(text)
-        self.dismiss_button.setVisible(error)
+        self.dismiss_button.setVisible(self._kept)
 
     def clear_message(self) -> None:
-        """Empty the status bar's message (the ✕ beside an error)."""
-        self._showing_error = False
+        """Empty the status bar's message (the ✕ beside an error or warning)."""
+        self._kept = False
         self.message.setText("")
         self.message.setToolTip("")
         self.message.setStyleSheet("")

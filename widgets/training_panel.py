@@ -22,9 +22,10 @@ Threads
   global generator for a moment, so it takes a lock that the run holds from start to
   end, and the panel asks for no preview while a run is on (the form is locked then).
 
-The window calls :meth:`TrainingPanel.shutdown` on close, connects ``sigOpenCheckpoint``
-(load the checkpoint in the model hub) and ``sigNotify`` (its status bar), and may offer
-hub models for transfer learning with :meth:`TrainingPanel.set_hub_models`.
+Messages for the status bar go through :data:`vizapp.notifications.notification_manager`
+(errors are also shown in the panel). The window calls :meth:`TrainingPanel.shutdown` on
+close, connects ``sigOpenCheckpoint`` (load the checkpoint in the model hub), and may
+offer hub models for transfer learning with :meth:`TrainingPanel.set_hub_models`.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ from PySide6.QtWidgets import (
 
 from vizapp.errors import Cancelled, UserError
 from vizapp.jobs import CancelToken
+from vizapp.notifications import notification_manager
 from widgets.bridge import JobRunner
 from widgets.common import heading, to_pixmap
 from widgets.theme import THEME, bind_font
@@ -186,14 +188,11 @@ class TrainingPanel(QWidget):
     -------
     sigOpenCheckpoint(path)
         "Open in the app" was pressed: ``path`` is the latest checkpoint folder.
-    sigNotify(text, error)
-        A message for the window's status bar (errors are also shown in the panel).
     sigRunning(running)
         A run started (True) or ended (False).
     """
 
     sigOpenCheckpoint = Signal(str)
-    sigNotify = Signal(str, bool)
     sigRunning = Signal(bool)
     _sigRecord = Signal(int, object)  # run serial, record (queued from the run thread)
     _sigProgress = Signal(int, str)
@@ -711,8 +710,7 @@ class TrainingPanel(QWidget):
         """Ask the run to save a checkpoint after its current step."""
         if self._running and self._control is not None:
             self._control.checkpoint()
-            self.sigNotify.emit("checkpoint requested" + (": saved when the run resumes" if self._paused else ""),
-                                False)
+            notification_manager.info("checkpoint requested" + (": saved when the run resumes" if self._paused else ""))
 
     def open_checkpoint(self) -> None:
         """Emit ``sigOpenCheckpoint`` with the latest checkpoint folder (if any)."""
@@ -816,11 +814,11 @@ class TrainingPanel(QWidget):
             self.error.setText(message)
             self.error.setVisible(True)
             self.status.setText("The run failed")
-            self.sigNotify.emit(message, True)
+            notification_manager.error(message)
         elif message:
-            self.sigNotify.emit(message, False)
+            notification_manager.info(message)
         elif self._checkpoint:
-            self.sigNotify.emit(f"training {self._checkpoint_why}: checkpoint in {self._checkpoint}", False)
+            notification_manager.info(f"training {self._checkpoint_why}: checkpoint in {self._checkpoint}")
         self.sigRunning.emit(False)
         self._schedule_preview()
 
