@@ -241,7 +241,9 @@ def _load_registry(spec: ModelSpec, progress: Progress, cancel: CancelToken | No
 
 def _resource_checkpoint(spec: ModelSpec) -> Path:
     """Where a model this project trained ships: ``resources/models/<name>``."""
-    return Path(__file__).resolve().parents[1] / "resources" / "models" / (spec.weights or spec.name)
+    from vizapp.paths import resource
+
+    return resource("models", spec.weights or spec.name)
 
 
 def _timm_cfg(spec: ModelSpec) -> dict:

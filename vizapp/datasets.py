@@ -153,8 +153,10 @@ class ImageCollection:
 
 
 def data_root(root: str | Path | None = None) -> Path:
-    """Where torchvision's sets live: ``root``, else ``$VIZAPP_DATA``, else ``~/.cache/vizapp/data``."""
-    return Path(root or os.environ.get("VIZAPP_DATA") or Path.home() / ".cache" / "vizapp" / "data")
+    """Where torchvision's sets live: ``root``, else :func:`vizapp.paths.data_dir` (``$VIZAPP_DATA``)."""
+    from vizapp.paths import data_dir
+
+    return Path(root) if root else data_dir()
 
 
 def torchvision_dataset(

@@ -121,7 +121,9 @@ _SAMPLES = ("chelsea", "coffee", "astronaut", "rocket", "motorcycle_left", "hubb
 def lab_samples() -> list[SampleImage]:
     """Held-out images of the shapes and digits sets (``resources/samples``), one per class:
     what the models this project trains (``tinyvgg_shapes``, ``vit_digits``) were made for."""
-    folder = Path(__file__).resolve().parents[1] / "resources" / "samples"
+    from vizapp.paths import resource
+
+    folder = resource("samples")
     return [SampleImage(p.stem, p) for p in sorted(folder.glob("*.png"))]
 
 

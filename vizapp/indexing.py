@@ -387,7 +387,10 @@ def index_key(loaded: LoadedModel, collection: ImageCollection, layers: list[str
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("VIZAPP_CACHE") or Path.home() / ".cache" / "vizapp") / "index"
+    """Where indexes are kept: :func:`vizapp.paths.index_dir` (``$VIZAPP_CACHE``/index)."""
+    from vizapp.paths import index_dir
+
+    return index_dir()
 
 
 class _Images(torch.utils.data.Dataset):

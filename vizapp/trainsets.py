@@ -162,7 +162,7 @@ def load_trainset(
     progress, cancel
         For downloads and folder loading.
     root : path, optional
-        Where torchvision's sets live (default ``$VIZAPP_DATA`` or ``~/.cache/vizapp/data``).
+        Where torchvision's sets live (default :func:`vizapp.paths.data_dir`: ``$VIZAPP_DATA`` or the cache's ``data``).
 
     Raises
     ------

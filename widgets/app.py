@@ -17,7 +17,9 @@ def make_app():
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("vizapp")
     app.setOrganizationName("vizapp")
-    icon = Path(__file__).resolve().parents[1] / "resources" / "icon.png"
+    from vizapp.paths import resource
+
+    icon: Path = resource("icon.png")
     if icon.is_file():
         from PySide6.QtGui import QIcon
 

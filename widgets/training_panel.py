@@ -31,7 +31,6 @@ offer hub models for transfer learning with :meth:`TrainingPanel.set_hub_models`
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 import time
@@ -41,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PySide6.QtCore import QStandardPaths, Qt, QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QFontMetrics, QPixmap, QValidator
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -101,10 +100,9 @@ OPTIMIZERS = [("adam", "Adam"), ("sgd", "SGD with momentum 0.9")]
 
 
 def _default_runs_dir() -> Path:
-    env = os.environ.get("VIZAPP_RUNS")
-    if env:
-        return Path(env).expanduser()
-    return Path(QStandardPaths.writableLocation(QStandardPaths.AppDataLocation)) / "runs"
+    from vizapp.paths import runs_dir
+
+    return runs_dir()
 
 
 def _slug(text: str) -> str:
