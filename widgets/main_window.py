@@ -55,9 +55,11 @@ SWITCH_TO_OWN_KEY = "image/switch_to_model_samples"
 
 def settings_for() -> QSettings:
     """The settings store: ``$VIZAPP_SETTINGS`` (an .ini path) or the user's config folder."""
-    path = os.environ.get("VIZAPP_SETTINGS")
-    if path:
-        return QSettings(path, QSettings.IniFormat)
+    from vizapp.paths import settings_file
+
+    path = settings_file()
+    if path is not None:
+        return QSettings(str(path), QSettings.IniFormat)
     return QSettings(QSettings.IniFormat, QSettings.UserScope, "vizapp", "vizapp")
 
 
