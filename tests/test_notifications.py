@@ -203,3 +203,28 @@ def test_warnings_and_info_share_the_label_in_their_colours(qtbot, make_window):
     assert not w.dismiss_button.isVisible()
     w.notify("it failed", error=True)
     assert _shows_error(w, "it failed")
+
+
+def test_a_bound_method_is_held_weakly():
+    """A view that is never closed can still be freed: the module-level manager must not
+    keep it (a PySide object alive at interpreter exit crashes the finaliser)."""
+    import gc
+    import weakref
+
+    class View:
+        def __init__(self):
+            self.got = []
+
+        def receive(self, n):
+            self.got.append(n.message)
+
+    manager = NotificationManager()
+    view = View()
+    manager.subscribe(view.receive)
+    manager.info("one")
+    assert view.got == ["one"] and manager.subscribers == [view.receive]
+    gone = weakref.ref(view)
+    del view
+    gc.collect()
+    assert gone() is None and manager.subscribers == []
+    manager.info("two")  # no dead subscriber is called

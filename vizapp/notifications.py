@@ -18,6 +18,8 @@ import logging
 import sys
 import threading
 import traceback
+import types
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -53,25 +55,35 @@ class NotificationManager:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._subscribers: list[Subscriber] = []
+        self._refs: list[Callable[[], Subscriber | None]] = []  # weak for bound methods
         self._previous_hooks: list[tuple[Callable, Callable]] = []  # (sys, threading), a stack
 
     # --- subscribers ----------------------------------------------------------
     def subscribe(self, callback: Subscriber) -> None:
-        """Call ``callback(notification)`` for every notification (once, however often subscribed)."""
+        """Call ``callback(notification)`` for every notification (once, however often subscribed).
+
+        A bound method is held weakly (a view that is never closed can still be freed, and
+        the module-level manager never keeps a Qt object alive until the interpreter
+        finalises, which crashes PySide); a plain function is held as given.
+        """
+        ref = weakref.WeakMethod(callback) if isinstance(callback, types.MethodType) else (lambda: callback)
         with self._lock:
-            if callback not in self._subscribers:
-                self._subscribers.append(callback)
+            if callback not in self._live():
+                self._refs.append(ref)
 
     def unsubscribe(self, callback: Subscriber) -> None:
         with self._lock:
-            if callback in self._subscribers:
-                self._subscribers.remove(callback)
+            self._refs = [r for r in self._refs if r() is not None and r() != callback]
+
+    def _live(self) -> list[Subscriber]:
+        """The subscribers still alive (call with the lock held); dead ones are dropped."""
+        self._refs = [r for r in self._refs if r() is not None]
+        return [r() for r in self._refs]
 
     @property
     def subscribers(self) -> list[Subscriber]:
         with self._lock:
-            return list(self._subscribers)
+            return [cb for cb in self._live() if cb is not None]
 
     # --- sending ----------------------------------------------------------------
     def dispatch(self, notification: Notification) -> Notification:
