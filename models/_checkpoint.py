@@ -15,6 +15,7 @@ import json
 import math
 import numbers
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -76,7 +77,19 @@ def save_checkpoint(module: nn.Module, card: dict, directory: str | os.PathLike)
 
     inner = getattr(module, "_orig_mod", module)  # torch.compile wraps the module
     state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in inner.state_dict().items()}
-    atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": CARD_FORMAT}))
+    def write_weights(tmp: str) -> None:
+        try:
+            save_file(state, tmp, metadata={"format": CARD_FORMAT})
+        except OSError:
+            raise
+        except Exception as exc:  # safetensors reports a failed write (a full disk) as its own error
+            found = re.search(r"os error (\d+)", str(exc))
+            if not found:
+                raise
+            code = int(found.group(1))
+            raise OSError(code, os.strerror(code)) from None  # atomic_write names the file
+
+    atomic_write(folder / WEIGHTS_NAME, write_weights)
     atomic_write(folder / CARD_NAME, lambda tmp: Path(tmp).write_text(text + "\n", encoding="utf-8"))
     return folder
 

@@ -18,7 +18,6 @@ import io
 import json
 import math
 import os
-import re
 import threading
 import time
 import types
@@ -718,18 +717,7 @@ class Trainer:
                  else torch.zeros(0)}
         buffer = io.BytesIO()  # serialised first: a full disk is then an OSError of the write, not torch's
         torch.save(state, buffer)
-        try:
-            path = save_checkpoint(self.module, self.card(), target)
-        except UserError:
-            raise
-        except Exception as exc:  # safetensors reports a full disk as its own error, not an OSError
-            found = re.search(r"os error (\d+)", str(exc))
-            if not found:
-                raise
-            from vizapp.files import storage_error
-
-            code = int(found.group(1))
-            raise storage_error(OSError(code, os.strerror(code)), target / "model.safetensors") from None
+        path = save_checkpoint(self.module, self.card(), target)  # a full disk: StorageError
         write_bytes(target / STATE_NAME, buffer.getvalue())
         self.last_checkpoint = target
         return path
