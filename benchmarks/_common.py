@@ -121,7 +121,7 @@ def setup_threads(threads: int | None) -> int:
     """Set torch's thread count the way the app does (cores - 1) unless told otherwise."""
     import torch
 
-    from vizapp.device import configure_threads
+    from vizapp.probing.device import configure_threads
 
     if threads is None:
         return configure_threads(leave_for_gui=1)

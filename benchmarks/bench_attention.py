@@ -3,7 +3,7 @@
 Target (torchvision ViT-B/16, 224 px, CPU): captured / plain <= 1.3.
 
 Both arms run on the same preprocessed chelsea tensor under ``torch.inference_mode()``;
-the captured arm wraps the call in ``with vizapp.attention.capture_attention(model):``
+the captured arm wraps the call in ``with vizapp.explain.attention.capture_attention(model):``
 (all 12 blocks: torchvision's ``MultiheadAttention`` is asked for per-head weights, so it
 leaves its fused fast path and returns the softmax it used). The arms are timed
 interleaved (A B, B A, ...) after a warm-up; the summary shows median(captured) /
@@ -76,7 +76,7 @@ def as_loaded(module, name: str, title: str):
 
 
 def chelsea():
-    from vizapp.images import load_image, sample_images
+    from vizapp.inputs.images import load_image, sample_images
 
     samples = {s.name: s.path for s in sample_images()}
     if "chelsea" not in samples:
@@ -87,7 +87,7 @@ def chelsea():
 def _measure(model, x, pairs: int, warmup: int) -> dict:
     import torch
 
-    from vizapp.attention import attention_modules, capture_attention
+    from vizapp.explain.attention import attention_modules, capture_attention
 
     with torch.inference_mode():
         ref = model(x)
@@ -119,7 +119,7 @@ def _measure(model, x, pairs: int, warmup: int) -> dict:
 
 
 def _analyse_times(loaded, image, repeats: int) -> dict[str, float]:
-    from vizapp.attention import analyse_attention
+    from vizapp.explain.attention import analyse_attention
 
     out = {}
     for gradient in (False, True):

@@ -2,7 +2,7 @@
 
 Targets (CPU, 224 px, chelsea):
 
-1. time per method: ``vizapp.attribution.attribute(loaded, image, method)`` for every key of
+1. time per method: ``vizapp.explain.attribution.attribute(loaded, image, method)`` for every key of
    ``METHODS`` (the predicted class), EfficientNet-Lite0 and torchvision ViT-B/16 (random
    weights, classifier head re-drawn from N(0, 0.02): torchvision initialises it to zeros,
    which would make every gradient zero). Information only: a method x model table in
@@ -124,7 +124,7 @@ def _seeded_resnet18(seed: int = 1234):
 
 def _time_methods(cases, image, quick: bool, reuse: dict[tuple[str, str], float]) -> tuple[dict, dict]:
     """``{method: {model: (median s, runs) or "skipped"}}``; ``reuse`` holds times already taken elsewhere."""
-    from vizapp.attribution import METHODS, attribute
+    from vizapp.explain.attribution import METHODS, attribute
 
     repeat_below, repeats = (1.0, 1) if quick else (5.0, 3)
     table: dict[str, dict[str, tuple[float, int] | str]] = {m: {} for m in METHODS}
@@ -166,7 +166,7 @@ import torch
 torch.set_num_threads({threads})
 from bench_attention import chelsea
 from bench_attribution import load_case
-from vizapp.attribution import attribute
+from vizapp.explain.attribution import attribute
 
 def status(key):
     with open("/proc/self/status") as f:
@@ -311,8 +311,8 @@ def _gradcam_compare(short: str, loaded, layer: str, image, pairs: int, warmup: 
     from pytorch_grad_cam.utils.image import scale_cam_image
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    from vizapp.attribution import attribute
-    from vizapp.probe import resolve_layers
+    from vizapp.explain.attribution import attribute
+    from vizapp.probing.probe import resolve_layers
 
     module = resolve_layers(loaded.module, [layer])[layer]
     try:
@@ -343,7 +343,7 @@ def _gradcam_compare(short: str, loaded, layer: str, image, pairs: int, warmup: 
 
 
 def _gradcam(quick: bool, image) -> list[Result]:
-    from vizapp.attribution import default_cam_layer
+    from vizapp.explain.attribution import default_cam_layer
 
     try:
         import pytorch_grad_cam  # noqa: F401
@@ -354,7 +354,7 @@ def _gradcam(quick: bool, image) -> list[Result]:
     lite = load_cached_model("efficientnet_lite0")
     cases = [("efficientnet_lite0", lite, default_cam_layer(lite)), ("resnet18", _seeded_resnet18(), "layer4")]
     rows = [_gradcam_compare(short, loaded, layer, image, pairs, warmup) for short, loaded, layer in cases]
-    print(f"\nGrad-CAM, ours (vizapp.attribution.attribute 'gradcam') vs pytorch-grad-cam "
+    print(f"\nGrad-CAM, ours (vizapp.explain.attribution.attribute 'gradcam') vs pytorch-grad-cam "
           f"{_version('grad-cam')} GradCAM, same layer, class and input (chelsea);\n"
           f"r: Pearson at 224x224, our layer-grid map put through pytorch-grad-cam's scale_cam_image "
           f"(min-max, cv2 bilinear resize, min-max);\nr(display): our .map (torch bilinear, max-scaled) vs theirs; "
@@ -390,7 +390,7 @@ def run(quick: bool = False, threads: int | None = None) -> list[Result]:
     threads = setup_threads(threads)
     print_header("Attributions: time per method; Integrated Gradients memory; Grad-CAM vs pytorch-grad-cam",
                  quick, threads)
-    from vizapp.attribution import METHODS
+    from vizapp.explain.attribution import METHODS
 
     image = chelsea()
     cases = [("efficientnet_lite0", load_case("efficientnet_lite0")), ("vit_b_16", load_case("vit_b_16"))]

@@ -10,7 +10,7 @@ is the time between consecutive ticks. Three phases, each on a live event loop:
    back to back, each result rendered by the window as in the app.
 
 Target: max gap < 50 ms while forward passes run (phases 2 and 3). torch uses cores - 1
-threads, as the app does (``vizapp.device.configure_threads``).
+threads, as the app does (``vizapp.probing.device.configure_threads``).
 
 Run alone: ``python benchmarks/bench_gui_stall.py [--quick] [--threads N]``.
 """
@@ -41,7 +41,7 @@ LAYERS = ("conv_head", "conv_stem")
 
 
 def _sample_paths(n: int) -> list[str]:
-    from vizapp.images import sample_images
+    from vizapp.inputs.images import sample_images
 
     paths = [str(s.path) for s in sample_images()[:n]]
     if not paths:

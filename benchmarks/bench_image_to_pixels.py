@@ -9,7 +9,7 @@ Targets (EfficientNet-Lite0, CPU):
     -> the window renders the result -> the canvas repainted (timed until then).
 * mosaic painting alone for conv_head (1280 x 7 x 7): ``FeatureMapsView._show_mosaic`` +
   repaint, median < 20 ms.
-* the numpy mosaic build alone (``vizapp.mosaic.feature_mosaic``): reported, no target.
+* the numpy mosaic build alone (``vizapp.probing.mosaic.feature_mosaic``): reported, no target.
 
 Run alone: ``python benchmarks/bench_image_to_pixels.py [--quick] [--threads N]``.
 """
@@ -45,7 +45,7 @@ VIEW_SIZE = (1080, 600)
 
 
 def _samples(n: int | None = None):
-    from vizapp.images import sample_images
+    from vizapp.inputs.images import sample_images
 
     found = sample_images()
     if not found:
@@ -217,7 +217,7 @@ def _window_path(app, samples, rounds: int) -> tuple[list[float], dict[str, list
 
 def _mosaic_alone(app, model, samples, reps: int) -> dict[str, float]:
     from vizapp import analysis
-    from vizapp.mosaic import feature_mosaic
+    from vizapp.probing.mosaic import feature_mosaic
     from vizapp.session import Session
     from widgets.feature_maps_view import FeatureMapsView
 

@@ -88,7 +88,7 @@ def _plain_pass(loaded, collection, workers: int) -> float:
     """The baseline: the same DataLoader and batches, ``model(x)`` and nothing else."""
     import torch
 
-    from vizapp.indexing import _Images
+    from vizapp.collection.indexing import _Images
 
     loader = torch.utils.data.DataLoader(
         _Images(collection, loaded.preprocess, list(range(len(collection)))), batch_size=BATCH, shuffle=False,
@@ -103,10 +103,10 @@ def _plain_pass(loaded, collection, workers: int) -> float:
 
 
 class _BoxesTimer:
-    """Wraps ``vizapp.indexing._boxes``: times the real one, or stands in for it with zeros."""
+    """Wraps ``vizapp.collection.indexing._boxes``: times the real one, or stands in for it with zeros."""
 
     def __init__(self) -> None:
-        import vizapp.indexing as indexing
+        import vizapp.collection.indexing as indexing
 
         self.indexing = indexing
         self.real = indexing._boxes
@@ -134,7 +134,7 @@ class _BoxesTimer:
 
 def _index_pass(loaded, collection, workers: int, out: Path, timer: _BoxesTimer) -> tuple[float, float]:
     """(streaming seconds, post-pass seconds) of one fresh ``build_index``."""
-    from vizapp.indexing import build_index
+    from vizapp.collection.indexing import build_index
 
     t0 = time.perf_counter()
     index = build_index(loaded, collection, list(LAYERS), k=K, out=out, batch_size=BATCH, workers=workers)
@@ -144,7 +144,7 @@ def _index_pass(loaded, collection, workers: int, out: Path, timer: _BoxesTimer)
 
 
 def _throughput(quick: bool, work: Path) -> tuple[list[Result], dict]:
-    from vizapp.datasets import ImageCollection
+    from vizapp.collection.datasets import ImageCollection
 
     n = 64 if quick else 256
     pairs = 1 if quick else 2
@@ -208,7 +208,7 @@ def _throughput(quick: bool, work: Path) -> tuple[list[Result], dict]:
 
 def _full_index(loaded, collection, workers: int, out: Path, timer: _BoxesTimer) -> tuple[float, float]:
     """(end-to-end seconds, post-pass seconds) of one fresh ``build_index`` with the real post-pass."""
-    from vizapp.indexing import build_index
+    from vizapp.collection.indexing import build_index
 
     timer.stub = False
     t0 = time.perf_counter()
@@ -254,7 +254,7 @@ def _end_to_end(quick: bool, work: Path, extra_arms: dict | None = None) -> tupl
     """
     import statistics
 
-    from vizapp.datasets import ImageCollection
+    from vizapp.collection.datasets import ImageCollection
 
     loaded = load_cached_model("efficientnet_lite0")
     workers = _default_workers()
@@ -292,9 +292,9 @@ import json, resource, sys, time
 sys.path.insert(0, {root!r})
 import torch
 torch.set_num_threads({threads})
-import vizapp.indexing as indexing
+import vizapp.collection.indexing as indexing
 from models import load_model
-from vizapp.datasets import ImageCollection
+from vizapp.collection.datasets import ImageCollection
 
 def rss():
     with open("/proc/self/status") as f:

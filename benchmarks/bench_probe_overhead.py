@@ -5,7 +5,7 @@ Target (EfficientNet-Lite0, CPU): captured / plain <= 1.15.
 Two like-for-like comparisons per layer, each timed interleaved (A B, B A, ...) after
 a warm-up, medians over many pairs:
 
-* ``run``: ``vizapp.inference.run(loaded, image, [layer])`` vs ``run(loaded, image, [])``;
+* ``run``: ``vizapp.probing.inference.run(loaded, image, [layer])`` vs ``run(loaded, image, [])``;
   both include preprocessing, softmax/top-k and the numpy hand-off, as the app does.
 * ``forward``: ``with capture(model, [layer]): model(x)`` vs ``model(x)``, both under
   ``torch.inference_mode()`` on the same preprocessed tensor (no preprocessing in either).
@@ -53,7 +53,7 @@ def _resnet18_untrained():
 
 
 def _chelsea():
-    from vizapp.images import load_image, sample_images
+    from vizapp.inputs.images import load_image, sample_images
 
     samples = {s.name: s.path for s in sample_images()}
     if "chelsea" not in samples:
@@ -64,8 +64,8 @@ def _chelsea():
 def _measure(loaded, image, layer: str, pairs: int, warmup: int) -> dict[str, dict[str, float]]:
     import torch
 
-    from vizapp.inference import run
-    from vizapp.probe import capture
+    from vizapp.probing.inference import run
+    from vizapp.probing.probe import capture
 
     model = loaded.module
     x = loaded.preprocess.batch(image)
@@ -104,8 +104,8 @@ def _engine(loaded, image, layer: str | None, pairs: int, warmup: int) -> dict[s
 
     import torch
 
-    from vizapp.inference import run
-    from vizapp.probe import capture
+    from vizapp.probing.inference import run
+    from vizapp.probing.probe import capture
 
     model = loaded.module.eval()
     layers = [layer] if layer else []

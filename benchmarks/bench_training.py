@@ -159,7 +159,7 @@ class StampedTrainer:
     """
 
     def __enter__(self):
-        from vizapp.training import Trainer
+        from vizapp.training.trainer import Trainer
 
         self.original = original = Trainer.run
 
@@ -180,7 +180,7 @@ class StampedTrainer:
         return self
 
     def __exit__(self, *exc) -> None:
-        from vizapp.training import Trainer
+        from vizapp.training.trainer import Trainer
 
         Trainer.run = self.original
 
@@ -258,7 +258,7 @@ def _throughput(first_step: int, last_step: int) -> Throughput:
 
 def _config(model: str, epochs: int):
     """The run both engine arms train: the engine's defaults but for data, model, epochs, device."""
-    from vizapp.training import TrainConfig
+    from vizapp.training.trainer import TrainConfig
 
     return TrainConfig(dataset=DATASET, n=N_IMAGES, model=model, loss="ce", optimizer="adam", lr=LR,
                        batch_size=BATCH, epochs=epochs, seed=SEED, device="cpu")
@@ -277,7 +277,7 @@ def _plain_rate(model: str, data, steps: int, first_step: int) -> tuple[float, f
     import torch.nn.functional as F
 
     from models.small import build_small
-    from vizapp.trainsets import mean_std
+    from vizapp.training.trainsets import mean_std
 
     train = data["train"]
     torch.manual_seed(SEED)
@@ -386,7 +386,7 @@ def _panel_run(app, panel, model: str, epochs: int, ticker) -> tuple[list[float]
 
 
 def _headless_run(model: str, epochs: int) -> None:
-    from vizapp.training import Trainer
+    from vizapp.training.trainer import Trainer
 
     STAMPS.clear()
     for _record in Trainer(_config(model, epochs)).run():
@@ -437,7 +437,7 @@ def _shipped_accuracy(shapes) -> list[Result]:
     import torch
 
     from models import load_model
-    from vizapp.trainsets import load_trainset, split
+    from vizapp.training.trainsets import load_trainset, split
 
     results = []
     print("\nShipped models, held-out accuracy (card metrics.val_acc vs recomputed here)")
@@ -584,7 +584,7 @@ def run(quick: bool = False, threads: int | None = None) -> list[Result]:
     app = make_app()
     print_header("Training lab: live-view overhead, GUI stall while training, shipped models' accuracy",
                  quick, threads)
-    from vizapp.trainsets import load_trainset, split
+    from vizapp.training.trainsets import load_trainset, split
     from widgets.training_panel import REDRAW_MS, TrainingPanel
 
     epochs = 2 if quick else 4

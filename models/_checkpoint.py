@@ -22,9 +22,9 @@ import torch
 from torch import nn
 
 from models._preprocess import Preprocess
-from vizapp.errors import ModelError
-from vizapp.files import atomic_write
-from vizapp.jobs import RNG_LOCK, Progress, no_progress
+from vizapp.core.errors import ModelError
+from vizapp.core.files import atomic_write
+from vizapp.core.jobs import RNG_LOCK, Progress, no_progress
 
 __all__ = ["CARD_FORMAT", "CARD_NAME", "WEIGHTS_NAME", "atomic_write", "is_checkpoint", "load_checkpoint",
            "read_card", "read_safetensors", "save_checkpoint"]
@@ -231,7 +231,7 @@ def _check_card(card: object, path: Path, saving: bool = False) -> dict:
 
 def read_card(path: str | os.PathLike) -> dict:
     """The card of a checkpoint (its folder, ``card.json``, or ``model.safetensors`` beside one),
-    checked: a :class:`~vizapp.errors.ModelError` names the file and what is wrong."""
+    checked: a :class:`~vizapp.core.errors.ModelError` names the file and what is wrong."""
     card_path, _ = _checkpoint_files(path)
     try:
         data = json.loads(card_path.read_text(encoding="utf-8"))
@@ -295,7 +295,7 @@ def load_checkpoint(path: str | os.PathLike, *, progress: Progress = no_progress
     fields and their agreement (classes, channels, crop), the weights file (read with safetensors
     only), then a build on the meta device (no memory) whose names and shapes must match the
     file's. Every failure is a one-line
-    :class:`~vizapp.errors.ModelError` naming the card or the weights file.
+    :class:`~vizapp.core.errors.ModelError` naming the card or the weights file.
     """
     from models._loaders import LoadedModel, _load_state_dict
 

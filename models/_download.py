@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch.hub
 
-from vizapp.errors import ModelError
-from vizapp.files import storage_errors
-from vizapp.jobs import CancelToken, Progress, no_progress
+from vizapp.core.errors import ModelError
+from vizapp.core.files import storage_errors
+from vizapp.core.jobs import CancelToken, Progress, no_progress
 
 __all__ = ["checkpoint_dir", "cached_path", "fetch"]
 

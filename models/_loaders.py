@@ -33,8 +33,8 @@ from models._checkpoint import (
 from models._download import cached_path, fetch
 from models._preprocess import Preprocess
 from models._registry import REGISTRY, ModelSpec, get_spec
-from vizapp.errors import Cancelled, ModelError, UntrustedModelError
-from vizapp.jobs import CancelToken, Progress, no_progress, seeded
+from vizapp.core.errors import Cancelled, ModelError, UntrustedModelError
+from vizapp.core.jobs import CancelToken, Progress, no_progress, seeded
 
 __all__ = ["LoadedModel", "load_model", "is_cached", "imagenet_classes", "build_architecture"]
 
@@ -241,7 +241,7 @@ def _load_registry(spec: ModelSpec, progress: Progress, cancel: CancelToken | No
 
 def _resource_checkpoint(spec: ModelSpec) -> Path:
     """Where a model this project trained ships: ``resources/models/<name>``."""
-    from vizapp.paths import resource
+    from vizapp.core.paths import resource
 
     return resource("models", spec.weights or spec.name)
 

@@ -145,7 +145,7 @@ for _name, _title, _kind, _what in [
 
 
 def get_spec(name: str) -> ModelSpec:
-    from vizapp.errors import ModelError
+    from vizapp.core.errors import ModelError
 
     try:
         return REGISTRY[name]

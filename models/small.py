@@ -40,8 +40,8 @@ from models._checkpoint import (
     save_checkpoint,
 )
 from models._preprocess import Preprocess
-from vizapp.errors import ModelError
-from vizapp.jobs import CancelToken, Progress, no_progress
+from vizapp.core.errors import ModelError
+from vizapp.core.jobs import CancelToken, Progress, no_progress
 
 __all__ = [
     "CARD_FORMAT",

@@ -23,7 +23,7 @@ import torchvision  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from models import LoadedModel, Preprocess, load_model  # noqa: E402
-from vizapp.images import load_image, sample_images  # noqa: E402
+from vizapp.inputs.images import load_image, sample_images  # noqa: E402
 
 pytest_plugins = ["gui_plugin"]
 

@@ -22,7 +22,8 @@ import torchvision
 from torch import nn
 
 from models import imagenet_classes, load_model
-from vizapp.attention import (
+from vizapp.core.errors import ModelError, UserError
+from vizapp.explain.attention import (
     FUSIONS,
     AttentionResult,
     TokenLayout,
@@ -36,7 +37,6 @@ from vizapp.attention import (
     rollout_map,
     token_layout,
 )
-from vizapp.errors import ModelError, UserError
 
 
 def no_hooks(model: nn.Module) -> bool:

@@ -15,8 +15,14 @@ import pytest
 import torch
 
 from models import LoadedModel, Preprocess, imagenet_classes
-from vizapp.attention import AttentionResult, TokenLayout, analyse_attention, rollout, token_layout
 from vizapp.cli import main
+from vizapp.explain.attention import (
+    AttentionResult,
+    TokenLayout,
+    analyse_attention,
+    rollout,
+    token_layout,
+)
 
 SIDE = 64  # 4 x 4 patches of 16 px: quick, and a grid where a wrong row shows
 
@@ -173,8 +179,8 @@ def test_gradient_rollout_of_a_zero_head_says_why(make_loaded, chelsea):
 def test_pooled_token_features_of_a_register_vit(gap_reg4, small_cls_reg4, tmp_path):
     """``index``/``embed`` features of a token layer: the class token's, else the mean of the
     patch tokens (not register 0, not the registers' mean with the patches)."""
-    from vizapp.datasets import ImageCollection
-    from vizapp.indexing import build_index
+    from vizapp.collection.datasets import ImageCollection
+    from vizapp.collection.indexing import build_index
 
     collection = ImageCollection.samples()
     for loaded, reads in ((gap_reg4, "patches"), (small_cls_reg4, "class token")):

@@ -16,7 +16,7 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QImage, QKeySequence, QShortcut
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
-from vizapp.attention import (
+from vizapp.explain.attention import (
     AttentionResult,
     TokenLayout,
     attention_distance,
@@ -123,7 +123,7 @@ def test_view_module_does_not_load_torch():
 
 
 def test_fusions_match_the_engine():
-    from vizapp.attention import FUSIONS as ENGINE
+    from vizapp.explain.attention import FUSIONS as ENGINE
     from widgets.attention_view import FUSIONS
 
     assert FUSIONS == ENGINE

@@ -30,9 +30,15 @@ from captum.attr import (
 )
 from torch import nn
 
-from vizapp.attribution import METHODS, _occlusion_window, attribute, default_cam_layer, display_map
-from vizapp.errors import Cancelled, LayerError, UserError
-from vizapp.jobs import CancelToken
+from vizapp.core.errors import Cancelled, LayerError, UserError
+from vizapp.core.jobs import CancelToken
+from vizapp.explain.attribution import (
+    METHODS,
+    _occlusion_window,
+    attribute,
+    default_cam_layer,
+    display_map,
+)
 
 TINY_CLASSES = [f"class{i}" for i in range(10)]
 

@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 from PySide6.QtCore import QPoint, Qt
 
-from vizapp.attribution import METHODS, Attribution
-from vizapp.inference import Prediction
+from vizapp.explain.attribution import METHODS, Attribution
+from vizapp.probing.inference import Prediction
 
 pytestmark = pytest.mark.gui
 

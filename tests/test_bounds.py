@@ -19,8 +19,8 @@ from torchvision.transforms.v2 import functional as F
 from models import Preprocess
 from models._preprocess import BOUNDED_SIDE
 from vizapp.analysis import thumbnails
-from vizapp.errors import ImageError
-from vizapp.images import MAX_ASPECT, load_image
+from vizapp.core.errors import ImageError
+from vizapp.inputs.images import MAX_ASPECT, load_image
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -185,8 +185,8 @@ def test_boxes_map_back_onto_a_long_image(size):
 
 def test_a_long_image_is_one_line_at_the_command_line_and_skipped_by_an_index(tmp_path, capsys, make_loaded):
     import main
-    from vizapp.datasets import ImageCollection
-    from vizapp.indexing import build_index
+    from vizapp.collection.datasets import ImageCollection
+    from vizapp.collection.indexing import build_index
 
     long_png = tmp_path / "photos" / "long.png"
     long_png.parent.mkdir()

@@ -13,7 +13,7 @@ import torch
 
 import main
 from models import REGISTRY, imagenet_classes, load_model
-from vizapp.inference import run
+from vizapp.probing.inference import run
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,10 +16,10 @@ import pytest
 
 import main
 from vizapp import cli
-from vizapp.datasets import ImageCollection
-from vizapp.errors import ImageError
-from vizapp.images import lab_samples, resolve_image_source, sample_images
-from vizapp.indexing import Index
+from vizapp.collection.datasets import ImageCollection
+from vizapp.collection.indexing import Index
+from vizapp.core.errors import ImageError
+from vizapp.inputs.images import lab_samples, resolve_image_source, sample_images
 
 LAB = {s.name: s.path for s in lab_samples()}
 

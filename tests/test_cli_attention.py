@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vizapp.attention import analyse_attention
-from vizapp.attribution import METHODS, attribute
 from vizapp.cli import main
+from vizapp.explain.attention import analyse_attention
+from vizapp.explain.attribution import METHODS, attribute
 
 
 def cli(capsys, *argv) -> tuple[int, str, str]:

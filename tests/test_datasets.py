@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vizapp.datasets import ImageCollection, open_collection
-from vizapp.errors import ImageError, UserError
+from vizapp.collection.datasets import ImageCollection, open_collection
+from vizapp.core.errors import ImageError, UserError
 
 
 def _png(path: Path, value: int = 0, size=(8, 6)) -> Path:

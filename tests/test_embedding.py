@@ -7,9 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from vizapp.embedding import Embedding, nearest, normalize_rows, project, subset_stats
-from vizapp.errors import Cancelled, UserError
-from vizapp.jobs import CancelToken
+from vizapp.collection.embedding import Embedding, nearest, normalize_rows, project, subset_stats
+from vizapp.core.errors import Cancelled, UserError
+from vizapp.core.jobs import CancelToken
 
 
 def blobs(per: int = 60, dims: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -100,7 +100,7 @@ def test_umap_starts_from_init(data):
 
 
 def test_umap_on_large_collections_takes_annoy_neighbours(data, monkeypatch):
-    from vizapp import embedding
+    from vizapp.collection import embedding
 
     x, y = data
     indices, distances = embedding._annoy_knn(x, 6, seed=0)
@@ -258,7 +258,7 @@ def test_embedding_rejects_mismatched_rows_and_bad_files(tmp_path):
 
 
 def test_preload_imports_the_libraries():
-    from vizapp.embedding import preload
+    from vizapp.collection.embedding import preload
 
     steps = []
     preload(progress=lambda done, total, text: steps.append((done, total)))

@@ -8,7 +8,7 @@ from PySide6.QtCore import QEvent, QPoint, QPointF, QRectF, Qt
 from PySide6.QtGui import QImage, QMouseEvent
 from PySide6.QtWidgets import QApplication
 
-from vizapp.embedding import Embedding
+from vizapp.collection.embedding import Embedding
 
 pytestmark = pytest.mark.gui
 

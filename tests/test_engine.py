@@ -13,14 +13,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-import vizapp.images
-from vizapp.errors import ImageError, LayerError, ModelError
-from vizapp.images import load_image
-from vizapp.inference import run
-from vizapp.kernels import kernel_layer, kernel_mosaic, kernel_weights
-from vizapp.layers import conv_layers, format_table, layer_table
-from vizapp.mosaic import as_channel_maps, channel_order, feature_mosaic
-from vizapp.probe import capture
+import vizapp.inputs.images
+from vizapp.core.errors import ImageError, LayerError, ModelError
+from vizapp.inputs.images import load_image
+from vizapp.probing.inference import run
+from vizapp.probing.kernels import kernel_layer, kernel_mosaic, kernel_weights
+from vizapp.probing.layers import conv_layers, format_table, layer_table
+from vizapp.probing.mosaic import as_channel_maps, channel_order, feature_mosaic
+from vizapp.probing.probe import capture
 
 CAT_CLASSES = {"tiger cat", "Egyptian cat", "tabby"}
 
@@ -430,12 +430,12 @@ def test_decompression_bomb(tmp_path, monkeypatch, limit):
     path = tmp_path / "bomb_100x100.png"
     Image.new("RGB", (100, 100)).save(path)
     before = Image.MAX_IMAGE_PIXELS
-    monkeypatch.setattr(vizapp.images, "MAX_PIXELS", limit)
+    monkeypatch.setattr(vizapp.inputs.images, "MAX_PIXELS", limit)
     with pytest.raises(ImageError, match="too many pixels") as info:
         load_image(path)
     assert path.name in str(info.value)
     assert Image.MAX_IMAGE_PIXELS == before  # the global limit is restored
-    monkeypatch.setattr(vizapp.images, "MAX_PIXELS", 10_000)
+    monkeypatch.setattr(vizapp.inputs.images, "MAX_PIXELS", 10_000)
     assert load_image(path).size == (100, 100)  # exactly at the limit is fine
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vizapp.errors import StorageError, UserError
-from vizapp.files import (
+from vizapp.core.errors import StorageError, UserError
+from vizapp.core.files import (
     atomic_write,
     remove_leftovers,
     storage_error,

@@ -9,8 +9,8 @@ from PIL import Image
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QImage
 
-from vizapp.images import sample_images
-from vizapp.mosaic import channel_order
+from vizapp.inputs.images import sample_images
+from vizapp.probing.mosaic import channel_order
 
 pytestmark = pytest.mark.gui
 
@@ -68,7 +68,7 @@ def test_selecting_a_layer_in_the_tree_drives_the_views(qtbot, started):
 
 
 def test_feature_maps_equal_the_engine_and_sorting_matches_brute_force(qtbot, started):
-    from vizapp.inference import run
+    from vizapp.probing.inference import run
 
     w = started
     w.session.select_layer("blocks.2")
@@ -428,7 +428,7 @@ def test_a_folder_collection_counts_unreadable_files(qtbot, started, tmp_path, m
 
 
 def test_embedding_of_the_collection(qtbot, started, tmp_path, monkeypatch):
-    from vizapp.embedding import nearest
+    from vizapp.collection.embedding import nearest
 
     monkeypatch.setenv("VIZAPP_CACHE", str(tmp_path / "cache"))
     w = started
@@ -517,7 +517,7 @@ def test_a_long_error_is_shown_whole_and_the_attention_dock_suggests_vit_digits_
 def test_switching_to_the_shapes_model_shows_a_shape_unless_the_box_is_off(qtbot, window, make_window):
     from pathlib import Path
 
-    from vizapp.images import lab_samples
+    from vizapp.inputs.images import lab_samples
 
     lab = {s.name: str(s.path) for s in lab_samples()}
     w = window

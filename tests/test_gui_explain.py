@@ -13,7 +13,7 @@ def wait_idle(qtbot, w, timeout=120_000):
 
 
 def test_attributions_run_when_their_dock_is_raised_and_follow_the_picked_class(qtbot, window):
-    from vizapp.attribution import attribute
+    from vizapp.explain.attribution import attribute
 
     w = window
     w.start()
@@ -41,7 +41,7 @@ def test_attributions_run_when_their_dock_is_raised_and_follow_the_picked_class(
 
 
 def test_attention_dock_on_a_cnn_says_why_and_on_a_vit_shows_every_head(qtbot, window):
-    from vizapp.attention import analyse_attention
+    from vizapp.explain.attention import analyse_attention
 
     w = window
     w.start()
@@ -114,7 +114,7 @@ def test_a_layer_step_recomputes_only_gradcam_and_escape_then_f5_recomputes(qtbo
 def test_a_run_from_the_training_dock_opens_in_every_view(qtbot, tmp_path, window):
     from pathlib import Path
 
-    from vizapp.training import TrainConfig
+    from vizapp.training.trainer import TrainConfig
 
     w = window
     w.start()

@@ -1,7 +1,7 @@
 """The collection-indexing engine, checked against independent computations.
 
 * the streaming per-channel top-k (batched, on the device) against a brute-force pass
-  that runs every image alone through ``vizapp.inference.run`` (ties broken by image order);
+  that runs every image alone through ``vizapp.probing.inference.run`` (ties broken by image order);
 * the receptive-field boxes against back-propagation, and the mapping back to the
   original image by hand;
 * the cache key, resume after a cancel, unreadable files, pooled features, the CLI.
@@ -29,13 +29,19 @@ from torch import nn
 
 import main
 from models import LoadedModel, Preprocess
-from vizapp import indexing
-from vizapp.datasets import ImageCollection
-from vizapp.errors import Cancelled, LayerError, UserError
-from vizapp.indexing import Index, StreamingTopK, build_index
-from vizapp.inference import run
-from vizapp.jobs import CancelToken
-from vizapp.receptive import ChainField, analytic_field, gradient_boxes, token_box, unit_boxes
+from vizapp.collection import indexing
+from vizapp.collection.datasets import ImageCollection
+from vizapp.collection.indexing import Index, StreamingTopK, build_index
+from vizapp.core.errors import Cancelled, LayerError, UserError
+from vizapp.core.jobs import CancelToken
+from vizapp.explain.receptive import (
+    ChainField,
+    analytic_field,
+    gradient_boxes,
+    token_box,
+    unit_boxes,
+)
+from vizapp.probing.inference import run
 
 N_GOOD = 28  # readable images in the shared collection (plus 2 unreadable files)
 BATCH = 7
@@ -769,7 +775,7 @@ def test_cli_errors(capsys, cli_photos, tmp_path, case):
 
 
 def test_cli_embed(capsys, cli_photos, tmp_path, monkeypatch, resnet18_state):
-    pytest.importorskip("vizapp.embedding")
+    pytest.importorskip("vizapp.collection.embedding")
     monkeypatch.setenv("VIZAPP_CACHE", str(tmp_path / "cache"))
     # A small torchvision network from a weights file keeps the box post-pass short.
     torch.manual_seed(0)

@@ -1,4 +1,4 @@
-"""What ``vizapp.inference.run`` does beyond preprocessing and the forward pass: no walk over
+"""What ``vizapp.probing.inference.run`` does beyond preprocessing and the forward pass: no walk over
 the modules of a model already in eval mode, and the modes restored exactly."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from PIL import Image
 from torch import nn
 
 from models import LoadedModel, Preprocess
-from vizapp.inference import run, training_modules
+from vizapp.probing.inference import run, training_modules
 
 
 class _Counting(nn.Sequential):

@@ -16,7 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vizapp.losses import (
+from vizapp.training.losses import (
     LOSSES,
     MINING,
     contrastive_loss,

@@ -28,7 +28,7 @@ import main
 import models._loaders
 from models import load_model
 from models.small import build_small, read_card, save_checkpoint
-from vizapp.errors import ModelError, UntrustedModelError
+from vizapp.core.errors import ModelError, UntrustedModelError
 
 ROOT = Path(__file__).resolve().parents[1]
 JIT_DEPRECATED = pytest.mark.filterwarnings("ignore:`torch.jit.*deprecated:FutureWarning")
@@ -258,8 +258,8 @@ def test_the_sizes_torch_would_inflate_are_checked_too(tmp_path, monkeypatch, no
 
 
 def test_resuming_from_a_bomb_state_file_never_reaches_torch_load(tmp_path, no_torch_load, no_zip_reader):
-    from vizapp.errors import UserError
-    from vizapp.training import _read_state
+    from vizapp.core.errors import UserError
+    from vizapp.training.trainer import _read_state
 
     path = _two_directory_bomb(tmp_path / "train_state.pt")
     with pytest.raises(UserError, match=f"^{re.escape(str(path))}: inconsistent zip directory; refusing$"):

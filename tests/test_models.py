@@ -22,10 +22,10 @@ import models
 from models import REGISTRY, ModelSpec, get_spec, is_cached, list_specs, load_model
 from models._download import checkpoint_dir, fetch
 from models._loaders import _package_weights
-from vizapp.device import available_devices, default_device, move_model
-from vizapp.errors import Cancelled, ModelError, UntrustedModelError
-from vizapp.inference import run
-from vizapp.jobs import CancelToken
+from vizapp.core.errors import Cancelled, ModelError, UntrustedModelError
+from vizapp.core.jobs import CancelToken
+from vizapp.probing.device import available_devices, default_device, move_model
+from vizapp.probing.inference import run
 
 JIT_DEPRECATED = pytest.mark.filterwarnings("ignore:`torch.jit.*deprecated:FutureWarning")
 

@@ -1,4 +1,4 @@
-"""The one notifier (``vizapp.notifications``) and the one status route of the window."""
+"""The one notifier (``vizapp.core.notifications``) and the one status route of the window."""
 
 from __future__ import annotations
 
@@ -8,13 +8,18 @@ import threading
 
 import pytest
 
-from vizapp.notifications import Notification, NotificationManager, Severity, notification_manager
+from vizapp.core.notifications import (
+    Notification,
+    NotificationManager,
+    Severity,
+    notification_manager,
+)
 
 # --- the manager, Qt-free -------------------------------------------------------------
 
 
 def test_the_notifier_imports_no_qt():
-    code = "import sys, vizapp.notifications; print(sorted(m for m in sys.modules if 'PySide' in m or 'Qt' in m))"
+    code = "import sys, vizapp.core.notifications; print(sorted(m for m in sys.modules if 'PySide' in m or 'Qt' in m))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -149,7 +154,7 @@ def test_a_training_failure_shows_in_the_status_label(qtbot, make_window, tmp_pa
     import numpy as np
     from PIL import Image
 
-    from vizapp.training import TrainConfig
+    from vizapp.training.trainer import TrainConfig
 
     folder = tmp_path / "loose"
     folder.mkdir()

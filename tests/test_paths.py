@@ -1,4 +1,4 @@
-"""One paths module (vizapp.paths): resources through importlib.resources, the app's folders
+"""One paths module (vizapp.core.paths): resources through importlib.resources, the app's folders
 with their environment overrides, and one entry point for ``main.py``, ``python -m vizapp``
 and the ``vizapp`` command."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from vizapp import paths
+from vizapp.core import paths
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,7 +37,7 @@ def test_no_module_finds_resources_by_path_arithmetic():
 
 def test_lab_samples_and_shipped_models_come_from_the_resources_package(monkeypatch, tmp_path):
     from models import _loaders, get_spec
-    from vizapp.images import lab_samples
+    from vizapp.inputs.images import lab_samples
 
     fake = tmp_path / "res"
     (fake / "samples").mkdir(parents=True)
@@ -58,8 +58,8 @@ def test_environment_overrides_win(monkeypatch, tmp_path):
     assert paths.runs_dir() == tmp_path / "r"
     assert paths.settings_file() == tmp_path / "s.ini"
 
-    from vizapp.datasets import data_root
-    from vizapp.indexing import default_cache_dir
+    from vizapp.collection.datasets import data_root
+    from vizapp.collection.indexing import default_cache_dir
 
     assert default_cache_dir() == tmp_path / "c" / "index"
     assert data_root() == tmp_path / "d"

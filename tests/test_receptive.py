@@ -12,7 +12,7 @@ import torch.nn.functional as tf
 from torch import nn
 
 from models import LoadedModel, Preprocess
-from vizapp.receptive import analytic_field, gradient_boxes
+from vizapp.explain.receptive import analytic_field, gradient_boxes
 
 
 def _chain(pre: Preprocess) -> LoadedModel:
@@ -101,7 +101,7 @@ def test_fields_to_original_is_field_to_original_for_each_row():
 @pytest.fixture
 def count_units(monkeypatch):
     """The units each forward/backward pass of ``gradient_boxes`` measured."""
-    import vizapp.receptive as receptive
+    import vizapp.explain.receptive as receptive
 
     passes: list[list[tuple[int, int]]] = []
     real = receptive._Measure.__call__

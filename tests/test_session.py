@@ -10,11 +10,11 @@ import torchvision
 
 from main import main
 from models import LoadedModel, Preprocess, load_model
-from vizapp.errors import UserError
-from vizapp.inference import run
-from vizapp.kernels import kernel_mosaic
-from vizapp.layers import layer_table
-from vizapp.mosaic import as_channel_maps, has_maps
+from vizapp.core.errors import UserError
+from vizapp.probing.inference import run
+from vizapp.probing.kernels import kernel_mosaic
+from vizapp.probing.layers import layer_table
+from vizapp.probing.mosaic import as_channel_maps, has_maps
 from vizapp.session import Session
 
 
@@ -98,7 +98,7 @@ def test_depthwise_kernels_default_to_one_tile_per_channel():
 
 
 def test_unknown_device_is_a_user_error():
-    from vizapp.device import check_device
+    from vizapp.probing.device import check_device
 
     assert check_device("cpu") == "cpu"
     with pytest.raises(UserError, match="not available here"):
@@ -123,9 +123,9 @@ def test_non_registry_arch_gets_its_own_preprocessing(tmp_path):
 
 
 def test_receptive_field_post_pass_stops_when_cancelled():
-    from vizapp.errors import Cancelled
-    from vizapp.jobs import CancelToken
-    from vizapp.receptive import gradient_boxes, unit_boxes
+    from vizapp.core.errors import Cancelled
+    from vizapp.core.jobs import CancelToken
+    from vizapp.explain.receptive import gradient_boxes, unit_boxes
 
     torch.manual_seed(0)
     loaded = LoadedModel("r", "r", "cnn", torchvision.models.resnet18(weights=None).eval(), Preprocess(), None, "")
@@ -145,7 +145,7 @@ def test_receptive_field_post_pass_stops_when_cancelled():
 
 def test_suggested_vits_come_from_the_catalog_what_works_here_first():
     from models import get_spec, list_specs
-    from vizapp.suggestions import suggest_models, suggestion_text
+    from vizapp.explain.suggestions import suggest_models, suggestion_text
 
     catalog = [(spec, spec.source in ("resources", "random", "package")) for spec in list_specs()]
     names = [s.name for s in suggest_models("vit", catalog)]

@@ -27,7 +27,7 @@ from models import (
     transfer_model,
 )
 from models.small import find_head, train_mode
-from vizapp.errors import ModelError, StorageError
+from vizapp.core.errors import ModelError, StorageError
 
 NAMES = list(SMALL_MODELS)
 
@@ -114,7 +114,7 @@ def test_tinyvgg_layers_for_the_views():
     convs = [n for n, m in vgg.named_modules() if isinstance(m, nn.Conv2d)]
     assert convs == ["conv1_1", "conv1_2", "conv2_1", "conv2_2"]
     assert vgg.conv1_1.weight.shape == (10, 3, 3, 3)  # RGB 3x3 kernels for the kernels view
-    from vizapp.kernels import kernel_layer, kernel_mosaic, kernel_weights
+    from vizapp.probing.kernels import kernel_layer, kernel_mosaic, kernel_weights
 
     loaded = LoadedModel("tinyvgg", "TinyVGG", "cnn", vgg, Preprocess(32, 32), None, "tests")
     assert kernel_layer(loaded, None) == "conv1_1"
@@ -172,7 +172,7 @@ def test_bad_names_and_options_are_model_errors():
 def test_vit_attention_is_captured_by_the_app(size, patch, grid):
     from timm.layers import Attention
 
-    from vizapp.attention import analyse_attention, attention_modules
+    from vizapp.explain.attention import analyse_attention, attention_modules
 
     vit = _build("vit", 3, size, classes=4)
     found = attention_modules(vit)
@@ -293,9 +293,9 @@ def test_checkpoint_round_trip(tmp_path, name, channels, size):
 
 
 def test_checkpoint_opens_in_the_other_views(tmp_path):
-    from vizapp.attribution import attribute
-    from vizapp.inference import run
-    from vizapp.layers import layer_table
+    from vizapp.explain.attribution import attribute
+    from vizapp.probing.inference import run
+    from vizapp.probing.layers import layer_table
 
     save_checkpoint(_build("tinyvgg"), _card(_build("tinyvgg")), tmp_path)
     loaded = load_model(str(tmp_path))

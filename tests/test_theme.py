@@ -141,7 +141,7 @@ def window(make_window):
 
 
 def _sizes(w):
-    from vizapp.inference import Prediction
+    from vizapp.probing.inference import Prediction
 
     p = w.predictions_view
     p.set_predictions([Prediction("tiger cat", 282, 0.5), Prediction("tabby", 281, 0.3), Prediction("lynx", 287, 0.2)])

@@ -1,4 +1,4 @@
-"""The Top patches engine (``vizapp.patches``) and view, against a real small index.
+"""The Top patches engine (``vizapp.collection.patches``) and view, against a real small index.
 
 The index (Lite0's stem over the offline samples, k=4) is built once per module; the
 stem's boxes are analytic, so building it takes a few seconds.
@@ -15,11 +15,9 @@ import pytest
 from PIL import Image
 from PySide6.QtCore import QPointF, Qt
 
-from vizapp.datasets import ImageCollection
-from vizapp.errors import Cancelled
-from vizapp.indexing import Patch, build_index
-from vizapp.jobs import CancelToken
-from vizapp.patches import (
+from vizapp.collection.datasets import ImageCollection
+from vizapp.collection.indexing import Patch, build_index
+from vizapp.collection.patches import (
     MISSING_VALUE,
     PAD_VALUE,
     crop_patch,
@@ -27,6 +25,8 @@ from vizapp.patches import (
     load_patch_grid,
     patch_pixels,
 )
+from vizapp.core.errors import Cancelled
+from vizapp.core.jobs import CancelToken
 
 LAYER = "conv_stem"
 K = 4
@@ -137,7 +137,7 @@ def test_unreadable_image_gives_a_dark_tile_and_a_note(index, tmp_path):
 
 
 def test_view_module_does_not_load_torch():
-    code = "import sys, widgets.top_patches_view, vizapp.patches; sys.exit('torch' in sys.modules)"
+    code = "import sys, widgets.top_patches_view, vizapp.collection.patches; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 

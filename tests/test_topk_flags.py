@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from vizapp.indexing import StreamingTopK
-from vizapp.patches import unit_flags
+from vizapp.collection.indexing import StreamingTopK
+from vizapp.collection.patches import unit_flags
 
 
 def _feed(top: StreamingTopK, maps: torch.Tensor, ids: torch.Tensor, batch: int) -> StreamingTopK:

@@ -27,9 +27,15 @@ from PIL import Image
 from models import load_model
 from models.small import build_small, read_card
 from vizapp import cli
-from vizapp.errors import UserError
-from vizapp.training import TrainConfig, TrainControl, Trainer, stable_projection, write_json_line
-from vizapp.trainsets import SHAPE_CLASSES, mean_std
+from vizapp.core.errors import UserError
+from vizapp.training.trainer import (
+    TrainConfig,
+    TrainControl,
+    Trainer,
+    stable_projection,
+    write_json_line,
+)
+from vizapp.training.trainsets import SHAPE_CLASSES, mean_std
 
 DIGITS = [str(d) for d in range(10)]
 
@@ -463,7 +469,7 @@ def test_checkpoint_loads_with_the_trained_outputs(reference):
 
 def test_grey_cnn_checkpoint_in_feature_maps_and_gradcam(reference):
     from vizapp.analysis import analyse_image, open_model
-    from vizapp.attribution import attribute
+    from vizapp.explain.attribution import attribute
 
     opened = open_model(str(reference.out), device="cpu")
     loaded = opened.model
@@ -486,7 +492,7 @@ def test_grey_cnn_checkpoint_in_feature_maps_and_gradcam(reference):
 
 
 def test_vit_checkpoint_in_the_attention_view(vit_run):
-    from vizapp.attention import analyse_attention
+    from vizapp.explain.attention import analyse_attention
 
     trainer = vit_run.trainer
     loaded = load_model(str(vit_run.out))
@@ -668,7 +674,7 @@ def test_automatic_and_requested_checkpoints(tmp_path):
 def test_a_run_is_the_same_while_other_threads_use_torchs_generator(reference):
     """Augmentations draw from per-step seeds under the RNG lock: a model loaded on another
     thread mid-run (the window's "Open in the app") does not change the run."""
-    from vizapp.jobs import seeded
+    from vizapp.core.jobs import seeded
 
     stop = threading.Event()
 
@@ -726,7 +732,7 @@ def test_pause_after_stop_does_not_hang_and_checkpoint_works_while_paused(tmp_pa
 
 
 def test_metric_runs_see_every_class_of_a_class_sorted_folder(tmp_path):
-    from vizapp.trainsets import make_shapes
+    from vizapp.training.trainsets import make_shapes
 
     shapes = make_shapes(n=240, size=32, seed=0)
     order = torch.argsort(shapes.labels, stable=True)  # a folder's order: one class after another
@@ -746,7 +752,7 @@ def test_metric_runs_see_every_class_of_a_class_sorted_folder(tmp_path):
                                             ("triplet", {"pos_dist", "neg_dist", "active_triplets"}),
                                             ("infonce", {"top1", "pos_sim", "neg_sim"})])
 def test_metric_step_records_say_what_the_loss_does(loss, keys):
-    from vizapp.losses import loss_stats
+    from vizapp.training.losses import loss_stats
 
     trainer = Trainer(config(loss=loss, epochs=1, log_every=5))
     steps = [r for r in trainer.run() if r["type"] == "step"]
@@ -762,8 +768,8 @@ def test_own_generator_covers_init_dropout_drop_path_and_augmentations():
     between two blocks with the same seed changes nothing."""
     from timm.layers import DropPath
 
-    from vizapp.training import OwnGenerator
-    from vizapp.trainsets import build_augment
+    from vizapp.training.trainer import OwnGenerator
+    from vizapp.training.trainsets import build_augment
 
     augment = build_augment(["crop", "hflip", "jitter", "erase"], 16, 3)
     images = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
@@ -870,7 +876,7 @@ def test_the_lock_of_a_killed_run_does_not_block(tmp_path):
     import sys
 
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from pathlib import Path; from vizapp.training import RunLock; "
+        "import sys, time; from pathlib import Path; from vizapp.training.trainer import RunLock; "
         f"lock = RunLock(Path({str(tmp_path)!r})).acquire(); print('locked', flush=True); time.sleep(60)")],
         stdout=subprocess.PIPE, text=True)
     try:

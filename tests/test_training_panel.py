@@ -25,7 +25,7 @@ RUN_TIMEOUT_MS = 180_000
 
 
 def small_config(**changes):
-    from vizapp.training import TrainConfig
+    from vizapp.training.trainer import TrainConfig
 
     settings = dict(dataset="shapes", n=500, model="lenet", loss="ce", epochs=2, batch_size=32, log_every=2,
                     kernels_every=5, embed_points=100, checkpoint_every=0, seed=0)
@@ -72,7 +72,7 @@ def wait_steady(qtbot, panel, quiet_ms: int = 500) -> int:
 def test_run_shows_what_the_engine_computes(panel, qtbot, tmp_path):
     from safetensors.numpy import load_file
 
-    from vizapp.training import Trainer
+    from vizapp.training.trainer import Trainer
     from widgets.training_panel import kernel_mosaic
 
     panel.set_config(small_config())
@@ -209,7 +209,7 @@ def test_a_folder_without_classes_says_what_to_do(panel, qtbot, tmp_path):
     folder.mkdir()
     for i in range(3):
         Image.fromarray(np.full((16, 16, 3), 60 * i, np.uint8)).save(folder / f"{i}.png")
-    from vizapp.notifications import Severity, notification_manager
+    from vizapp.core.notifications import Severity, notification_manager
 
     messages = []
     collect = lambda n: messages.append((n.message, n.severity is Severity.ERROR))  # noqa: E731

@@ -13,10 +13,10 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from vizapp import trainsets
-from vizapp.errors import Cancelled, UserError
-from vizapp.jobs import CancelToken
-from vizapp.trainsets import (
+from vizapp.core.errors import Cancelled, UserError
+from vizapp.core.jobs import CancelToken
+from vizapp.training.trainer import trainsets
+from vizapp.training.trainsets import (
     AUGMENTATIONS,
     SHAPE_CLASSES,
     TrainSet,

@@ -55,7 +55,7 @@ def test_wheel_holds_the_packages_resources_and_entry_point(wheel):
         assert f"{package}/__init__.py" in names, package
     # widgets is a namespace package (no __init__.py): every view module ships.
     assert {f"widgets/{p.name}" for p in (ROOT / "widgets").glob("*.py")} <= names
-    assert {"main.py", "vizapp/__main__.py", "vizapp/paths.py", "widgets/app.py", "resources/icon.png"} <= names
+    assert {"main.py", "vizapp/__main__.py", "vizapp/core/paths.py", "widgets/app.py", "resources/icon.png"} <= names
     for model in ("tinyvgg_shapes", "vit_digits"):
         assert f"resources/models/{model}/card.json" in names
         assert f"resources/models/{model}/model.safetensors" in names
@@ -86,7 +86,7 @@ def installed(wheel, tmp_path_factory) -> tuple[Path, dict, Path]:
 _PROBE = """
 import contextlib, io, json
 import main, models, resources, vizapp
-from vizapp.images import lab_samples
+from vizapp.inputs.images import lab_samples
 out = io.StringIO()
 with contextlib.redirect_stdout(out):
     status = main.main(["models", "--json"])

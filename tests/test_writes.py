@@ -1,10 +1,10 @@
-"""Every file the app writes goes through the one atomic writer, ``vizapp/files.py``.
+"""Every file the app writes goes through the one atomic writer, ``vizapp/core/files.py``.
 
 A write straight to its target (``np.savez(path)``, ``pixmap.save(path)``,
 ``Path.write_text``, ``torch.save(obj, path)``, ``open(path, "w")``) leaves a truncated
 file when the disk fills or the process is killed, and destroys the file it replaces.
 This test reads the source of ``vizapp``, ``models`` and ``widgets`` and fails on any
-such call outside ``vizapp/files.py``, except the few listed below with their reason.
+such call outside ``vizapp/core/files.py``, except the few listed below with their reason.
 """
 
 from __future__ import annotations
@@ -26,19 +26,19 @@ WRITES = re.compile(
 
 #: (file, text on the line, why it is not a direct write).
 ALLOWED = [
-    ("vizapp/training.py", "torch.save(state, buffer)", "serialised in memory, then write_bytes"),
-    ("vizapp/training.py", 'open(self.path, "a+b", buffering=0)', "the run's lock file, not data"),
-    ("vizapp/training.py", "self.save()", "Trainer.save: write_bytes and save_checkpoint"),
+    ("vizapp/training/trainer.py", "torch.save(state, buffer)", "serialised in memory, then write_bytes"),
+    ("vizapp/training/trainer.py", 'open(self.path, "a+b", buffering=0)', "the run's lock file, not data"),
+    ("vizapp/training/trainer.py", "self.save()", "Trainer.save: write_bytes and save_checkpoint"),
     ("vizapp/cli.py", "embedding.save(args.out)", "Embedding.save: write_npz"),
-    ("vizapp/indexing.py", 'open_memmap(path, mode="w+"', "create_features: space reserved before the map"),
-    ("vizapp/indexing.py", 'open(path, "r+b")', "create_features: reserving the space"),
+    ("vizapp/collection/indexing.py", 'open_memmap(path, mode="w+"', "create_features: space reserved before the map"),
+    ("vizapp/collection/indexing.py", 'open(path, "r+b")', "create_features: reserving the space"),
     ("widgets/common.py", 'pixmap.save(buffer, "PNG")', "encoded in memory, then write_bytes"),
     ("widgets/image_view.py", 'image.save(buffer, "PNG")', "encoded in memory (drag and drop)"),
     ("models/_checkpoint.py", "atomic_write(", "the write goes to atomic_write's temporary file"),
     ("models/_checkpoint.py", "save_file(state, tmp,", "write_weights, called by atomic_write with its temporary file"),
     ("models/_download.py", 'os.fdopen(fd, "wb")', "a streamed download: its own temporary file, hash-checked, "
                                                     "then renamed"),
-    ("vizapp/datasets.py", 'open(part, "wb")', "a streamed download: a .part file, then renamed"),
+    ("vizapp/collection/datasets.py", 'open(part, "wb")', "a streamed download: a .part file, then renamed"),
 ]
 
 
@@ -47,7 +47,7 @@ def direct_writes() -> list[str]:
     for folder in ("vizapp", "models", "widgets"):
         for path in sorted((ROOT / folder).rglob("*.py")):
             rel = path.relative_to(ROOT).as_posix()
-            if rel == "vizapp/files.py":
+            if rel == "vizapp/core/files.py":
                 continue
             for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
                 code = line.split("#", 1)[0]
@@ -60,7 +60,7 @@ def direct_writes() -> list[str]:
 
 
 def test_every_write_goes_through_the_atomic_writer():
-    assert direct_writes() == [], "write through vizapp.files (atomic_write, write_npz, write_json, ...)"
+    assert direct_writes() == [], "write through vizapp.core.files (atomic_write, write_npz, write_json, ...)"
 
 
 @pytest.mark.parametrize("line", ["np.savez(path, **arrays)", "Path(p).write_text(text)", "pixmap.save(str(path), 'PNG')",
@@ -73,8 +73,8 @@ def test_an_embedding_save_over_a_file_on_a_full_disk_keeps_the_earlier_file(tmp
     """``features``/``embed --out`` over an existing file: a failed write leaves the earlier file whole."""
     from _disks import fill, tmpfs
 
-    from vizapp.embedding import Embedding
-    from vizapp.errors import StorageError
+    from vizapp.collection.embedding import Embedding
+    from vizapp.core.errors import StorageError
 
     with tmpfs(tmp_path / "disk", size="1m") as disk:
         path = disk / "e.npz"

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vizapp.errors import OutOfMemory, UserError
-from vizapp.jobs import CancelToken, Progress, no_progress
+from vizapp.core.errors import OutOfMemory, UserError
+from vizapp.core.jobs import CancelToken, Progress, no_progress
 
 __all__ = [
     "OpenedModel",
@@ -45,7 +45,7 @@ class OpenedModel:
 class LayerAnalysis:
     """One image through the model with one layer captured.
 
-    ``maps`` is the layer's output as ``C x H x W`` (see ``vizapp.mosaic.as_channel_maps``).
+    ``maps`` is the layer's output as ``C x H x W`` (see ``vizapp.probing.mosaic.as_channel_maps``).
     """
 
     display: np.ndarray
@@ -69,8 +69,8 @@ def open_model(
     cancel: CancelToken | None = None,
 ) -> OpenedModel:
     from models import load_model
-    from vizapp.device import check_device, default_device, move_model
-    from vizapp.layers import layer_table
+    from vizapp.probing.device import check_device, default_device, move_model
+    from vizapp.probing.layers import layer_table
 
     target = check_device(device) if device else default_device()
     loaded = load_model(name, arch=arch, trust=trust, progress=progress, cancel=cancel)
@@ -95,9 +95,9 @@ def analyse_image(
     cancel: CancelToken | None = None,
 ) -> LayerAnalysis:
     """Predictions, the model's-eye input, and ``layer``'s maps and mosaic for ``image``."""
-    from vizapp.device import move_model
-    from vizapp.inference import run
-    from vizapp.mosaic import as_channel_maps, feature_mosaic
+    from vizapp.probing.device import move_model
+    from vizapp.probing.inference import run
+    from vizapp.probing.mosaic import as_channel_maps, feature_mosaic
 
     pil = image.to_pil() if hasattr(image, "to_pil") else image
     layers = [layer] if layer and not model.scripted else []
@@ -134,23 +134,23 @@ def analyse_image(
 
 def attention(model, image, target=None, gradient: bool = False, *, progress: Progress = no_progress,
               cancel: CancelToken | None = None):
-    """Every head's attention for ``image`` (see :func:`vizapp.attention.analyse_attention`)."""
-    from vizapp.attention import analyse_attention
+    """Every head's attention for ``image`` (see :func:`vizapp.explain.attention.analyse_attention`)."""
+    from vizapp.explain.attention import analyse_attention
 
     return analyse_attention(model, image, target, gradient, progress=progress, cancel=cancel)
 
 
 def attribution(model, image, method: str, target=None, layer: str | None = None, *,
                 progress: Progress = no_progress, cancel: CancelToken | None = None):
-    """One attribution method's map for ``image`` (see :func:`vizapp.attribution.attribute`)."""
-    from vizapp.attribution import attribute
+    """One attribution method's map for ``image`` (see :func:`vizapp.explain.attribution.attribute`)."""
+    from vizapp.explain.attribution import attribute
 
     return attribute(model, image, method, target, layer, progress=progress, cancel=cancel)
 
 
 def move_to_device(model, device: str, *, progress: Progress = no_progress, cancel: CancelToken | None = None) -> str:
     """Move ``model`` to ``device``; returns a message if it fell back to the CPU."""
-    from vizapp.device import check_device, move_model
+    from vizapp.probing.device import check_device, move_model
 
     device = check_device(device)
     if device == model.device:
@@ -162,15 +162,15 @@ def move_to_device(model, device: str, *, progress: Progress = no_progress, canc
 def catalog(*, progress: Progress = no_progress, cancel: CancelToken | None = None):
     """``([(spec, usable offline)], devices)`` for the model picker (checks caches on disk)."""
     from models import is_cached, list_specs
-    from vizapp.device import available_devices
+    from vizapp.probing.device import available_devices
 
     return [(spec, is_cached(spec)) for spec in list_specs()], available_devices()
 
 
 def analyse_kernels(model, layer: str | None, mode: str = "auto", norm: str = "filter", *,
                     progress: Progress = no_progress, cancel: CancelToken | None = None):
-    """The kernels to show for ``layer`` (see ``vizapp.kernels.kernel_layer``), or None."""
-    from vizapp.kernels import kernel_layer, kernel_mosaic, kernel_weights
+    """The kernels to show for ``layer`` (see ``vizapp.probing.kernels.kernel_layer``), or None."""
+    from vizapp.probing.kernels import kernel_layer, kernel_mosaic, kernel_weights
 
     conv = kernel_layer(model, layer)
     if conv is None:
@@ -182,7 +182,7 @@ def decode_image(source, *, progress: Progress = no_progress, cancel: CancelToke
     """Read a file path (or bytes) into an :class:`~vizapp.session.ImageRecord`."""
     from pathlib import Path
 
-    from vizapp.images import load_image
+    from vizapp.inputs.images import load_image
     from vizapp.session import ImageRecord
 
     image = load_image(source)
@@ -193,8 +193,8 @@ def decode_image(source, *, progress: Progress = no_progress, cancel: CancelToke
 
 def thumbnails(paths, size: int = 96, *, progress: Progress = no_progress, cancel: CancelToken | None = None):
     """Square-ish uint8 thumbnails for a gallery, skipping unreadable files."""
-    from vizapp.errors import ImageError
-    from vizapp.images import load_image
+    from vizapp.core.errors import ImageError
+    from vizapp.inputs.images import load_image
 
     out = []
     for i, (name, path) in enumerate(paths):
@@ -212,7 +212,7 @@ def thumbnails(paths, size: int = 96, *, progress: Progress = no_progress, cance
 
 def open_collection(spec: str, *, progress: Progress = no_progress, cancel: CancelToken | None = None):
     """A folder, ``samples`` or a torchvision set name, as an ImageCollection."""
-    from vizapp.datasets import open_collection as _open
+    from vizapp.collection.datasets import open_collection as _open
 
     progress(0, 0, f"reading {spec}")
     return _open(spec, progress=progress, cancel=cancel) if spec in ("mnist", "fashion-mnist", "cifar10") else _open(spec)
@@ -225,7 +225,7 @@ def index_layer(model, collection, layer: str, k: int = 9, *, progress: Progress
     In the GUI the DataLoader runs in this thread (``workers=0``): forking worker
     processes from a threaded Qt app is not safe.
     """
-    from vizapp.indexing import build_index
+    from vizapp.collection.indexing import build_index
 
     return build_index(model, collection, [layer], k=k, workers=0, batch_size=16, progress=progress, cancel=cancel)
 
@@ -246,7 +246,7 @@ def embed_index(model, index, method: str = "pca", seed: int = 0, *, progress: P
     """
     import torch
 
-    from vizapp.embedding import Embedding, project
+    from vizapp.collection.embedding import Embedding, project
 
     features = index.features()
     if features is None:
@@ -266,7 +266,7 @@ def embed_index(model, index, method: str = "pca", seed: int = 0, *, progress: P
 def thumbnail(collection, key: str, size: int = 128, *, progress: Progress = no_progress,
               cancel: CancelToken | None = None) -> np.ndarray:
     """A small picture of one collection image (path or dataset key)."""
-    from vizapp.images import load_image
+    from vizapp.inputs.images import load_image
 
     image = collection.open_key(key) if collection is not None else load_image(key)
     image.thumbnail((size, size))
@@ -276,8 +276,8 @@ def thumbnail(collection, key: str, size: int = 128, *, progress: Progress = no_
 def neighbours(embedding, i: int, collection, k: int = 8, *, progress: Progress = no_progress,
                cancel: CancelToken | None = None):
     """``(i, indices, cosine similarities, thumbnails)`` of image ``i``'s nearest neighbours."""
-    from vizapp.embedding import nearest
-    from vizapp.errors import ImageError
+    from vizapp.collection.embedding import nearest
+    from vizapp.core.errors import ImageError
 
     indices, sims = nearest(embedding.features, i, k=min(k, len(embedding) - 1))
     thumbs = []

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from vizapp.errors import UserError
+from vizapp.core.errors import UserError
 
 __all__ = ["DOCKS", "build_parser", "main", "parse_args"]
 
@@ -226,14 +226,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _save_npz(path: str, **arrays) -> Path:
-    from vizapp.files import write_npz
+    from vizapp.core.files import write_npz
 
     return write_npz(path, **arrays)
 
 
 def _load(args: argparse.Namespace):
     from models import load_model
-    from vizapp.device import check_device, default_device, move_model
+    from vizapp.probing.device import check_device, default_device, move_model
 
     device = check_device(args.device) if args.device else default_device()
     loaded = load_model(args.model, arch=args.arch, trust=args.trust)
@@ -266,7 +266,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_layers(args: argparse.Namespace) -> int:
-    from vizapp.layers import format_table, layer_table
+    from vizapp.probing.layers import format_table, layer_table
 
     rows = layer_table(_load(args))
     print(json.dumps([r.to_json() for r in rows], indent=1) if args.json else format_table(rows))
@@ -274,8 +274,8 @@ def _cmd_layers(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from vizapp.images import load_image
-    from vizapp.inference import run
+    from vizapp.inputs.images import load_image
+    from vizapp.probing.inference import run
 
     image = load_image(args.image)
     result = run(_load(args), image, topk=args.top)
@@ -291,8 +291,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def _cmd_features(args: argparse.Namespace) -> int:
 
-    from vizapp.images import load_image
-    from vizapp.inference import run
+    from vizapp.inputs.images import load_image
+    from vizapp.probing.inference import run
 
     image = load_image(args.image)
     result = run(_load(args), image, [args.layer])
@@ -306,8 +306,8 @@ def _cmd_features(args: argparse.Namespace) -> int:
 def _cmd_attention(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from vizapp.attention import analyse_attention
-    from vizapp.images import load_image
+    from vizapp.explain.attention import analyse_attention
+    from vizapp.inputs.images import load_image
 
     image = load_image(args.image)
     r = analyse_attention(_load(args), image, target=args.target, gradient=args.target is not None)
@@ -328,8 +328,8 @@ def _cmd_attention(args: argparse.Namespace) -> int:
 def _cmd_attribute(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from vizapp.attribution import attribute
-    from vizapp.images import load_image
+    from vizapp.explain.attribution import attribute
+    from vizapp.inputs.images import load_image
 
     image = load_image(args.image)
     a = attribute(_load(args), image, args.method, target=args.target, layer=args.layer, steps=args.steps,
@@ -344,7 +344,7 @@ def _cmd_attribute(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from vizapp.training import TrainConfig, Trainer, write_json_line
+    from vizapp.training.trainer import TrainConfig, Trainer, write_json_line
 
     config = TrainConfig(
         dataset=args.dataset, model=args.model, loss=args.loss, epochs=args.epochs, seed=args.seed,
@@ -388,8 +388,8 @@ def _distributed_done() -> None:
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
-    from vizapp.datasets import open_collection
-    from vizapp.indexing import build_index
+    from vizapp.collection.datasets import open_collection
+    from vizapp.collection.indexing import build_index
 
     rank = _distributed_init()
     try:
@@ -406,8 +406,8 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
 
 def _cmd_top_patches(args: argparse.Namespace) -> int:
-    from vizapp.indexing import Index
-    from vizapp.patches import unit_flags
+    from vizapp.collection.indexing import Index
+    from vizapp.collection.patches import unit_flags
 
     index = Index.load(args.index)
     patches = index.top_patches(args.layer, args.channel)
@@ -425,9 +425,9 @@ def _cmd_top_patches(args: argparse.Namespace) -> int:
 def _cmd_embed(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from vizapp.datasets import open_collection
-    from vizapp.embedding import Embedding, project
-    from vizapp.indexing import build_index
+    from vizapp.collection.datasets import open_collection
+    from vizapp.collection.embedding import Embedding, project
+    from vizapp.collection.indexing import build_index
 
     if Path(args.out).is_dir():
         raise UserError(f"--out {args.out}: is a folder; name the .npz file to write")
@@ -505,7 +505,7 @@ def main(argv: Sequence[str] | None = None, gui_handlers: dict[str, Handler] | N
         if handler is None:
             raise UserError(f"the '{args.command}' command needs the GUI; run it through main.py")
         if getattr(args, "image", None) is not None:
-            from vizapp.images import resolve_image_source
+            from vizapp.inputs.images import resolve_image_source
 
             args.image = str(resolve_image_source(args.image))
         return handler(args)

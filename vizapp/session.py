@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from vizapp.events import Event
-from vizapp.notifications import notification_manager
+from vizapp.core.events import Event
+from vizapp.core.notifications import notification_manager
 
 __all__ = ["Session", "ImageRecord", "LAB_SAMPLE_NAMES", "model_samples"]
 
@@ -44,14 +44,14 @@ def model_samples(model) -> list[tuple[str, object]]:
     class it knows. Any other model, or an unreadable card, has none.
     """
     from models._checkpoint import is_checkpoint, read_card
-    from vizapp.images import lab_samples
+    from vizapp.inputs.images import lab_samples
 
     source = getattr(model, "source", "") or ""
     try:
         if not source or not is_checkpoint(source):
             return []
         card = read_card(source)
-    except (OSError, ValueError):  # vizapp.errors.UserError is a ValueError: a bad card has no samples
+    except (OSError, ValueError):  # vizapp.core.errors.UserError is a ValueError: a bad card has no samples
         return []
     data = card.get("data") if isinstance(card.get("data"), dict) else {}
     pattern = LAB_SAMPLE_NAMES.get(str(data.get("dataset", "")))
@@ -84,7 +84,7 @@ class Session:
     events : namespace of Event
         ``model``, ``image``, ``layer``, ``channel``, ``device``, ``collection``,
         ``index``. Messages for the user go through
-        :data:`vizapp.notifications.notification_manager` (:meth:`notify`).
+        :data:`vizapp.core.notifications.notification_manager` (:meth:`notify`).
     """
 
     def __init__(self) -> None:
@@ -158,8 +158,8 @@ class Session:
         tree. No-ops and pass-through containers (a ``Sequential`` repeats its last
         child's output) are skipped.
         """
-        from vizapp.layers import PASS_THROUGH
-        from vizapp.mosaic import has_maps
+        from vizapp.probing.layers import PASS_THROUGH
+        from vizapp.probing.mosaic import has_maps
 
         return [r.name for r in self.layers if r.name and r.type not in PASS_THROUGH and has_maps(r.shape)]
 

@@ -17,7 +17,7 @@ def make_app():
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("vizapp")
     app.setOrganizationName("vizapp")
-    from vizapp.paths import resource
+    from vizapp.core.paths import resource
 
     icon: Path = resource("icon.png")
     if icon.is_file():
@@ -28,8 +28,8 @@ def make_app():
 
 
 def run_gui(args) -> int:
-    from vizapp.device import configure_threads
-    from vizapp.notifications import notification_manager
+    from vizapp.core.notifications import notification_manager
+    from vizapp.probing.device import configure_threads
     from widgets.main_window import MainWindow
 
     app = make_app()
@@ -76,7 +76,7 @@ class _Collect(logging.Handler):
 def screenshot(args) -> int:
     """``main.py screenshot``: the main window in a given state, saved as a PNG."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from vizapp.errors import UserError
+    from vizapp.core.errors import UserError
     from widgets.main_window import MainWindow
 
     w, h = args.size  # validated by the parser (vizapp.cli: WxH within its bounds)

@@ -1,6 +1,6 @@
 """The Attention dock: where a Vision Transformer's tokens look.
 
-Four modes over one ``vizapp.attention.AttentionResult``:
+Four modes over one ``vizapp.explain.attention.AttentionResult``:
 
 - **Head**: the class token's attention in one layer and head (or the mean of the
   heads) over the input as the model saw it; beside it the same query in every head
@@ -39,7 +39,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from vizapp.mosaic import Mosaic, tile
+from vizapp.probing.mosaic import Mosaic, tile
 from widgets.common import LUT_ACTIVATION, heading, image_view_box
 from widgets.theme import THEME, bind_font, font
 
@@ -50,7 +50,7 @@ OWN_QUERY = -1
 
 MODES = ("head", "grid", "rollout", "distance")
 MODE_NAMES = {"head": "Head", "grid": "All heads", "rollout": "Rollout", "distance": "Distance"}
-#: ``vizapp.attention.FUSIONS``, spelled out so that opening the window does not load torch.
+#: ``vizapp.explain.attention.FUSIONS``, spelled out so that opening the window does not load torch.
 FUSIONS = ("mean", "max", "min")
 FUSION_NAMES = {"mean": "Mean of heads", "max": "Max over heads", "min": "Min over heads"}
 HINTS = {
@@ -116,7 +116,7 @@ def _mosaic(maps: np.ndarray, cols: int) -> Mosaic:
 class AttentionView(QWidget):
     """Attention maps, rollout and attention distance of one ViT forward pass.
 
-    Feed it with :meth:`set_result` (a ``vizapp.attention.AttentionResult``) or
+    Feed it with :meth:`set_result` (a ``vizapp.explain.attention.AttentionResult``) or
     :meth:`set_message`. Layer, head, mode and query survive a new result where they
     still exist (clamped to a smaller model; the query resets when the tokens change).
 
@@ -385,7 +385,7 @@ class AttentionView(QWidget):
 
     # --- the setters -------------------------------------------------------------
     def set_result(self, result) -> None:
-        """Show a ``vizapp.attention.AttentionResult`` in the current mode.
+        """Show a ``vizapp.explain.attention.AttentionResult`` in the current mode.
 
         Keeps the layer, head, mode and query token where the new result has them:
         layer and head are clamped to a smaller model, and the query goes back to the
@@ -435,7 +435,7 @@ class AttentionView(QWidget):
             w.setVisible(False)
 
     def set_suggestion(self, models: str) -> None:
-        """Name the Vision Transformers to open while nothing is shown (``vizapp.suggestions``:
+        """Name the Vision Transformers to open while nothing is shown (``vizapp.explain.suggestions``:
         what loads here first). Replaces the waiting message, never a result or a reason."""
         idle = f"{IDLE_MESSAGE}.\nTry {models}" if models else IDLE_MESSAGE
         showing_idle = self.message_shown() and self.message.text() == self._idle

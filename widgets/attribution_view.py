@@ -1,6 +1,6 @@
 """The Attribution dock: which pixels made the prediction, several methods side by side.
 
-One panel per ticked method (``vizapp.attribution.METHODS``), all for the same image
+One panel per ticked method (``vizapp.explain.attribution.METHODS``), all for the same image
 and class, each the method's heat map over the model's input. The window runs one job
 per method and hands each result to :meth:`AttributionView.set_attribution`; the view
 only paints. Opacity, colours and "heat only" re-render the stored records (numpy, no
@@ -158,7 +158,7 @@ class AttributionView(QWidget):
     :meth:`use_selected_layer` when :attr:`sigRequest` fires, calls :meth:`clear` with
     the methods it submitted, then :meth:`set_attribution` (the one rich setter) or
     :meth:`set_error` per method as the jobs finish. :attr:`results` maps each shown
-    method to its ``vizapp.attribution.Attribution``.
+    method to its ``vizapp.explain.attribution.Attribution``.
 
     Signals
     -------
@@ -172,7 +172,7 @@ class AttributionView(QWidget):
         super().__init__(parent)
         # Imported here, not at module level: importing the view must not load torch
         # (the window has loaded it through ``models`` by the time it builds its docks).
-        from vizapp.attribution import METHODS
+        from vizapp.explain.attribution import METHODS
 
         self.methods: dict[str, str] = dict(METHODS)
         bind_font(self, "small", at_least=True)  # controls a size up: this dock is projected
@@ -434,7 +434,7 @@ class AttributionView(QWidget):
         return set(self._pending)
 
     def set_attribution(self, a) -> None:
-        """Show a ``vizapp.attribution.Attribution`` in its method's panel (ignored if unticked)."""
+        """Show a ``vizapp.explain.attribution.Attribution`` in its method's panel (ignored if unticked)."""
         if a.method not in self.current_methods():
             return
         self.results[a.method] = a

@@ -21,8 +21,8 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from vizapp.errors import Cancelled, UserError
-from vizapp.jobs import CancelToken
+from vizapp.core.errors import Cancelled, UserError
+from vizapp.core.jobs import CancelToken
 
 __all__ = ["JobRunner"]
 

@@ -9,8 +9,8 @@ import pyqtgraph as pg
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QLabel, QWidget
 
-from vizapp.errors import StorageError
-from vizapp.files import write_bytes
+from vizapp.core.errors import StorageError
+from vizapp.core.files import write_bytes
 from widgets.theme import bind_font
 
 __all__ = ["export_png", "to_pixmap", "heading", "image_view_box", "LUT_ACTIVATION"]

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 )
 from scipy.spatial import cKDTree
 
-from vizapp.embedding import METHOD_NAMES, Embedding, subset_stats
+from vizapp.collection.embedding import METHOD_NAMES, Embedding, subset_stats
 from widgets.common import heading, to_pixmap
 from widgets.theme import THEME
 
@@ -106,7 +106,7 @@ def _ring() -> pg.ScatterPlotItem:
 
 
 class EmbeddingView(QWidget):
-    """Scatter of an :class:`~vizapp.embedding.Embedding` with hover, neighbours and selection.
+    """Scatter of an :class:`~vizapp.collection.embedding.Embedding` with hover, neighbours and selection.
 
     Signals
     -------
@@ -399,7 +399,7 @@ class EmbeddingView(QWidget):
     def set_neighbours(self, index: int, indices, similarities, thumbnails: list[np.ndarray]) -> None:
         """Show the nearest neighbours of point ``index`` in a strip below the plot.
 
-        ``indices`` / ``similarities`` come from :func:`vizapp.embedding.nearest`;
+        ``indices`` / ``similarities`` come from :func:`vizapp.collection.embedding.nearest`;
         ``thumbnails`` (H x W x 3 uint8, one per neighbour, may be shorter or hold
         ``None``) are shown with the cosine similarity under each. Clicking one emits
         ``sigOpenImage``. The neighbours are ringed in the scatter.

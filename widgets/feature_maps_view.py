@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from vizapp.mosaic import feature_mosaic
+from vizapp.probing.mosaic import feature_mosaic
 from widgets.common import LUT_ACTIVATION, heading, image_view_box
 from widgets.theme import THEME
 

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from vizapp.notifications import notification_manager
+from vizapp.core.notifications import notification_manager
 from widgets.common import heading, to_pixmap
 from widgets.theme import THEME
 

@@ -61,7 +61,7 @@ class KernelsView(QWidget):
         return self.norm.currentData()
 
     def set_kernels(self, kernels, message: str = "") -> None:
-        """Show a ``vizapp.kernels.KernelView``, or clear the view with ``message``."""
+        """Show a ``vizapp.probing.kernels.KernelView``, or clear the view with ``message``."""
         self.kernels = kernels
         if kernels is None:
             self.image.clear()

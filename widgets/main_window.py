@@ -25,9 +25,9 @@ from PySide6.QtWidgets import (
 )
 
 from vizapp import analysis
-from vizapp.notifications import Notification, Severity, notification_manager
+from vizapp.core.notifications import Notification, Severity, notification_manager
+from vizapp.explain.suggestions import suggestion_text
 from vizapp.session import Session, model_samples
-from vizapp.suggestions import suggestion_text
 from widgets.attention_view import AttentionView
 from widgets.attribution_view import AttributionView
 from widgets.bridge import JobRunner
@@ -55,7 +55,7 @@ SWITCH_TO_OWN_KEY = "image/switch_to_model_samples"
 
 def settings_for() -> QSettings:
     """The settings store: ``$VIZAPP_SETTINGS`` (an .ini path) or the user's config folder."""
-    from vizapp.paths import settings_file
+    from vizapp.core.paths import settings_file
 
     path = settings_file()
     if path is not None:
@@ -89,13 +89,13 @@ class MainWindow(QMainWindow):
     ``restore_layout=False`` gives the default layout and leaves the user's saved
     layout alone (screenshots, benchmarks).
 
-    Messages: the window subscribes to :data:`vizapp.notifications.notification_manager`
+    Messages: the window subscribes to :data:`vizapp.core.notifications.notification_manager`
     and shows every notification in its one status label (errors in the theme's error
     colour and kept, warnings in its warning colour and kept, information for a while).
     A notification from a worker thread is queued to the GUI thread by ``_sigNotification``.
     """
 
-    _sigNotification = Signal(object)  # a vizapp.notifications.Notification, to the GUI thread
+    _sigNotification = Signal(object)  # a vizapp.core.notifications.Notification, to the GUI thread
 
     def __init__(self, session: Session | None = None, restore_layout: bool = True) -> None:
         super().__init__()
@@ -347,7 +347,7 @@ class MainWindow(QMainWindow):
             self.runner.submit("device", analysis.move_to_device, model, device)
 
     def load_samples(self) -> None:
-        from vizapp.images import lab_samples, sample_images
+        from vizapp.inputs.images import lab_samples, sample_images
 
         samples = [*sample_images(), *lab_samples()]
         self.runner.submit("thumbnails", analysis.thumbnails, [(s.name, s.path) for s in samples])
@@ -355,7 +355,7 @@ class MainWindow(QMainWindow):
     def start(self, model: str | None = None, image: str | None = None, layer: str | None = None,
               arch: str | None = None, trust: bool = False, device: str | None = None) -> None:
         """Open the default (or given) model and image, as at launch."""
-        from vizapp.images import sample_images
+        from vizapp.inputs.images import sample_images
 
         self.runner.submit("catalog", analysis.catalog)
         self.load_samples()
@@ -516,7 +516,7 @@ class MainWindow(QMainWindow):
         if getattr(self, "_preloading", None) is None:
             import threading
 
-            from vizapp.embedding import preload
+            from vizapp.collection.embedding import preload
 
             self._preloading = threading.Thread(target=preload, name="vizapp-preload", daemon=True)
             self._preloading.start()
@@ -542,7 +542,7 @@ class MainWindow(QMainWindow):
         self.runner.submit("index", analysis.index_layer, s.model, s.collection, s.layer, TOP_K)
 
     def _request_patches(self, overview: bool = False) -> None:
-        from vizapp import patches
+        from vizapp.collection import patches
 
         s = self.session
         if s.index is None or s.layer not in s.index.layers:

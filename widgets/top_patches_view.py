@@ -4,7 +4,7 @@ Left, the selected channel's top-k patches from an indexed collection as large
 thumbnails with their activation and file name (click one to open that image).
 Right, the layer overview: every channel's best patch in one mosaic (click a tile to
 select the channel; left/right step channels). The view only paints
-``vizapp.patches.PatchGrid`` / ``LayerOverview`` records; the window runs the jobs.
+``vizapp.collection.patches.PatchGrid`` / ``LayerOverview`` records; the window runs the jobs.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ class TopPatchesView(QWidget):
     """Top-k patches of the selected channel, and the layer overview of best patches.
 
     Feed it with :meth:`set_grid` and :meth:`set_overview` (results of
-    ``vizapp.patches.load_patch_grid`` / ``load_layer_overview``), :meth:`select_channel`,
+    ``vizapp.collection.patches.load_patch_grid`` / ``load_layer_overview``), :meth:`select_channel`,
     :meth:`set_status` and :meth:`set_message`.
 
     Signals
@@ -202,7 +202,7 @@ class TopPatchesView(QWidget):
         self.readout.setText("")
 
     def set_grid(self, grid) -> None:
-        """Show a ``vizapp.patches.PatchGrid``: its tiles on a ``ceil(sqrt(k))`` grid, best first."""
+        """Show a ``vizapp.collection.patches.PatchGrid``: its tiles on a ``ceil(sqrt(k))`` grid, best first."""
         self.grid = grid
         self.channel = grid.channel
         k = len(grid.patches)
@@ -219,7 +219,7 @@ class TopPatchesView(QWidget):
         self._place_marker()
 
     def set_overview(self, overview) -> None:
-        """Show a ``vizapp.patches.LayerOverview``: one ImageItem for every channel's tile."""
+        """Show a ``vizapp.collection.patches.LayerOverview``: one ImageItem for every channel's tile."""
         self.overview = overview
         self.image.setImage(overview.mosaic.image, levels=(0, 255), autoLevels=False)
         self.view.autoRange(padding=0.01)

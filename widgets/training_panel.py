@@ -1,7 +1,7 @@
 """The Training dock: train a small network live and watch it learn.
 
 A settings form (data, model, loss, optimiser, augmentations with a preview), the run
-buttons, and four live views fed by :class:`vizapp.training.Trainer`'s records: loss and
+buttons, and four live views fed by :class:`vizapp.training.trainer.Trainer`'s records: loss and
 accuracy curves, the first layer's kernels, the validation embedding and the confusion
 matrix. The four views are widgets of :mod:`widgets.training_views`; the panel
 composes them and decides when each is drawn.
@@ -10,10 +10,10 @@ Threads
 -------
 - The run has a daemon thread of its own (``vizapp-train``), not the window's
   :class:`~widgets.bridge.JobRunner`, whose single worker it would block for minutes.
-  The thread builds the :class:`~vizapp.training.Trainer` (which loads the data),
+  The thread builds the :class:`~vizapp.training.trainer.Trainer` (which loads the data),
   iterates ``run(control)`` and sends each record to the GUI thread through a queued
   signal. Pause, resume, stop and "checkpoint now" go to its
-  :class:`~vizapp.training.TrainControl`.
+  :class:`~vizapp.training.trainer.TrainControl`.
 - The GUI thread never draws per record: records queue up and a single-shot timer
   draws them at most every :data:`REDRAW_MS` (persistent items, ``setData`` /
   ``setImage``), so painting costs training little however fast steps come.
@@ -22,7 +22,7 @@ Threads
   global generator for a moment, so it takes a lock that the run holds from start to
   end, and the panel asks for no preview while a run is on (the form is locked then).
 
-Messages for the status bar go through :data:`vizapp.notifications.notification_manager`
+Messages for the status bar go through :data:`vizapp.core.notifications.notification_manager`
 (errors are also shown in the panel). The window calls :meth:`TrainingPanel.shutdown` on
 close, connects ``sigOpenCheckpoint`` (load the checkpoint in the model hub), and may
 offer hub models for transfer learning with :meth:`TrainingPanel.set_hub_models`.
@@ -62,9 +62,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from vizapp.errors import Cancelled, UserError
-from vizapp.jobs import CancelToken
-from vizapp.notifications import notification_manager
+from vizapp.core.errors import Cancelled, UserError
+from vizapp.core.jobs import CancelToken
+from vizapp.core.notifications import notification_manager
 from widgets.bridge import JobRunner
 from widgets.common import heading, to_pixmap
 from widgets.theme import THEME, bind_font
@@ -80,7 +80,7 @@ from widgets.training_views import (
 )
 
 if TYPE_CHECKING:
-    from vizapp.training import TrainConfig
+    from vizapp.training.trainer import TrainConfig
 
 __all__ = ["TrainingPanel", "kernel_mosaic", "REDRAW_MS"]
 # kernel_mosaic and the style constants (F401 above) live in widgets.training_views since
@@ -100,7 +100,7 @@ OPTIMIZERS = [("adam", "Adam"), ("sgd", "SGD with momentum 0.9")]
 
 
 def _default_runs_dir() -> Path:
-    from vizapp.paths import runs_dir
+    from vizapp.core.paths import runs_dir
 
     return runs_dir()
 
@@ -112,7 +112,7 @@ def _slug(text: str) -> str:
 def _preview_job(spec: str, size: int | None, names: tuple[str, ...], seed: int, cache: dict,
                  rng_lock: threading.Lock, *, progress, cancel) -> dict:
     """On the preview worker: 8 images of the set, plain and augmented (same images)."""
-    from vizapp.trainsets import build_augment, load_trainset, preview
+    from vizapp.training.trainsets import build_augment, load_trainset, preview
 
     key = (spec, size)
     ts = cache.get(key)
@@ -199,9 +199,9 @@ class TrainingPanel(QWidget):
     def __init__(self, runs_dir: str | Path | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         from models.small import SMALL_MODELS
-        from vizapp.losses import LOSSES
-        from vizapp.training import TrainConfig
-        from vizapp.trainsets import AUGMENTATIONS, DATASETS
+        from vizapp.training.losses import LOSSES
+        from vizapp.training.trainer import TrainConfig
+        from vizapp.training.trainsets import AUGMENTATIONS, DATASETS
 
         self.runs_dir = Path(runs_dir) if runs_dir is not None else _default_runs_dir()
         self._datasets = DATASETS
@@ -459,7 +459,7 @@ class TrainingPanel(QWidget):
 
     # --- settings -----------------------------------------------------------------------
     def config(self) -> TrainConfig:
-        """The :class:`~vizapp.training.TrainConfig` that Start would use (``out`` unset:
+        """The :class:`~vizapp.training.trainer.TrainConfig` that Start would use (``out`` unset:
         Start gives each run a new folder under ``runs_dir``). Fields the form does not
         show (``log_every``, ``kernels_every``, ``embed_points``...) come from the last
         :meth:`set_config`."""
@@ -644,7 +644,7 @@ class TrainingPanel(QWidget):
 
     def start(self) -> bool:
         """Start a run with :meth:`config` in a new folder under ``runs_dir``; False if one is on."""
-        from vizapp.training import TrainControl
+        from vizapp.training.trainer import TrainControl
 
         if self._running or self._closing.is_set():
             return False
@@ -754,7 +754,7 @@ class TrainingPanel(QWidget):
     def _train(self, serial: int, config: TrainConfig, control, cancel: CancelToken) -> None:
         """The run thread: build the trainer (loads the data), iterate its records."""
         from models.small import count_parameters
-        from vizapp.training import Trainer
+        from vizapp.training.trainer import Trainer
 
         message, error = "", False
 

@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from vizapp.mosaic import tile
+from vizapp.probing.mosaic import tile
 from widgets.common import LUT_ACTIVATION, image_view_box
 from widgets.embedding_view import PALETTE
 from widgets.theme import THEME, bind_font, font

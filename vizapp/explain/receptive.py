@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from models import LoadedModel
-from vizapp.jobs import CancelToken
-from vizapp.probe import first_tensor, resolve_layers
+from vizapp.core.jobs import CancelToken
+from vizapp.probing.probe import first_tensor, resolve_layers
 
 __all__ = ["ChainField", "analytic_field", "gradient_boxes", "token_box", "unit_boxes"]
 

@@ -16,7 +16,7 @@ Sets (``load_trainset(spec)``):
     shapes' size, so one model runs on either set, and pooling twice still leaves a map.
 ``mnist``, ``fashion-mnist``, ``cifar10``
     torchvision's training split, downloaded with progress when missing
-    (:func:`vizapp.datasets.torchvision_dataset`; offline, the error names the folder).
+    (:func:`vizapp.collection.datasets.torchvision_dataset`; offline, the error names the folder).
 a folder
     One sub-folder per class (``DIR/cat/*.jpg``, ``DIR/dog/*.jpg``); images are centre
     cropped to a square and resized to 64 px by default; unreadable files are skipped
@@ -37,8 +37,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vizapp.errors import ImageError, UserError
-from vizapp.jobs import CancelToken, Progress, no_progress, seeded
+from vizapp.core.errors import ImageError, UserError
+from vizapp.core.jobs import CancelToken, Progress, no_progress, seeded
 
 __all__ = [
     "AUGMENTATIONS",
@@ -162,7 +162,7 @@ def load_trainset(
     progress, cancel
         For downloads and folder loading.
     root : path, optional
-        Where torchvision's sets live (default :func:`vizapp.paths.data_dir`: ``$VIZAPP_DATA`` or the cache's ``data``).
+        Where torchvision's sets live (default :func:`vizapp.core.paths.data_dir`: ``$VIZAPP_DATA`` or the cache's ``data``).
 
     Raises
     ------
@@ -198,7 +198,7 @@ def _load_digits(size: int) -> TrainSet:
 
 
 def _load_torchvision(name: str, size: int | None, root, progress: Progress, cancel: CancelToken | None) -> TrainSet:
-    from vizapp.datasets import torchvision_dataset
+    from vizapp.collection.datasets import torchvision_dataset
 
     dataset = torchvision_dataset(name, root, train=True, download=True, progress=progress, cancel=cancel)
     if cancel is not None:
@@ -228,8 +228,8 @@ def _load_folder(root: Path, size: int, n: int | None, seed: int, progress: Prog
                  cancel: CancelToken | None) -> TrainSet:
     from PIL import Image
 
-    from vizapp.datasets import ImageCollection
-    from vizapp.images import load_image
+    from vizapp.collection.datasets import ImageCollection
+    from vizapp.inputs.images import load_image
 
     layout = f"a training folder holds one sub-folder per class, e.g. {root / 'cat'}/*.jpg and {root / 'dog'}/*.jpg"
     if not root.expanduser().is_dir():

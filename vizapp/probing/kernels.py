@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from models import LoadedModel
-from vizapp.errors import LayerError
-from vizapp.mosaic import Mosaic, tile
+from vizapp.core.errors import LayerError
+from vizapp.probing.mosaic import Mosaic, tile
 
 __all__ = ["KernelView", "KERNEL_MODES", "KERNEL_NORMS", "kernel_layer", "kernel_weights", "kernel_mosaic"]
 

@@ -2,7 +2,7 @@
 
 RGB, grey, 16-bit and float, RGBA/LA (composited on white), CMYK, palette and
 EXIF-rotated files all become an upright 8-bit RGB image; decompression bombs and
-unreadable files raise :class:`~vizapp.errors.ImageError` naming the file.
+unreadable files raise :class:`~vizapp.core.errors.ImageError` naming the file.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from vizapp.errors import ImageError
+from vizapp.core.errors import ImageError
 
 __all__ = ["MAX_ASPECT", "MAX_PIXELS", "SampleImage", "lab_samples", "load_image", "resolve_image_source", "to_rgb", "sample_images"]
 
@@ -121,7 +121,7 @@ _SAMPLES = ("chelsea", "coffee", "astronaut", "rocket", "motorcycle_left", "hubb
 def lab_samples() -> list[SampleImage]:
     """Held-out images of the shapes and digits sets (``resources/samples``), one per class:
     what the models this project trains (``tinyvgg_shapes``, ``vit_digits``) were made for."""
-    from vizapp.paths import resource
+    from vizapp.core.paths import resource
 
     folder = resource("samples")
     return [SampleImage(p.stem, p) for p in sorted(folder.glob("*.png"))]

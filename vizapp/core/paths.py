@@ -32,7 +32,7 @@ Why these defaults: none of them moves an existing user's files.
 
 Torch's and Hugging Face's caches (``$TORCH_HOME``, ``$HF_HOME``) are theirs: not here.
 Nothing here creates a folder; the code that writes in one does so through
-:func:`vizapp.files.storage_errors`, so a failure is a :class:`~vizapp.errors.StorageError`.
+:func:`vizapp.core.files.storage_errors`, so a failure is a :class:`~vizapp.core.errors.StorageError`.
 Qt-free and torch-free: ``models`` and every engine module may import it.
 """
 

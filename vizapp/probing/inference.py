@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 
 from models import LoadedModel
-from vizapp.errors import OutOfMemory
-from vizapp.jobs import CancelToken
-from vizapp.probe import Captured, capture, first_tensor
+from vizapp.core.errors import OutOfMemory
+from vizapp.core.jobs import CancelToken
+from vizapp.probing.probe import Captured, capture, first_tensor
 
 __all__ = ["Prediction", "InferenceResult", "has_classifier", "run", "top_predictions", "training_modules"]
 

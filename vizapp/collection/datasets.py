@@ -15,9 +15,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from vizapp.errors import UserError
-from vizapp.images import load_image, sample_images, to_rgb
-from vizapp.jobs import CancelToken, Progress, no_progress
+from vizapp.core.errors import UserError
+from vizapp.core.jobs import CancelToken, Progress, no_progress
+from vizapp.inputs.images import load_image, sample_images, to_rgb
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -153,8 +153,8 @@ class ImageCollection:
 
 
 def data_root(root: str | Path | None = None) -> Path:
-    """Where torchvision's sets live: ``root``, else :func:`vizapp.paths.data_dir` (``$VIZAPP_DATA``)."""
-    from vizapp.paths import data_dir
+    """Where torchvision's sets live: ``root``, else :func:`vizapp.core.paths.data_dir` (``$VIZAPP_DATA``)."""
+    from vizapp.core.paths import data_dir
 
     return Path(root) if root else data_dir()
 
@@ -206,7 +206,7 @@ def _download_torchvision(klass, root: Path, name: str, progress: Progress, canc
     else:  # CIFAR
         folder = root
         files = [(klass.url, klass.filename, klass.tgz_md5)]
-    from vizapp.files import storage_errors
+    from vizapp.core.files import storage_errors
 
     with storage_errors(folder):  # $VIZAPP_DATA read-only or under a file: one line naming it
         folder.mkdir(parents=True, exist_ok=True)

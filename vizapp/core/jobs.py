@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from vizapp.errors import Cancelled
+from vizapp.core.errors import Cancelled
 
 __all__ = ["CancelToken", "Progress", "no_progress", "RNG_LOCK", "seeded"]
 

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vizapp.errors import UserError
+from vizapp.core.errors import UserError
 
 __all__ = [
     "LOSSES",

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vizapp.errors import Cancelled, UserError
-from vizapp.jobs import CancelToken, Progress, no_progress
+from vizapp.core.errors import Cancelled, UserError
+from vizapp.core.jobs import CancelToken, Progress, no_progress
 
 __all__ = [
     "METHODS",
@@ -110,7 +110,7 @@ class Embedding:
         }
         if self.predicted is not None:
             arrays["predicted"] = np.asarray(self.predicted, dtype=np.str_)
-        from vizapp.files import write_npz
+        from vizapp.core.files import write_npz
 
         return write_npz(path, **arrays)  # atomic: a full disk leaves an earlier file as it was
 
@@ -341,7 +341,7 @@ class _EpochReader:
     """The file umap-learn's tqdm bar writes to: it reads the epoch count and polls ``cancel``.
 
     umap-learn has no callbacks; its epoch loop is wrapped in tqdm, whose ``file`` it lets
-    us choose. Raising :class:`~vizapp.errors.Cancelled` from ``write`` ends the loop; later
+    us choose. Raising :class:`~vizapp.core.errors.Cancelled` from ``write`` ends the loop; later
     writes (tqdm closing the bar) are swallowed so nothing is raised from a finaliser.
     """
 

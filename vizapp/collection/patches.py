@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from vizapp.errors import ImageError
-from vizapp.images import load_image
-from vizapp.jobs import CancelToken, Progress, no_progress
-from vizapp.mosaic import Mosaic, tile
+from vizapp.core.errors import ImageError
+from vizapp.core.jobs import CancelToken, Progress, no_progress
+from vizapp.inputs.images import load_image
+from vizapp.probing.mosaic import Mosaic, tile
 
 if TYPE_CHECKING:
-    from vizapp.datasets import ImageCollection
-    from vizapp.indexing import Index, Patch
+    from vizapp.collection.datasets import ImageCollection
+    from vizapp.collection.indexing import Index, Patch
 
 __all__ = [
     "PAD_VALUE",
@@ -49,7 +49,7 @@ NEAREST_FROM = 4.0
 
 @dataclass(frozen=True)
 class UnitFlags:
-    """What tells a channel's top-k from noise (see ``vizapp.indexing.StreamingTopK``).
+    """What tells a channel's top-k from noise (see ``vizapp.collection.indexing.StreamingTopK``).
 
     Attributes
     ----------

@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vizapp.errors import LayerError, ModelError, OutOfMemory, UserError
-from vizapp.jobs import CancelToken, Progress, no_progress
+from vizapp.core.errors import LayerError, ModelError, OutOfMemory, UserError
+from vizapp.core.jobs import CancelToken, Progress, no_progress
 
 __all__ = [
     "METHODS",
@@ -85,7 +85,7 @@ class Attribution:
 
 def resolve_target(loaded, logits: torch.Tensor, target: int | str | None) -> int:
     """The class index to explain: ``target`` (an index or a class name) or the top class."""
-    from vizapp.inference import has_classifier
+    from vizapp.probing.inference import has_classifier
 
     if not has_classifier(loaded, logits):
         raise UserError(f"{loaded.title} has no classifier head, so there is no class to explain")
@@ -125,9 +125,9 @@ def default_cam_layer(loaded) -> str:
 
 
 def _find_cam_layer(loaded) -> str:
-    from vizapp.attention import attention_modules
-    from vizapp.layers import PASS_THROUGH, layer_table
-    from vizapp.mosaic import has_maps
+    from vizapp.explain.attention import attention_modules
+    from vizapp.probing.layers import PASS_THROUGH, layer_table
+    from vizapp.probing.mosaic import has_maps
 
     model = loaded.module
     attn = list(attention_modules(model))
@@ -161,7 +161,7 @@ class _Forward(nn.Module):
         self.calls = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from vizapp.probe import first_tensor
+        from vizapp.probing.probe import first_tensor
 
         if self.cancel is not None:
             self.cancel.check()
@@ -185,7 +185,7 @@ def _guided_backprop(forward):
 
 def _occlusion_window(loaded, size: int) -> tuple[int, int]:
     """``(window, stride)`` in pixels: one patch for a ViT, a seventh of the input (half-overlapping) for a CNN."""
-    from vizapp.attention import attention_modules
+    from vizapp.explain.attention import attention_modules
 
     if attention_modules(loaded.module):
         patch = getattr(loaded.module, "patch_size", None)
@@ -204,8 +204,8 @@ def _gradcam(loaded, forward, x: torch.Tensor, target: int, layer: str) -> tuple
     """``(map on the layer's grid, notes)`` at ``layer``: Captum's layer gradient, our channel weighting."""
     from captum.attr import LayerGradientXActivation
 
-    from vizapp.mosaic import as_channel_maps
-    from vizapp.probe import capture, resolve_layers
+    from vizapp.probing.mosaic import as_channel_maps
+    from vizapp.probing.probe import capture, resolve_layers
 
     module = resolve_layers(loaded.module, [layer])[layer]
     lg = LayerGradientXActivation(forward, module, multiply_by_inputs=False)
@@ -333,7 +333,7 @@ def attribute(
     """
     from captum.attr import InputXGradient, IntegratedGradients, Occlusion, Saliency
 
-    from vizapp.probe import first_tensor
+    from vizapp.probing.probe import first_tensor
 
     if method not in METHODS:
         raise UserError(f"unknown attribution method '{method}'; choose one of {', '.join(METHODS)}")

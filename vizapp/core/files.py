@@ -3,7 +3,7 @@
 Every file vizapp writes (npz, json, png, checkpoints, index parts) goes through
 :func:`atomic_write`, so a crash, a kill or a full disk leaves the previous file (or
 none), never a truncated one. File-system failures (a full disk, a read-only folder, a
-missing permission) become a :class:`~vizapp.errors.StorageError` that names the path
+missing permission) become a :class:`~vizapp.core.errors.StorageError` that names the path
 and says what to do, which the CLI prints as its one line and the GUI as a message.
 Qt-free and torch-free: ``models`` and every engine module may import it.
 """
@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from vizapp.errors import StorageError
+from vizapp.core.errors import StorageError
 
 __all__ = [
     "atomic_write",

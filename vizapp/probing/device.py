@@ -7,7 +7,7 @@ import os
 import torch
 
 from models import LoadedModel
-from vizapp.errors import UserError
+from vizapp.core.errors import UserError
 
 __all__ = ["available_devices", "check_device", "default_device", "move_model", "configure_threads"]
 

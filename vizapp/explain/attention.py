@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from vizapp.errors import ModelError, OutOfMemory, UserError
-from vizapp.jobs import CancelToken, Progress, no_progress
+from vizapp.core.errors import ModelError, OutOfMemory, UserError
+from vizapp.core.jobs import CancelToken, Progress, no_progress
 
 __all__ = [
     "FUSIONS",
@@ -75,7 +75,7 @@ def _require_attention(loaded) -> dict[str, nn.Module]:
         raise UserError(f"{loaded.title} uses windowed attention (Swin-like): each head sees one window, not the "
                         "image, so there is no image-wide attention map to draw")
     if not found:
-        from vizapp.suggestions import suggestion_text
+        from vizapp.explain.suggestions import suggestion_text
 
         models = suggestion_text("vit")  # from the registry: what loads here first
         raise UserError(
@@ -156,7 +156,7 @@ def token_layout(module: nn.Module, tokens: int, input_size: int) -> TokenLayout
     if declared is not None:
         prefix, has_cls = declared
     else:  # unknown family: what the feature maps take it to be, token 0 a class token
-        from vizapp.mosaic import token_prefix
+        from vizapp.probing.mosaic import token_prefix
 
         prefix = token_prefix(tokens) or 0
         has_cls = prefix > 0
@@ -430,9 +430,9 @@ def analyse_attention(
     With ``gradient=True`` the pass keeps the graph and the result also holds the
     gradient-weighted rollout for ``target`` (the top class when ``None``).
     """
-    from vizapp.attribution import resolve_target
-    from vizapp.inference import has_classifier, top_predictions
-    from vizapp.probe import first_tensor
+    from vizapp.explain.attribution import resolve_target
+    from vizapp.probing.inference import has_classifier, top_predictions
+    from vizapp.probing.probe import first_tensor
 
     names = list(_require_attention(loaded))
     notes: list[str] = []

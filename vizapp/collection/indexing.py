@@ -7,7 +7,7 @@ and re-sorted on the device, so memory does not grow with the collection. Ties a
 broken by image order, so a sharded (torchrun) index merges to exactly the same result.
 
 At the end each winner's unit is mapped to the box of the original image it sees
-(``vizapp.receptive``), and the index is written to a folder that is reused when the
+(``vizapp.explain.receptive``), and the index is written to a folder that is reused when the
 model weights, collection, layers and preprocessing are unchanged.
 
 A folder holds one complete index and at most one build in progress. Every build
@@ -18,7 +18,7 @@ complete, names the files of the complete index: a kill, a full disk or another
 build into the same folder (a shared ``embed --cache``) never pairs a manifest with
 data it does not describe, and the previous index stays usable until the new one
 replaces it. The features file's space is reserved before it is memory-mapped, so a
-full disk is a :class:`~vizapp.errors.StorageError` up front, not a SIGBUS mid-write.
+full disk is a :class:`~vizapp.core.errors.StorageError` up front, not a SIGBUS mid-write.
 """
 
 from __future__ import annotations
@@ -39,12 +39,12 @@ import torch
 from torch import nn
 
 from models import LoadedModel, Preprocess
-from vizapp.datasets import ImageCollection
-from vizapp.errors import ImageError, LayerError, StorageError, UserError
-from vizapp.files import storage_errors, write_npz, write_text
-from vizapp.jobs import CancelToken, Progress, no_progress
-from vizapp.mosaic import token_prefix
-from vizapp.probe import capture, first_tensor, resolve_layers
+from vizapp.collection.datasets import ImageCollection
+from vizapp.core.errors import ImageError, LayerError, StorageError, UserError
+from vizapp.core.files import storage_errors, write_npz, write_text
+from vizapp.core.jobs import CancelToken, Progress, no_progress
+from vizapp.probing.mosaic import token_prefix
+from vizapp.probing.probe import capture, first_tensor, resolve_layers
 
 __all__ = ["StreamingTopK", "Index", "Patch", "build_index", "index_key", "default_cache_dir", "ALL_CONV"]
 
@@ -298,7 +298,7 @@ _INDEX_FILE = re.compile(r"^(?:items(?:-\w+)?\.json|features(?:-\w+)?\.npy|topk-
 def _remove_other_builds(directory: Path, keep: dict) -> None:
     """Delete index files that ``keep`` (the complete index's files) does not name: earlier
     builds, their checkpoints, the first layout's fixed names. Other files are left alone."""
-    from vizapp.files import remove_leftovers
+    from vizapp.core.files import remove_leftovers
 
     wanted = {keep["items"], keep.get("features"), *keep["topk"].values()}
     for entry in directory.iterdir():
@@ -387,8 +387,8 @@ def index_key(loaded: LoadedModel, collection: ImageCollection, layers: list[str
 
 
 def default_cache_dir() -> Path:
-    """Where indexes are kept: :func:`vizapp.paths.index_dir` (``$VIZAPP_CACHE``/index)."""
-    from vizapp.paths import index_dir
+    """Where indexes are kept: :func:`vizapp.core.paths.index_dir` (``$VIZAPP_CACHE``/index)."""
+    from vizapp.core.paths import index_dir
 
     return index_dir()
 
@@ -535,7 +535,7 @@ def build_index(
     pooled: list[torch.Tensor] = []
     store_feat: dict[str, torch.Tensor] = {}
 
-    from vizapp.attention import _model_tokens
+    from vizapp.explain.attention import _model_tokens
 
     declared = _model_tokens(model)  # a register ViT without a class token pools its patches
 
@@ -728,7 +728,7 @@ def _boxes(loaded: LoadedModel, layers, meta, tops, sizes, cancel: CancelToken |
     """``k x C x 4`` boxes in original-image pixels for every winner of every layer: the unit's
     receptive field mapped back through the crop and the resize, widened by the resize filter's
     reach (``Preprocess.fields_to_original``)."""
-    from vizapp.receptive import unit_boxes
+    from vizapp.explain.receptive import unit_boxes
 
     result = {}
     sizes = np.asarray(sizes, np.int64).reshape(-1, 2)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from models import LoadedModel
-from vizapp.probe import first_tensor
+from vizapp.probing.probe import first_tensor
 
 __all__ = ["PASS_THROUGH", "LayerInfo", "layer_table", "conv_layers", "format_table"]
 

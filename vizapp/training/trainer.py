@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vizapp.errors import UserError
-from vizapp.jobs import CancelToken, Progress, no_progress
+from vizapp.core.errors import UserError
+from vizapp.core.jobs import CancelToken, Progress, no_progress
 
 __all__ = ["TrainConfig", "TrainControl", "Trainer", "OwnGenerator", "stable_projection"]
 
@@ -88,7 +88,7 @@ class OwnGenerator(torch.overrides.TorchFunctionMode):
     """Inside the block, this thread's random draws come from a generator of its own.
 
     torch's process-wide generator is shared by every thread, and not every user of it
-    takes :data:`vizapp.jobs.RNG_LOCK` (an unseeded ``torch.rand`` anywhere in the
+    takes :data:`vizapp.core.jobs.RNG_LOCK` (an unseeded ``torch.rand`` anywhere in the
     process), so seeding it, even under the lock, does not make a run reproducible. A
     torch function mode is per thread: every draw this thread makes inside the block
     (``torch.rand`` / ``randint`` / ``randperm`` / ``bernoulli``, ``Tensor.uniform_`` /
@@ -133,7 +133,7 @@ class OwnGenerator(torch.overrides.TorchFunctionMode):
             if kwargs.get("generator") is None and tensor is not None:
                 kwargs["generator"] = self.generator(tensor.device)
         elif func in _UNCOVERED:  # draws we cannot redirect: at least seeded and alone
-            from vizapp.jobs import seeded
+            from vizapp.core.jobs import seeded
 
             seed = int(torch.randint(2**62, (1,), generator=self.generator()))
             with seeded(seed):
@@ -207,7 +207,7 @@ class RunLock:
             import fcntl
         except ImportError:  # pragma: no cover - Windows
             return self
-        from vizapp.files import storage_errors
+        from vizapp.core.files import storage_errors
 
         self._created = not self.folder.exists()
         with storage_errors(self.folder):
@@ -333,7 +333,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, *, progress: Progress = no_progress,
                  cancel: CancelToken | None = None) -> None:
-        from vizapp.losses import LOSSES
+        from vizapp.training.losses import LOSSES
 
         self.config = c = config
         if c.loss not in LOSSES:
@@ -353,8 +353,8 @@ class Trainer:
             raise
 
     def _setup(self, progress: Progress, cancel: CancelToken | None) -> None:
-        from vizapp.device import check_device, default_device
-        from vizapp.trainsets import load_trainset, mean_std, split
+        from vizapp.probing.device import check_device, default_device
+        from vizapp.training.trainsets import load_trainset, mean_std, split
 
         c = self.config
         self.device = check_device(c.device) if c.device else default_device()
@@ -419,7 +419,7 @@ class Trainer:
         return module, preprocess, card
 
     def _augment(self):
-        from vizapp.trainsets import build_augment
+        from vizapp.training.trainsets import build_augment
 
         names = list(self.config.augment)
         if self.config.loss == "infonce" and not names:
@@ -443,7 +443,7 @@ class Trainer:
     # --- the loop ------------------------------------------------------------------
     def _loss(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(loss, logits or None)`` for one batch of uint8 images."""
-        from vizapp.losses import contrastive_loss, info_nce, triplet_loss
+        from vizapp.training.losses import contrastive_loss, info_nce, triplet_loss
 
         c = self.config
         y = labels.to(self.device)
@@ -487,7 +487,7 @@ class Trainer:
 
     def _run(self, control: TrainControl | None) -> Iterator[dict]:
         from models.small import train_mode
-        from vizapp.losses import loss_stats
+        from vizapp.training.losses import loss_stats
 
         c = self.config
         control = control or TrainControl()
@@ -604,7 +604,7 @@ class Trainer:
         return torch.cat(feats).numpy(), torch.cat(outs).numpy()
 
     def _evaluate(self, epoch: float) -> Iterator[dict]:
-        from vizapp.losses import contrastive_loss, triplet_loss
+        from vizapp.training.losses import contrastive_loss, triplet_loss
 
         c = self.config
         val = self.val_set
@@ -697,10 +697,10 @@ class Trainer:
         save (:meth:`_restore` takes the weights from the state, not from a
         ``model.safetensors`` that may already be one save ahead). Leftover temporary
         files of killed writers are removed first. A full or read-only disk is a
-        :class:`~vizapp.errors.StorageError` naming the file.
+        :class:`~vizapp.core.errors.StorageError` naming the file.
         """
         from models.small import save_checkpoint
-        from vizapp.files import remove_leftovers, storage_errors, write_bytes
+        from vizapp.core.files import remove_leftovers, storage_errors, write_bytes
 
         out = directory or self.config.out
         if not out:
@@ -794,7 +794,7 @@ def _read_safetensors(path: Path) -> dict:
     try:
         return load_file(str(path))
     except OSError as exc:
-        from vizapp.files import storage_error
+        from vizapp.core.files import storage_error
 
         raise storage_error(exc, path, "read") from None
     except Exception as exc:  # noqa: BLE001 - safetensors' own error for a truncated or foreign file
@@ -813,7 +813,7 @@ def _read_state(path: Path) -> dict:
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location="cpu", weights_only=True)
     except OSError as exc:
-        from vizapp.files import storage_error
+        from vizapp.core.files import storage_error
 
         raise storage_error(exc, path, "read") from None
     except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile, KeyError,

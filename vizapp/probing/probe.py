@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from vizapp.errors import LayerError, ModelError
+from vizapp.core.errors import LayerError, ModelError
 
 __all__ = ["Captured", "resolve_layers", "capture", "first_tensor"]
 

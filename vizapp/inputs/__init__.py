@@ -1,0 +1,1 @@
+"""Where pictures come from: image files and the shipped samples."""
