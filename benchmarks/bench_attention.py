@@ -68,8 +68,7 @@ def deit_small_random(seed: int = 0):
 
 def as_loaded(module, name: str, title: str):
     """Wrap a random-weight ViT as a LoadedModel: ImageNet preprocessing at 224, 1000 class names."""
-    from models import LoadedModel, Preprocess
-    from models._loaders import imagenet_classes
+    from models import LoadedModel, Preprocess, imagenet_classes
 
     return LoadedModel(name, title, "vit", module.eval(), Preprocess(), imagenet_classes(),
                        "random weights (benchmark)", trained=False)

@@ -103,8 +103,7 @@ def _seeded_resnet18(seed: int = 1234):
     import torch
     import torchvision
 
-    from models import LoadedModel, Preprocess
-    from models._loaders import imagenet_classes
+    from models import LoadedModel, Preprocess, imagenet_classes
 
     torch.manual_seed(seed)
     model = torchvision.models.resnet18(weights=None)

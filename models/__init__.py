@@ -1,16 +1,19 @@
-"""The model zoo: registry, loaders and preprocessing (no Qt here)."""
+"""The model zoo: registry, loaders, checkpoints and preprocessing (no Qt here).
 
-from models._loaders import LoadedModel, build_architecture, imagenet_classes, is_cached, load_model
+Floors inside the package (each imports only those below it): ``_preprocess``, ``_registry``,
+``_download`` -> ``loaded`` (the record every loader returns), ``small`` (the training lab's
+architectures), ``weights`` (reading a file safely), ``architectures`` -> ``checkpoint`` ->
+``loading`` -> ``transfer``.
+"""
+
 from models._preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from models._registry import REGISTRY, ModelSpec, get_spec, list_specs, register
-from models.small import (
-    SMALL_MODELS,
-    build_small,
-    count_parameters,
-    read_card,
-    save_checkpoint,
-    transfer_model,
-)
+from models.architectures import build_architecture
+from models.checkpoint import is_checkpoint, load_checkpoint, read_card, save_checkpoint
+from models.loaded import LoadedModel, imagenet_classes
+from models.loading import is_cached, load_model
+from models.small import SMALL_MODELS, build_small, count_parameters
+from models.transfer import transfer_model
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -26,7 +29,9 @@ __all__ = [
     "get_spec",
     "imagenet_classes",
     "is_cached",
+    "is_checkpoint",
     "list_specs",
+    "load_checkpoint",
     "load_model",
     "read_card",
     "register",

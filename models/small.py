@@ -19,8 +19,7 @@ The convention every small model follows (and every view relies on):
 A checkpoint is a folder holding ``model.safetensors`` (the state dict) and
 ``card.json`` (what the model is, its classes and preprocessing, how it was trained);
 :func:`save_checkpoint` writes both atomically and ``models.load_model(folder)`` opens
-it like any hub model (the checkpoint code lives in :mod:`models._checkpoint`; its public
-functions are re-exported here).
+it like any hub model (the checkpoint code lives in :mod:`models.checkpoint`).
 """
 
 from __future__ import annotations
@@ -32,30 +31,17 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from models._checkpoint import (
-    CARD_FORMAT,
-    atomic_write,
-    load_checkpoint,
-    read_card,
-    save_checkpoint,
-)
-from models._preprocess import Preprocess
 from vizapp.core.errors import ModelError
-from vizapp.core.jobs import CancelToken, Progress, no_progress
 
 __all__ = [
-    "CARD_FORMAT",
+    "FREEZE",
     "SMALL_MODELS",
-    "atomic_write",
     "build_small",
     "count_parameters",
     "find_head",
-    "load_checkpoint",
-    "read_card",
-    "save_checkpoint",
+    "replace_head",
     "set_freeze",
     "train_mode",
-    "transfer_model",
 ]
 
 SMALL_MODELS: dict[str, str] = {
@@ -356,7 +342,7 @@ def find_head(module: nn.Module) -> list[str]:
     return [linears[-1]]
 
 
-def _replace_head(module: nn.Module, num_classes: int) -> list[str]:
+def replace_head(module: nn.Module, num_classes: int) -> list[str]:
     if hasattr(module, "reset_classifier") and hasattr(module, "pretrained_cfg"):
         module.reset_classifier(num_classes)  # timm: a fresh Linear (or Identity for 0)
         names = find_head(module)
@@ -417,38 +403,6 @@ def set_freeze(module: nn.Module, freeze: str, head: list[str] | None = None) ->
         start = next((i for i, n in enumerate(names) if _under(n, [stage]) and not _under(n, head)), len(names))
     for i, (n, p) in enumerate(module.named_parameters()):
         p.requires_grad_(i >= start or _under(n, head))
-
-
-def transfer_model(
-    hub_name: str,
-    num_classes: int,
-    freeze: str = "all",
-    *,
-    progress: Progress = no_progress,
-    cancel: CancelToken | None = None,
-) -> tuple[nn.Module, Preprocess]:
-    """A pretrained hub model with a new ``num_classes``-way ``nn.Linear`` head.
-
-    ``freeze``: ``"all"`` trains only the new head; ``"some"`` also the backbone's last
-    stage and everything after it in parameter order (a ResNet's ``layer4``, a ViT's last
-    block and final norm, an EfficientNet's last block stage and ``conv_head``); ``"none"``
-    trains everything. Returns the module (eval mode; ``model_entry`` set for the card)
-    and the hub model's own preprocessing (resizing it to the data set is the trainer's
-    choice). Frozen BatchNorm layers still update their statistics in train mode: use
-    :func:`train_mode` to keep them fixed.
-    """
-    from models._loaders import load_model
-
-    if freeze not in FREEZE:
-        raise ModelError(f"freeze must be one of {', '.join(FREEZE)}, not '{freeze}'")
-    if num_classes < 1:
-        raise ModelError(f"transfer learning needs at least one class, not {num_classes}")
-    loaded = load_model(hub_name, progress=progress, cancel=cancel)
-    module = loaded.module
-    head = _replace_head(module, int(num_classes))
-    set_freeze(module, freeze, head)
-    module.model_entry = {"kind": "transfer", "hub": hub_name, "num_classes": int(num_classes), "freeze": freeze}
-    return module, loaded.preprocess
 
 
 def train_mode(module: nn.Module, mode: bool = True) -> nn.Module:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -23,6 +25,72 @@ def test_import_contracts_hold():
     result = subprocess.run([_tool("lint-imports")], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3 kept, 0 broken" in result.stdout
+
+
+def _cycles(graph) -> list[list[str]]:
+    """The import cycles of ``graph`` (a grimp graph): its strongly connected components of
+    more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        on_stack.add(module)
+        for other in sorted(graph.find_modules_directly_imported_by(module)):
+            if other not in index:
+                visit(other)
+                low[module] = min(low[module], low[other])
+            elif other in on_stack:
+                low[module] = min(low[module], index[other])
+        if low[module] == index[module]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == module:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for module in sorted(graph.modules):
+        if module not in index:
+            visit(module)
+    return found
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    import grimp
+
+    graph = grimp.ImportGraph()
+    for importer, imported in (("a.x", "a.y"), ("a.y", "a.z"), ("a.z", "a.x"), ("a.z", "a.w"), ("a.w", "a.v")):
+        graph.add_import(importer=importer, imported=imported)
+    assert _cycles(graph) == [["a.x", "a.y", "a.z"]]
+
+
+def test_no_import_cycles():
+    """No two modules import each other, directly or through others, even lazily inside a
+    function (grimp reads every import statement): floors point down, rooms do not loop."""
+    code = ("import grimp, json; g = grimp.build_graph('vizapp', 'models', 'widgets', cache_dir=None); "
+            "print(json.dumps({m: sorted(g.find_modules_directly_imported_by(m)) for m in g.modules}))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    edges = json.loads(result.stdout)
+
+    class Graph:
+        modules = set(edges)
+
+        @staticmethod
+        def find_modules_directly_imported_by(module):
+            return set(edges.get(module, ()))
+
+    assert {"models.loading", "vizapp.explain.attribution.run", "widgets.main_window"} <= set(edges)  # all read
+    assert _cycles(Graph) == []
 
 
 def test_ruff_is_clean():

@@ -32,13 +32,8 @@ from torch import nn
 
 from vizapp.core.errors import Cancelled, LayerError, UserError
 from vizapp.core.jobs import CancelToken
-from vizapp.explain.attribution import (
-    METHODS,
-    _occlusion_window,
-    attribute,
-    default_cam_layer,
-    display_map,
-)
+from vizapp.explain.attribution import METHODS, attribute, default_cam_layer, display_map
+from vizapp.explain.attribution.occlusion import occlusion_window
 
 TINY_CLASSES = [f"class{i}" for i in range(10)]
 
@@ -350,9 +345,9 @@ def test_guided_backprop_on_a_gelu_vit_says_so(deit_tiny, chelsea):
 
 
 def test_occlusion_windows(tiny, deit_tiny, tv_vit):
-    assert _occlusion_window(tiny, 224) == (32, 16)
-    assert _occlusion_window(deit_tiny, 224) == (16, 16)
-    assert _occlusion_window(tv_vit, 224) == (32, 32)
+    assert occlusion_window(tiny, 224) == (32, 16)
+    assert occlusion_window(deit_tiny, 224) == (16, 16)
+    assert occlusion_window(tv_vit, 224) == (32, 32)
 
 
 def test_occlusion_on_a_vit_uses_patches(tv_vit, chelsea):

@@ -25,9 +25,9 @@ import torch
 from _evil import Evil
 
 import main
-import models._loaders
-from models import load_model
-from models.small import build_small, read_card, save_checkpoint
+import models.loading
+import models.weights
+from models import build_small, load_model, read_card, save_checkpoint
 from vizapp.core.errors import ModelError, UntrustedModelError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,7 +166,7 @@ def test_a_zip_bomb_is_refused_before_anything_inflates(tmp_path, trust, no_torc
 
 
 def test_many_small_members_add_up_to_a_bomb(tmp_path, monkeypatch, no_torch_load):
-    monkeypatch.setattr(models._loaders, "ZIP_FLOOR", 1 << 20)  # each member stays under the floor
+    monkeypatch.setattr(models.weights, "ZIP_FLOOR", 1 << 20)  # each member stays under the floor
     path = _deflated_zeros(tmp_path / "many.pt", {f"archive/data/{i}": 1 << 20 for i in range(8)})
     with pytest.raises(ModelError, match=r"its 8 members inflate to 8\.0 MiB from a .* file .*zip bomb"):
         load_model(str(path), arch="resnet18")
@@ -248,7 +248,7 @@ def test_cli_refuses_a_two_directory_bomb_in_one_line(tmp_path, capsys, no_torch
 def test_the_sizes_torch_would_inflate_are_checked_too(tmp_path, monkeypatch, no_torch_load):
     """Behind the directory check: if zipfile is fooled, torch's own record sizes still refuse the file."""
     path = _two_directory_bomb(tmp_path / "twocd.pt")
-    monkeypatch.setattr(models._loaders, "_directory_is_consistent", lambda path: True)
+    monkeypatch.setattr(models.weights, "_directory_is_consistent", lambda path: True)
     with pytest.raises(ModelError) as info:
         load_model(str(path), arch="resnet18", trust=True)
     text = str(info.value)
@@ -271,8 +271,8 @@ def test_a_file_is_checked_once(tmp_path, monkeypatch, resnet18_state):
     path = tmp_path / "plain.pt"
     torch.save(resnet18_state, path)
     calls = []
-    real = models._loaders.zip_members
-    monkeypatch.setattr(models._loaders, "zip_members", lambda p: calls.append(p) or real(p))
+    real = models.loading.zip_members
+    monkeypatch.setattr(models.loading, "zip_members", lambda p: calls.append(p) or real(p))
     load_model(str(path), arch="resnet18")
     assert calls == [path]
 
@@ -330,8 +330,8 @@ def _edit(folder: Path, change) -> None:
 def test_absurd_card_values_are_refused_before_building(checkpoint, monkeypatch, change, field):
     _edit(checkpoint, change)
     built = []
-    monkeypatch.setattr("models.small.build_small", lambda *a, **k: built.append(a))
-    monkeypatch.setattr("models._loaders.build_architecture", lambda *a, **k: built.append(a))
+    monkeypatch.setattr("models.checkpoint.build_small", lambda *a, **k: built.append(a))
+    monkeypatch.setattr("models.checkpoint.build_architecture", lambda *a, **k: built.append(a))
     for call in (lambda: load_model(str(checkpoint)), lambda: read_card(checkpoint)):
         with pytest.raises(ModelError) as info:
             call()

@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 import models
 from models import REGISTRY, ModelSpec, get_spec, is_cached, list_specs, load_model
 from models._download import checkpoint_dir, fetch
-from models._loaders import _package_weights
+from models.loading import _package_weights
 from vizapp.core.errors import Cancelled, ModelError, UntrustedModelError
 from vizapp.core.jobs import CancelToken
 from vizapp.probing.device import available_devices, default_device, move_model
@@ -436,7 +436,7 @@ def test_timm_offline_is_a_clear_model_error(offline):
 @pytest.mark.parametrize("content", [b"", b"\x00" + random.Random(0).randbytes(2000)])
 def test_timm_damaged_cached_file(offline, content):
     """A damaged file in the torch cache is reported with its path (an empty one raised EOFError)."""
-    from models._loaders import _timm_cfg
+    from models.loading import _timm_cfg
 
     spec = get_spec("deit_tiny")
     cached = offline / Path(_timm_cfg(spec)["url"]).name

@@ -36,7 +36,7 @@ def test_no_module_finds_resources_by_path_arithmetic():
 
 
 def test_lab_samples_and_shipped_models_come_from_the_resources_package(monkeypatch, tmp_path):
-    from models import _loaders, get_spec
+    from models import get_spec, loading
     from vizapp.inputs.images import lab_samples
 
     fake = tmp_path / "res"
@@ -44,7 +44,7 @@ def test_lab_samples_and_shipped_models_come_from_the_resources_package(monkeypa
     (fake / "samples" / "only.png").write_bytes(b"")
     monkeypatch.setattr(paths, "resource", lambda *parts: fake.joinpath(*parts))
     assert [s.name for s in lab_samples()] == ["only"]
-    assert _loaders._resource_checkpoint(get_spec("vit_digits")) == fake / "models" / "vit_digits"
+    assert loading._resource_checkpoint(get_spec("vit_digits")) == fake / "models" / "vit_digits"
 
 
 def test_environment_overrides_win(monkeypatch, tmp_path):

@@ -24,8 +24,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from models import load_model
-from models.small import build_small, read_card
+from models import build_small, load_model, read_card
 from vizapp import cli
 from vizapp.core.errors import UserError
 from vizapp.training.trainer import (

@@ -34,8 +34,8 @@ ALLOWED = [
     ("vizapp/collection/indexing.py", 'open(path, "r+b")', "create_features: reserving the space"),
     ("widgets/common.py", 'pixmap.save(buffer, "PNG")', "encoded in memory, then write_bytes"),
     ("widgets/image_view.py", 'image.save(buffer, "PNG")', "encoded in memory (drag and drop)"),
-    ("models/_checkpoint.py", "atomic_write(", "the write goes to atomic_write's temporary file"),
-    ("models/_checkpoint.py", "save_file(state, tmp,", "write_weights, called by atomic_write with its temporary file"),
+    ("models/checkpoint.py", "atomic_write(", "the write goes to atomic_write's temporary file"),
+    ("models/checkpoint.py", "save_file(state, tmp,", "write_weights, called by atomic_write with its temporary file"),
     ("models/_download.py", 'os.fdopen(fd, "wb")', "a streamed download: its own temporary file, hash-checked, "
                                                     "then renamed"),
     ("vizapp/collection/datasets.py", 'open(part, "wb")', "a streamed download: a .part file, then renamed"),

@@ -246,11 +246,11 @@ def _load(args: argparse.Namespace):
 
 def _cmd_models(args: argparse.Namespace) -> int:
     from models import is_cached, list_specs
-    from models._loaders import _preprocess_for
+    from models.loading import preprocess_for
 
     rows = []
     for spec in list_specs():
-        pre = _preprocess_for(spec)
+        pre = preprocess_for(spec)
         rows.append({
             "name": spec.name, "title": spec.title, "kind": spec.kind, "source": spec.source,
             "offline": is_cached(spec), "input_size": pre.crop, "preprocess": pre.describe(),

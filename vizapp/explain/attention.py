@@ -430,7 +430,7 @@ def analyse_attention(
     With ``gradient=True`` the pass keeps the graph and the result also holds the
     gradient-weighted rollout for ``target`` (the top class when ``None``).
     """
-    from vizapp.explain.attribution import resolve_target
+    from vizapp.explain.targets import resolve_target
     from vizapp.probing.inference import has_classifier, top_predictions
     from vizapp.probing.probe import first_tensor
 

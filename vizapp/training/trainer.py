@@ -395,8 +395,7 @@ class Trainer:
 
     # --- building ------------------------------------------------------------------
     def _build_model(self, progress: Progress, cancel: CancelToken | None) -> tuple[nn.Module, object, dict]:
-        from models import Preprocess
-        from models.small import build_small, transfer_model
+        from models import Preprocess, build_small, transfer_model
 
         c = self.config
         channels, size = self.train_set.channels, self.train_set.size
@@ -688,7 +687,7 @@ class Trainer:
         }
 
     def save(self, directory: str | Path | None = None) -> Path:
-        """Weights + card (``models.small.save_checkpoint``), then ``train_state.pt``.
+        """Weights + card (``models.save_checkpoint``), then ``train_state.pt``.
 
         ``train_state.pt`` is the commit: it holds everything a resume needs (the
         weights, the optimizer state, the step, the history), written in one atomic
@@ -699,7 +698,7 @@ class Trainer:
         files of killed writers are removed first. A full or read-only disk is a
         :class:`~vizapp.core.errors.StorageError` naming the file.
         """
-        from models.small import save_checkpoint
+        from models import save_checkpoint
         from vizapp.core.files import remove_leftovers, storage_errors, write_bytes
 
         out = directory or self.config.out
@@ -732,7 +731,7 @@ class Trainer:
         """Continue the run saved in ``directory``: its card must describe this model and these
         settings; the weights, optimizer state, step and history come from ``train_state.pt``.
         A damaged or foreign file is a one-line :class:`UserError` naming it."""
-        from models.small import read_card
+        from models import read_card
 
         if not directory.is_dir():
             raise UserError(f"{directory}: no such checkpoint folder to resume from")
@@ -805,7 +804,7 @@ def _read_state(path: Path) -> dict:
     import pickle
     import zipfile
 
-    from models._loaders import zip_members
+    from models.weights import zip_members
 
     zip_members(path)  # a zip bomb, or a zip whose two readers see different directories, never reaches torch.load
     try:

@@ -5,7 +5,7 @@ A checkpoint is a folder with ``model.safetensors`` (the state dict) and ``card.
 preprocessing, the ``trained`` flag, a title, and how it was trained). Both files are
 written atomically; loading builds the architecture from the card (no pretrained
 download: the state dict holds every weight) and reads the weights with safetensors.
-The public names are re-exported by :mod:`models.small`.
+The one home of the checkpoint API (``models`` re-exports it).
 """
 
 from __future__ import annotations
@@ -22,12 +22,16 @@ import torch
 from torch import nn
 
 from models._preprocess import Preprocess
+from models.architectures import build_architecture
+from models.loaded import LoadedModel
+from models.small import SMALL_MODELS, build_small, replace_head
+from models.weights import first_line, load_state_dict, read_safetensors
 from vizapp.core.errors import ModelError
 from vizapp.core.files import atomic_write
 from vizapp.core.jobs import RNG_LOCK, Progress, no_progress
 
-__all__ = ["CARD_FORMAT", "CARD_NAME", "WEIGHTS_NAME", "atomic_write", "is_checkpoint", "load_checkpoint",
-           "read_card", "read_safetensors", "save_checkpoint"]
+__all__ = ["CARD_FORMAT", "CARD_NAME", "WEIGHTS_NAME", "card_preprocess", "is_checkpoint", "load_checkpoint",
+           "read_card", "save_checkpoint"]
 
 CARD_FORMAT = "vizapp-card-1"
 CARD_NAME = "card.json"
@@ -154,8 +158,6 @@ def _option_problem(value: object) -> str | None:
 
 def _check_card(card: object, path: Path, saving: bool = False) -> dict:
     """``card`` if it is a usable card, else a one-line :class:`ModelError` naming ``path`` and the field."""
-    from models.small import SMALL_MODELS
-
     def bad(what: str) -> ModelError:
         why = "nothing was written" if saving else "the card was not written by vizapp's trainer or is damaged"
         return ModelError(f"{path}: {what}; {why}")
@@ -236,11 +238,11 @@ def read_card(path: str | os.PathLike) -> dict:
     try:
         data = json.loads(card_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise ModelError(f"{card_path}: not a readable JSON card ({_first_line(exc)})") from None
+        raise ModelError(f"{card_path}: not a readable JSON card ({first_line(exc)})") from None
     return _check_card(data, card_path)
 
 
-def _card_preprocess(card: dict) -> Preprocess:
+def card_preprocess(card: dict) -> Preprocess:
     p = card["preprocess"]
     return Preprocess(int(p["resize"]), int(p["crop"]), tuple(float(m) for m in p["mean"]),
                       tuple(float(s) for s in p["std"]), str(p.get("interpolation", "bilinear")))
@@ -248,43 +250,22 @@ def _card_preprocess(card: dict) -> Preprocess:
 
 def _architecture(entry: dict, card_path: Path) -> tuple[nn.Module, str]:
     """The untrained module a card describes, and its kind (``"cnn"`` or ``"vit"``)."""
-    from models.small import _replace_head, build_small
-
     if entry["kind"] == "small":
         try:
             module = build_small(entry["name"], in_channels=entry["in_channels"], image_size=entry["image_size"],
                                  num_classes=entry["num_classes"], embed_dim=entry.get("embed_dim"),
                                  **entry.get("options", {}))
         except (ModelError, TypeError, ValueError) as exc:
-            raise ModelError(f"{card_path}: the model entry cannot be built ({_first_line(exc)})") from None
+            raise ModelError(f"{card_path}: the model entry cannot be built ({first_line(exc)})") from None
         return module, "vit" if entry["name"] == "vit" else "cnn"
-    from models._loaders import build_architecture
-
     try:
         module, spec = build_architecture(entry["hub"])
     except ModelError as exc:
         raise ModelError(f"{card_path}: {exc}") from None
-    _replace_head(module, int(entry["num_classes"]))
+    replace_head(module, int(entry["num_classes"]))
     module.model_entry = dict(entry)
     attention = any(isinstance(m, nn.MultiheadAttention) or hasattr(m, "qkv") for m in module.modules())
     return module, spec.kind if spec is not None else ("vit" if attention else "cnn")
-
-
-def _first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (its type when the message is empty)."""
-    lines = str(exc).strip().splitlines()
-    return lines[0][:160] if lines else type(exc).__name__
-
-
-def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The tensors of a safetensors file, read with safetensors only (never pickle or TorchScript);
-    a file that is not one (truncated, garbage, a zip) is a one-line :class:`ModelError` naming it."""
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path))
-    except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError, a header that is not JSON, ...
-        raise ModelError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from None
 
 
 def load_checkpoint(path: str | os.PathLike, *, progress: Progress = no_progress):
@@ -297,8 +278,6 @@ def load_checkpoint(path: str | os.PathLike, *, progress: Progress = no_progress
     file's. Every failure is a one-line
     :class:`~vizapp.core.errors.ModelError` naming the card or the weights file.
     """
-    from models._loaders import LoadedModel, _load_state_dict
-
     card_path, weights_path = _checkpoint_files(path)
     card = read_card(card_path)
     folder = card_path.parent
@@ -314,7 +293,7 @@ def load_checkpoint(path: str | os.PathLike, *, progress: Progress = no_progress
         classes = [f"class {i}" for i in range(n)]
     elif len(classes) != n:
         raise ModelError(f"{card_path}: {len(classes)} class names for a {n}-way head; fix 'classes' in the card")
-    preprocess = _card_preprocess(card)
+    preprocess = card_preprocess(card)
     channels = entry.get("in_channels", 3)
     if preprocess.channels != channels:
         raise ModelError(f"{card_path}: preprocess has {preprocess.channels} channels (mean/std) but the model "
@@ -333,13 +312,13 @@ def load_checkpoint(path: str | os.PathLike, *, progress: Progress = no_progress
         except ModelError:
             raise
         except Exception as exc:  # noqa: BLE001 - a constructor given odd numbers fails in many ways
-            raise ModelError(f"{card_path}: the model entry cannot be built ({_first_line(exc)})") from None
+            raise ModelError(f"{card_path}: the model entry cannot be built ({first_line(exc)})") from None
         # Every name and shape must match the file before the real module (no bigger than the
         # weights the file holds) is built.
-        _load_state_dict(shell, state, weights_path, hint=hint, check_only=True)
+        load_state_dict(shell, state, weights_path, hint=hint, check_only=True)
         del shell
         module, kind = _architecture(entry, card_path)
-    _load_state_dict(module, state, weights_path, hint=hint)
+    load_state_dict(module, state, weights_path, hint=hint)
     module.eval()
     notes = []
     if n == 0:
