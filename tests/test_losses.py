@@ -475,3 +475,36 @@ def test_loss_stats_infonce_and_ce():
     assert loss_stats("ce", logits, torch.tensor([0, 1, 1])) == pytest.approx({"accuracy": 2 / 3})
     with pytest.raises(ValueError, match="choose one of"):
         loss_stats("l2", logits, torch.tensor([0, 1, 1]))
+
+
+# --------------------------------------------------------------------------- the registry
+
+
+@pytest.mark.parametrize("key", list(LOSSES))
+def test_every_registered_loss_is_a_module_with_its_parts(key):
+    from vizapp.training.losses import loss_module
+
+    module = loss_module(key)
+    assert module.__name__ == f"vizapp.training.losses.{key}"
+    assert isinstance(module.EMBEDS, bool) and module.VIEWS in (1, 2)
+    assert set(module.OPTIONS) <= {"margin", "mining", "temperature"}
+    assert callable(module.loss) and callable(module.stats)
+
+
+def test_an_unknown_loss_is_one_line():
+    from vizapp.core.errors import UserError
+    from vizapp.training.losses import loss_module
+
+    with pytest.raises(UserError, match=r"^Unknown loss 'l2'; choose one of ce, contrastive, triplet, infonce\.$"):
+        loss_module("l2")
+
+
+def test_the_registry_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; import vizapp.training.losses as l, vizapp.explain.attribution as a; "
+            "print(list(l.LOSSES), list(a.METHODS), 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "False"
