@@ -43,7 +43,7 @@ def model_samples(model) -> list[tuple[str, object]]:
     ``vit_digits``, or the user's own run on shapes or digits) gets one sample per
     class it knows. Any other model, or an unreadable card, has none.
     """
-    from models._checkpoint import is_checkpoint, read_card
+    from models import is_checkpoint, read_card
     from vizapp.inputs.images import lab_samples
 
     source = getattr(model, "source", "") or ""
