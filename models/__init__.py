@@ -2,8 +2,9 @@
 
 Floors inside the package (each imports only those below it): ``_preprocess``, ``_registry``,
 ``_download`` -> ``loaded`` (the record every loader returns), ``small`` (the training lab's
-architectures), ``weights`` (reading a file safely), ``architectures`` -> ``checkpoint`` ->
-``loading`` -> ``transfer``.
+architectures), ``weights`` (the zip-bomb checks and trust refusals every reader shares) ->
+``formats`` (one module per weight file format, told by content) -> ``architectures`` ->
+``checkpoint`` -> ``loading`` -> ``transfer``.
 """
 
 from models._preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess

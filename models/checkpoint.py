@@ -23,9 +23,10 @@ from torch import nn
 
 from models._preprocess import Preprocess
 from models.architectures import build_architecture
+from models.formats.safetensors import read_safetensors
 from models.loaded import LoadedModel
 from models.small import SMALL_MODELS, build_small, replace_head
-from models.weights import first_line, load_state_dict, read_safetensors
+from models.weights import first_line, load_state_dict
 from vizapp.core.errors import ModelError
 from vizapp.core.files import atomic_write
 from vizapp.core.jobs import RNG_LOCK, Progress, no_progress

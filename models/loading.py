@@ -30,20 +30,9 @@ from models.checkpoint import (
     load_checkpoint,
     read_card,
 )
+from models.formats import read_weights
 from models.loaded import LoadedModel, imagenet_classes
-from models.weights import (
-    first_line,
-    is_safetensors,
-    is_torchscript,
-    jit_load,
-    load_state_dict,
-    read_safetensors,
-    read_torch,
-    read_weights,
-    torchscript_refusal,
-    unwrap_state_dict,
-    zip_members,
-)
+from models.weights import first_line, load_state_dict, unwrap_state_dict
 from vizapp.core.errors import Cancelled, ModelError
 from vizapp.core.jobs import CancelToken, Progress, no_progress, seeded
 
@@ -309,18 +298,14 @@ def _load_file(path: Path, arch: str | None, trust: bool, progress: Progress) ->
     spec = REGISTRY.get(arch) if arch else None
     preprocess = preprocess_for(spec) if spec else Preprocess()
     kind = spec.kind if spec else ("vit" if arch and "vit" in arch else "cnn")
-    safetensors = is_safetensors(path)
-    names = None if safetensors else zip_members(path)  # checks a zip once, before anything inflates
-    if is_torchscript(names):  # by content, whatever the suffix
-        if not trust:
-            raise torchscript_refusal(path)
-        module = jit_load(path)
+    obj = read_weights(path, trust)  # told by content; a zip is checked once, before anything inflates
+    if isinstance(obj, torch.jit.ScriptModule):  # trusted TorchScript, whatever the suffix
+        module = obj
         module.eval()
         classes = _sidecar_classes(path)
         return LoadedModel(path.name, f"{path.name} (TorchScript)", kind, module, preprocess, classes,
                            str(path), spec, scripted=True,
                            notes=["TorchScript runs as a whole: feature maps need the eager model (a state dict + --arch)"])
-    obj = read_safetensors(path) if safetensors else read_torch(path, trust, names)
     if isinstance(obj, nn.Module):
         module = obj
     else:

@@ -1,17 +1,15 @@
-"""Reading a weights file safely: what it is, told by its content, and a state dict from it.
+"""What every weights reader shares: the zip-bomb checks, the trust refusals, and fitting a state dict.
 
 A safetensors file is read with safetensors only; a zip is checked for a zip bomb (declared
 sizes as ``zipfile`` and torch's own reader see them, and a central directory where its end
 record says) before anything inflates; TorchScript archives and pickled objects are code and
 are read only when the caller trusts the file. Every failure is a one-line
 :class:`~vizapp.core.errors.ModelError` or :class:`~vizapp.core.errors.UntrustedModelError`
-naming the file. A new weight file format is one reader here, called from :func:`read_weights`.
+naming the file. Which reader a file gets is :mod:`models.formats`'s business.
 """
 
 from __future__ import annotations
 
-import os
-import pickle
 import struct
 import warnings
 import zipfile
@@ -22,25 +20,14 @@ from torch import nn
 
 from vizapp.core.errors import ModelError, UntrustedModelError
 
-__all__ = ["first_line", "is_safetensors", "is_torchscript", "jit_load", "load_state_dict", "read_safetensors",
-           "read_torch", "read_weights", "torchscript_refusal", "unwrap_state_dict", "zip_members"]
+__all__ = ["first_line", "is_torchscript", "jit_load", "load_state_dict", "torchscript_refusal", "untrusted",
+           "unwrap_state_dict", "zip_members"]
 
 
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (its type when the message is empty)."""
     lines = str(exc).strip().splitlines()
     return lines[0][:160] if lines else type(exc).__name__
-
-
-def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The tensors of a safetensors file, read with safetensors only (never pickle or TorchScript);
-    a file that is not one (truncated, garbage, a zip) is a one-line :class:`ModelError` naming it."""
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path))
-    except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError, a header that is not JSON, ...
-        raise ModelError(f"{path}: not a readable safetensors file ({first_line(exc)})") from None
 
 
 #: A zip member may inflate at most this many times its stored size once it is larger than
@@ -170,18 +157,7 @@ def is_torchscript(names: list[str] | None) -> bool:
     return False
 
 
-def is_safetensors(path: Path) -> bool:
-    """Whether ``path`` starts like a safetensors file: a little-endian header length, then ``{``."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(9)
-        size = path.stat().st_size
-    except OSError:
-        return False
-    return len(head) == 9 and 2 <= int.from_bytes(head[:8], "little") <= size - 8 and head[8:] == b"{"
-
-
-def _untrusted(path: Path, what: str) -> UntrustedModelError:
+def untrusted(path: Path, what: str) -> UntrustedModelError:
     return UntrustedModelError(
         f"{path} {what}. Loading it runs code from the file: only if you trust its source, load it "
         "again with --trust (in the app: tick 'I trust this file')."
@@ -189,7 +165,7 @@ def _untrusted(path: Path, what: str) -> UntrustedModelError:
 
 
 def torchscript_refusal(path: Path) -> UntrustedModelError:
-    return _untrusted(path, "is a TorchScript archive (a program, not just weights; told by its content, "
+    return untrusted(path, "is a TorchScript archive (a program, not just weights; told by its content, "
                             "whatever its name says)")
 
 
@@ -201,52 +177,6 @@ def jit_load(path: Path) -> nn.Module:
             return torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:  # noqa: BLE001 - a damaged archive fails inside the importer in many ways
         raise ModelError(f"{path}: a TorchScript archive that cannot be loaded ({first_line(exc)})") from None
-
-
-def _saved_by_torch(path: Path) -> bool:
-    """Whether ``path`` has a layout ``torch.save`` writes: a zip archive or a protocol 2+ pickle."""
-    if zipfile.is_zipfile(path):
-        return True
-    with open(path, "rb") as f:
-        return f.read(1) == b"\x80"
-
-
-def read_weights(path: Path, trust: bool) -> object:
-    """A state dict (or, if trusted, a pickled or TorchScript module) from ``path``.
-
-    What the file is comes from its content: a safetensors file is read with safetensors
-    only; a file named ``.safetensors`` that is not one is refused; a zip is checked for a
-    zip bomb before anything inflates; TorchScript and pickled objects need ``trust``.
-    """
-    if is_safetensors(path):
-        return read_safetensors(path)
-    return read_torch(path, trust, zip_members(path))
-
-
-def read_torch(path: Path, trust: bool, names: list[str] | None) -> object:
-    """:func:`read_weights` for a file that is no safetensors file; ``names`` is what
-    :func:`zip_members` said of it (the zip checks already passed)."""
-    if is_torchscript(names):
-        if not trust:
-            raise torchscript_refusal(path)
-        return jit_load(path)
-    if path.suffix == ".safetensors":
-        what = "a zip archive" if names is not None else "no safetensors header"
-        raise ModelError(f"{path}: not a readable safetensors file ({what}); save the weights with "
-                         "safetensors.torch.save_file, or give the file its real suffix")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        if not _saved_by_torch(path):
-            raise ModelError(f"{path}: not a PyTorch weights file (neither a zip archive nor a pickle)") from None
-        if not trust:
-            raise _untrusted(path, "holds pickled Python objects (a whole model, not just weights)") from None
-    except Exception as exc:  # noqa: BLE001 - a damaged or foreign file fails inside the unpickler in many ways
-        raise ModelError(f"{path}: not a PyTorch weights file ({first_line(exc)})") from None
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - arbitrary pickles fail arbitrarily
-        raise ModelError(f"{path}: the trusted pickle could not be loaded ({type(exc).__name__}: {exc})") from None
 
 
 def unwrap_state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:

@@ -19,7 +19,8 @@ from vizapp import cli
 from vizapp.collection.datasets import ImageCollection
 from vizapp.collection.indexing import Index
 from vizapp.core.errors import ImageError
-from vizapp.inputs.images import lab_samples, resolve_image_source, sample_images
+from vizapp.inputs.images import lab_samples, sample_images
+from vizapp.inputs.sources import resolve_image_source
 
 LAB = {s.name: s.path for s in lab_samples()}
 

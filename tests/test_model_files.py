@@ -25,7 +25,7 @@ import torch
 from _evil import Evil
 
 import main
-import models.loading
+import models.formats.pytorch
 import models.weights
 from models import build_small, load_model, read_card, save_checkpoint
 from vizapp.core.errors import ModelError, UntrustedModelError
@@ -271,8 +271,8 @@ def test_a_file_is_checked_once(tmp_path, monkeypatch, resnet18_state):
     path = tmp_path / "plain.pt"
     torch.save(resnet18_state, path)
     calls = []
-    real = models.loading.zip_members
-    monkeypatch.setattr(models.loading, "zip_members", lambda p: calls.append(p) or real(p))
+    real = models.formats.pytorch.zip_members
+    monkeypatch.setattr(models.formats.pytorch, "zip_members", lambda p: calls.append(p) or real(p))
     load_model(str(path), arch="resnet18")
     assert calls == [path]
 

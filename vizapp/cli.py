@@ -505,7 +505,7 @@ def main(argv: Sequence[str] | None = None, gui_handlers: dict[str, Handler] | N
         if handler is None:
             raise UserError(f"the '{args.command}' command needs the GUI; run it through main.py")
         if getattr(args, "image", None) is not None:
-            from vizapp.inputs.images import resolve_image_source
+            from vizapp.inputs.sources import resolve_image_source
 
             args.image = str(resolve_image_source(args.image))
         return handler(args)

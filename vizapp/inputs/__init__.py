@@ -1,1 +1,2 @@
-"""Where pictures come from: image files and the shipped samples."""
+"""Where pictures come from: decoding image files (:mod:`.images`) and the sources ``--image``
+and the window accept (:mod:`.sources`: a file, a shipped sample's name)."""

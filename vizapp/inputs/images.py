@@ -17,7 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vizapp.core.errors import ImageError
 
-__all__ = ["MAX_ASPECT", "MAX_PIXELS", "SampleImage", "lab_samples", "load_image", "resolve_image_source", "to_rgb", "sample_images"]
+__all__ = ["MAX_ASPECT", "MAX_PIXELS", "SampleImage", "lab_samples", "load_image", "to_rgb", "sample_images"]
 
 #: Largest image accepted (about 180 megapixels, twice Pillow's default warning level).
 MAX_PIXELS = 2 * 89_478_485
@@ -141,19 +141,3 @@ def sample_images() -> list[SampleImage]:
                 found.append(SampleImage(name, candidate))
                 break
     return found
-
-
-def resolve_image_source(text: str | Path) -> Path:
-    """What ``--image`` names: an existing path, else a sample's name (``chelsea``, ``digit3``).
-
-    A path that exists wins over a sample of the same name. Raises :class:`ImageError`
-    (one line listing a few valid names) when it is neither.
-    """
-    path = Path(text).expanduser()
-    if path.exists():
-        return path
-    samples = {s.name: s.path for s in [*sample_images(), *lab_samples()]}
-    if str(text) in samples:
-        return samples[str(text)]
-    names = [n for n in ("chelsea", "coffee", "astronaut", "rocket", "digit3", "star", "ring") if n in samples]
-    raise ImageError(f"{text}: no such image file, and not a sample's name (samples: {', '.join(names)}, ...)")
