@@ -17,7 +17,7 @@ import pytest
 import main
 from vizapp import cli
 from vizapp.collection.datasets import ImageCollection
-from vizapp.collection.indexing import Index
+from vizapp.collection.index_store import Index
 from vizapp.core.errors import ImageError
 from vizapp.inputs.images import lab_samples, resolve_image_source, sample_images
 

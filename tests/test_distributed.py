@@ -20,7 +20,7 @@ import torch
 import torchvision
 from test_indexing import write_images, write_unreadable
 
-from vizapp.collection.indexing import Index
+from vizapp.collection.index_store import Index
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ["features.0", "features.5"]  # the stem (analytic boxes) and a residual block (gradient boxes)

@@ -406,7 +406,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
 
 def _cmd_top_patches(args: argparse.Namespace) -> int:
-    from vizapp.collection.indexing import Index
+    from vizapp.collection.index_store import Index
     from vizapp.collection.patches import unit_flags
 
     index = Index.load(args.index)
