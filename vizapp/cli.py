@@ -426,8 +426,9 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     import numpy as np
 
     from vizapp.collection.datasets import open_collection
-    from vizapp.collection.embedding import Embedding, project
+    from vizapp.collection.embedding import Embedding
     from vizapp.collection.indexing import build_index
+    from vizapp.collection.projection import project
 
     if Path(args.out).is_dir():
         raise UserError(f"--out {args.out}: is a folder; name the .npz file to write")
