@@ -28,6 +28,7 @@ from models import load_model
 from models.small import build_small, read_card
 from vizapp import cli
 from vizapp.core.errors import UserError
+from vizapp.training.shapes import SHAPE_CLASSES
 from vizapp.training.trainer import (
     TrainConfig,
     TrainControl,
@@ -35,7 +36,7 @@ from vizapp.training.trainer import (
     stable_projection,
     write_json_line,
 )
-from vizapp.training.trainsets import SHAPE_CLASSES, mean_std
+from vizapp.training.trainsets import mean_std
 
 DIGITS = [str(d) for d in range(10)]
 
@@ -768,8 +769,8 @@ def test_own_generator_covers_init_dropout_drop_path_and_augmentations():
     between two blocks with the same seed changes nothing."""
     from timm.layers import DropPath
 
+    from vizapp.training.augmentations import build_augment
     from vizapp.training.trainer import OwnGenerator
-    from vizapp.training.trainsets import build_augment
 
     augment = build_augment(["crop", "hflip", "jitter", "erase"], 16, 3)
     images = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)

@@ -419,7 +419,7 @@ class Trainer:
         return module, preprocess, card
 
     def _augment(self):
-        from vizapp.training.trainsets import build_augment
+        from vizapp.training.augmentations import build_augment
 
         names = list(self.config.augment)
         if self.config.loss == "infonce" and not names:
