@@ -344,7 +344,9 @@ def _cmd_attribute(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from vizapp.training.trainer import TrainConfig, Trainer, write_json_line
+    from vizapp.training.config import TrainConfig
+    from vizapp.training.records import write_json_line
+    from vizapp.training.trainer import Trainer
 
     config = TrainConfig(
         dataset=args.dataset, model=args.model, loss=args.loss, epochs=args.epochs, seed=args.seed,

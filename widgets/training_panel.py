@@ -80,7 +80,7 @@ from widgets.training_views import (
 )
 
 if TYPE_CHECKING:
-    from vizapp.training.trainer import TrainConfig
+    from vizapp.training.config import TrainConfig
 
 __all__ = ["TrainingPanel", "kernel_mosaic", "REDRAW_MS"]
 # kernel_mosaic and the style constants (F401 above) live in widgets.training_views since
@@ -201,8 +201,8 @@ class TrainingPanel(QWidget):
         super().__init__(parent)
         from models.small import SMALL_MODELS
         from vizapp.training.augmentations import AUGMENTATIONS
+        from vizapp.training.config import TrainConfig
         from vizapp.training.losses import LOSSES
-        from vizapp.training.trainer import TrainConfig
         from vizapp.training.trainsets import DATASETS
 
         self.runs_dir = Path(runs_dir) if runs_dir is not None else _default_runs_dir()
@@ -461,7 +461,7 @@ class TrainingPanel(QWidget):
 
     # --- settings -----------------------------------------------------------------------
     def config(self) -> TrainConfig:
-        """The :class:`~vizapp.training.trainer.TrainConfig` that Start would use (``out`` unset:
+        """The :class:`~vizapp.training.config.TrainConfig` that Start would use (``out`` unset:
         Start gives each run a new folder under ``runs_dir``). Fields the form does not
         show (``log_every``, ``kernels_every``, ``embed_points``...) come from the last
         :meth:`set_config`."""
