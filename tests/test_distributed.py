@@ -96,7 +96,7 @@ def test_torchrun_index_equals_single_process(setup):
 
 
 def test_torchrun_embed_equals_single_process(setup):
-    pytest.importorskip("vizapp.collection.embedding")
+    pytest.importorskip("vizapp.collection.projection")
     tmp, photos, weights = setup
     common = ["embed", "--model", str(weights), "--arch", "mobilenet_v3_small", "--data", str(photos),
               "--method", "pca", "--workers", "0", "--batch-size", "4", "--device", "cpu"]

@@ -777,7 +777,7 @@ def test_cli_errors(capsys, cli_photos, tmp_path, case):
 
 
 def test_cli_embed(capsys, cli_photos, tmp_path, monkeypatch, resnet18_state):
-    pytest.importorskip("vizapp.collection.embedding")
+    pytest.importorskip("vizapp.collection.projection")
     monkeypatch.setenv("VIZAPP_CACHE", str(tmp_path / "cache"))
     # A small torchvision network from a weights file keeps the box post-pass short.
     torch.manual_seed(0)
