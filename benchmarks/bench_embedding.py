@@ -1,12 +1,12 @@
 """Embedding: t-SNE and UMAP of 10k x 1280 features as jobs (GUI stalls meanwhile), and 100k-point pan/zoom.
 
 1. jobs: synthetic clustered features (10 000 x 1280, 20 clusters; 2 000 with ``--quick``)
-   go through ``vizapp.collection.embedding.project`` (PCA to 50 dims, then openTSNE or umap-learn)
+   go through ``vizapp.collection.projection.project`` (PCA to 50 dims, then openTSNE or umap-learn)
    as jobs on a real ``JobRunner``, while a 2 ms ``QTimer`` on the GUI thread records the
    gaps between its ticks. Reported: the job's wall time (info) and the longest GUI gap
    (target < 50 ms). Each method runs twice: the first call in a process imports the
    library and loads numba code (UMAP compiles it unless numba's cache has it, see
-   ``vizapp.collection.embedding._cache_umap_jit``); the second call is the steady state.
+   ``vizapp.collection.projection._cache_umap_jit``); the second call is the steady state.
 2. pan/zoom: an ``EmbeddingView`` (1200 x 800, offscreen) showing 100 000 points in 25
    labels (20 colour groups); the ViewBox is panned and zoomed programmatically and the
    plot's viewport repainted synchronously each frame. Reported: median frame time
@@ -55,7 +55,7 @@ def _job(app, ticker, features, method: str) -> tuple[float, dict[str, float], o
     """Run ``project(features, method)`` on a JobRunner; tick the GUI thread meanwhile."""
     from PySide6.QtCore import QEventLoop, QTimer
 
-    from vizapp.collection.embedding import project
+    from vizapp.collection.projection import project
     from widgets.bridge import JobRunner
 
     runner = JobRunner()
@@ -174,7 +174,7 @@ def run(quick: bool = False, threads: int | None = None) -> list[Result]:
     threads = setup_threads(threads)
     app = make_app()
     print_header("Embedding: projections as jobs (GUI gaps) and 100k-point pan/zoom", quick, threads)
-    from vizapp.collection.embedding import _workers
+    from vizapp.collection.projection import _workers
 
     n = 2_000 if quick else 10_000
     features, labels = clustered_features(n)

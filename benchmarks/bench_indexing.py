@@ -7,7 +7,7 @@ Targets (EfficientNet-Lite0, CPU):
    keeps >= 0.8 of the throughput of a plain batched forward pass over the same
    collection with the same model, batch size and DataLoader (same ``_Images`` dataset,
    same workers). The summary shows it as time(index streaming) / time(plain) <= 1.25.
-   The one-off receptive-field post-pass (``_boxes``: analytic or gradient boxes for
+   The one-off receptive-field post-pass (``winner_boxes``: analytic or gradient boxes for
    every winner) is timed on its own, and the end-to-end time is reported too.
 2. end to end: ``build_index`` with its receptive-field post-pass, from a fresh output
    folder each time, against the plain batched forward over the same collection, at 150
@@ -103,13 +103,13 @@ def _plain_pass(loaded, collection, workers: int) -> float:
 
 
 class _BoxesTimer:
-    """Wraps ``vizapp.collection.indexing._boxes``: times the real one, or stands in for it with zeros."""
+    """Wraps ``winner_boxes`` where ``build_index`` looks it up: times the real one, or stands in for it with zeros."""
 
     def __init__(self) -> None:
         import vizapp.collection.indexing as indexing
 
         self.indexing = indexing
-        self.real = indexing._boxes
+        self.real = indexing.winner_boxes
         self.stub = False
         self.seconds = 0.0
 
@@ -125,11 +125,11 @@ class _BoxesTimer:
         return out
 
     def __enter__(self):
-        self.indexing._boxes = self
+        self.indexing.winner_boxes = self
         return self
 
     def __exit__(self, *exc) -> None:
-        self.indexing._boxes = self.real
+        self.indexing.winner_boxes = self.real
 
 
 def _index_pass(loaded, collection, workers: int, out: Path, timer: _BoxesTimer) -> tuple[float, float]:
@@ -189,7 +189,7 @@ def _throughput(quick: bool, work: Path) -> tuple[list[Result], dict]:
           f"{n / best_stream:>9.1f}")
     print(f"throughput ratio (index / plain): {best_plain / best_stream:.3f} (target >= 0.8); "
           f"time ratio {ratio:.3f} (target <= {TARGET_TIME_RATIO})")
-    print(f"receptive-field post-pass (_boxes, once per index): {post:.2f} s; end to end (first run): "
+    print(f"receptive-field post-pass (winner_boxes, once per index): {post:.2f} s; end to end (first run): "
           f"{end_to_end:.2f} s = {n / end_to_end:.1f} images/s")
     results = [
         Result(BENCH, f"index / plain forward time, {n} images", ratio, "x", TARGET_TIME_RATIO,
@@ -230,7 +230,7 @@ def _end_to_end_runs(loaded, collection, workers: int, out: Path, rounds: int, e
     def index_arm(name: str) -> None:
         nonlocal runs
         runs += 1
-        with contexts[name](), _BoxesTimer() as timer:  # the timer wraps whichever _boxes the arm uses
+        with contexts[name](), _BoxesTimer() as timer:  # the timer wraps whichever winner_boxes the arm uses
             total, post = _full_index(loaded, collection, workers, out / f"run-{runs}", timer)
         times[name].append(total)
         posts[name].append(post)
@@ -310,7 +310,7 @@ def peak():
 loaded = load_model("efficientnet_lite0")
 collection = ImageCollection.from_folder({folder!r})
 before = peak()
-real = indexing._boxes
+real = indexing.winner_boxes
 marks = {{}}
 after_batch = []
 def progress(done, total, text):
@@ -322,7 +322,7 @@ def progress(done, total, text):
 def boxes(*args):
     marks["stream"] = peak()
     return real(*args)
-indexing._boxes = boxes
+indexing.winner_boxes = boxes
 t0 = time.perf_counter()
 index = indexing.build_index(loaded, collection, {layers!r}, k={k}, out={out!r}, batch_size={batch}, workers=0,
                              progress=progress)

@@ -258,7 +258,7 @@ def _throughput(first_step: int, last_step: int) -> Throughput:
 
 def _config(model: str, epochs: int):
     """The run both engine arms train: the engine's defaults but for data, model, epochs, device."""
-    from vizapp.training.trainer import TrainConfig
+    from vizapp.training.config import TrainConfig
 
     return TrainConfig(dataset=DATASET, n=N_IMAGES, model=model, loss="ce", optimizer="adam", lr=LR,
                        batch_size=BATCH, epochs=epochs, seed=SEED, device="cpu")

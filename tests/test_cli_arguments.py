@@ -16,8 +16,9 @@ import pytest
 
 import main
 from vizapp import cli
+from vizapp.cli.parser import DOCKS, build_parser, parse_args
 from vizapp.collection.datasets import ImageCollection
-from vizapp.collection.indexing import Index
+from vizapp.collection.index_store import Index
 from vizapp.core.errors import ImageError
 from vizapp.inputs.images import lab_samples, sample_images
 from vizapp.inputs.sources import resolve_image_source
@@ -87,14 +88,14 @@ def test_a_numeric_option_out_of_range_is_one_line_exit_2(capsys, before, option
 @pytest.mark.parametrize(("before", "option", "good"), [(b, o, g) for b, o, _, g, _ in NUMERIC],
                          ids=[f"{b[0]} {o}" for b, o, *_ in NUMERIC])
 def test_a_numeric_option_in_range_is_taken(before, option, good):
-    args = cli.parse_args([*before, option, good])
+    args = parse_args([*before, option, good])
     dest = option.lstrip("-").replace("-", "_")
     expected = (320, 240) if good == "320x240" else float(good) if "." in good or "e" in good else int(good)
     assert getattr(args, dest) == expected
 
 
 def test_every_numeric_option_is_in_the_table():
-    parser = cli.build_parser()
+    parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     typed = {(name, opt) for name, p in sub.choices.items() for a in p._actions
              if a.type is not None for opt in a.option_strings if opt.startswith("--")}
@@ -117,9 +118,9 @@ def test_every_argument_error_is_one_line(capsys, argv, named):
 def test_screenshot_docks_are_the_windows(make_window):
     """``--dock`` takes every dock the window has (kernels and training too), nothing else."""
     window = make_window(size=None, show=False)
-    assert tuple(window.docks) == cli.DOCKS
+    assert tuple(window.docks) == DOCKS
     for dock in ("kernels", "training"):
-        assert cli.parse_args(["screenshot", "--out", "s.png", "--dock", dock]).dock == dock
+        assert parse_args(["screenshot", "--out", "s.png", "--dock", dock]).dock == dock
 
 
 # --- the window's options without 'gui' ----------------------------------------------------------
@@ -136,9 +137,9 @@ def test_window_options_work_without_gui(capsys):
 
 
 def test_window_options_before_and_after_gui():
-    args = cli.parse_args(["--arch", "resnet18", "--trust", "gui", "--model", "w.pth"])
+    args = parse_args(["--arch", "resnet18", "--trust", "gui", "--model", "w.pth"])
     assert (args.command, args.model, args.arch, args.trust) == ("gui", "w.pth", "resnet18", True)
-    args = cli.parse_args([])
+    args = parse_args([])
     assert (args.command, args.model, args.image) == ("gui", None, None)
 
 

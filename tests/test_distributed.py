@@ -20,7 +20,7 @@ import torch
 import torchvision
 from test_indexing import write_images, write_unreadable
 
-from vizapp.collection.indexing import Index
+from vizapp.collection.index_store import Index
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ["features.0", "features.5"]  # the stem (analytic boxes) and a residual block (gradient boxes)
@@ -96,7 +96,7 @@ def test_torchrun_index_equals_single_process(setup):
 
 
 def test_torchrun_embed_equals_single_process(setup):
-    pytest.importorskip("vizapp.collection.embedding")
+    pytest.importorskip("vizapp.collection.projection")
     tmp, photos, weights = setup
     common = ["embed", "--model", str(weights), "--arch", "mobilenet_v3_small", "--data", str(photos),
               "--method", "pca", "--workers", "0", "--batch-size", "4", "--device", "cpu"]

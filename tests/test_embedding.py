@@ -7,7 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from vizapp.collection.embedding import Embedding, nearest, normalize_rows, project, subset_stats
+from vizapp.collection.embedding import Embedding, nearest, normalize_rows, subset_stats
+from vizapp.collection.projection import project
 from vizapp.core.errors import Cancelled, UserError
 from vizapp.core.jobs import CancelToken
 
@@ -100,17 +101,17 @@ def test_umap_starts_from_init(data):
 
 
 def test_umap_on_large_collections_takes_annoy_neighbours(data, monkeypatch):
-    from vizapp.collection import embedding
+    from vizapp.collection import projection
 
     x, y = data
-    indices, distances = embedding._annoy_knn(x, 6, seed=0)
+    indices, distances = projection._annoy_knn(x, 6, seed=0)
     assert indices.shape == distances.shape == (len(x), 6)
     np.testing.assert_array_equal(indices[:, 0], np.arange(len(x)))  # itself first, as umap-learn has it
     exact = np.argsort(((x[:, None] - x[None]) ** 2).sum(-1), axis=1)[:, :6]
     assert np.mean([len(set(a) & set(b)) / 6 for a, b in zip(indices, exact, strict=True)]) > 0.95
     d = np.linalg.norm(x[:, None] - x[indices], axis=-1)
     np.testing.assert_allclose(distances, d, rtol=1e-4, atol=1e-4)
-    monkeypatch.setattr(embedding, "_UMAP_APPROX_FROM", 0)  # what 4096+ points get
+    monkeypatch.setattr(projection, "_UMAP_APPROX_FROM", 0)  # what 4096+ points get
     assert knn_accuracy(project(x, "umap", n_iter=100), y) > 0.95
 
 
@@ -258,7 +259,7 @@ def test_embedding_rejects_mismatched_rows_and_bad_files(tmp_path):
 
 
 def test_preload_imports_the_libraries():
-    from vizapp.collection.embedding import preload
+    from vizapp.collection.projection import preload
 
     steps = []
     preload(progress=lambda done, total, text: steps.append((done, total)))

@@ -114,7 +114,7 @@ def test_a_layer_step_recomputes_only_gradcam_and_escape_then_f5_recomputes(qtbo
 def test_a_run_from_the_training_dock_opens_in_every_view(qtbot, tmp_path, window):
     from pathlib import Path
 
-    from vizapp.training.trainer import TrainConfig
+    from vizapp.training.config import TrainConfig
 
     w = window
     w.start()

@@ -31,7 +31,9 @@ import main
 from models import LoadedModel, Preprocess
 from vizapp.collection import indexing
 from vizapp.collection.datasets import ImageCollection
-from vizapp.collection.indexing import Index, StreamingTopK, build_index
+from vizapp.collection.index_store import Index, create_features
+from vizapp.collection.indexing import build_index
+from vizapp.collection.topk import StreamingTopK
 from vizapp.core.errors import Cancelled, LayerError, UserError
 from vizapp.core.jobs import CancelToken
 from vizapp.explain.receptive import (
@@ -775,7 +777,7 @@ def test_cli_errors(capsys, cli_photos, tmp_path, case):
 
 
 def test_cli_embed(capsys, cli_photos, tmp_path, monkeypatch, resnet18_state):
-    pytest.importorskip("vizapp.collection.embedding")
+    pytest.importorskip("vizapp.collection.projection")
     monkeypatch.setenv("VIZAPP_CACHE", str(tmp_path / "cache"))
     # A small torchvision network from a weights file keeps the box post-pass short.
     torch.manual_seed(0)
@@ -882,7 +884,7 @@ def test_a_killed_build_for_another_layer_leaves_the_shared_cache_right(tmp_path
 def test_space_is_reserved_before_the_features_are_mapped(tmp_path):
     """Without fallocate (some file systems), zeros are written in chunks instead."""
     path = tmp_path / "f.npy"
-    features = indexing.create_features(path, (100, 50))
+    features = create_features(path, (100, 50))
     assert features.shape == (100, 50) and not features.any()
     assert os.stat(path).st_blocks * 512 >= features.nbytes  # allocated, not sparse
 
@@ -893,7 +895,7 @@ def test_space_is_reserved_before_the_features_are_mapped(tmp_path):
 
     with unittest.mock.patch.object(os, "posix_fallocate", unsupported):
         path2 = tmp_path / "g.npy"
-        features2 = indexing.create_features(path2, (100, 50))
+        features2 = create_features(path2, (100, 50))
     assert os.stat(path2).st_blocks * 512 >= features2.nbytes and not features2.any()
 
 

@@ -259,11 +259,11 @@ def test_the_sizes_torch_would_inflate_are_checked_too(tmp_path, monkeypatch, no
 
 def test_resuming_from_a_bomb_state_file_never_reaches_torch_load(tmp_path, no_torch_load, no_zip_reader):
     from vizapp.core.errors import UserError
-    from vizapp.training.trainer import _read_state
+    from vizapp.training.checkpoints import read_state
 
     path = _two_directory_bomb(tmp_path / "train_state.pt")
     with pytest.raises(UserError, match=f"^{re.escape(str(path))}: inconsistent zip directory; refusing$"):
-        _read_state(path)
+        read_state(path)
     assert no_torch_load == [] and no_zip_reader == []
 
 

@@ -154,7 +154,7 @@ def test_a_training_failure_shows_in_the_status_label(qtbot, make_window, tmp_pa
     import numpy as np
     from PIL import Image
 
-    from vizapp.training.trainer import TrainConfig
+    from vizapp.training.config import TrainConfig
 
     folder = tmp_path / "loose"
     folder.mkdir()

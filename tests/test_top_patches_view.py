@@ -16,7 +16,8 @@ from PIL import Image
 from PySide6.QtCore import QPointF, Qt
 
 from vizapp.collection.datasets import ImageCollection
-from vizapp.collection.indexing import Patch, build_index
+from vizapp.collection.index_store import Patch
+from vizapp.collection.indexing import build_index
 from vizapp.collection.patches import (
     MISSING_VALUE,
     PAD_VALUE,

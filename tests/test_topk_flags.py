@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from vizapp.collection.indexing import StreamingTopK
 from vizapp.collection.patches import unit_flags
+from vizapp.collection.topk import StreamingTopK
 
 
 def _feed(top: StreamingTopK, maps: torch.Tensor, ids: torch.Tensor, batch: int) -> StreamingTopK:

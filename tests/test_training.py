@@ -27,14 +27,11 @@ from PIL import Image
 from models import build_small, load_model, read_card
 from vizapp import cli
 from vizapp.core.errors import UserError
-from vizapp.training.trainer import (
-    TrainConfig,
-    TrainControl,
-    Trainer,
-    stable_projection,
-    write_json_line,
-)
-from vizapp.training.trainsets import SHAPE_CLASSES, mean_std
+from vizapp.training.config import TrainConfig
+from vizapp.training.records import stable_projection, write_json_line
+from vizapp.training.shapes import SHAPE_CLASSES
+from vizapp.training.trainer import TrainControl, Trainer
+from vizapp.training.trainsets import mean_std
 
 DIGITS = [str(d) for d in range(10)]
 
@@ -767,8 +764,8 @@ def test_own_generator_covers_init_dropout_drop_path_and_augmentations():
     between two blocks with the same seed changes nothing."""
     from timm.layers import DropPath
 
-    from vizapp.training.trainer import OwnGenerator
-    from vizapp.training.trainsets import build_augment
+    from vizapp.training.augmentations import build_augment
+    from vizapp.training.determinism import OwnGenerator
 
     augment = build_augment(["crop", "hflip", "jitter", "erase"], 16, 3)
     images = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
@@ -875,7 +872,7 @@ def test_the_lock_of_a_killed_run_does_not_block(tmp_path):
     import sys
 
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from pathlib import Path; from vizapp.training.trainer import RunLock; "
+        "import sys, time; from pathlib import Path; from vizapp.training.checkpoints import RunLock; "
         f"lock = RunLock(Path({str(tmp_path)!r})).acquire(); print('locked', flush=True); time.sleep(60)")],
         stdout=subprocess.PIPE, text=True)
     try:

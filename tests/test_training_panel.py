@@ -25,7 +25,7 @@ RUN_TIMEOUT_MS = 180_000
 
 
 def small_config(**changes):
-    from vizapp.training.trainer import TrainConfig
+    from vizapp.training.config import TrainConfig
 
     settings = dict(dataset="shapes", n=500, model="lenet", loss="ce", epochs=2, batch_size=32, log_every=2,
                     kernels_every=5, embed_points=100, checkpoint_every=0, seed=0)

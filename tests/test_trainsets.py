@@ -15,16 +15,14 @@ from PIL import Image, ImageDraw
 
 from vizapp.core.errors import Cancelled, UserError
 from vizapp.core.jobs import CancelToken
-from vizapp.training.trainer import trainsets
+from vizapp.training import shapes
+from vizapp.training.augmentations import AUGMENTATIONS, SIMCLR_AUGMENT, build_augment, preview
+from vizapp.training.shapes import SHAPE_CLASSES
 from vizapp.training.trainsets import (
-    AUGMENTATIONS,
-    SHAPE_CLASSES,
     TrainSet,
-    build_augment,
     load_trainset,
     make_shapes,
     mean_std,
-    preview,
     split,
     to_float,
 )
@@ -110,7 +108,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 def test_each_shape_matches_an_independent_rasterisation(size):
     cx, cy, r, theta = 0.47 * size, 0.52 * size, 0.36 * size, 0.3
     for kind in SHAPE_CLASSES:
-        ours = trainsets._coverage(kind, [cx], [cy], [r], [theta], size)[0]
+        ours = shapes._coverage(kind, [cx], [cy], [r], [theta], size)[0]
         scores = {other: _iou(ours, _reference_mask(other, cx, cy, r, theta, size)) for other in SHAPE_CLASSES}
         assert scores[kind] > 0.93, (kind, scores[kind])
         assert max(scores, key=scores.get) == kind, (kind, scores)
@@ -122,7 +120,7 @@ def test_shapes_cover_equal_areas():
     """At the same equal-area radius every class covers about the same pixels, so the
     amount of ink does not give the class away."""
     size, s = 64, 12.0
-    areas = {kind: float(trainsets._coverage(kind, [32.0], [32.0], [s * trainsets._SPAN[kind]], [0.4], size).sum())
+    areas = {kind: float(shapes._coverage(kind, [32.0], [32.0], [s * shapes._SPAN[kind]], [0.4], size).sum())
              for kind in SHAPE_CLASSES}
     for kind, area in areas.items():
         assert area == pytest.approx(math.pi * s * s, rel=0.04), (kind, areas)
@@ -130,7 +128,7 @@ def test_shapes_cover_equal_areas():
 
 def test_shape_labels_match_the_drawn_images():
     ts = make_shapes(n=48, size=32, seed=5)
-    p = trainsets._shape_params(48, 32, 5)
+    p = shapes._shape_params(48, 32, 5)
     np.testing.assert_array_equal(p["labels"], ts.labels.numpy())
     assert ts.class_counts() == [6] * 8
     for i in range(len(ts)):
@@ -287,7 +285,7 @@ def test_flip_is_torch_flip_when_forced_and_grayscale_is_grey(batch):
 
 
 def test_augmentations_are_per_image_and_reproducible(batch):
-    augment = build_augment(trainsets.SIMCLR_AUGMENT + ("rotate", "erase"), 32, 3)
+    augment = build_augment(SIMCLR_AUGMENT + ("rotate", "erase"), 32, 3)
     twins = batch[:1].repeat(8, 1, 1, 1)
     torch.manual_seed(3)
     a = augment(twins)

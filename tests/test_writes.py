@@ -26,12 +26,12 @@ WRITES = re.compile(
 
 #: (file, text on the line, why it is not a direct write).
 ALLOWED = [
-    ("vizapp/training/trainer.py", "torch.save(state, buffer)", "serialised in memory, then write_bytes"),
-    ("vizapp/training/trainer.py", 'open(self.path, "a+b", buffering=0)', "the run's lock file, not data"),
+    ("vizapp/training/checkpoints.py", "torch.save(state, buffer)", "serialised in memory, then write_bytes"),
+    ("vizapp/training/checkpoints.py", 'open(self.path, "a+b", buffering=0)', "the run's lock file, not data"),
     ("vizapp/training/trainer.py", "self.save()", "Trainer.save: write_bytes and save_checkpoint"),
-    ("vizapp/cli.py", "embedding.save(args.out)", "Embedding.save: write_npz"),
-    ("vizapp/collection/indexing.py", 'open_memmap(path, mode="w+"', "create_features: space reserved before the map"),
-    ("vizapp/collection/indexing.py", 'open(path, "r+b")', "create_features: reserving the space"),
+    ("vizapp/cli/commands.py", "embedding.save(args.out)", "Embedding.save: write_npz"),
+    ("vizapp/collection/index_store.py", 'open_memmap(path, mode="w+"', "create_features: space reserved before the map"),
+    ("vizapp/collection/index_store.py", 'open(path, "r+b")', "create_features: reserving the space"),
     ("widgets/common.py", 'pixmap.save(buffer, "PNG")', "encoded in memory, then write_bytes"),
     ("widgets/image_view.py", 'image.save(buffer, "PNG")', "encoded in memory (drag and drop)"),
     ("models/checkpoint.py", "atomic_write(", "the write goes to atomic_write's temporary file"),

@@ -246,7 +246,8 @@ def embed_index(model, index, method: str = "pca", seed: int = 0, *, progress: P
     """
     import torch
 
-    from vizapp.collection.embedding import Embedding, project
+    from vizapp.collection.embedding import Embedding
+    from vizapp.collection.projection import project
 
     features = index.features()
     if features is None:

@@ -79,7 +79,7 @@ def screenshot(args) -> int:
     from vizapp.core.errors import UserError
     from widgets.main_window import MainWindow
 
-    w, h = args.size  # validated by the parser (vizapp.cli: WxH within its bounds)
+    w, h = args.size  # validated by the parser (vizapp.cli.parser: WxH within its bounds)
     app = make_app()
     window = MainWindow(restore_layout=False)
     window.resize(w, h)

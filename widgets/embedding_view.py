@@ -31,7 +31,8 @@ from PySide6.QtWidgets import (
 )
 from scipy.spatial import cKDTree
 
-from vizapp.collection.embedding import METHOD_NAMES, Embedding, subset_stats
+from vizapp.collection.embedding import Embedding, subset_stats
+from vizapp.collection.projection import METHOD_NAMES
 from widgets.common import heading, to_pixmap
 from widgets.theme import THEME
 

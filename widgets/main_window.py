@@ -516,7 +516,7 @@ class MainWindow(QMainWindow):
         if getattr(self, "_preloading", None) is None:
             import threading
 
-            from vizapp.collection.embedding import preload
+            from vizapp.collection.projection import preload
 
             self._preloading = threading.Thread(target=preload, name="vizapp-preload", daemon=True)
             self._preloading.start()

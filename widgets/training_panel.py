@@ -17,7 +17,7 @@ Threads
 - The GUI thread never draws per record: records queue up and a single-shot timer
   draws them at most every :data:`REDRAW_MS` (persistent items, ``setData`` /
   ``setImage``), so painting costs training little however fast steps come.
-- The augmentation preview (data loading and ``trainsets.preview``) runs on a private
+- The augmentation preview (data loading and ``augmentations.preview``) runs on a private
   :class:`~widgets.bridge.JobRunner` (latest request wins). ``preview`` seeds torch's
   global generator for a moment, so it takes a lock that the run holds from start to
   end, and the panel asks for no preview while a run is on (the form is locked then).
@@ -80,7 +80,7 @@ from widgets.training_views import (
 )
 
 if TYPE_CHECKING:
-    from vizapp.training.trainer import TrainConfig
+    from vizapp.training.config import TrainConfig
 
 __all__ = ["TrainingPanel", "kernel_mosaic", "REDRAW_MS"]
 # kernel_mosaic and the style constants (F401 above) live in widgets.training_views since
@@ -112,7 +112,8 @@ def _slug(text: str) -> str:
 def _preview_job(spec: str, size: int | None, names: tuple[str, ...], seed: int, cache: dict,
                  rng_lock: threading.Lock, *, progress, cancel) -> dict:
     """On the preview worker: 8 images of the set, plain and augmented (same images)."""
-    from vizapp.training.trainsets import build_augment, load_trainset, preview
+    from vizapp.training.augmentations import build_augment, preview
+    from vizapp.training.trainsets import load_trainset
 
     key = (spec, size)
     ts = cache.get(key)
@@ -199,9 +200,10 @@ class TrainingPanel(QWidget):
     def __init__(self, runs_dir: str | Path | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         from models.small import SMALL_MODELS
+        from vizapp.training.augmentations import AUGMENTATIONS
+        from vizapp.training.config import TrainConfig
         from vizapp.training.losses import LOSSES
-        from vizapp.training.trainer import TrainConfig
-        from vizapp.training.trainsets import AUGMENTATIONS, DATASETS
+        from vizapp.training.trainsets import DATASETS
 
         self.runs_dir = Path(runs_dir) if runs_dir is not None else _default_runs_dir()
         self._datasets = DATASETS
@@ -459,7 +461,7 @@ class TrainingPanel(QWidget):
 
     # --- settings -----------------------------------------------------------------------
     def config(self) -> TrainConfig:
-        """The :class:`~vizapp.training.trainer.TrainConfig` that Start would use (``out`` unset:
+        """The :class:`~vizapp.training.config.TrainConfig` that Start would use (``out`` unset:
         Start gives each run a new folder under ``runs_dir``). Fields the form does not
         show (``log_every``, ``kernels_every``, ``embed_points``...) come from the last
         :meth:`set_config`."""

@@ -24,7 +24,7 @@ from vizapp.probing.mosaic import Mosaic, tile
 
 if TYPE_CHECKING:
     from vizapp.collection.datasets import ImageCollection
-    from vizapp.collection.indexing import Index, Patch
+    from vizapp.collection.index_store import Index, Patch
 
 __all__ = [
     "PAD_VALUE",
@@ -49,7 +49,7 @@ NEAREST_FROM = 4.0
 
 @dataclass(frozen=True)
 class UnitFlags:
-    """What tells a channel's top-k from noise (see ``vizapp.collection.indexing.StreamingTopK``).
+    """What tells a channel's top-k from noise (see ``vizapp.collection.topk.StreamingTopK``).
 
     Attributes
     ----------

@@ -41,6 +41,7 @@ __all__ = [
     "attention_modules",
     "capture_attention",
     "gradient_rollout",
+    "model_tokens",
     "rollout",
     "rollout_map",
     "token_layout",
@@ -126,7 +127,7 @@ class TokenLayout:
         return 0 if self.class_token else None
 
 
-def _model_tokens(module: nn.Module) -> tuple[int, bool] | None:
+def model_tokens(module: nn.Module) -> tuple[int, bool] | None:
     """``(prefix tokens, has a class token)`` as the model itself declares them, or ``None``.
 
     timm: ``num_prefix_tokens`` and ``cls_token`` (``None`` without a class token;
@@ -152,7 +153,7 @@ def _model_tokens(module: nn.Module) -> tuple[int, bool] | None:
 
 def token_layout(module: nn.Module, tokens: int, input_size: int) -> TokenLayout:
     """The layout for ``tokens`` tokens from a ``input_size`` square input."""
-    declared = _model_tokens(module)
+    declared = model_tokens(module)
     if declared is not None:
         prefix, has_cls = declared
     else:  # unknown family: what the feature maps take it to be, token 0 a class token

@@ -14,16 +14,10 @@ the optimizer and RNG states, so a run resumed from it continues the same sequen
 
 from __future__ import annotations
 
-import io
-import json
-import math
-import os
 import threading
 import time
 import types
-import warnings
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,225 +27,12 @@ from torch import nn
 
 from vizapp.core.errors import UserError
 from vizapp.core.jobs import CancelToken, Progress, no_progress
+from vizapp.training.checkpoints import RunLock, finite, restore_run, save_run
+from vizapp.training.config import TrainConfig
+from vizapp.training.determinism import OwnGenerator
+from vizapp.training.records import stable_projection
 
-__all__ = ["TrainConfig", "TrainControl", "Trainer", "OwnGenerator", "stable_projection"]
-
-METRIC_LOSSES = ("contrastive", "triplet", "infonce")
-STATE_NAME = "train_state.pt"
-STATE_FORMAT = 2  # 2: the state holds the weights and history it belongs to
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a run (written into the checkpoint's card).
-
-    ``model`` is a small model name (``mlp``, ``lenet``, ``tinyvgg``, ``resnet``, ``vit``)
-    or ``hub:<registry name>`` for transfer learning (``freeze`` says how much of the
-    backbone stays fixed). ``margin`` defaults per loss (1.0 contrastive, 0.2 triplet).
-    """
-
-    dataset: str = "shapes"
-    size: int | None = None
-    n: int | None = None
-    val_fraction: float = 0.2
-    model: str = "tinyvgg"
-    freeze: str = "all"
-    loss: str = "ce"
-    margin: float | None = None
-    temperature: float = 0.5
-    mining: str = "semihard"
-    embed_dim: int = 32
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    batch_size: int = 64
-    epochs: int = 5
-    augment: list[str] = field(default_factory=list)
-    seed: int = 0
-    device: str | None = None
-    log_every: int = 10
-    eval_every: int = 0  # steps; 0: once per epoch
-    kernels_every: int = 25
-    embed_every: int = 0  # steps; 0: with every evaluation
-    embed_points: int = 600
-    checkpoint_every: float = 60.0  # seconds of training between automatic checkpoints; 0: never
-    out: str | None = None
-    resume: str | None = None
-    options: dict = field(default_factory=dict)
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-
-class OwnGenerator(torch.overrides.TorchFunctionMode):
-    """Inside the block, this thread's random draws come from a generator of its own.
-
-    torch's process-wide generator is shared by every thread, and not every user of it
-    takes :data:`vizapp.core.jobs.RNG_LOCK` (an unseeded ``torch.rand`` anywhere in the
-    process), so seeding it, even under the lock, does not make a run reproducible. A
-    torch function mode is per thread: every draw this thread makes inside the block
-    (``torch.rand`` / ``randint`` / ``randperm`` / ``bernoulli``, ``Tensor.uniform_`` /
-    ``normal_`` / ``bernoulli_``..., which is what ``nn.init``, timm's ``DropPath`` and
-    torchvision's transforms call) gets ``generator=`` this block's generator, and
-    dropout is drawn from it too. Other threads are not affected. A CPU generator seeded
-    with ``seed`` gives the same numbers as ``torch.manual_seed(seed)`` would.
-    """
-
-    def __init__(self, seed: int) -> None:
-        super().__init__()
-        self.seed = int(seed) % (2**63)
-        self._generators: dict[torch.device, torch.Generator] = {}
-
-    def generator(self, device: torch.device | str | None = None) -> torch.Generator:
-        device = torch.device(device if device is not None else "cpu")
-        if device.type == "cuda" and device.index is None:
-            device = torch.device("cuda", torch.cuda.current_device())
-        g = self._generators.get(device)
-        if g is None:
-            g = self._generators[device] = torch.Generator(device=device).manual_seed(self.seed)
-        return g
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's protocol
-        kwargs = dict(kwargs or {})
-        if func in _DRAWS_INTO or func in _DRAWS_FROM:  # t.uniform_(...), torch.bernoulli(t): t's device
-            if kwargs.get("generator") is None:
-                kwargs["generator"] = self.generator(_device_of(args, kwargs))
-        elif func in _DRAWS_NEW:  # torch.rand(..., device=)
-            if kwargs.get("generator") is None:
-                kwargs["generator"] = self.generator(kwargs.get("device"))
-        elif func in _LIKE:
-            x = args[0]
-            new = _LIKE[func]
-            return new(*((x.shape,) if new is not torch.randint else (*args[1:], x.shape)),
-                       dtype=kwargs.get("dtype") or x.dtype, device=kwargs.get("device") or x.device,
-                       generator=self.generator(kwargs.get("device") or x.device))
-        elif func in _DROPOUTS:
-            return self._dropout(func, *args, **kwargs)
-        elif _takes_generator(func):  # nn.init.kaiming_uniform_(tensor, ..., generator=None)
-            tensor = next((a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)), None)
-            if kwargs.get("generator") is None and tensor is not None:
-                kwargs["generator"] = self.generator(tensor.device)
-        elif func in _UNCOVERED:  # draws we cannot redirect: at least seeded and alone
-            from vizapp.core.jobs import seeded
-
-            seed = int(torch.randint(2**62, (1,), generator=self.generator()))
-            with seeded(seed):
-                return func(*args, **kwargs)
-        return func(*args, **kwargs)
-
-    def _dropout(self, func, input, p=0.5, training=True, inplace=False):  # noqa: A002, ANN001
-        if not training or p == 0:
-            return input
-        if func is torch.dropout or func is torch.nn.functional.dropout:
-            shape = input.shape
-        else:  # the feature (channel) variants drop whole maps
-            shape = (*input.shape[:2], *([1] * (input.ndim - 2)))
-        if p >= 1:
-            mask = torch.zeros(shape, dtype=input.dtype, device=input.device)
-        else:
-            mask = torch.empty(shape, dtype=input.dtype, device=input.device)
-            mask.bernoulli_(1 - p, generator=self.generator(input.device)).div_(1 - p)
-        return input.mul_(mask) if inplace else input * mask
-
-
-def _device_of(args: tuple, kwargs: dict) -> torch.device | str | None:
-    """The device of the first tensor argument (else ``device=``, else the CPU)."""
-    tensor = next((a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)), None)
-    return tensor.device if tensor is not None else kwargs.get("device")
-
-
-def _takes_generator(func, _known: dict = {}) -> bool:  # noqa: B006 - a cache
-    """Whether a Python-level torch function (``nn.init.*``) has a ``generator`` parameter."""
-    found = _known.get(func)
-    if found is None:
-        import inspect
-
-        try:
-            found = "generator" in inspect.signature(func).parameters
-        except (TypeError, ValueError):  # a builtin
-            found = False
-        _known[func] = found
-    return found
-
-
-_T = torch.Tensor
-_DRAWS_INTO = {_T.uniform_, _T.normal_, _T.bernoulli_, _T.random_, _T.exponential_, _T.geometric_,
-               _T.log_normal_, _T.cauchy_}
-_DRAWS_NEW = {torch.rand, torch.randn, torch.randint, torch.randperm}
-_DRAWS_FROM = {torch.bernoulli, _T.bernoulli, torch.multinomial, _T.multinomial, torch.poisson, torch.normal}
-_LIKE = {torch.rand_like: torch.rand, torch.randn_like: torch.randn, torch.randint_like: torch.randint}
-_DROPOUTS = {torch.dropout, F.dropout, F.dropout1d, F.dropout2d, F.dropout3d}
-_UNCOVERED = {F.alpha_dropout, F.feature_alpha_dropout, torch.alpha_dropout, torch.feature_alpha_dropout,
-              F.rrelu, torch.rrelu, F.gumbel_softmax}
-
-
-class RunLock:
-    """An ``fcntl.flock`` on ``<folder>/.vizapp-train.lock``, held while a run may write there.
-
-    The kernel drops the lock when its holder dies, so a killed run never blocks the next
-    one; the file holds the holder's pid for the message and is removed on release. Where
-    ``fcntl`` does not exist (Windows) no lock is taken.
-    """
-
-    NAME = ".vizapp-train.lock"
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = Path(folder)
-        self.path = self.folder / self.NAME
-        self._file = None
-        self._created = False
-
-    def acquire(self) -> RunLock:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows
-            return self
-        from vizapp.core.files import storage_errors
-
-        self._created = not self.folder.exists()
-        with storage_errors(self.folder):
-            self.folder.mkdir(parents=True, exist_ok=True)
-        while True:
-            with storage_errors(self.path):
-                f = open(self.path, "a+b", buffering=0)  # noqa: SIM115 - held open for the run; unbuffered
-            try:
-                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                f.seek(0)
-                holder = f.read().decode(errors="replace").strip() or "unknown"
-                f.close()
-                raise UserError(f"{self.folder}: another training run (pid {holder}) is writing there; "
-                                "wait for it to end, or choose another --out") from None
-            try:  # a run that just ended may have removed the file we opened: lock the one on disk
-                same = os.stat(self.path).st_ino == os.fstat(f.fileno()).st_ino
-            except OSError:
-                same = False
-            if same:
-                break
-            f.close()
-        self._file = f
-        try:
-            with storage_errors(self.folder):  # a full disk fails here, before any training
-                f.seek(0)
-                f.truncate()
-                f.write(f"{os.getpid()}\n".encode())
-        except BaseException:
-            self.release()
-            raise
-        return self
-
-    def release(self) -> None:
-        f, self._file = self._file, None
-        if f is None:
-            return
-        try:
-            self.path.unlink()
-            if self._created:  # a run that failed before writing anything leaves no empty folder
-                self.folder.rmdir()
-        except OSError:
-            pass
-        f.close()
+__all__ = ["TrainControl", "Trainer"]
 
 
 class TrainControl:
@@ -296,52 +77,19 @@ class TrainControl:
         return False
 
 
-def stable_projection(features: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
-    """2-D PCA of ``features``, rotated (and maybe reflected) onto ``previous``.
-
-    Orthogonal Procrustes on the centred coordinates keeps the picture steady between
-    refreshes: the points move as the features change instead of the whole cloud
-    flipping or spinning, which PCA's arbitrary axis signs would otherwise cause.
-    """
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1):  # a small SVD; BLAS threads would only fight the training thread
-        return _stable_projection(np.asarray(features, dtype=np.float64), previous)
-
-
-def _stable_projection(x: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
-    x = x - x.mean(axis=0, keepdims=True)
-    if x.shape[1] == 1:
-        coords = np.concatenate([x, np.zeros_like(x)], axis=1)
-    elif x.shape[0] < 2:
-        coords = np.zeros((x.shape[0], 2))
-    else:
-        _u, _s, vt = np.linalg.svd(x, full_matrices=False)
-        coords = x @ vt[:2].T
-        if coords.shape[1] < 2:
-            coords = np.concatenate([coords, np.zeros((len(coords), 1))], axis=1)
-    scale = np.sqrt((coords**2).sum(axis=1).mean()) or 1.0
-    coords = coords / scale
-    if previous is not None and previous.shape == coords.shape:
-        u, _s, vt = np.linalg.svd(coords.T @ previous)
-        coords = coords @ (u @ vt)
-    return coords.astype(np.float32)
-
-
 class Trainer:
     """One training run. Build it (data and model load here), then iterate :meth:`run`."""
 
     def __init__(self, config: TrainConfig, *, progress: Progress = no_progress,
                  cancel: CancelToken | None = None) -> None:
-        from vizapp.training.losses import LOSSES
+        from vizapp.training.losses import loss_module
 
         self.config = c = config
-        if c.loss not in LOSSES:
-            raise UserError(f"unknown loss '{c.loss}'; choose one of {', '.join(LOSSES)}")
+        self.loss = loss_module(c.loss)  # an unknown loss is one line naming the choices
         if c.epochs < 1 or c.batch_size < 2 or c.lr <= 0:
             raise UserError("epochs must be >= 1, batch size >= 2 and the learning rate > 0")
         if c.margin is None:
-            c.margin = 1.0 if c.loss == "contrastive" else 0.2
+            c.margin = getattr(self.loss, "DEFAULT_MARGIN", 0.2)
         if c.log_every < 1:
             raise UserError("--log-every must be at least 1")
         # One run per output folder: a second one would silently replace this one's files.
@@ -366,7 +114,7 @@ class Trainer:
         self.classes = data.classes
         self.data_name = data.name
         self.mean, self.std = mean_std(self.train_set)
-        self.metric = c.loss in METRIC_LOSSES
+        self.metric = self.loss.EMBEDS
         with OwnGenerator(c.seed):  # the initial weights depend on the seed alone, whatever other threads draw
             self.module, self.preprocess, self.model_card = self._build_model(progress, cancel)
         self.module.to(self.device)
@@ -418,10 +166,10 @@ class Trainer:
         return module, preprocess, card
 
     def _augment(self):
-        from vizapp.training.trainsets import build_augment
+        from vizapp.training.augmentations import build_augment
 
         names = list(self.config.augment)
-        if self.config.loss == "infonce" and not names:
+        if self.loss.VIEWS == 2 and not names:
             names = ["crop", "hflip", "jitter"]  # SimCLR needs two different views of each image
         if not names:
             return None
@@ -442,29 +190,24 @@ class Trainer:
     # --- the loop ------------------------------------------------------------------
     def _loss(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(loss, logits or None)`` for one batch of uint8 images."""
-        from vizapp.training.losses import contrastive_loss, info_nce, triplet_loss
-
         c = self.config
+        options = {"margin": c.margin, "mining": c.mining, "temperature": c.temperature}
         y = labels.to(self.device)
-        if c.loss == "infonce":
+        if self.loss.VIEWS == 2:  # two augmented views of each image, labels unused (SimCLR)
             with OwnGenerator(self._step_seed()):
                 v1, v2 = self.augment(images), self.augment(images)
             with OwnGenerator(self._step_seed() + 1):  # dropout, drop-path
                 z = self.module(self._inputs(torch.cat([v1, v2])))
             z1, z2 = z.chunk(2)
             self._last_batch = (z1.detach(), None, z2.detach())
-            return info_nce(z1, z2, c.temperature), None
+            return self.loss.loss(z1, None, z2=z2, **options), None
         if self.augment is not None:
             with OwnGenerator(self._step_seed()):
                 images = self.augment(images)
         with OwnGenerator(self._step_seed() + 1):  # dropout, drop-path
             out = self.module(self._inputs(images))
         self._last_batch = (out.detach(), y, None)
-        if c.loss == "ce":
-            return F.cross_entropy(out, y), out
-        if c.loss == "contrastive":
-            return contrastive_loss(out, y, c.margin), None
-        return triplet_loss(out, y, c.margin, mining=c.mining), None
+        return self.loss.loss(out, y, **options), (None if self.loss.EMBEDS else out)
 
     def _step_seed(self) -> int:
         """The augmentations (and dropout) of each step draw from a generator of their own
@@ -603,16 +346,15 @@ class Trainer:
         return torch.cat(feats).numpy(), torch.cat(outs).numpy()
 
     def _evaluate(self, epoch: float) -> Iterator[dict]:
-        from vizapp.training.losses import contrastive_loss, triplet_loss
-
         c = self.config
+        options = {"margin": c.margin, "mining": c.mining, "temperature": c.temperature}
         val = self.val_set
         feats, outs = self._features(val.images)
         y = val.labels.numpy()
         record = {"type": "eval", "step": self.step, "epoch": epoch}
         out_t, y_t = torch.from_numpy(outs), torch.from_numpy(y)
         if not self.metric:
-            record["val_loss"] = float(F.cross_entropy(out_t, y_t))
+            record["val_loss"] = float(self.loss.loss(out_t, y_t, **options))
             pred = outs.argmax(1)
         else:
             # Metric losses: nearest class centre, centres from a fixed random sample of the
@@ -624,17 +366,14 @@ class Trainer:
                                 np.full(train_feats.shape[1], np.inf) for k in range(len(self.classes))])
             d = ((outs[:, None, :] - centres[None]) ** 2).sum(-1)
             pred = d.argmin(1)
-            if c.loss in ("contrastive", "triplet"):
+            if getattr(self.loss, "VALIDATE_IN_BATCHES", False):
                 # In batches like the training loss: pairs and triplets grow with the batch,
                 # and mining over the whole set would find harder negatives than training sees.
                 order = self._sample("val-batches", len(out_t), len(out_t))
                 losses = []
                 for i in range(0, len(order) - 1, c.batch_size):
                     part = order[i:i + c.batch_size]
-                    if c.loss == "contrastive":
-                        losses.append(float(contrastive_loss(out_t[part], y_t[part], c.margin)))
-                    else:
-                        losses.append(float(triplet_loss(out_t[part], y_t[part], c.margin, mining=c.mining)))
+                    losses.append(float(self.loss.loss(out_t[part], y_t[part], **options)))
                 record["val_loss"] = float(np.mean(losses)) if losses else float("nan")
         k = len(self.classes)
         confusion = np.zeros((k, k), dtype=np.int64)
@@ -680,44 +419,22 @@ class Trainer:
             "loss": {"name": c.loss, "margin": c.margin, "temperature": c.temperature, "mining": c.mining},
             "settings": c.to_json(),
             "metrics": {"step": self.step, "epoch": self.step / max(self.steps_per_epoch, 1),
-                        "val_acc": _finite(evals[-1]["val_acc"]) if evals else None,
-                        "val_loss": _finite(evals[-1].get("val_loss")) if evals else None},
-            "history": [{k: _finite(v) for k, v in h.items()} for h in self.history[-2000:]],
+                        "val_acc": finite(evals[-1]["val_acc"]) if evals else None,
+                        "val_loss": finite(evals[-1].get("val_loss")) if evals else None},
+            "history": [{k: finite(v) for k, v in h.items()} for h in self.history[-2000:]],
             "seed": c.seed,
         }
 
     def save(self, directory: str | Path | None = None) -> Path:
-        """Weights + card (``models.save_checkpoint``), then ``train_state.pt``.
-
-        ``train_state.pt`` is the commit: it holds everything a resume needs (the
-        weights, the optimizer state, the step, the history), written in one atomic
-        rename after the weights and the card. A kill at any moment leaves either the
-        previous state or the new one whole, so the run resumes from the last complete
-        save (:meth:`_restore` takes the weights from the state, not from a
-        ``model.safetensors`` that may already be one save ahead). Leftover temporary
-        files of killed writers are removed first. A full or read-only disk is a
-        :class:`~vizapp.core.errors.StorageError` naming the file.
-        """
-        from models import save_checkpoint
-        from vizapp.core.files import remove_leftovers, storage_errors, write_bytes
-
+        """Weights + card, then ``train_state.pt``, the commit a resume starts from
+        (:func:`~vizapp.training.checkpoints.save_run`); into ``directory``, default the run's ``out``.
+        A full or read-only disk is a :class:`~vizapp.core.errors.StorageError` naming the file."""
         out = directory or self.config.out
         if not out:
             raise UserError("no output folder for the checkpoint; give --out")
         target = Path(out)
-        with storage_errors(target):
-            target.mkdir(parents=True, exist_ok=True)
-        remove_leftovers(target)
-        inner = getattr(self.module, "_orig_mod", self.module)
-        state = {"format": STATE_FORMAT, "optimizer": self.optimizer.state_dict(), "step": self.step,
-                 "model": {k: v.detach().to("cpu", copy=True).contiguous() for k, v in inner.state_dict().items()},
-                 "history": json.dumps([{k: _finite(v) for k, v in h.items()} for h in self.history[-2000:]]),
-                 "previous_coords": torch.from_numpy(self._previous_coords) if self._previous_coords is not None
-                 else torch.zeros(0)}
-        buffer = io.BytesIO()  # serialised first: a full disk is then an OSError of the write, not torch's
-        torch.save(state, buffer)
-        path = save_checkpoint(self.module, self.card(), target)  # a full disk: StorageError
-        write_bytes(target / STATE_NAME, buffer.getvalue())
+        path = save_run(target, self.module, self.card(), self.optimizer, self.step, self.history,
+                        self._previous_coords)
         self.last_checkpoint = target
         return path
 
@@ -728,126 +445,6 @@ class Trainer:
         return record
 
     def _restore(self, directory: Path) -> None:
-        """Continue the run saved in ``directory``: its card must describe this model and these
-        settings; the weights, optimizer state, step and history come from ``train_state.pt``.
-        A damaged or foreign file is a one-line :class:`UserError` naming it."""
-        from models import read_card
-
-        if not directory.is_dir():
-            raise UserError(f"{directory}: no such checkpoint folder to resume from")
-        card = read_card(directory)
-        if _plain(card.get("model")) != _plain(self.model_card):
-            raise UserError(f"{directory} holds a different model ({card.get('model')}); resume with its settings")
-        saved, now = _plain(card.get("settings", {})), _plain(self.config.to_json())
-        changed = [k for k in RESUME_KEYS if k in saved and saved[k] != now.get(k)]
-        if changed:
-            was = ", ".join(f"--{k.replace('_', '-')} {saved[k]}" for k in changed)
-            raise UserError(f"{directory} was trained with other settings ({was}); resume with the same data and "
-                            "settings (only --epochs may grow), or start a new run")
-        weights_path = directory / "model.safetensors"
-        self._load_weights(_read_safetensors(weights_path), weights_path)  # this model's weights, readable
-        state_path = directory / STATE_NAME
-        if not state_path.is_file():
-            raise UserError(f"{directory} has no {STATE_NAME}, so its optimizer state is gone; start a new run")
-        state = _read_state(state_path)
-        try:
-            step = int(state["step"])
-            if "model" in state:
-                self._load_weights(state["model"], state_path)
-                history = json.loads(state["history"])
-            else:  # a state from before the weights were kept in it: the card's weights must be its step's
-                if step != card.get("metrics", {}).get("step"):
-                    raise UserError(f"{directory}: {STATE_NAME} is from step {step} but the weights from step "
-                                    f"{card.get('metrics', {}).get('step')} (a save was interrupted); start a new run")
-                history = list(card.get("history", []))
-            self.optimizer.load_state_dict(state["optimizer"])
-            prev = state.get("previous_coords")
-        except UserError:
-            raise
-        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
-            raise UserError(f"{state_path}: not this run's training state ({_first_line(exc)}); "
-                            "start a new run") from None
-        self.step = step
-        self._previous_coords = prev.numpy() if isinstance(prev, torch.Tensor) and prev.numel() else None
-        self.history = history
-
-    def _load_weights(self, weights: dict, path: Path) -> None:
-        inner = getattr(self.module, "_orig_mod", self.module)
-        try:
-            inner.load_state_dict(weights)
-        except (RuntimeError, TypeError, ValueError) as exc:
-            raise UserError(f"{path}: these weights are not this model's ({_first_line(exc)}); "
-                            "resume with the settings it was trained with, or start a new run") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]
-
-
-def _read_safetensors(path: Path) -> dict:
-    from safetensors.torch import load_file
-
-    if not path.is_file():
-        raise UserError(f"{path}: missing; the folder is not a complete checkpoint, start a new run")
-    try:
-        return load_file(str(path))
-    except OSError as exc:
-        from vizapp.core.files import storage_error
-
-        raise storage_error(exc, path, "read") from None
-    except Exception as exc:  # noqa: BLE001 - safetensors' own error for a truncated or foreign file
-        raise UserError(f"{path}: damaged weights ({_first_line(exc)}); start a new run") from None
-
-
-def _read_state(path: Path) -> dict:
-    import pickle
-    import zipfile
-
-    from models.weights import zip_members
-
-    zip_members(path)  # a zip bomb, or a zip whose two readers see different directories, never reaches torch.load
-    try:
-        with warnings.catch_warnings():  # a garbage file: the error below says it, not a warning too
-            warnings.simplefilter("ignore")
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except OSError as exc:
-        from vizapp.core.files import storage_error
-
-        raise storage_error(exc, path, "read") from None
-    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile, KeyError,
-            AttributeError, TypeError) as exc:
-        raise UserError(f"{path}: damaged training state ({_first_line(exc)}); start a new run") from None
-    if not isinstance(state, dict):
-        raise UserError(f"{path}: not a training state; start a new run")
-    return state
-
-
-#: Settings a resumed run must share with the checkpoint (``epochs`` may grow; where the
-#: output goes, the device and how often it logs may change).
-RESUME_KEYS = ("dataset", "size", "n", "val_fraction", "model", "freeze", "loss", "margin", "temperature",
-               "mining", "embed_dim", "optimizer", "lr", "momentum", "weight_decay", "batch_size", "augment",
-               "seed", "options")
-
-
-def _plain(value: object) -> object:
-    """JSON's view of a value (tuples become lists), for comparing with a card."""
-    return json.loads(json.dumps(value, default=str))
-
-
-def _finite(value: object) -> object:
-    """Non-finite floats as None: a card is strict JSON."""
-    return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
-def write_json_line(record: dict) -> str:
-    """A record as one JSON line (arrays summarised by their shape)."""
-    out = {}
-    for k, v in record.items():
-        if isinstance(v, np.ndarray):
-            out[k] = v.tolist() if v.ndim == 2 and k == "confusion" else f"array{list(v.shape)}"
-        elif isinstance(v, float):
-            out[k] = round(v, 6) if math.isfinite(v) else str(v)
-        else:
-            out[k] = v
-    return json.dumps(out)
+        """Continue the run saved in ``directory`` (:func:`~vizapp.training.checkpoints.restore_run`)."""
+        self.step, self.history, self._previous_coords = restore_run(
+            directory, self.module, self.model_card, self.config.to_json(), self.optimizer)

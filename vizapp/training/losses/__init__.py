@@ -45,7 +45,7 @@ _FUNCTIONS = {"contrastive_loss": "contrastive", "triplet_loss": "triplet", "inf
 def loss_module(key: str) -> ModuleType:
     """The module implementing loss ``key``; an unknown key is a one-line :class:`UserError`."""
     if key not in LOSSES:
-        raise UserError(f"Unknown loss {key!r}; choose one of {', '.join(LOSSES)}.")
+        raise UserError(f"unknown loss {key!r}; choose one of {', '.join(LOSSES)}")
     return importlib.import_module(f"{__name__}.{key}")
 
 

@@ -1,26 +1,21 @@
-"""Headless commands: ``python main.py models|layers|predict|features|attention|attribute ...``.
+"""The command line's grammar: every command's arguments, their bounds and help, and the
+window's start-up options (accepted without a command or after ``gui``).
 
-Every picture the GUI shows can be computed from here. Bad input exits with status
-2 and one line on stderr naming the file, model or layer; never a traceback.
-GUI commands (``gui``, ``screenshot``) are parsed here and run by handlers that
-``main.py`` passes in, so this module never imports Qt.
+Arguments are validated here, so a command's implementation (:mod:`vizapp.cli.commands`)
+gets values within range; a bad one exits with status 2 and one ``vizapp: error: ...`` line.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
-import sys
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterable, Sequence
 
-from vizapp.core.errors import UserError
+# The registries are torch-free: the help lists what is registered, without loading torch.
+from vizapp.explain.attribution.registry import METHODS as ATTRIBUTION_METHODS
+from vizapp.training.losses import LOSSES
 
-__all__ = ["DOCKS", "build_parser", "main", "parse_args"]
-
-Handler = Callable[[argparse.Namespace], int]
+__all__ = ["DOCKS", "MAX_SIZE", "MIN_SIZE", "WINDOW_OPTIONS", "build_parser", "parse_args"]
 
 #: The window's docks, in its order: ``screenshot --dock`` raises one of them
 #: (``widgets.main_window.MainWindow.docks`` has the same keys; a test checks it).
@@ -36,6 +31,12 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # noqa: D102 - argparse's hook
         self.exit(2, f"vizapp: error: {' '.join(message.split())}\n")
 
+
+
+def _one_of(keys: Iterable[str]) -> str:
+    """``a, b or c``: a registry's keys for a help text."""
+    keys = list(keys)
+    return ", ".join(keys[:-1]) + f" or {keys[-1]}" if len(keys) > 1 else "".join(keys)
 
 def _integer(lo: int, hi: int | None = None) -> Callable[[str], int]:
     """An argparse type: an integer in ``[lo, hi]`` (no upper bound when ``hi`` is None)."""
@@ -155,8 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("attribute", help="which pixels made a prediction: a Captum attribution (.npz)")
     _add_model_args(p)
     p.add_argument("--image", required=True, help=IMAGE_HELP)
-    p.add_argument("--method", required=True, help="saliency, input_x_gradient, integrated_gradients, "
-                   "guided_backprop, occlusion, gradcam or smoothgrad")
+    p.add_argument("--method", required=True, help=_one_of(ATTRIBUTION_METHODS))
     p.add_argument("--target", help="class index or name (default: the predicted class)")
     p.add_argument("--layer", help="Grad-CAM's layer (default: the last maps; a ViT's last pre-attention norm)")
     p.add_argument("--steps", type=_integer(1, MAX_STEPS), default=50,
@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a small CNN/ViT (or fine-tune a hub model) and save a checkpoint + card")
     p.add_argument("--dataset", default="shapes", help="shapes, digits, mnist, fashion-mnist, cifar10 or a folder")
     p.add_argument("--model", default="tinyvgg", help="mlp, lenet, tinyvgg, resnet, vit, or hub:NAME to fine-tune")
-    p.add_argument("--loss", default="ce", help="ce, contrastive, triplet or infonce")
+    p.add_argument("--loss", default="ce", help=_one_of(LOSSES))
     p.add_argument("--epochs", type=_integer(1, 100_000), default=5)
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--batch-size", type=_integer(2, 4096), default=64)
@@ -225,252 +225,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _save_npz(path: str, **arrays) -> Path:
-    from vizapp.core.files import write_npz
-
-    return write_npz(path, **arrays)
-
-
-def _load(args: argparse.Namespace):
-    from models import load_model
-    from vizapp.probing.device import check_device, default_device, move_model
-
-    device = check_device(args.device) if args.device else default_device()
-    loaded = load_model(args.model, arch=args.arch, trust=args.trust)
-    if device != "cpu":
-        message = move_model(loaded, device)
-        if message:
-            print(f"vizapp: {message}", file=sys.stderr)
-    return loaded
-
-
-def _cmd_models(args: argparse.Namespace) -> int:
-    from models import is_cached, list_specs
-    from models.loading import preprocess_for
-
-    rows = []
-    for spec in list_specs():
-        pre = preprocess_for(spec)
-        rows.append({
-            "name": spec.name, "title": spec.title, "kind": spec.kind, "source": spec.source,
-            "offline": is_cached(spec), "input_size": pre.crop, "preprocess": pre.describe(),
-            "description": spec.description,
-        })
-    if args.json:
-        print(json.dumps(rows, indent=2))
-    else:
-        for r in rows:
-            flag = "offline" if r["offline"] else "download"
-            print(f"{r['name']:<20} {r['kind']:<4} {flag:<9} {r['title']}")
-    return 0
-
-
-def _cmd_layers(args: argparse.Namespace) -> int:
-    from vizapp.probing.layers import format_table, layer_table
-
-    rows = layer_table(_load(args))
-    print(json.dumps([r.to_json() for r in rows], indent=1) if args.json else format_table(rows))
-    return 0
-
-
-def _cmd_predict(args: argparse.Namespace) -> int:
-    from vizapp.inputs.images import load_image
-    from vizapp.probing.inference import run
-
-    image = load_image(args.image)
-    result = run(_load(args), image, topk=args.top)
-    if not result.predictions:
-        raise UserError(f"{args.model} has no classifier head, so it makes no class predictions")
-    if args.json:
-        print(json.dumps([p.to_json() for p in result.predictions]))
-    else:
-        for p in result.predictions:
-            print(f"{100 * p.prob:6.2f}%  {p.label} ({p.index})")
-    return 0
-
-
-def _cmd_features(args: argparse.Namespace) -> int:
-
-    from vizapp.inputs.images import load_image
-    from vizapp.probing.inference import run
-
-    image = load_image(args.image)
-    result = run(_load(args), image, [args.layer])
-    if args.layer not in result.activations:
-        raise UserError(f"layer '{args.layer}' produced no tensor output for this image")
-    out = _save_npz(args.out, input=result.input, activation=result.activations[args.layer])
-    print(f"saved {out}: input {result.input.shape}, activation {result.activations[args.layer].shape}")
-    return 0
-
-
-def _cmd_attention(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from vizapp.explain.attention import analyse_attention
-    from vizapp.inputs.images import load_image
-
-    image = load_image(args.image)
-    r = analyse_attention(_load(args), image, target=args.target, gradient=args.target is not None)
-    extra = {} if r.gradient is None else {"gradient_rollout": r.gradient_map(), "target": np.int64(r.target)}
-    out = _save_npz(
-        args.out, input=r.input, attention=r.attention, rollout=r.rollout(args.fusion, args.discard),
-        cls_index=np.int64(0 if r.has_class_token else -1), prefix_tokens=np.int64(r.layout.prefix),
-        grid=np.array(r.layout.grid),
-        patch=np.int64(r.layout.patch), distance=r.distance, layers=np.array(r.layers), **extra)
-    print(f"saved {out}: attention {r.attention.shape} (layers x heads x tokens x tokens), "
-          f"{'class token 0' if r.has_class_token else 'no class token (rollout of the mean patch)'}, "
-          f"{r.layout.prefix} prefix token(s), rollout {r.layout.grid[0]}x{r.layout.grid[1]}")
-    for note in r.notes:
-        print(f"vizapp: {note}", file=sys.stderr)
-    return 0
-
-
-def _cmd_attribute(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from vizapp.explain.attribution import attribute
-    from vizapp.inputs.images import load_image
-
-    image = load_image(args.image)
-    a = attribute(_load(args), image, args.method, target=args.target, layer=args.layer, steps=args.steps,
-                  progress=_stderr_progress)
-    out = _save_npz(args.out, input=a.input, attribution=a.raw, map=a.map, target=np.int64(a.target),
-                    method=np.array(a.method), **({"layer": np.array(a.layer)} if a.layer else {}))
-    print(f"saved {out}: {a.title} for '{a.target_label}' ({a.target}, p={a.probability:.3f}), "
-          f"attribution {a.raw.shape}, {a.seconds:.2f} s")
-    for note in a.notes:
-        print(f"vizapp: {note}", file=sys.stderr)
-    return 0
-
-
-def _cmd_train(args: argparse.Namespace) -> int:
-    from vizapp.training.trainer import TrainConfig, Trainer, write_json_line
-
-    config = TrainConfig(
-        dataset=args.dataset, model=args.model, loss=args.loss, epochs=args.epochs, seed=args.seed,
-        batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, weight_decay=args.weight_decay,
-        augment=[a.strip() for arg in args.augment for a in arg.split(",") if a.strip()], size=args.size, n=args.n, margin=args.margin, temperature=args.temperature,
-        embed_dim=args.embed_dim, freeze=args.freeze, log_every=args.log_every, device=args.device,
-        resume=args.resume, out=args.out)
-    trainer = Trainer(config, progress=_stderr_progress)
-    for record in trainer.run():
-        if record["type"] in ("step", "eval"):
-            print(write_json_line(record), flush=True)
-        elif record["type"] == "checkpoint" and record["why"] in ("finished", "stopped"):
-            card = trainer.card()
-            print(f"saved {record['path']}: {card['title']}, validation accuracy {card['metrics']['val_acc']}",
-                  file=sys.stderr)
-    return 0
-
-
-def _stderr_progress(done: int, total: int, text: str) -> None:
-    if sys.stderr.isatty():
-        print(f"\r{text[:100]:<100}", end="", file=sys.stderr, flush=True)
-
-
-def _distributed_init() -> int:
-    """Join a torchrun group when launched by torchrun; returns this process's rank."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return 0
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if os.environ.get("VIZAPP_DIST_BACKEND") == "nccl" else "gloo")
-    return dist.get_rank()
-
-
-def _distributed_done() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
-
-
-def _cmd_index(args: argparse.Namespace) -> int:
-    from vizapp.collection.datasets import open_collection
-    from vizapp.collection.indexing import build_index
-
-    rank = _distributed_init()
-    try:
-        collection = open_collection(args.data)
-        index = build_index(_load(args), collection, args.layer, k=args.topk, feature_layer=args.feature_layer,
-                            out=args.out, batch_size=args.batch_size, workers=args.workers, amp=args.amp,
-                            progress=_stderr_progress)
-    finally:
-        _distributed_done()
-    if rank == 0:
-        print(f"\nindexed {len(index.paths)} images ({len(index.skipped)} skipped as unreadable), "
-              f"layers {', '.join(index.layers)}, into {index.directory}")
-    return 0
-
-
-def _cmd_top_patches(args: argparse.Namespace) -> int:
-    from vizapp.collection.indexing import Index
-    from vizapp.collection.patches import unit_flags
-
-    index = Index.load(args.index)
-    patches = index.top_patches(args.layer, args.channel)
-    flags = unit_flags(index.topk[args.layer], args.channel)  # dead channel, ties at the k-th value
-    if args.json:
-        print(json.dumps([{**p.to_json(), **flags.to_json()} for p in patches]))
-    else:
-        for p in patches:
-            print(f"{p.value:10.4f}  {p.image}  box {p.box}")
-        for line in flags.lines:
-            print(f"vizapp: {line}", file=sys.stderr)
-    return 0
-
-
-def _cmd_embed(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from vizapp.collection.datasets import open_collection
-    from vizapp.collection.embedding import Embedding, project
-    from vizapp.collection.indexing import build_index
-
-    if Path(args.out).is_dir():
-        raise UserError(f"--out {args.out}: is a folder; name the .npz file to write")
-    rank = _distributed_init()
-    try:
-        collection = open_collection(args.data)
-        # The features come from the indexing pass (cached), without any layer's top-k.
-        index = build_index(_load(args), collection, [], features_only=True, feature_layer=args.layer,
-                            out=args.cache, batch_size=args.batch_size, workers=args.workers,
-                            progress=_stderr_progress)
-    finally:
-        _distributed_done()
-    if rank != 0:
-        return 0
-    keep = np.setdiff1d(np.arange(len(index.paths)), np.asarray(index.skipped, dtype=np.int64))
-    features = np.asarray(index.features())[keep]
-    coords = project(features, args.method, seed=args.seed)
-    embedding = Embedding(features, coords, [index.paths[i] for i in keep], [index.labels[i] for i in keep], args.method)
-    out = embedding.save(args.out)  # the path it wrote is the one we name
-    print(f"\nsaved {out}: {len(keep)} images, features {features.shape}, {args.method} coords")
-    return 0
-
-
-_COMMANDS: dict[str, Handler] = {
-    "models": _cmd_models,
-    "layers": _cmd_layers,
-    "predict": _cmd_predict,
-    "features": _cmd_features,
-    "attention": _cmd_attention,
-    "attribute": _cmd_attribute,
-    "train": _cmd_train,
-    "index": _cmd_index,
-    "top-patches": _cmd_top_patches,
-    "embed": _cmd_embed,
-}
-
-
-def _names_as_bytes(stream) -> None:
-    """File names that are not UTF-8 (``bad\\xff.png``) print as their own bytes, not a crash."""
-    if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
-        stream.reconfigure(errors="surrogateescape")
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse a command line; no command means the window (``gui``), whose options may come first.
 
@@ -491,31 +245,3 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     for name in WINDOW_OPTIONS:
         delattr(args, f"window_{name}")
     return args
-
-
-def main(argv: Sequence[str] | None = None, gui_handlers: dict[str, Handler] | None = None) -> int:
-    """Run one command; returns the exit status (2 and one line on stderr for bad input)."""
-    _names_as_bytes(sys.stdout)
-    try:
-        args = parse_args(argv)
-    except SystemExit as exc:  # --help (0) or a bad argument (2, its line already printed)
-        return exc.code if isinstance(exc.code, int) else 2
-    handler = dict(_COMMANDS, **(gui_handlers or {})).get(args.command)
-    try:
-        if handler is None:
-            raise UserError(f"the '{args.command}' command needs the GUI; run it through main.py")
-        if getattr(args, "image", None) is not None:
-            from vizapp.inputs.sources import resolve_image_source
-
-            args.image = str(resolve_image_source(args.image))
-        return handler(args)
-    except UserError as exc:
-        print(f"vizapp: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
-        if os.environ.get("VIZAPP_DEBUG"):
-            raise
-        print(f"vizapp: internal error: {type(exc).__name__}: {exc} (set VIZAPP_DEBUG=1 for details)", file=sys.stderr)
-        return 1

@@ -1,0 +1,268 @@
+"""What each headless command does: ``models``, ``layers``, ``predict``, ``features``,
+``attention``, ``attribute``, ``train``, ``index``, ``top-patches`` and ``embed``.
+
+Each takes the parsed arguments (:mod:`vizapp.cli.parser`) and returns the exit status; bad
+input is a :class:`~vizapp.core.errors.UserError`, which :func:`vizapp.cli.main` prints as
+one line. :data:`COMMANDS` maps a command's name to its function.
+"""
+# The command line prints its results: that is its output, not error reporting
+# (pyproject.toml's per-file-ignores name vizapp/cli.py, the module this was split from).
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from vizapp.core.errors import UserError
+
+__all__ = ["COMMANDS", "Handler"]
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _save_npz(path: str, **arrays) -> Path:
+    from vizapp.core.files import write_npz
+
+    return write_npz(path, **arrays)
+
+
+def _load(args: argparse.Namespace):
+    from models import load_model
+    from vizapp.probing.device import check_device, default_device, move_model
+
+    device = check_device(args.device) if args.device else default_device()
+    loaded = load_model(args.model, arch=args.arch, trust=args.trust)
+    if device != "cpu":
+        message = move_model(loaded, device)
+        if message:
+            print(f"vizapp: {message}", file=sys.stderr)
+    return loaded
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from models import is_cached, list_specs
+    from models.loading import preprocess_for
+
+    rows = []
+    for spec in list_specs():
+        pre = preprocess_for(spec)
+        rows.append({
+            "name": spec.name, "title": spec.title, "kind": spec.kind, "source": spec.source,
+            "offline": is_cached(spec), "input_size": pre.crop, "preprocess": pre.describe(),
+            "description": spec.description,
+        })
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            flag = "offline" if r["offline"] else "download"
+            print(f"{r['name']:<20} {r['kind']:<4} {flag:<9} {r['title']}")
+    return 0
+
+
+def _cmd_layers(args: argparse.Namespace) -> int:
+    from vizapp.probing.layers import format_table, layer_table
+
+    rows = layer_table(_load(args))
+    print(json.dumps([r.to_json() for r in rows], indent=1) if args.json else format_table(rows))
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from vizapp.inputs.images import load_image
+    from vizapp.probing.inference import run
+
+    image = load_image(args.image)
+    result = run(_load(args), image, topk=args.top)
+    if not result.predictions:
+        raise UserError(f"{args.model} has no classifier head, so it makes no class predictions")
+    if args.json:
+        print(json.dumps([p.to_json() for p in result.predictions]))
+    else:
+        for p in result.predictions:
+            print(f"{100 * p.prob:6.2f}%  {p.label} ({p.index})")
+    return 0
+
+
+def _cmd_features(args: argparse.Namespace) -> int:
+
+    from vizapp.inputs.images import load_image
+    from vizapp.probing.inference import run
+
+    image = load_image(args.image)
+    result = run(_load(args), image, [args.layer])
+    if args.layer not in result.activations:
+        raise UserError(f"layer '{args.layer}' produced no tensor output for this image")
+    out = _save_npz(args.out, input=result.input, activation=result.activations[args.layer])
+    print(f"saved {out}: input {result.input.shape}, activation {result.activations[args.layer].shape}")
+    return 0
+
+
+def _cmd_attention(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from vizapp.explain.attention import analyse_attention
+    from vizapp.inputs.images import load_image
+
+    image = load_image(args.image)
+    r = analyse_attention(_load(args), image, target=args.target, gradient=args.target is not None)
+    extra = {} if r.gradient is None else {"gradient_rollout": r.gradient_map(), "target": np.int64(r.target)}
+    out = _save_npz(
+        args.out, input=r.input, attention=r.attention, rollout=r.rollout(args.fusion, args.discard),
+        cls_index=np.int64(0 if r.has_class_token else -1), prefix_tokens=np.int64(r.layout.prefix),
+        grid=np.array(r.layout.grid),
+        patch=np.int64(r.layout.patch), distance=r.distance, layers=np.array(r.layers), **extra)
+    print(f"saved {out}: attention {r.attention.shape} (layers x heads x tokens x tokens), "
+          f"{'class token 0' if r.has_class_token else 'no class token (rollout of the mean patch)'}, "
+          f"{r.layout.prefix} prefix token(s), rollout {r.layout.grid[0]}x{r.layout.grid[1]}")
+    for note in r.notes:
+        print(f"vizapp: {note}", file=sys.stderr)
+    return 0
+
+
+def _cmd_attribute(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from vizapp.explain.attribution import attribute
+    from vizapp.inputs.images import load_image
+
+    image = load_image(args.image)
+    a = attribute(_load(args), image, args.method, target=args.target, layer=args.layer, steps=args.steps,
+                  progress=_stderr_progress)
+    out = _save_npz(args.out, input=a.input, attribution=a.raw, map=a.map, target=np.int64(a.target),
+                    method=np.array(a.method), **({"layer": np.array(a.layer)} if a.layer else {}))
+    print(f"saved {out}: {a.title} for '{a.target_label}' ({a.target}, p={a.probability:.3f}), "
+          f"attribution {a.raw.shape}, {a.seconds:.2f} s")
+    for note in a.notes:
+        print(f"vizapp: {note}", file=sys.stderr)
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from vizapp.training.config import TrainConfig
+    from vizapp.training.records import write_json_line
+    from vizapp.training.trainer import Trainer
+
+    config = TrainConfig(
+        dataset=args.dataset, model=args.model, loss=args.loss, epochs=args.epochs, seed=args.seed,
+        batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, weight_decay=args.weight_decay,
+        augment=[a.strip() for arg in args.augment for a in arg.split(",") if a.strip()], size=args.size, n=args.n, margin=args.margin, temperature=args.temperature,
+        embed_dim=args.embed_dim, freeze=args.freeze, log_every=args.log_every, device=args.device,
+        resume=args.resume, out=args.out)
+    trainer = Trainer(config, progress=_stderr_progress)
+    for record in trainer.run():
+        if record["type"] in ("step", "eval"):
+            print(write_json_line(record), flush=True)
+        elif record["type"] == "checkpoint" and record["why"] in ("finished", "stopped"):
+            card = trainer.card()
+            print(f"saved {record['path']}: {card['title']}, validation accuracy {card['metrics']['val_acc']}",
+                  file=sys.stderr)
+    return 0
+
+
+def _stderr_progress(done: int, total: int, text: str) -> None:
+    if sys.stderr.isatty():
+        print(f"\r{text[:100]:<100}", end="", file=sys.stderr, flush=True)
+
+
+def _distributed_init() -> int:
+    """Join a torchrun group when launched by torchrun; returns this process's rank."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if os.environ.get("VIZAPP_DIST_BACKEND") == "nccl" else "gloo")
+    return dist.get_rank()
+
+
+def _distributed_done() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def _cmd_index(args: argparse.Namespace) -> int:
+    from vizapp.collection.datasets import open_collection
+    from vizapp.collection.indexing import build_index
+
+    rank = _distributed_init()
+    try:
+        collection = open_collection(args.data)
+        index = build_index(_load(args), collection, args.layer, k=args.topk, feature_layer=args.feature_layer,
+                            out=args.out, batch_size=args.batch_size, workers=args.workers, amp=args.amp,
+                            progress=_stderr_progress)
+    finally:
+        _distributed_done()
+    if rank == 0:
+        print(f"\nindexed {len(index.paths)} images ({len(index.skipped)} skipped as unreadable), "
+              f"layers {', '.join(index.layers)}, into {index.directory}")
+    return 0
+
+
+def _cmd_top_patches(args: argparse.Namespace) -> int:
+    from vizapp.collection.index_store import Index
+    from vizapp.collection.patches import unit_flags
+
+    index = Index.load(args.index)
+    patches = index.top_patches(args.layer, args.channel)
+    flags = unit_flags(index.topk[args.layer], args.channel)  # dead channel, ties at the k-th value
+    if args.json:
+        print(json.dumps([{**p.to_json(), **flags.to_json()} for p in patches]))
+    else:
+        for p in patches:
+            print(f"{p.value:10.4f}  {p.image}  box {p.box}")
+        for line in flags.lines:
+            print(f"vizapp: {line}", file=sys.stderr)
+    return 0
+
+
+def _cmd_embed(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from vizapp.collection.datasets import open_collection
+    from vizapp.collection.embedding import Embedding
+    from vizapp.collection.indexing import build_index
+    from vizapp.collection.projection import project
+
+    if Path(args.out).is_dir():
+        raise UserError(f"--out {args.out}: is a folder; name the .npz file to write")
+    rank = _distributed_init()
+    try:
+        collection = open_collection(args.data)
+        # The features come from the indexing pass (cached), without any layer's top-k.
+        index = build_index(_load(args), collection, [], features_only=True, feature_layer=args.layer,
+                            out=args.cache, batch_size=args.batch_size, workers=args.workers,
+                            progress=_stderr_progress)
+    finally:
+        _distributed_done()
+    if rank != 0:
+        return 0
+    keep = np.setdiff1d(np.arange(len(index.paths)), np.asarray(index.skipped, dtype=np.int64))
+    features = np.asarray(index.features())[keep]
+    coords = project(features, args.method, seed=args.seed)
+    embedding = Embedding(features, coords, [index.paths[i] for i in keep], [index.labels[i] for i in keep], args.method)
+    out = embedding.save(args.out)  # the path it wrote is the one we name
+    print(f"\nsaved {out}: {len(keep)} images, features {features.shape}, {args.method} coords")
+    return 0
+
+
+#: The headless commands by name (the GUI ones, ``gui`` and ``screenshot``, come from ``main.py``).
+COMMANDS: dict[str, Handler] = {
+    "models": _cmd_models,
+    "layers": _cmd_layers,
+    "predict": _cmd_predict,
+    "features": _cmd_features,
+    "attention": _cmd_attention,
+    "attribute": _cmd_attribute,
+    "train": _cmd_train,
+    "index": _cmd_index,
+    "top-patches": _cmd_top_patches,
+    "embed": _cmd_embed,
+}
