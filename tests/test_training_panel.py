@@ -1,7 +1,8 @@
 """pytest-qt tests of the training panel: short real runs on the shapes set, offscreen.
 
-Runs are tiny (shapes, 500-600 images, LeNet-5, batch 32, a few dozen steps) and each
-test ends with every thread of the panel joined. Set ``VIZAPP_PANEL_PNG`` to a path to
+Runs are tiny (shapes, 500-600 images, LeNet-5, batch 32, a few dozen steps). The panel
+runs on a job runner handed to it, as the window's; each test ends with every job of the
+panel ended and the runner's threads joined. Set ``VIZAPP_PANEL_PNG`` to a path to
 keep a screenshot of the panel after a run.
 """
 

@@ -16,6 +16,8 @@ Jobs
   ``preview``, so neither holds up the interactive jobs of the other docks. Pause,
   resume and stop go through the runner; "checkpoint now" to the run's
   :class:`~vizapp.training.trainer.TrainControl`; errors through the runner's triage.
+  Both kinds (:data:`RUN_KIND`, :data:`PREVIEW_KIND`) start with ``training``: the window
+  leaves their progress and failures to the panel, which shows (and notifies) them.
 - The GUI thread never draws per record: the board queues records and draws them at
   most every :data:`~widgets.training_board.REDRAW_MS`.
 
