@@ -199,35 +199,6 @@ def test_dropped_image_bytes_open(qtbot, started):
     assert w.session.image.pixels.shape == (40, 60, 3)
 
 
-def test_bridge_latest_request_wins(qtbot, settings_file):
-    import time
-
-    from widgets.bridge import JobRunner
-
-    runner = JobRunner()
-    results = []
-    runner.sigFinished.connect(lambda kind, r: results.append(r))
-
-    def slow(value, progress, cancel):
-        for _ in range(20):
-            time.sleep(0.005)
-            cancel.check()
-        return value
-
-    for i in range(6):
-        runner.submit("k", slow, i)
-    qtbot.waitUntil(runner.idle, timeout=10_000)
-    qtbot.wait(50)
-    assert results == [5]
-    runner.submit("k", slow, 99)
-    runner.cancel("k")
-    qtbot.waitUntil(runner.idle, timeout=10_000)
-    qtbot.wait(50)
-    assert results == [5]
-    runner.shutdown()
-    assert not runner.alive()
-
-
 def test_screenshot_command_writes_the_window(tmp_path, qapp, settings_file):
     from main import main
 
@@ -312,27 +283,6 @@ def test_screenshot_leaves_the_saved_layout_alone(tmp_path, qapp, settings_file)
     before = settings_file.read_text()
     assert main(["screenshot", "--out", str(tmp_path / "s.png"), "--size", "900x600"]) == 0
     assert settings_file.read_text() == before
-
-
-def test_superseded_result_already_queued_is_dropped(qtbot, settings_file):
-    from widgets.bridge import JobRunner
-
-    runner = JobRunner()
-    got = []
-    runner.sigFinished.connect(lambda kind, r: got.append(r))
-    runner.submit("k", lambda v, progress, cancel: v, "old")
-    # Let the worker finish without processing GUI events: the result sits in the queue.
-    import time
-
-    deadline = time.monotonic() + 5
-    while not runner.idle() and time.monotonic() < deadline:
-        time.sleep(0.005)
-    runner.submit("k", lambda v, progress, cancel: v, "new")
-    qtbot.waitUntil(lambda: got == ["new"], timeout=5000)
-    qtbot.wait(50)
-    assert got == ["new"]
-    runner.shutdown()
-    assert runner.submit("k", lambda progress, cancel: 1) == 0  # refused after shutdown
 
 
 def test_device_errors_keep_the_model_where_it_is(qtbot, started):

@@ -1,7 +1,8 @@
 """pytest-qt tests of the training panel: short real runs on the shapes set, offscreen.
 
-Runs are tiny (shapes, 500-600 images, LeNet-5, batch 32, a few dozen steps) and each
-test ends with every thread of the panel joined. Set ``VIZAPP_PANEL_PNG`` to a path to
+Runs are tiny (shapes, 500-600 images, LeNet-5, batch 32, a few dozen steps). The panel
+runs on a job runner handed to it, as the window's; each test ends with every job of the
+panel ended and the runner's threads joined. Set ``VIZAPP_PANEL_PNG`` to a path to
 keep a screenshot of the panel after a run.
 """
 
@@ -34,17 +35,28 @@ def small_config(**changes):
 
 
 @pytest.fixture
-def panel(qtbot, tmp_path):
+def runner():
+    """The window's one job runner, as the window hands it to the panel."""
+    from widgets.bridge import JobRunner
+
+    r = JobRunner()
+    yield r
+    r.shutdown()
+    assert not r.alive(), "the runner left a thread running"
+
+
+@pytest.fixture
+def panel(qtbot, tmp_path, runner):
     from widgets.training_panel import TrainingPanel
 
-    p = TrainingPanel(runs_dir=tmp_path / "runs")
+    p = TrainingPanel(runner, runs_dir=tmp_path / "runs")
     qtbot.addWidget(p)
     p.resize(1600, 1000)
     p.show()
     qtbot.waitExposed(p)
     yield p
     p.shutdown()
-    assert not p.alive(), "the panel left a thread running"
+    assert not p.alive(), "the panel left a job running"
 
 
 def last_step(panel) -> int:
@@ -80,7 +92,7 @@ def test_run_shows_what_the_engine_computes(panel, qtbot, tmp_path):
     assert (config.dataset, config.n, config.model, config.epochs, config.log_every) == ("shapes", 500, "lenet", 2, 2)
     with qtbot.waitSignal(panel.sigRunning, timeout=5000):
         assert panel.start()
-    assert panel.running() and not panel.settings.isEnabled()
+    assert panel.running() and not panel.form.settings.isEnabled()
     assert not panel.start(), "a second Start while running must be refused"
     qtbot.waitUntil(lambda: not panel.running(), timeout=RUN_TIMEOUT_MS)
     assert panel.error_text() == ""
@@ -133,7 +145,7 @@ def test_run_shows_what_the_engine_computes(panel, qtbot, tmp_path):
     np.testing.assert_array_equal(confusion, evals[-1]["confusion"])
 
     assert "Finished" in panel.status_text() and "step 24 / 24" in panel.status_text()
-    assert panel.open_button.isEnabled() and panel.settings.isEnabled()
+    assert panel.open_button.isEnabled() and panel.form.settings.isEnabled()
     with qtbot.waitSignal(panel.sigOpenCheckpoint, timeout=2000) as opened:
         qtbot.mouseClick(panel.open_button, Qt.LeftButton)
     assert opened.args == [str(out)]
@@ -145,7 +157,7 @@ def test_run_shows_what_the_engine_computes(panel, qtbot, tmp_path):
         export_png(panel, shot, scale=1.0)
 
 
-def test_pause_holds_the_step_and_stop_checkpoints(panel, qtbot):
+def test_pause_holds_the_step_and_stop_checkpoints(panel, qtbot, runner):
     panel.set_config(small_config(n=600, epochs=6, log_every=1, kernels_every=0))
     assert panel.start()
     panel.pause()  # before the first step: the model is built and evaluated, then it waits
@@ -163,6 +175,12 @@ def test_pause_holds_the_step_and_stop_checkpoints(panel, qtbot):
     assert last_step(panel) == held, "the step advanced while paused"
     total = panel.last_records["started"]["total_steps"]
     assert held < total
+
+    # The run's lane is its own: the window's interactive jobs run while it waits.
+    with qtbot.waitSignal(runner.sigFinished, timeout=30_000,
+                          check_params_cb=lambda kind, result: kind == "analysis") as done:
+        runner.submit("analysis", lambda v, progress, cancel: v * 2, 21)
+    assert done.args == ["analysis", 42] and panel.paused()
 
     panel.stop()
     qtbot.waitUntil(lambda: not panel.running(), timeout=RUN_TIMEOUT_MS)
@@ -186,16 +204,73 @@ def test_shutdown_stops_a_running_run(panel, qtbot):
     assert (Path(panel.run_config().out) / "card.json").is_file()
 
 
-def test_records_are_drawn_in_batches_not_one_by_one(panel, qtbot, monkeypatch):
-    from widgets.training_panel import REDRAW_MS
+def test_stop_while_loading_ends_the_run_quietly(panel, qtbot, monkeypatch):
+    import threading
 
+    from vizapp.core.notifications import notification_manager
+    from vizapp.training import trainsets
+
+    loading = threading.Event()
+
+    def endless_load(*_args, cancel, **_kwargs):
+        loading.set()
+        while True:  # a slow download: it ends only through its cancel token
+            cancel.check()
+            time.sleep(0.01)
+
+    monkeypatch.setattr(trainsets, "load_trainset", endless_load)
+    messages = []
+    collect = lambda n: messages.append(n.message)  # noqa: E731
+    notification_manager.subscribe(collect)
+    try:
+        panel.set_config(small_config())
+        assert panel.start()
+        qtbot.waitUntil(loading.is_set, timeout=30_000)
+        panel.stop()
+        qtbot.waitUntil(lambda: not panel.running(), timeout=30_000)
+    finally:
+        notification_manager.unsubscribe(collect)
+    assert panel.error_text() == "" and not panel.error.isVisible()
+    assert "the run was stopped while loading its data" in messages
+    assert panel.form.settings.isEnabled() and panel.start_button.isEnabled()
+
+
+def test_an_unexpected_run_error_goes_through_the_runners_triage(panel, qtbot, monkeypatch):
+    from vizapp.training import trainsets
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(trainsets, "load_trainset", broken)
+    panel.set_config(small_config())
+    assert panel.start()
+    qtbot.waitUntil(lambda: not panel.running(), timeout=30_000)
+    assert panel.error_text() == "internal error in training: RuntimeError: disk on fire"
+    assert panel.error.isVisible() and panel.status_text() == "The run failed"
+
+
+def test_a_panel_built_alone_owns_its_runner(qtbot, tmp_path):
+    from widgets.bridge import JobRunner
+    from widgets.training_panel import TrainingPanel
+
+    p = TrainingPanel(runs_dir=tmp_path / "runs")
+    qtbot.addWidget(p)
+    assert isinstance(p.runner, JobRunner) and p.runner.alive()
+    p.shutdown()
+    assert not p.runner.alive() and not p.alive()
+    assert not p.start(), "a shut-down panel starts nothing"
+
+
+def test_records_are_drawn_in_batches_not_one_by_one(panel, qtbot, monkeypatch):
+    from widgets.training_panel import REDRAW_MS, RUN_KIND
+
+    board = panel.board
     draws = []
-    original = panel._draw_curves
-    monkeypatch.setattr(panel, "_draw_curves", lambda: (draws.append(len(panel._steps["step"])), original()))
-    serial = panel._serial
-    for i in range(1, 201):
-        panel._sigRecord.emit(serial, {"type": "step", "step": i, "epoch": i / 100, "loss": 1.0 / i, "lr": 1e-3,
-                                       "samples_per_s": 1000.0, "acc": 0.5})
+    original = board._draw_curves
+    monkeypatch.setattr(board, "_draw_curves", lambda: (draws.append(len(board._steps["step"])), original()))
+    for i in range(1, 201):  # as the runner delivers a run's records on the GUI thread
+        panel.runner.sigRecord.emit(RUN_KIND, {"type": "step", "step": i, "epoch": i / 100, "loss": 1.0 / i,
+                                               "lr": 1e-3, "samples_per_s": 1000.0, "acc": 0.5})
     assert len(panel.curves()["step"]) == 0, "drawn before the redraw timer"
     qtbot.waitUntil(lambda: len(panel.curves()["step"]) == 200, timeout=5 * REDRAW_MS + 2000)
     assert draws == [200]
@@ -216,7 +291,7 @@ def test_a_folder_without_classes_says_what_to_do(panel, qtbot, tmp_path):
     notification_manager.subscribe(collect)  # the panel's messages go through the one notifier
     try:
         panel.set_config(small_config(dataset=str(folder)))
-        assert panel.dataset.currentText() == "loose"
+        assert panel.form.dataset.currentText() == "loose"
         assert panel.config().dataset == str(folder)
         assert panel.start()
         qtbot.waitUntil(lambda: not panel.running(), timeout=RUN_TIMEOUT_MS)
@@ -226,24 +301,24 @@ def test_a_folder_without_classes_says_what_to_do(panel, qtbot, tmp_path):
     assert panel.error.isVisible() and "class sub-folders" in panel.error.text()
     assert any(error and "class sub-folders" in text for text, error in messages)
     assert panel.start_button.isEnabled() and not panel.open_button.isEnabled()
-    qtbot.waitUntil(lambda: "No preview" in panel.preview_caption.text(), timeout=30_000)
+    qtbot.waitUntil(lambda: "No preview" in panel.form.preview_caption.text(), timeout=30_000)
 
 
 def test_preview_follows_the_augmentations(panel, qtbot):
     qtbot.waitUntil(lambda: panel.preview_image() is not None, timeout=60_000)
     plain = panel.preview_image().copy()
-    panel.augment_boxes["rotate"].setChecked(True)
+    panel.form.augment_boxes["rotate"].setChecked(True)
     qtbot.waitUntil(lambda: panel.preview_image() is not None and panel.preview_image().shape == plain.shape
                     and not np.array_equal(panel.preview_image(), plain), timeout=60_000)
-    assert "augmented" in panel.preview_caption.text()
+    assert "augmented" in panel.form.preview_caption.text()
     assert panel.config().augment == ["rotate"]
-    pixmap = panel.preview_label.pixmap()
+    pixmap = panel.form.preview_label.pixmap()
     assert pixmap is not None and not pixmap.isNull()
 
 
 def test_loss_options_show_only_where_they_apply(panel):
     def pick(loss: str) -> dict[str, bool]:
-        panel.loss.setCurrentIndex(panel.loss.findData(loss))
+        panel.form.loss.setCurrentIndex(panel.form.loss.findData(loss))
         return panel.loss_options_visible()
 
     assert pick("ce") == {"margin": False, "temperature": False}
@@ -252,35 +327,35 @@ def test_loss_options_show_only_where_they_apply(panel):
     assert pick("triplet") == {"margin": True, "temperature": False}
     assert panel.config().margin == pytest.approx(0.2)
     assert pick("infonce") == {"margin": False, "temperature": True}
-    panel.temperature.setValue(0.1)
+    panel.form.temperature.setValue(0.1)
     assert panel.config().temperature == pytest.approx(0.1)
     assert pick("ce") == {"margin": False, "temperature": False}
     assert panel.config().margin is None
 
 
 def test_hub_models_unlock_the_freeze_choice(panel):
-    assert not panel.freeze.isEnabled()
+    assert not panel.form.freeze.isEnabled()
     panel.set_hub_models([("resnet18", "ResNet-18 (ImageNet)")])
-    index = panel.model.findData("hub:resnet18")
+    index = panel.form.model.findData("hub:resnet18")
     assert index >= 0
-    panel.model.setCurrentIndex(index)
-    assert panel.freeze.isEnabled()
-    panel.freeze.setCurrentIndex(panel.freeze.findData("some"))
+    panel.form.model.setCurrentIndex(index)
+    assert panel.form.freeze.isEnabled()
+    panel.form.freeze.setCurrentIndex(panel.form.freeze.findData("some"))
     assert (panel.config().model, panel.config().freeze) == ("hub:resnet18", "some")
-    panel.model.setCurrentIndex(panel.model.findData("tinyvgg"))
-    assert not panel.freeze.isEnabled()
+    panel.form.model.setCurrentIndex(panel.form.model.findData("tinyvgg"))
+    assert not panel.form.freeze.isEnabled()
     panel.set_hub_models([])
-    assert panel.model.findData("hub:resnet18") < 0
+    assert panel.form.model.findData("hub:resnet18") < 0
 
 
 def test_learning_rate_arrows_walk_one_two_five(panel):
-    panel.lr.setValue(1e-3)
-    panel.lr.stepBy(1)
-    assert panel.lr.value() == pytest.approx(2e-3)
-    panel.lr.stepBy(2)
-    assert panel.lr.value() == pytest.approx(1e-2)
-    panel.lr.stepBy(-1)
-    assert panel.lr.value() == pytest.approx(5e-3)
+    panel.form.lr.setValue(1e-3)
+    panel.form.lr.stepBy(1)
+    assert panel.form.lr.value() == pytest.approx(2e-3)
+    panel.form.lr.stepBy(2)
+    assert panel.form.lr.value() == pytest.approx(1e-2)
+    panel.form.lr.stepBy(-1)
+    assert panel.form.lr.value() == pytest.approx(5e-3)
 
 
 def test_kernel_mosaic_layouts():

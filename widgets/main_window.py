@@ -124,7 +124,7 @@ class MainWindow(QMainWindow):
         self.embedding_view = EmbeddingView()
         self.attention_view = AttentionView()
         self.attribution_view = AttributionView()
-        self.training_panel = TrainingPanel()
+        self.training_panel = TrainingPanel(self.runner)
         self.training_panel.set_hub_models([(spec.name, spec.title) for spec in list_specs()])
         # Attention and attributions cost a forward (and backward) pass per image: they
         # run while their dock is on screen, and catch up when it is raised.
@@ -690,6 +690,8 @@ class MainWindow(QMainWindow):
             self.model_view.show_device(self.session.model.device)
 
     def _job_failed(self, kind: str, message: str) -> None:
+        if kind.startswith("training"):
+            return  # the training lab's run and previews: the panel shows (and notifies) their errors
         # Attention and attribution problems (a CNN has no attention, a layer without
         # a gradient) belong in their own dock, which is on screen when they run.
         if kind == "attention":
@@ -713,6 +715,8 @@ class MainWindow(QMainWindow):
             self._sync_device()
 
     def _job_progress(self, _kind: str, done: int, total: int, text: str) -> None:
+        if _kind.startswith("training"):
+            return  # the training lab shows its own progress
         self.progress.setVisible(True)
         self.cancel_button.setVisible(True)
         self.progress.setRange(0, total if total > 0 else 0)
