@@ -16,10 +16,11 @@ class PredictionsView(QWidget):
 
     Signals
     -------
-    sigClassPicked(index)
+    sigClassChanged(index)
+        A bar was clicked: explain that class.
     """
 
-    sigClassPicked = Signal(int)
+    sigClassChanged = Signal(int)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -58,7 +59,7 @@ class PredictionsView(QWidget):
     def mousePressEvent(self, event) -> None:  # noqa: N802 - Qt override
         i = int((event.position().y() - 4) // self._row_height())
         if 0 <= i < len(self._predictions):
-            self.sigClassPicked.emit(self._predictions[i].index)
+            self.sigClassChanged.emit(self._predictions[i].index)
 
     def paintEvent(self, _event) -> None:  # noqa: N802 - Qt override
         p = QPainter(self)
