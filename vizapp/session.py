@@ -122,6 +122,8 @@ class Session:
 
     # --- setters -------------------------------------------------------------
     def set_model(self, model, layers: list, layer: str | None = None) -> None:
+        """Show ``model``; its predictions are unknown and the explained class goes back to the
+        predicted one (no ``target`` event: the ``model`` event says it)."""
         self.model, self.layers = model, list(layers)
         self.index = None  # an index belongs to one model
         self.device = getattr(model, "device", self.device)
@@ -172,8 +174,15 @@ class Session:
             self.events.target.emit(index)
 
     def set_predictions(self, predictions: list) -> None:
-        """The current image's top-k (``Prediction(label, index, prob)``, best first)."""
+        """The current image's top-k (``Prediction(label, index, prob)``, best first).
+
+        None (a model without a classifier head) goes back to the predicted class, as a new
+        model does; like :meth:`set_model`, that emits no ``target`` event (views showing the
+        class reset it from the predictions).
+        """
         self.predictions = list(predictions)
+        if not self.predictions:
+            self.target = None
         self.events.predictions.emit(self.predictions)
 
     def set_catalog(self, entries: list, devices: list[str]) -> None:

@@ -77,6 +77,7 @@ class ModelView(QWidget):
         session.events.model.connect(self._model_changed)
         session.events.layer.connect(self._layer_changed)
         session.events.device.connect(self.set_device)
+        session.events.catalog.connect(self._catalog_changed)
 
     # --- requests ----------------------------------------------------------------
     def _picked(self, index: int) -> None:
@@ -115,6 +116,11 @@ class ModelView(QWidget):
         self.device.clear()
         self.device.addItems(devices)
         self.set_device(chosen)
+
+    def _catalog_changed(self, catalog: tuple) -> None:
+        self.set_catalog(*catalog)
+        if self.session.model is not None:
+            self.set_model(self.session.model)
 
     def set_model(self, model) -> None:
         """Point the picker at ``model`` (or leave it blank for a user's file)."""

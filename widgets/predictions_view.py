@@ -14,6 +14,9 @@ __all__ = ["PredictionsView"]
 class PredictionsView(QWidget):
     """Horizontal probability bars, best first. Click a bar to pick that class.
 
+    Given a session, it shows the session's predictions and a click sets the class the
+    explanation docks explain (``session.target``).
+
     Signals
     -------
     sigClassChanged(index)
@@ -22,12 +25,15 @@ class PredictionsView(QWidget):
 
     sigClassChanged = Signal(int)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, session=None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._predictions: list = []
         self._message = "Open a model and an image"
         self.setMinimumHeight(160)
         THEME.changed.connect(self._apply_theme)
+        if session is not None:  # the image's predictions and the explained class are the session's
+            session.events.predictions.connect(self.set_predictions)
+            self.sigClassChanged.connect(session.set_target)
 
     def _apply_theme(self, *_args) -> None:
         self.update()

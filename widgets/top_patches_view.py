@@ -90,7 +90,8 @@ class _Thumb(QFrame):
 class TopPatchesView(QWidget):
     """Top-k patches of the selected channel, and the layer overview of best patches.
 
-    Feed it with :meth:`set_grid` and :meth:`set_overview` (results of
+    Given a session, it marks the session's channel and a channel picked here becomes
+    the session's. Feed it with :meth:`set_grid` and :meth:`set_overview` (results of
     ``vizapp.collection.patches.load_patch_grid`` / ``load_layer_overview``), :meth:`set_channel`,
     :meth:`set_status` and :meth:`set_message`.
 
@@ -112,7 +113,7 @@ class TopPatchesView(QWidget):
     sigCollectionRequested = Signal(str)
     sigIndexRequested = Signal()
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, session=None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.grid: object | None = None  # PatchGrid
         self.overview: object | None = None  # LayerOverview
@@ -179,6 +180,9 @@ class TopPatchesView(QWidget):
         layout.addWidget(self.flags)
         layout.addWidget(split, 1)
         layout.addWidget(self.hint)
+        if session is not None:  # the selected channel is the session's
+            session.events.channel.connect(self.set_channel)
+            self.sigChannelChanged.connect(session.select_channel)
 
     # --- setters -----------------------------------------------------------------
     def _apply_theme(self, *_args) -> None:
