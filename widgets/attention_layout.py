@@ -50,7 +50,7 @@ HINTS = {
     "rollout": "Discard drops the weakest weights of every layer before rolling out",
     "distance": "↑/↓ layer · ←/→ head · click a dot to open its head",
 }
-#: What the dock says before any model is open (the window adds the models to try).
+#: What the dock says before any model is open (the explain controller adds the models to try).
 IDLE_MESSAGE = "No attention yet: open a Vision Transformer and an image"
 BACKGROUND = THEME.colour("background")
 TEXT = THEME.colour("text")

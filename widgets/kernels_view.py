@@ -21,7 +21,7 @@ class KernelsView(QWidget):
     Signals
     -------
     sigOptionsChanged(mode, norm)
-        The user changed the layout or normalisation (the window re-requests kernels).
+        The user changed the layout or normalisation (the probing controller re-requests kernels).
     """
 
     sigOptionsChanged = Signal(str, str)
