@@ -46,7 +46,7 @@ class AttentionView(AttentionLayout, QWidget):
     """Attention maps, rollout and attention distance of one ViT forward pass.
 
     Feed it with :meth:`set_result` (a ``vizapp.explain.attention.AttentionResult``) or
-    :meth:`set_message`. Layer, head, mode and query survive a new result where they
+    :meth:`set_message`; given a session, it names the ViTs to try from its model catalog. Layer, head, mode and query survive a new result where they
     still exist (clamped to a smaller model; the query resets when the tokens change).
 
     Signals
@@ -59,7 +59,7 @@ class AttentionView(AttentionLayout, QWidget):
 
     sigGradientChanged = Signal(bool)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, session=None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.result = None  # AttentionResult
         self._mode, self._layer, self._head, self._query = "head", 0, None, OWN_QUERY
@@ -96,6 +96,13 @@ class AttentionView(AttentionLayout, QWidget):
         self.set_message(self._idle)
         self._apply_theme()
         THEME.changed.connect(self._apply_theme)
+        if session is not None:  # the catalog says which ViTs load here: name them while idle
+            session.events.catalog.connect(self._catalog_changed)
+
+    def _catalog_changed(self, catalog: tuple) -> None:
+        from vizapp.explain.suggestions import suggestion_text
+
+        self.set_suggestion(suggestion_text("vit", catalog[0]))
 
     # --- the setters -------------------------------------------------------------
     def set_result(self, result) -> None:

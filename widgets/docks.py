@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QWidget
 
+from vizapp.session import Session
 from widgets.attention_view import AttentionView
 from widgets.attribution_view import AttributionView
 from widgets.embedding_view import EmbeddingView
@@ -31,12 +32,6 @@ from widgets.top_patches_view import TopPatchesView
 __all__ = ["DOCKS", "DockRow", "default_layout", "row"]
 
 
-def _model_view(session) -> ModelView:
-    from models import list_specs  # the registry (not torch): loaded with the window
-
-    return ModelView(session, list_specs())
-
-
 @dataclass(frozen=True)
 class DockRow:
     """One dock of the window.
@@ -44,14 +39,14 @@ class DockRow:
     ``place`` is ``("left" | "right",)`` for a dock area, ``("below", key)`` or
     ``("beside", key)`` to split another dock, or ``("tab", key)`` to sit behind it.
     ``size`` is the default ``(width, height)`` in pixels (``None``: whatever is left).
-    ``factory`` makes the view from the session; ``None`` when the window builds it
-    itself (the training panel).
+    ``factory`` makes the view from the session (every view's class takes the session
+    first); ``None`` when the window builds it itself (the training panel).
     """
 
     key: str
     title: str
     attr: str
-    factory: Callable[..., QWidget] | None
+    factory: Callable[[Session], QWidget] | None
     controller: str
     place: tuple
     size: tuple[int | None, int | None] = (None, None)
@@ -60,21 +55,19 @@ class DockRow:
 
 
 DOCKS: tuple[DockRow, ...] = (
-    DockRow("model", "Model", "model_view", _model_view, "probing", ("left",), (520, 520)),
-    DockRow("image", "Image", "image_view", ImageView, "inputs", ("below", "model"), (None, 480)),
-    DockRow("features", "Feature maps", "feature_view", FeatureMapsView, "probing", ("right",), (1080, 600),
+    #      key            title           attribute           factory          controller    place                  size
+    DockRow("model",       "Model",        "model_view",       ModelView,       "probing",    ("left",),             (520, 520)),
+    DockRow("image",       "Image",        "image_view",       ImageView,       "inputs",     ("below", "model"),    (None, 480)),
+    DockRow("features",    "Feature maps", "feature_view",     FeatureMapsView, "probing",    ("right",),            (1080, 600),
             raised=True),
-    DockRow("kernels", "Kernels", "kernels_view", lambda _s: KernelsView(), "probing", ("below", "features"),
-            (560, 400)),
-    DockRow("predictions", "Predictions", "predictions_view", PredictionsView, "probing",
-            ("beside", "kernels"), (520, None)),
-    DockRow("patches", "Top patches", "patches_view", TopPatchesView, "collection",
-            ("tab", "features")),
-    DockRow("embedding", "Embedding", "embedding_view", lambda _s: EmbeddingView(), "collection",
-            ("tab", "features")),
-    DockRow("attention", "Attention", "attention_view", lambda _s: AttentionView(), "explain", ("tab", "features")),
-    DockRow("attribution", "Attribution", "attribution_view", AttributionView, "explain", ("tab", "features")),
-    DockRow("training", "Training lab", "training_panel", None, "training", ("tab", "features"), scroll=True),
+    DockRow("kernels",     "Kernels",      "kernels_view",     KernelsView,     "probing",    ("below", "features"), (560, 400)),
+    DockRow("predictions", "Predictions",  "predictions_view", PredictionsView, "probing",    ("beside", "kernels"), (520, None)),
+    DockRow("patches",     "Top patches",  "patches_view",     TopPatchesView,  "collection", ("tab", "features")),
+    DockRow("embedding",   "Embedding",    "embedding_view",   EmbeddingView,   "collection", ("tab", "features")),
+    DockRow("attention",   "Attention",    "attention_view",   AttentionView,   "explain",    ("tab", "features")),
+    DockRow("attribution", "Attribution",  "attribution_view", AttributionView, "explain",    ("tab", "features")),
+    DockRow("training",    "Training lab", "training_panel",   None,            "training",   ("tab", "features"),
+            scroll=True),  # the window builds the panel (see MainWindow.__init__)
 )
 
 

@@ -130,8 +130,9 @@ class EmbeddingView(QWidget):
     sigSelectionChanged = Signal(object)
     sigMethodChanged = Signal(str)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, session=None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.session = session  # nothing of it to follow: the collection controller feeds the embedding
         self.embedding: Embedding | None = None
         self.items: list[pg.ScatterPlotItem] = []  # one per colour group, reused between embeddings
         self.group_names: list[str] = []

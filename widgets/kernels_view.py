@@ -26,8 +26,9 @@ class KernelsView(QWidget):
 
     sigOptionsChanged = Signal(str, str)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, session=None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.session = session  # nothing of it to follow: the probing controller feeds the kernels
         self.kernels = None
         self.mode = QComboBox()
         self.norm = QComboBox()

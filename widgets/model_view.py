@@ -36,8 +36,12 @@ class ModelView(QWidget):
     sigModelRequested = Signal(str, str, bool)
     sigDeviceChanged = Signal(str)
 
-    def __init__(self, session, specs: list, parent: QWidget | None = None) -> None:
+    def __init__(self, session, specs: list | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        if specs is None:
+            from models import list_specs  # the registry: loaded with the window
+
+            specs = list_specs()
         self.session = session
         self.picker = QComboBox()
         self.picker.setToolTip("Models from the registry; 'download' ones fetch their weights on first use")

@@ -12,7 +12,6 @@ computes only it. The class both docks explain is the session's ``target``.
 from __future__ import annotations
 
 from vizapp import analysis
-from vizapp.explain.suggestions import suggestion_text
 from widgets.controllers import Controller, notify
 
 __all__ = ["ExplainController"]
@@ -46,8 +45,6 @@ class ExplainController(Controller):
         session.events.image.connect(lambda _image: self.request_explanations())
         session.events.model.connect(lambda _model: self._model_changed())
         session.events.layer.connect(lambda _name: self._layer_changed())
-        session.events.catalog.connect(
-            lambda catalog: self.attention_view.set_suggestion(suggestion_text("vit", catalog[0])))
 
     def _attribution_kinds(self) -> list[str]:
         return [f"attribution:{m}" for m in self.attribution_view.boxes]
