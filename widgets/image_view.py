@@ -89,7 +89,7 @@ class ImageView(QWidget):
         self.session = session
         self.setAcceptDrops(True)
         self.open_button = QPushButton("Open image…")
-        self.open_button.clicked.connect(self._open_dialog)
+        self.open_button.clicked.connect(self.open_dialog)
         self.paste_button = QPushButton("Paste")
         self.paste_button.clicked.connect(self.paste)
         self.original = _Picture()
@@ -179,7 +179,8 @@ class ImageView(QWidget):
         self.sigImageRequested.emit(item.data(Qt.UserRole))
 
     # --- input -------------------------------------------------------------------
-    def _open_dialog(self) -> None:
+    def open_dialog(self) -> None:
+        """Ask for an image file and request it (File > Open image…)."""
         path, _ = QFileDialog.getOpenFileName(self, "Open image", "", IMAGE_FILTER)
         if path:
             self.sigImageRequested.emit(path)

@@ -220,8 +220,8 @@ class MainWindow(QMainWindow):
 
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
-        file_menu.addAction("Open &image…", QKeySequence.Open, self.image_view._open_dialog)
-        file_menu.addAction("Open &model weights…", self.model_view._open_file_dialog)
+        file_menu.addAction("Open &image…", QKeySequence.Open, self.image_view.open_dialog)
+        file_menu.addAction("Open &model weights…", self.model_view.open_file_dialog)
         file_menu.addAction("&Paste image", QKeySequence.Paste, self.image_view.paste)
         export = file_menu.addMenu("&Export view as PNG")
         for key, dock in self.docks.items():

@@ -49,7 +49,7 @@ class ModelView(QWidget):
             self.picker.addItem(spec.title, spec.name)
         self.picker.activated.connect(self._picked)
         self.open_file = QPushButton("Open weights…")
-        self.open_file.clicked.connect(self._open_file_dialog)
+        self.open_file.clicked.connect(self.open_file_dialog)
         self.trust = QCheckBox("I trust this file")
         self.trust.setToolTip("Allow a pickled model file to run its code while loading")
         self.device = QComboBox()
@@ -87,7 +87,8 @@ class ModelView(QWidget):
     def _picked(self, index: int) -> None:
         self.sigModelRequested.emit(self.picker.itemData(index), "", False)
 
-    def _open_file_dialog(self) -> None:
+    def open_file_dialog(self) -> None:
+        """Ask for a model file and its architecture, and request it (File > Open model weights…)."""
         path, _ = QFileDialog.getOpenFileName(
             self, "Open model weights", "", "Model files (*.pt *.pth *.safetensors *.bin *.ckpt);;All files (*)"
         )
