@@ -80,7 +80,11 @@ class Controller:
         notify(message, error=True)
 
     def cancel(self) -> None:
-        """Stop the jobs the user waits on (Escape, the Cancel button)."""
+        """Stop the jobs the user waits on (Escape, the Cancel button).
+
+        The plain kinds of :attr:`interactive`; a controller with a family (``"name:"``)
+        cancels its members itself, since only it knows them.
+        """
         kinds = [k for k in self.interactive if not k.endswith(":")]
         if kinds:
             self.runner.cancel(*kinds)
