@@ -141,7 +141,7 @@ def test_head_mode_shows_the_class_row_of_the_head(shown):
     assert view.title.text() == "Attention: 4 layers × 3 heads, 5×5 patches of 16 px"
     a = r.attention
     for layer, head in ((0, 0), (2, 1), (3, 2)):
-        view.select(layer, head)
+        view.set_layer_head(layer, head)
         assert (view.layer(), view.head()) == (layer, head)
         shown_image = view.displayed_image()
         assert shown_image.shape == r.display.shape[:2]
@@ -157,7 +157,7 @@ def test_head_mode_shows_the_class_row_of_the_head(shown):
         )
         assert f"{share:.0f}% of its attention goes to the class token" in view.caption.text()
     # The mean of the heads.
-    view.select(1, None)
+    view.set_layer_head(1, None)
     np.testing.assert_allclose(
         view.displayed_image(), blocks(a[1, :, 0, 1:].mean(0).reshape(G, G)), rtol=1e-5
     )
@@ -185,7 +185,7 @@ def test_pickers_drive_the_selection(shown):
 
 def test_smooth_is_bilinear_between_patch_centres(shown):
     view, r = shown
-    view.select(2, 0)
+    view.set_layer_head(2, 0)
     view.smooth.setChecked(True)
     grid = r.attention[2, 0, 0, 1:].reshape(G, G).astype(np.float32)
     expected = np.asarray(Image.fromarray(grid, mode="F").resize((G * P, G * P), Image.BILINEAR))
@@ -196,7 +196,7 @@ def test_smooth_is_bilinear_between_patch_centres(shown):
 
 def test_strip_shows_every_head_of_the_layer(shown):
     view, r = shown
-    view.select(1, 2)
+    view.set_layer_head(1, 2)
     np.testing.assert_array_equal(view.head_maps, r.token_maps(0)[1])
     strip = view.strip_image.image
     gap = 1  # one pixel between 5 x 5 tiles, 2 columns for 3 heads
@@ -210,7 +210,7 @@ def test_strip_shows_every_head_of_the_layer(shown):
     assert strip[G, 0] == 0  # a gap
     marker = view.strip_marker.rect()  # around head 2's tile (row 1, col 0)
     assert view.strip_marker.isVisible() and marker.contains(QPointF(2.5, G + gap + 2.5))
-    view.select(1, None)
+    view.set_layer_head(1, None)
     assert not view.strip_marker.isVisible()
 
 
@@ -224,7 +224,7 @@ def test_clicking_a_strip_tile_selects_its_head(qtbot, shown):
 
 def test_clicking_a_patch_makes_it_the_query(qtbot, shown):
     view, r = shown
-    view.select(2, 1)
+    view.set_layer_head(2, 1)
     click_patch(qtbot, view, 3, 1)
     token = r.patch_token(3, 1)
     assert token == 1 + 3 * G + 1 and view.query_token() == token
@@ -336,7 +336,7 @@ def test_grid_mode_is_one_mosaic_of_every_class_map(qtbot, shown):
     assert all(item.isVisible() for item in view.row_labels + view.col_labels)
     marker = view.grid_marker.rect()  # layer 0, mean of heads: the whole row
     assert marker.contains(QPointF(0.5, 0.5)) and marker.contains(QPointF(H * step - 1.5, G - 0.5))
-    view.select(3, 1)
+    view.set_layer_head(3, 1)
     marker = view.grid_marker.rect()
     assert marker.contains(QPointF(step + 2.5, 3 * step + 2.5)) and not marker.contains(
         QPointF(2.5, 3 * step + 2.5)
@@ -377,7 +377,7 @@ def test_gradient_box_asks_for_gradients_and_waits_for_them(qtbot, shown):
     view, r = shown
     view.set_mode("rollout")
     assert not view.gradient_wanted()
-    with qtbot.waitSignal(view.sigGradient, timeout=1000) as blocker:
+    with qtbot.waitSignal(view.sigGradientChanged, timeout=1000) as blocker:
         view.gradient.setChecked(True)
     assert blocker.args == [True] and view.gradient_wanted()
     assert view.busy.isVisible() and view.busy.toPlainText() == "computing…"
@@ -390,7 +390,7 @@ def test_gradient_box_asks_for_gradients_and_waits_for_them(qtbot, shown):
         view.displayed_image(), blocks(g.gradient[0, 1:].reshape(G, G)), rtol=1e-5
     )
     assert "tabby cat" in view.caption.text()
-    with qtbot.waitSignal(view.sigGradient, timeout=1000) as blocker:
+    with qtbot.waitSignal(view.sigGradientChanged, timeout=1000) as blocker:
         qtbot.mouseClick(view.gradient, Qt.LeftButton)
     assert blocker.args == [False] and not view.gradient_wanted()
     np.testing.assert_allclose(view.displayed_image(), blocks(g.rollout("mean", 0.0)), rtol=1e-5)
@@ -411,7 +411,7 @@ def test_distance_plot_has_one_dot_per_head(qtbot, shown):
     assert plot.getAxis("bottom").labelText == "layer"
     assert plot.getAxis("left").labelText == "mean attention distance (px)"
     assert "Mean attention distance" in plot.titleLabel.text
-    view.select(2, 1)  # the selected head is ringed
+    view.set_layer_head(2, 1)  # the selected head is ringed
     np.testing.assert_allclose(np.c_[view.distance_mark.getData()], [[x[2 * H + 1], y[2 * H + 1]]])
     # Clicking a dot opens that head.
     vb = view.distance_plot.getViewBox()
@@ -452,7 +452,7 @@ def test_untrained_banner(shown):
 
 def test_new_results_keep_what_still_exists(shown):
     view, r = shown
-    view.select(3, 2)
+    view.set_layer_head(3, 2)
     view.set_query(r.patch_token(2, 2))
     view.set_result(make_result(seed=5))  # same model: all kept
     assert (view.layer(), view.head(), view.query_token()) == (3, 2, r.patch_token(2, 2))
@@ -475,7 +475,7 @@ def test_new_results_keep_what_still_exists(shown):
 
 def test_hover_reads_the_patch(qtbot, shown):
     view, r = shown
-    view.select(1, 0)
+    view.set_layer_head(1, 0)
     qtbot.mouseMove(view.canvas.viewport(), image_pos(view, 2.5 * P, 1.5 * P))
     value = 100 * r.attention[1, 0, 0, 1 + 1 * G + 2]
     qtbot.waitUntil(
@@ -514,7 +514,7 @@ def test_a_register_vit_without_a_class_token_shows_its_mean_patch_query(qtbot, 
     view.set_result(r)
     assert view.query_token() == OWN_QUERY
     for layer, head in ((0, 1), (1, 2)):
-        view.select(layer, head)
+        view.set_layer_head(layer, head)
         mean_query = np.mean([a[layer, head, q, prefix:] for q in range(prefix, t)], axis=0)
         np.testing.assert_allclose(view.displayed_image(), blocks(mean_query.reshape(G, G)), rtol=1e-5)
         assert not np.allclose(view.displayed_image(), blocks(a[layer, head, 0, prefix:].reshape(G, G)), rtol=1e-2)
@@ -538,7 +538,7 @@ def test_a_pooled_vit_without_prefix_tokens_can_query_its_first_patch(qtbot, vie
         attention=a, layers=["blocks.0.attn"], layout=layout, distance=attention_distance(a, layout),
     )
     view.set_result(r)
-    view.select(0, 1)
+    view.set_layer_head(0, 1)
     assert view.query_token() == OWN_QUERY and view.query_patch() is None
     assert "where the mean patch query (no class token) looks" in view.caption.text()
     np.testing.assert_allclose(view.displayed_image(), blocks(a[0, 1].mean(axis=0).reshape(G, G)), rtol=1e-5)

@@ -212,12 +212,12 @@ def test_grad_cam_title_has_its_layer_and_notes_show(shown):
 def test_unticking_removes_the_panel_and_asks_again(qtbot, shown):
     view = shown
     view.set_attribution(make_attribution("gradcam"))
-    with qtbot.waitSignal(view.sigRequest):
+    with qtbot.waitSignal(view.sigRequested):
         view.boxes["saliency"].setChecked(False)
     assert view.current_methods() == ["integrated_gradients", "gradcam"]
     assert not view.panels["saliency"].is_shown() and view.panel_image("saliency") is None
     assert "saliency" not in view.results and "gradcam" in view.results
-    with qtbot.waitSignal(view.sigRequest):
+    with qtbot.waitSignal(view.sigRequested):
         box = view.boxes["occlusion"]
         qtbot.mouseClick(box, Qt.LeftButton, pos=QPoint(8, box.height() // 2))  # on the tick box
     assert view.current_methods() == ["integrated_gradients", "occlusion", "gradcam"]
@@ -252,8 +252,9 @@ def test_set_predictions_fills_the_class_picker(qtbot, view):
     ]
     assert view.current_target() is None
     # The user picks the second prediction: the target follows and a request goes out.
-    with qtbot.waitSignal(view.sigRequest):
+    with qtbot.waitSignal(view.sigClassChanged) as picked:
         combo.activated.emit(2)
+    assert picked.args == [281]
     assert view.current_target() == 281 and view.class_edit.text() == "281"
     assert view.header.text() == "Explaining tabby (281) 30.1%"
     # New predictions (another image) keep the choice ...
@@ -266,22 +267,42 @@ def test_set_predictions_fills_the_class_picker(qtbot, view):
     assert view.current_target() is None and combo.currentText() == "predicted class"
     # Back to the predicted class from the combo.
     view.set_target(285)
-    with qtbot.waitSignal(view.sigRequest):
+    with qtbot.waitSignal(view.sigClassChanged) as picked:
         combo.activated.emit(0)
+    assert picked.args == [None]
     assert view.current_target() is None and view.class_edit.text() == ""
+
+
+def test_a_view_with_a_session_follows_and_sets_the_explained_class(qtbot):
+    from vizapp.session import Session
+    from widgets.attribution_view import AttributionView
+
+    session = Session()
+    view = AttributionView(session)
+    qtbot.addWidget(view)
+    session.set_predictions(PREDICTIONS)  # the image's top-k fill the picker
+    assert view.class_combo.count() == 4
+    session.set_target(281)  # a click in the predictions
+    assert view.current_target() == 281 and view.class_combo.currentText() == "tabby (281) 30.1%"
+    with qtbot.waitSignal(view.sigClassChanged):
+        view.class_combo.activated.emit(3)  # the user's choice here becomes the session's
+    assert session.target == 285 and view.current_target() == 285
+    with qtbot.assertNotEmitted(view.sigRequested):
+        session.set_target(None)  # the class is not a method: nothing to request here
+    assert view.current_target() is None
 
 
 def test_set_target_selects_or_adds_the_class(qtbot, view):
     view.set_predictions(PREDICTIONS)
-    with qtbot.waitSignal(view.sigRequest):
+    with qtbot.waitSignal(view.sigClassChanged):
         view.set_target(285)
     assert (
         view.current_target() == 285
         and view.class_combo.currentText() == "Egyptian cat (285) 11.2%"
     )
-    with qtbot.assertNotEmitted(view.sigRequest):
+    with qtbot.assertNotEmitted(view.sigClassChanged):
         view.set_target(285)  # no change, no request
-    with qtbot.waitSignal(view.sigRequest):
+    with qtbot.waitSignal(view.sigClassChanged):
         view.set_target(7)
     assert view.current_target() == 7 and view.class_combo.currentText() == "class 7"
     assert view.class_combo.count() == 5
@@ -293,7 +314,7 @@ def test_typing_an_index_picks_that_class(qtbot, view):
     view.set_predictions(PREDICTIONS)
     view.class_edit.setFocus()
     qtbot.keyClicks(view.class_edit, "409")
-    with qtbot.waitSignal(view.sigRequest):
+    with qtbot.waitSignal(view.sigClassChanged):
         qtbot.keyClick(view.class_edit, Qt.Key_Return)
     assert view.current_target() == 409 and view.class_combo.currentText() == "class 409"
     view.class_edit.clear()
@@ -302,12 +323,12 @@ def test_typing_an_index_picks_that_class(qtbot, view):
 
 
 def test_layer_checkbox_asks_only_when_grad_cam_is_ticked(qtbot, view):
-    with qtbot.waitSignal(view.sigRequest):
+    with qtbot.waitSignal(view.sigRequested):
         view.layer_box.setChecked(True)
     assert view.use_selected_layer()
     view.boxes["gradcam"].setChecked(False)
     assert not view.layer_box.isEnabled()
-    with qtbot.assertNotEmitted(view.sigRequest):
+    with qtbot.assertNotEmitted(view.sigRequested):
         view.layer_box.setChecked(False)
 
 

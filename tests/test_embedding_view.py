@@ -115,28 +115,28 @@ def test_clicking_a_point_opens_it_and_asks_for_neighbours(qtbot, shown):
     view, e = shown
     i = isolated_point(e.coords)
     opened, asked = [], []
-    view.sigOpenImage.connect(opened.append)
-    view.sigNeighbours.connect(asked.append)
+    view.sigImageRequested.connect(opened.append)
+    view.sigNeighboursRequested.connect(asked.append)
     qtbot.mouseClick(view.plot.viewport(), Qt.LeftButton, pos=viewport_pos(view, *e.coords[i]))
     assert opened == [e.paths[i]] and asked == [i]
     assert view.clicked_index() == i
     np.testing.assert_allclose(np.c_[view.clicked_ring.getData()], e.coords[i:i + 1])
     # Far from every point: nothing happens.
     lo = e.coords.min(axis=0) - 3
-    with qtbot.assertNotEmitted(view.sigOpenImage, wait=50):
+    with qtbot.assertNotEmitted(view.sigImageRequested, wait=50):
         qtbot.mouseClick(view.plot.viewport(), Qt.LeftButton, pos=viewport_pos(view, *lo))
 
 
 def test_hover_reports_the_point_and_shows_its_thumbnail(qtbot, shown):
     view, e = shown
     i = isolated_point(e.coords)
-    with qtbot.waitSignal(view.sigHover, timeout=2000) as blocker:
+    with qtbot.waitSignal(view.sigThumbnailRequested, timeout=2000) as blocker:
         qtbot.mouseMove(view.plot.viewport(), viewport_pos(view, *e.coords[i]))
     assert blocker.args == [i]
     assert e.labels[i] in view.info.text() and "0" in view.info.text()
-    view.show_thumbnail((i + 1) % len(e), np.zeros((32, 32, 3), np.uint8))  # stale: ignored
+    view.set_thumbnail((i + 1) % len(e), np.zeros((32, 32, 3), np.uint8))  # stale: ignored
     assert view.thumb.pixmap().isNull()
-    view.show_thumbnail(i, np.full((32, 48, 3), 200, np.uint8))
+    view.set_thumbnail(i, np.full((32, 48, 3), 200, np.uint8))
     assert not view.thumb.pixmap().isNull() and view.thumb.pixmap().width() == 128
 
 
@@ -149,7 +149,7 @@ def test_neighbour_strip_shows_thumbnails_and_opens_them(qtbot, shown):
     assert view.neighbour_buttons[0].text().startswith("0.990") and not view.neighbour_buttons[0].icon().isNull()
     assert "#2" in view.neighbours_title.text()
     np.testing.assert_allclose(np.c_[view.neighbour_rings.getData()], e.coords[idx])
-    with qtbot.waitSignal(view.sigOpenImage, timeout=1000) as blocker:
+    with qtbot.waitSignal(view.sigImageRequested, timeout=1000) as blocker:
         qtbot.mouseClick(view.neighbour_buttons[2], Qt.LeftButton)
     assert blocker.args == [e.paths[300]]
     view.set_neighbours(3, idx[:2], sims[:2], [])  # replaced, thumbnails optional
@@ -162,8 +162,8 @@ def test_rectangle_selection_is_exactly_the_points_inside(qtbot, shown):
     inside = np.flatnonzero((e.coords[:, 0] >= 2) & (e.coords[:, 0] <= 9)
                             & (e.coords[:, 1] >= -1) & (e.coords[:, 1] <= 6))
     assert 0 < len(inside) < len(e)
-    with qtbot.waitSignal(view.sigSelection, timeout=1000) as blocker:
-        got = view.select_rect(rect)
+    with qtbot.waitSignal(view.sigSelectionChanged, timeout=1000) as blocker:
+        got = view.set_selection(rect)
     np.testing.assert_array_equal(got, inside)
     np.testing.assert_array_equal(view.selected(), inside)
     np.testing.assert_array_equal(blocker.args[0], inside)
@@ -172,7 +172,7 @@ def test_rectangle_selection_is_exactly_the_points_inside(qtbot, shown):
     assert view.selection_label.text().startswith(f"{len(inside)} selected: {top} {counts[top]}")
     # Hidden groups (legend click) are not selected.
     view.items[0].setVisible(False)
-    np.testing.assert_array_equal(view.select_rect(rect), [i for i in inside if e.labels[i] != "cat"])
+    np.testing.assert_array_equal(view.set_selection(rect), [i for i in inside if e.labels[i] != "cat"])
 
 
 def test_dragging_in_select_mode_selects(qtbot, shown):
@@ -182,7 +182,7 @@ def test_dragging_in_select_mode_selects(qtbot, shown):
     a, b = viewport_pos(view, 1.0, -2.0), viewport_pos(view, 8.0, 5.0)
     vp = view.plot.viewport()
     before = view.box.viewRange()
-    with qtbot.waitSignal(view.sigSelection, timeout=1000) as blocker:
+    with qtbot.waitSignal(view.sigSelectionChanged, timeout=1000) as blocker:
         mouse(vp, QEvent.MouseButtonPress, a, Qt.LeftButton)
         for t in np.linspace(0.2, 1, 5):  # QTest.mouseMove sends no buttons: pyqtgraph would see no drag
             qtbot.wait(20)  # pyqtgraph drops moves closer together than its frame rate

@@ -194,7 +194,7 @@ def test_dropped_image_bytes_open(qtbot, started):
     w = started
     buf = io.BytesIO()
     Image.fromarray(np.full((40, 60, 3), 200, np.uint8)).save(buf, "PNG")
-    w.image_view.sigOpenBytes.emit(buf.getvalue())
+    w.image_view.sigImageRequested.emit(buf.getvalue())
     qtbot.waitUntil(lambda: w.session.image.name == "pasted image", timeout=10_000)
     assert w.session.image.pixels.shape == (40, 60, 3)
 
@@ -348,7 +348,7 @@ def test_top_patches_follow_the_channel_and_open_their_image(qtbot, started, tmp
     assert all(t.isVisibleTo(pv) for t in pv.thumbs[: len(expected)])
     # Clicking a patch opens its image everywhere with the unit's box drawn on it.
     best = expected[0]
-    pv.sigOpenPatch.emit(best)
+    pv.sigPatchRequested.emit(best)
     qtbot.waitUntil(lambda: w.session.image.path == best.image and w.runner.idle(), timeout=30_000)
     assert w.image_view.box() == best.box
     h, wd = w.session.image.pixels.shape[:2]
@@ -392,15 +392,15 @@ def test_embedding_of_the_collection(qtbot, started, tmp_path, monkeypatch):
     # The classifier turns the pooled features into predictions: chelsea's is a cat.
     assert e.predicted[e.paths.index(SAMPLES["chelsea"])] in {"tiger cat", "Egyptian cat", "tabby"}
     # Neighbours of a point: the brute-force cosine nearest, with thumbnails.
-    ev.sigNeighbours.emit(0)
+    ev.sigNeighboursRequested.emit(0)
     qtbot.waitUntil(lambda: len([b for b in ev.neighbour_buttons if b.isVisibleTo(ev)]) == 8, timeout=20_000)
     expected, _ = nearest(e.features, 0, k=8)
     assert [b.toolTip() for b in ev.neighbour_buttons] == [e.paths[int(i)] for i in expected]
     # Another layout method recomputes; clicking a point opens its image.
     ev.method.setCurrentIndex(ev.method.findData("tsne"))
-    ev.sigMethod.emit("tsne")
+    ev.sigMethodChanged.emit("tsne")
     qtbot.waitUntil(lambda: ev.embedding.method == "tsne" and w.runner.idle(), timeout=120_000)
-    ev.sigOpenImage.emit(e.paths[1])
+    ev.sigImageRequested.emit(e.paths[1])
     qtbot.waitUntil(lambda: w.session.image.path == e.paths[1], timeout=20_000)
 
 

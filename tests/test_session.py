@@ -182,3 +182,42 @@ def test_a_checkpoint_trained_on_shapes_or_digits_has_its_own_samples(tmp_path):
     (mine / "card.json").write_text("{ not json")
     assert model_samples(loaded) == []
     assert model_samples(SimpleNamespace(source="random weights, seed 0", class_names=["0"])) == []
+
+
+# --- issue 10: the state the views share lives in the session ----------------------------------
+
+
+def test_the_explained_class_predictions_and_staleness_are_session_state():
+    from vizapp.probing.inference import Prediction
+
+    torch.manual_seed(0)
+    s = _session(torchvision.models.resnet18(weights=None))
+    heard = []
+    for name in ("target", "predictions", "stale", "catalog"):
+        getattr(s.events, name).connect(lambda value, name=name: heard.append((name, value)))
+    top = [Prediction("tabby", 281, 0.6), Prediction("lynx", 287, 0.3)]
+    s.set_predictions(top)
+    s.set_target(287)
+    s.set_target(287)  # no change, no event
+    assert s.target == 287 and s.predictions == top
+    assert heard == [("predictions", top), ("target", 287)]
+    with pytest.raises(ValueError, match="negative"):
+        s.set_target(-1)
+    assert s.target == 287
+    # Staleness: one event per change of a dock's flag.
+    heard.clear()
+    s.mark_stale("attention")
+    s.mark_stale("attention")
+    assert s.is_stale("attention") and not s.is_stale("attribution")
+    s.mark_stale("attention", False)
+    assert not s.is_stale("attention") and heard == [("stale", "attention"), ("stale", "attention")]
+    s.set_catalog([("spec", True)], ["cpu"])
+    assert s.catalog == ([("spec", True)], ["cpu"]) and heard[-1] == ("catalog", s.catalog)
+    # A model without a classifier head (no predictions) and a new model go back to the predicted class.
+    s.set_target(281)
+    s.set_predictions([])
+    assert s.target is None
+    s.set_predictions(top)
+    s.set_target(281)
+    s.set_model(s.model, s.layers)
+    assert s.target is None and s.predictions == []

@@ -156,7 +156,7 @@ def view(qtbot, index, overview):
     qtbot.waitExposed(v)
     v.set_overview(overview)
     v.set_grid(load_patch_grid(index, LAYER, 5))
-    v.select_channel(5)
+    v.set_channel(5)
     return v
 
 
@@ -189,17 +189,17 @@ def test_view_shows_k_thumbnails_with_values(view, index):
 
 @pytest.mark.gui
 def test_clicking_a_thumbnail_opens_its_patch(qtbot, view, index):
-    with qtbot.waitSignal(view.sigOpenPatch) as blocker:
+    with qtbot.waitSignal(view.sigPatchRequested) as blocker:
         qtbot.mouseClick(view.thumbs[2], Qt.LeftButton)
     assert blocker.args == [index.top_patches(LAYER, 5)[2]]
 
 
 @pytest.mark.gui
 def test_clicking_an_overview_tile_selects_its_channel(qtbot, view):
-    with qtbot.waitSignal(view.sigChannel) as blocker:
+    with qtbot.waitSignal(view.sigChannelChanged) as blocker:
         qtbot.mouseClick(view.canvas.viewport(), Qt.LeftButton, pos=_tile_viewport_pos(view, 17))
     assert blocker.args == [17]
-    view.select_channel(17)
+    view.set_channel(17)
     x, y = view.overview.mosaic.tile_origin(17)
     assert view.marker.rect().contains(QPointF(x + 24, y + 24))
 
@@ -215,28 +215,38 @@ def test_hover_reads_the_tile(qtbot, view, overview):
 @pytest.mark.gui
 def test_arrow_keys_step_channels_clamped(qtbot, view):
     view.setFocus()
-    with qtbot.waitSignal(view.sigChannel) as blocker:
+    with qtbot.waitSignal(view.sigChannelChanged) as blocker:
         qtbot.keyClick(view, Qt.Key_Right)
     assert blocker.args == [6]
-    with qtbot.waitSignal(view.sigChannel) as blocker:
+    with qtbot.waitSignal(view.sigChannelChanged) as blocker:
         qtbot.keyClick(view, Qt.Key_Left)
     assert blocker.args == [4]
-    view.select_channel(0)
-    with qtbot.assertNotEmitted(view.sigChannel):
+    view.set_channel(0)
+    with qtbot.assertNotEmitted(view.sigChannelChanged):
         qtbot.keyClick(view, Qt.Key_Left)
-    view.select_channel(31)
-    with qtbot.assertNotEmitted(view.sigChannel):
+    view.set_channel(31)
+    with qtbot.assertNotEmitted(view.sigChannelChanged):
         qtbot.keyClick(view, Qt.Key_Right)
 
 
 @pytest.mark.gui
-def test_buttons_message_and_export(qtbot, view, tmp_path):
+def test_buttons_message_and_export(qtbot, view, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
     from widgets.common import export_png
 
-    for button, signal in ((view.collection_button, view.sigChooseCollection),
-                           (view.samples_button, view.sigUseSamples), (view.index_button, view.sigIndex)):
-        with qtbot.waitSignal(signal):
-            qtbot.mouseClick(button, Qt.LeftButton)
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(tmp_path))
+    with qtbot.waitSignal(view.sigCollectionRequested) as chosen:
+        qtbot.mouseClick(view.collection_button, Qt.LeftButton)
+    assert chosen.args == [str(tmp_path)]
+    with qtbot.waitSignal(view.sigCollectionRequested) as samples:
+        qtbot.mouseClick(view.samples_button, Qt.LeftButton)
+    assert samples.args == ["samples"]
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: "")  # cancelled: nothing
+    with qtbot.assertNotEmitted(view.sigCollectionRequested):
+        qtbot.mouseClick(view.collection_button, Qt.LeftButton)
+    with qtbot.waitSignal(view.sigIndexRequested):
+        qtbot.mouseClick(view.index_button, Qt.LeftButton)
     view.set_status("Index: samples, 12 images, efficientnet_lite0, layers conv_stem")
     assert "12 images" in view.status.text()
     assert export_png(view, tmp_path / "patches").stat().st_size > 0

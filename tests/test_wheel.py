@@ -53,8 +53,9 @@ def test_wheel_holds_the_packages_resources_and_entry_point(wheel):
         entries = z.read(entry_points).decode()
     for package in ("vizapp", "models", "resources"):
         assert f"{package}/__init__.py" in names, package
-    # widgets is a namespace package (no __init__.py): every view module ships.
-    assert {f"widgets/{p.name}" for p in (ROOT / "widgets").glob("*.py")} <= names
+    # widgets is a namespace package (no __init__.py): every view module ships, and the controllers.
+    assert {f"widgets/{p.relative_to(ROOT / 'widgets').as_posix()}" for p in (ROOT / "widgets").rglob("*.py")} <= names
+    assert "widgets/controllers/explain.py" in names
     assert {"main.py", "vizapp/__main__.py", "vizapp/core/paths.py", "widgets/app.py", "resources/icon.png"} <= names
     for model in ("tinyvgg_shapes", "vit_digits"):
         assert f"resources/models/{model}/card.json" in names

@@ -1,7 +1,9 @@
-"""The session: what the user is looking at (model, image, layer, channel).
+"""The session: what the user is looking at (model, image, layer, channel, explained class).
 
 Qt-free state with events; the main window wraps one and every dock subscribes.
-Setting a value emits its event only when the value changes.
+Setting a value emits its event only when the value changes. Besides what the user
+chose, the session keeps what several views share: the image's predictions, the model
+catalog, and which docks missed an update while they were off screen (``stale``).
 """
 
 from __future__ import annotations
@@ -81,10 +83,20 @@ class Session:
         The image collection for the collection views (top patches, embedding).
     index : Index or None
         The collection's index for the current model and layer.
+    target : int or None
+        The class the explanation docks explain (``None``: the predicted class).
+    predictions : list of Prediction
+        The top-k of the current model on the current image, best first.
+    catalog : tuple or None
+        ``(entries, devices)`` from the engine's ``catalog`` job: which models are
+        usable offline, and the devices.
+    stale : set of str
+        The docks (by key) whose results no longer match the session: they were off
+        screen when it changed and catch up when they are shown.
     events : namespace of Event
         ``model``, ``image``, ``layer``, ``channel``, ``device``, ``collection``,
-        ``index``. Messages for the user go through
-        :data:`vizapp.core.notifications.notification_manager` (:meth:`notify`).
+        ``index``, ``target``, ``predictions``, ``catalog``, ``stale``. Messages for the
+        user go through :data:`vizapp.core.notifications.notification_manager` (:meth:`notify`).
     """
 
     def __init__(self) -> None:
@@ -96,19 +108,28 @@ class Session:
         self.device = "cpu"
         self.collection = None
         self.index = None
+        self.target: int | None = None
+        self.predictions: list = []
+        self.catalog: tuple | None = None
+        self.stale: set[str] = set()
         self.events = SimpleNamespace(
             model=Event("model"), image=Event("image"), layer=Event("layer"),
             channel=Event("channel"), device=Event("device"),
             collection=Event("collection"), index=Event("index"),
+            target=Event("target"), predictions=Event("predictions"),
+            catalog=Event("catalog"), stale=Event("stale"),
         )
 
     # --- setters -------------------------------------------------------------
     def set_model(self, model, layers: list, layer: str | None = None) -> None:
+        """Show ``model``; its predictions are unknown and the explained class goes back to the
+        predicted one (no ``target`` event: the ``model`` event says it)."""
         self.model, self.layers = model, list(layers)
         self.index = None  # an index belongs to one model
         self.device = getattr(model, "device", self.device)
         self.layer = layer if layer in self.layer_names() else self.default_layer()
         self.channel = None
+        self.predictions, self.target = [], None  # another model's classes: back to the predicted one
         self.events.model.emit(model)
         self.events.layer.emit(self.layer)
 
@@ -141,6 +162,43 @@ class Session:
     def set_index(self, index) -> None:
         self.index = index
         self.events.index.emit(index)
+
+    def set_target(self, index: int | None) -> None:
+        """Explain class ``index`` (``None``: the predicted class)."""
+        if index is not None:
+            index = int(index)
+            if index < 0:
+                raise ValueError(f"class index {index} is negative; give 0 or more")
+        if index != self.target:
+            self.target = index
+            self.events.target.emit(index)
+
+    def set_predictions(self, predictions: list) -> None:
+        """The current image's top-k (``Prediction(label, index, prob)``, best first).
+
+        None (a model without a classifier head) goes back to the predicted class, as a new
+        model does; like :meth:`set_model`, that emits no ``target`` event (views showing the
+        class reset it from the predictions).
+        """
+        self.predictions = list(predictions)
+        if not self.predictions:
+            self.target = None
+        self.events.predictions.emit(self.predictions)
+
+    def set_catalog(self, entries: list, devices: list[str]) -> None:
+        """``[(spec, usable offline)]`` and the devices, from the engine's ``catalog`` job."""
+        self.catalog = (list(entries), list(devices))
+        self.events.catalog.emit(self.catalog)
+
+    def mark_stale(self, key: str, stale: bool = True) -> None:
+        """Say whether dock ``key`` missed an update (it catches up when shown)."""
+        before = key in self.stale
+        (self.stale.add if stale else self.stale.discard)(key)
+        if stale != before:
+            self.events.stale.emit(key)
+
+    def is_stale(self, key: str) -> bool:
+        return key in self.stale
 
     def notify(self, text: str) -> None:
         """An information message for the user, through the one notifier."""

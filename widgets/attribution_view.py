@@ -1,25 +1,18 @@
 """The Attribution dock: which pixels made the prediction, several methods side by side.
 
 One panel per ticked method (``vizapp.explain.attribution.METHODS``), all for the same image
-and class, each the method's heat map over the model's input. The window runs one job
-per method and hands each result to :meth:`AttributionView.set_attribution`; the view
-only paints. Opacity, colours and "heat only" re-render the stored records (numpy, no
-job). The overlay (:func:`overlay`) lets the map's own value set the colour's weight::
-
-    w   = opacity * m                      # per pixel, m = Attribution.map in [0, 1]
-    out = (1 - w) * display + w * LUT[m]   # LUT: 256 colours, index round(255 * m)
-
-so cold pixels keep the photograph and hot ones take the colour map ("heat only" shows
-``LUT[m]`` alone). Opacity 0 shows the input unchanged.
+and class, each the method's heat map over the model's input. The explain controller
+(``widgets/controllers/explain.py``) runs one job per method and hands each result to
+:meth:`AttributionView.set_attribution`; the view only paints. Opacity, colours and
+"heat only" re-render the stored records (numpy, no job) through
+:func:`widgets.attribution_panels.overlay`.
 """
 
 from __future__ import annotations
 
 import math
-from functools import cache
 
 import numpy as np
-import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QIntValidator
 from PySide6.QtWidgets import (
@@ -29,146 +22,52 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QSizePolicy,
     QSlider,
     QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
 
+from widgets.attribution_panels import (
+    COLORMAPS,
+    DEFAULT_METHODS,
+    DEFAULT_OPACITY,
+    Panel,
+    lookup_table,
+    overlay,
+    seconds,
+)
 from widgets.common import heading, to_pixmap
 from widgets.theme import THEME, bind_font
 
 __all__ = ["AttributionView", "COLORMAPS", "DEFAULT_METHODS", "lookup_table", "overlay"]
 
-#: Colour map choices: what the combo says -> pyqtgraph's name (all ship with pyqtgraph).
-COLORMAPS = {"inferno": "inferno", "viridis": "viridis", "turbo": "turbo", "grey": "CET-L1"}
-#: Methods ticked at start: one gradient, one path-integral, one layer method.
-DEFAULT_METHODS = ("saliency", "integrated_gradients", "gradcam")
-DEFAULT_OPACITY = 0.55
 _PREDICTED = -1  # the class combo's data for "predicted class"
-
-
-@cache
-def lookup_table(name: str) -> np.ndarray:
-    """``256 x 3`` uint8 colours of the colour map ``name`` (a key of :data:`COLORMAPS`)."""
-    if name not in COLORMAPS:
-        raise ValueError(f"unknown colour map '{name}'; choose one of {', '.join(COLORMAPS)}")
-    lut = pg.colormap.get(COLORMAPS[name]).getLookupTable(nPts=256, alpha=False)
-    lut = np.ascontiguousarray(lut, dtype=np.uint8)
-    lut.setflags(write=False)
-    return lut
-
-
-def overlay(
-    display: np.ndarray, heat: np.ndarray, lut: np.ndarray, opacity: float, heat_only: bool = False
-) -> np.ndarray:
-    """``H x W x 3`` uint8: ``heat`` (``H x W`` in [0, 1]) coloured by ``lut`` over ``display``.
-
-    ``w = opacity * heat``; ``out = (1 - w) * display + w * lut[round(255 * heat)]``, rounded.
-    With ``heat_only`` the coloured map alone.
-    """
-    if heat.shape != display.shape[:2]:
-        raise ValueError(
-            f"the map is {heat.shape[1]}x{heat.shape[0]} but the image is "
-            f"{display.shape[1]}x{display.shape[0]}; they must match"
-        )
-    m = np.clip(np.nan_to_num(heat.astype(np.float64), nan=0.0), 0.0, 1.0)
-    colour = lut[np.rint(m * 255).astype(np.intp)]
-    if heat_only:
-        return np.ascontiguousarray(colour, dtype=np.uint8)
-    w = (float(np.clip(opacity, 0.0, 1.0)) * m)[..., None]
-    out = (1.0 - w) * display.astype(np.float64) + w * colour
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-
-
-def _seconds(s: float) -> str:
-    """``"348 ms"`` / ``"4.8 s"`` with a no-break space, so a wrapped title keeps them whole."""
-    return f"{1000 * s:.0f}\u00a0ms" if s < 1 else f"{s:.1f}\u00a0s"
-
-
-class _Picture(QLabel):
-    """A label that keeps its pixmap scaled to fit (aspect kept), or shows a status text."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.pixmap_full = None  # the unscaled overlay, one pixel per image pixel
-        self.setAlignment(Qt.AlignCenter)
-        self.setWordWrap(True)
-        self.setMinimumSize(120, 120)
-        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
-        bind_font(self, "subheading")
-
-    def set_pixels(self, pixels: np.ndarray) -> None:
-        self.pixmap_full = to_pixmap(pixels)
-        self.setStyleSheet("")
-        self._rescale()
-
-    def set_status(self, text: str, error: bool = False) -> None:
-        self.pixmap_full = None
-        self.setStyleSheet(f"color: {THEME.colour('error' if error else 'muted')}")
-        self.setText(text)
-
-    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
-        super().resizeEvent(event)
-        self._rescale()
-
-    def _rescale(self) -> None:
-        if self.pixmap_full is not None:
-            self.setPixmap(
-                self.pixmap_full.scaled(self.size(), Qt.KeepAspectRatio, Qt.SmoothTransformation)
-            )
-
-
-class _Panel:
-    """One method's three widgets: title, picture, notes.
-
-    They sit in three rows of the view's grid (not in a box of their own), so the
-    titles of a row of panels share one height and the pictures line up.
-    """
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.title = heading(label, "heading")
-        self.title.setAlignment(Qt.AlignHCenter | Qt.AlignBottom)
-        self.picture = _Picture()
-        self.notes = heading("", "small", bold=False)
-        self.notes.setAlignment(Qt.AlignHCenter | Qt.AlignTop)
-        self.notes.setStyleSheet(f"color: {THEME.colour('notes')}")
-        self.widgets = (self.title, self.picture, self.notes)
-
-    def is_shown(self) -> bool:
-        return self.picture.isVisible()
-
-    def show_image(self, pixels: np.ndarray, title: str, notes: list[str]) -> None:
-        self.title.setText(title)
-        self.notes.setText("\n".join(notes))
-        self.picture.set_pixels(pixels)
-
-    def show_text(self, text: str, title: str | None = None, error: bool = False) -> None:
-        self.title.setText(title or self.label)
-        self.notes.clear()
-        self.picture.set_status(text, error)
 
 
 class AttributionView(QWidget):
     """Attribution maps of the ticked methods side by side, for one image and class.
 
-    The window asks :meth:`current_methods`, :meth:`current_target` and
-    :meth:`use_selected_layer` when :attr:`sigRequest` fires, calls :meth:`clear` with
-    the methods it submitted, then :meth:`set_attribution` (the one rich setter) or
-    :meth:`set_error` per method as the jobs finish. :attr:`results` maps each shown
-    method to its ``vizapp.explain.attribution.Attribution``.
+    Given a session, the view follows its explained class (``session.target``) and the
+    image's predictions (the class picker), and a class chosen here becomes the session's.
+    The explain controller asks :meth:`current_methods` and :meth:`use_selected_layer`
+    when :attr:`sigRequested` fires, calls :meth:`set_pending` per method it submits, then
+    :meth:`set_attribution` (the one rich setter) or :meth:`set_error` per method as the
+    jobs finish. :attr:`results` maps each shown method to its
+    ``vizapp.explain.attribution.Attribution``.
 
     Signals
     -------
-    sigRequest()
-        What must be computed changed: methods ticked, class, Grad-CAM layer.
+    sigRequested()
+        What must be computed changed: methods ticked, Grad-CAM layer.
+    sigClassChanged(index)
+        The user chose the class to explain (an int, or ``None`` for the predicted class).
     """
 
-    sigRequest = Signal()
+    sigRequested = Signal()
+    sigClassChanged = Signal(object)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, session=None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         # Imported here, not at module level: importing the view must not load torch
         # (the window has loaded it through ``models`` by the time it builds its docks).
@@ -261,7 +160,7 @@ class AttributionView(QWidget):
         self.banner.hide()
         self.header = heading("", "title")
 
-        self.panels: dict[str, _Panel] = {key: _Panel(label) for key, label in self.methods.items()}
+        self.panels: dict[str, Panel] = {key: Panel(label) for key, label in self.methods.items()}
         self.panel_area = QWidget()
         self.panel_grid = QGridLayout(self.panel_area)
         self.panel_grid.setContentsMargins(0, 0, 0, 0)
@@ -285,6 +184,15 @@ class AttributionView(QWidget):
         self._fill_classes()
         self._layout_panels()
         self._render_all()
+        if session is not None:
+            session.events.model.connect(self._model_changed)
+            session.events.predictions.connect(self.set_predictions)
+            session.events.target.connect(self.set_target)
+            self.sigClassChanged.connect(session.set_target)
+
+    def _model_changed(self, model) -> None:
+        self.set_predictions([])  # another model's classes: back to the predicted class
+        self.set_untrained(not getattr(model, "trained", True))
 
     # --- what to compute -----------------------------------------------------------
     def current_methods(self) -> list[str]:
@@ -300,7 +208,7 @@ class AttributionView(QWidget):
         return self.layer_box.isChecked()
 
     def set_methods(self, methods: list[str]) -> None:
-        """Tick exactly ``methods`` (emits :attr:`sigRequest` once if that changes them)."""
+        """Tick exactly ``methods`` (emits :attr:`sigRequested` once if that changes them)."""
         unknown = [m for m in methods if m not in self.boxes]
         if unknown:
             raise ValueError(
@@ -322,11 +230,11 @@ class AttributionView(QWidget):
         self._pending &= ticked
         self._layout_panels()
         self._render_all()
-        self.sigRequest.emit()
+        self.sigRequested.emit()
 
     def _layer_toggled(self, _on: bool) -> None:
         if self.boxes["gradcam"].isChecked():
-            self.sigRequest.emit()
+            self.sigRequested.emit()
 
     # --- the class -----------------------------------------------------------------
     def set_predictions(self, predictions: list) -> None:
@@ -341,7 +249,7 @@ class AttributionView(QWidget):
         self._fill_classes()
 
     def set_target(self, index: int | None) -> None:
-        """Explain class ``index`` (``None``: the predicted class); emits :attr:`sigRequest` if it changed."""
+        """Explain class ``index`` (``None``: the predicted class); emits :attr:`sigClassChanged` if it changed."""
         if index is not None:
             index = int(index)
             if index < 0:
@@ -351,7 +259,7 @@ class AttributionView(QWidget):
         self._fill_classes()
         if changed:
             self._refresh_header()
-            self.sigRequest.emit()
+            self.sigClassChanged.emit(index)
 
     def _class_text(self, index: int) -> str:
         for p in self._predictions:
@@ -534,10 +442,10 @@ class AttributionView(QWidget):
                 a.display, a.map, lookup_table(self.colormap()), self.opacity(), self.heat_only()
             )
             self._shown[method] = pixels
-            panel.show_image(pixels, f"{a.title} · {_seconds(a.seconds)}", list(a.notes))
+            panel.set_image(pixels, f"{a.title} · {seconds(a.seconds)}", list(a.notes))
         elif method in self.errors:
-            panel.show_text(self.errors[method], f"{self.methods[method]}: failed", error=True)
+            panel.set_text(self.errors[method], f"{self.methods[method]}: failed", error=True)
         elif method in self._pending:
-            panel.show_text("computing…")
+            panel.set_text("computing…")
         else:
-            panel.show_text("not computed yet")
+            panel.set_text("not computed yet")

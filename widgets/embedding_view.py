@@ -1,7 +1,7 @@
 """The Embedding dock: an image collection as a 2-D scatter, coloured by label or prediction.
 
-Hover a point to see which image it is (the window supplies a thumbnail through
-``show_thumbnail``), click it to open the image and ask for its nearest neighbours, or
+Hover a point to see which image it is (the collection controller supplies a thumbnail
+through ``set_thumbnail``), click it to open the image and ask for its nearest neighbours, or
 turn on *Select* and drag a rectangle to count the labels inside.
 
 Drawn for 100k points: one ``ScatterPlotItem`` per colour group, each with a single
@@ -111,24 +111,29 @@ class EmbeddingView(QWidget):
 
     Signals
     -------
-    sigHover(index)
-        The point under the mouse changed (the window may answer with ``show_thumbnail``).
-    sigOpenImage(path)
-        A point or a neighbour thumbnail was clicked.
-    sigNeighbours(index)
-        A point was clicked: the window may answer with ``set_neighbours``.
-    sigSelection(indices)
+    sigThumbnailRequested(index)
+        The point under the mouse changed: its thumbnail is wanted (answered with
+        :meth:`set_thumbnail`).
+    sigImageRequested(path)
+        A point or a neighbour thumbnail was clicked: open its image.
+    sigNeighboursRequested(index)
+        A point was clicked: its nearest neighbours are wanted (answered with
+        :meth:`set_neighbours`).
+    sigSelectionChanged(indices)
         The rectangle selection changed (an int64 array, sorted).
+    sigMethodChanged(method)
+        The user chose another layout method (``"pca"``, ``"tsne"``, ``"umap"``).
     """
 
-    sigHover = Signal(int)
-    sigOpenImage = Signal(str)
-    sigNeighbours = Signal(int)
-    sigSelection = Signal(object)
-    sigMethod = Signal(str)
+    sigThumbnailRequested = Signal(int)
+    sigImageRequested = Signal(str)
+    sigNeighboursRequested = Signal(int)
+    sigSelectionChanged = Signal(object)
+    sigMethodChanged = Signal(str)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, session=None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.session = session  # nothing of it to follow: the collection controller feeds the embedding
         self.embedding: Embedding | None = None
         self.items: list[pg.ScatterPlotItem] = []  # one per colour group, reused between embeddings
         self.group_names: list[str] = []
@@ -149,7 +154,7 @@ class EmbeddingView(QWidget):
         for key, text in (("pca", "PCA"), ("tsne", "t-SNE"), ("umap", "UMAP")):
             self.method.addItem(text, key)
         self.method.setToolTip("How the features are laid out in 2-D (t-SNE and UMAP take seconds to minutes)")
-        self.method.activated.connect(lambda _i: self.sigMethod.emit(self.current_method()))
+        self.method.activated.connect(lambda _i: self.sigMethodChanged.emit(self.current_method()))
         self.select_button = QPushButton("Select")
         self.select_button.setCheckable(True)
         self.select_button.setToolTip("Drag a rectangle to select points and count their labels")
@@ -158,7 +163,7 @@ class EmbeddingView(QWidget):
         self.box = _SelectBox()
         self.box.setAspectLocked(True)  # so data distances are screen distances for hit-testing
         self.box.setMenuEnabled(False)
-        self.box.sigRectDrawn.connect(self.select_rect)
+        self.box.sigRectDrawn.connect(self.set_selection)
         self.plot = pg.PlotWidget(viewBox=self.box)
         self.plot.setBackground(THEME.colour("background"))
         self.plot.hideAxis("left")
@@ -372,9 +377,9 @@ class EmbeddingView(QWidget):
             text += f"\npredicted: {e.predicted[i]}"
         self.info.setText(f"{text}\n{Path(e.paths[i]).name}")
         self.info.setToolTip(e.paths[i])
-        self.sigHover.emit(i)
+        self.sigThumbnailRequested.emit(i)
 
-    def show_thumbnail(self, index: int, pixels: np.ndarray) -> None:
+    def set_thumbnail(self, index: int, pixels: np.ndarray) -> None:
         """Show ``pixels`` (H x W x 3 uint8) for point ``index`` if the mouse is still on it."""
         if index != self._hovered:
             return
@@ -389,8 +394,8 @@ class EmbeddingView(QWidget):
             return
         self._clicked_index = i
         self.clicked_ring.setData(pos=self.embedding.coords[i:i + 1])
-        self.sigOpenImage.emit(self.embedding.paths[i])
-        self.sigNeighbours.emit(i)
+        self.sigImageRequested.emit(self.embedding.paths[i])
+        self.sigNeighboursRequested.emit(i)
 
     def clicked_index(self) -> int:
         """The last clicked point, or -1."""
@@ -403,7 +408,7 @@ class EmbeddingView(QWidget):
         ``indices`` / ``similarities`` come from :func:`vizapp.collection.embedding.nearest`;
         ``thumbnails`` (H x W x 3 uint8, one per neighbour, may be shorter or hold
         ``None``) are shown with the cosine similarity under each. Clicking one emits
-        ``sigOpenImage``. The neighbours are ringed in the scatter.
+        ``sigImageRequested``. The neighbours are ringed in the scatter.
         """
         e = self.embedding
         if e is None:
@@ -433,7 +438,7 @@ class EmbeddingView(QWidget):
             if j < len(thumbs) and thumbs[j] is not None:
                 button.setIcon(QIcon(to_pixmap(thumbs[j])))
                 button.setIconSize(QSize(72, 72))
-            button.clicked.connect(lambda _=False, p=paths[i]: self.sigOpenImage.emit(p))
+            button.clicked.connect(lambda _=False, p=paths[i]: self.sigImageRequested.emit(p))
             self.strip_layout.insertWidget(j, button)
             self.neighbour_buttons.append(button)
         self.strip_scroll.setVisible(True)
@@ -443,7 +448,7 @@ class EmbeddingView(QWidget):
         self.box.selecting = on
         self.plot.setCursor(Qt.CrossCursor if on else Qt.ArrowCursor)
 
-    def select_rect(self, rect: QRectF) -> np.ndarray:
+    def set_selection(self, rect: QRectF) -> np.ndarray:
         """Select the visible points inside ``rect`` (data coordinates, edges included)."""
         rect = rect.normalized()
         self.selection_box.setRect(rect)
@@ -457,7 +462,7 @@ class EmbeddingView(QWidget):
         inside &= visible[self._group_of] if len(visible) else False
         self._selected = np.flatnonzero(inside).astype(np.int64)
         self._show_selection_stats()
-        self.sigSelection.emit(self._selected)
+        self.sigSelectionChanged.emit(self._selected)
         return self._selected
 
     def selected(self) -> np.ndarray:

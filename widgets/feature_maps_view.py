@@ -35,10 +35,11 @@ class FeatureMapsView(QWidget):
 
     Signals
     -------
-    sigOptions(sort, norm)
+    sigOptionsChanged(sort, norm)
+        The user changed the order or scaling (the view re-lays its cached maps itself).
     """
 
-    sigOptions = Signal(str, str)
+    sigOptionsChanged = Signal(str, str)
 
     def __init__(self, session, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -118,7 +119,7 @@ class FeatureMapsView(QWidget):
         if self.analysis is not None and self.analysis.maps is not None:
             # Re-laying out the cached maps is numpy only (about a millisecond).
             self._show_mosaic(feature_mosaic(self.analysis.maps, self.current_sort(), self.current_norm()))
-        self.sigOptions.emit(self.current_sort(), self.current_norm())
+        self.sigOptionsChanged.emit(self.current_sort(), self.current_norm())
 
     # --- rendering ---------------------------------------------------------------
     def set_analysis(self, analysis) -> None:

@@ -75,22 +75,21 @@ class ImageView(QWidget):
 
     Signals
     -------
-    sigOpenPath(path)
-    sigOpenBytes(data)
-    sigSwitchToOwn(on)
+    sigImageRequested(source)
+        Open this image: a path (str), or PNG bytes (pasted or dropped).
+    sigSwitchToOwnChanged(on)
         The "Switch to the model's samples" box was toggled by the user.
     """
 
-    sigOpenPath = Signal(str)
-    sigOpenBytes = Signal(bytes)
-    sigSwitchToOwn = Signal(bool)
+    sigImageRequested = Signal(object)
+    sigSwitchToOwnChanged = Signal(bool)
 
     def __init__(self, session, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.session = session
         self.setAcceptDrops(True)
         self.open_button = QPushButton("Open image…")
-        self.open_button.clicked.connect(self._open_dialog)
+        self.open_button.clicked.connect(self.open_dialog)
         self.paste_button = QPushButton("Paste")
         self.paste_button.clicked.connect(self.paste)
         self.original = _Picture()
@@ -115,7 +114,7 @@ class ImageView(QWidget):
             "When a model ships held-out samples of its own classes (the shapes and digits models), "
             "opening it shows one of them instead of an image it was not trained for")
         self.switch_to_own.clicked.connect(  # the user's clicks only
-            lambda *_: self.sigSwitchToOwn.emit(self.switch_to_own.isChecked()))
+            lambda *_: self.sigSwitchToOwnChanged.emit(self.switch_to_own.isChecked()))
 
         buttons = QHBoxLayout()
         buttons.addWidget(self.open_button)
@@ -177,22 +176,23 @@ class ImageView(QWidget):
             self.gallery.scrollToItem(self.gallery.item(0))
 
     def _gallery_pick(self, item: QListWidgetItem) -> None:
-        self.sigOpenPath.emit(item.data(Qt.UserRole))
+        self.sigImageRequested.emit(item.data(Qt.UserRole))
 
     # --- input -------------------------------------------------------------------
-    def _open_dialog(self) -> None:
+    def open_dialog(self) -> None:
+        """Ask for an image file and request it (File > Open image…)."""
         path, _ = QFileDialog.getOpenFileName(self, "Open image", "", IMAGE_FILTER)
         if path:
-            self.sigOpenPath.emit(path)
+            self.sigImageRequested.emit(path)
 
     def paste(self) -> None:
         mime = QGuiApplication.clipboard().mimeData()
         if mime is None:
             return
         if mime.hasUrls() and mime.urls()[0].isLocalFile():
-            self.sigOpenPath.emit(mime.urls()[0].toLocalFile())
+            self.sigImageRequested.emit(mime.urls()[0].toLocalFile())
         elif mime.hasImage():
-            self.sigOpenBytes.emit(_png_bytes(QGuiApplication.clipboard().image()))
+            self.sigImageRequested.emit(_png_bytes(QGuiApplication.clipboard().image()))
         else:
             notification_manager.info("The clipboard holds no image")
 
@@ -203,9 +203,9 @@ class ImageView(QWidget):
     def dropEvent(self, event) -> None:  # noqa: N802 - Qt override
         mime = event.mimeData()
         if mime.hasUrls() and mime.urls()[0].isLocalFile():
-            self.sigOpenPath.emit(mime.urls()[0].toLocalFile())
+            self.sigImageRequested.emit(mime.urls()[0].toLocalFile())
         elif mime.hasImage():
-            self.sigOpenBytes.emit(_png_bytes(mime.imageData()))
+            self.sigImageRequested.emit(_png_bytes(mime.imageData()))
         event.acceptProposedAction()
 
     # --- rendering ---------------------------------------------------------------
@@ -218,14 +218,14 @@ class ImageView(QWidget):
         n = model.input_size
         self.input_caption.setText(f"What {model.title} sees ({n}×{n})")
 
-    def show_box(self, box: tuple[int, int, int, int] | None) -> None:
+    def set_box(self, box: tuple[int, int, int, int] | None) -> None:
         """Outline a region of the original image (a top patch's receptive field)."""
         self.original.set_box(box)
 
     def box(self):
         return self.original._box
 
-    def show_model_input(self, pixels) -> None:
+    def set_model_input(self, pixels) -> None:
         """The de-normalised input tensor, from an analysis result."""
         self.model_input.set_pixels(pixels)
 

@@ -20,21 +20,22 @@ class KernelsView(QWidget):
 
     Signals
     -------
-    sigOptions(mode, norm)
-        The user changed the layout or normalisation (the window re-requests kernels).
+    sigOptionsChanged(mode, norm)
+        The user changed the layout or normalisation (the probing controller re-requests kernels).
     """
 
-    sigOptions = Signal(str, str)
+    sigOptionsChanged = Signal(str, str)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, session=None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.session = session  # nothing of it to follow: the probing controller feeds the kernels
         self.kernels = None
         self.mode = QComboBox()
         self.norm = QComboBox()
         for combo, items in ((self.mode, MODES), (self.norm, NORMS)):
             for key, text in items:
                 combo.addItem(text, key)
-            combo.activated.connect(lambda _i: self.sigOptions.emit(self.current_mode(), self.current_norm()))
+            combo.activated.connect(lambda _i: self.sigOptionsChanged.emit(self.current_mode(), self.current_norm()))
         self.title = heading("Kernels", "body")
         self.readout = QLabel("Hover a kernel to read its weights")
         self.canvas = pg.GraphicsLayoutWidget()

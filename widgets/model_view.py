@@ -27,15 +27,21 @@ class ModelView(QWidget):
 
     Signals
     -------
-    sigOpenModel(name_or_path, arch, trust)
-    sigDevice(device)
+    sigModelRequested(name_or_path, arch, trust)
+        Open this model (the picker, or "Open weights…").
+    sigDeviceChanged(device)
+        The user chose another device.
     """
 
-    sigOpenModel = Signal(str, str, bool)
-    sigDevice = Signal(str)
+    sigModelRequested = Signal(str, str, bool)
+    sigDeviceChanged = Signal(str)
 
-    def __init__(self, session, specs: list, parent: QWidget | None = None) -> None:
+    def __init__(self, session, specs: list | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        if specs is None:
+            from models import list_specs  # the registry: loaded with the window
+
+            specs = list_specs()
         self.session = session
         self.picker = QComboBox()
         self.picker.setToolTip("Models from the registry; 'download' ones fetch their weights on first use")
@@ -43,12 +49,12 @@ class ModelView(QWidget):
             self.picker.addItem(spec.title, spec.name)
         self.picker.activated.connect(self._picked)
         self.open_file = QPushButton("Open weights…")
-        self.open_file.clicked.connect(self._open_file_dialog)
+        self.open_file.clicked.connect(self.open_file_dialog)
         self.trust = QCheckBox("I trust this file")
         self.trust.setToolTip("Allow a pickled model file to run its code while loading")
         self.device = QComboBox()
         self.device.addItem(session.device)
-        self.device.activated.connect(lambda _i: self.sigDevice.emit(self.device.currentText()))
+        self.device.activated.connect(lambda _i: self.sigDeviceChanged.emit(self.device.currentText()))
         self.title = heading("no model", "label")
         self.info = heading("", "note", bold=False)
         self.tree = QTreeWidget()
@@ -74,13 +80,15 @@ class ModelView(QWidget):
 
         session.events.model.connect(self._model_changed)
         session.events.layer.connect(self._layer_changed)
-        session.events.device.connect(self.show_device)
+        session.events.device.connect(self.set_device)
+        session.events.catalog.connect(self._catalog_changed)
 
     # --- requests ----------------------------------------------------------------
     def _picked(self, index: int) -> None:
-        self.sigOpenModel.emit(self.picker.itemData(index), "", False)
+        self.sigModelRequested.emit(self.picker.itemData(index), "", False)
 
-    def _open_file_dialog(self) -> None:
+    def open_file_dialog(self) -> None:
+        """Ask for a model file and its architecture, and request it (File > Open model weights…)."""
         path, _ = QFileDialog.getOpenFileName(
             self, "Open model weights", "", "Model files (*.pt *.pth *.safetensors *.bin *.ckpt);;All files (*)"
         )
@@ -92,7 +100,7 @@ class ModelView(QWidget):
         if ok:
             trust = self.trust.isChecked()
             self.trust.setChecked(False)  # trust is given per file, never left on
-            self.sigOpenModel.emit(path, arch.strip(), trust)
+            self.sigModelRequested.emit(path, arch.strip(), trust)
 
     def _tree_selection(self, current: QTreeWidgetItem | None, _previous) -> None:
         if current is not None:
@@ -112,9 +120,14 @@ class ModelView(QWidget):
         chosen = self.device.currentText()
         self.device.clear()
         self.device.addItems(devices)
-        self.show_device(chosen)
+        self.set_device(chosen)
 
-    def show_model(self, model) -> None:
+    def _catalog_changed(self, catalog: tuple) -> None:
+        self.set_catalog(*catalog)
+        if self.session.model is not None:
+            self.set_model(self.session.model)
+
+    def set_model(self, model) -> None:
         """Point the picker at ``model`` (or leave it blank for a user's file)."""
         self.picker.setCurrentIndex(self.picker.findData(model.name))
 
@@ -127,7 +140,7 @@ class ModelView(QWidget):
             f"{model.num_parameters:,} parameters · input {model.input_size}×{model.input_size} · {model.device}\n"
             f"{model.preprocess.describe()}{notes}"
         )
-        self.show_model(model)
+        self.set_model(model)
         self.tree.blockSignals(True)
         self.tree.clear()
         self._items.clear()
@@ -146,7 +159,7 @@ class ModelView(QWidget):
             parents[row.name] = item
             self._items[row.name] = item
         self.tree.blockSignals(False)
-        self.show_device(model.device)
+        self.set_device(model.device)
 
     def _layer_changed(self, name: str | None) -> None:
         item = self._items.get(name or "")
@@ -156,7 +169,7 @@ class ModelView(QWidget):
             self.tree.scrollToItem(item)
             self.tree.blockSignals(False)
 
-    def show_device(self, device: str) -> None:
+    def set_device(self, device: str) -> None:
         i = self.device.findText(device)
         if i < 0 and device:
             self.device.addItem(device)

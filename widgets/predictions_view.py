@@ -14,19 +14,26 @@ __all__ = ["PredictionsView"]
 class PredictionsView(QWidget):
     """Horizontal probability bars, best first. Click a bar to pick that class.
 
+    Given a session, it shows the session's predictions and a click sets the class the
+    explanation docks explain (``session.target``).
+
     Signals
     -------
-    sigClassPicked(index)
+    sigClassChanged(index)
+        A bar was clicked: explain that class.
     """
 
-    sigClassPicked = Signal(int)
+    sigClassChanged = Signal(int)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, session=None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._predictions: list = []
         self._message = "Open a model and an image"
         self.setMinimumHeight(160)
         THEME.changed.connect(self._apply_theme)
+        if session is not None:  # the image's predictions and the explained class are the session's
+            session.events.predictions.connect(self.set_predictions)
+            self.sigClassChanged.connect(session.set_target)
 
     def _apply_theme(self, *_args) -> None:
         self.update()
@@ -58,7 +65,7 @@ class PredictionsView(QWidget):
     def mousePressEvent(self, event) -> None:  # noqa: N802 - Qt override
         i = int((event.position().y() - 4) // self._row_height())
         if 0 <= i < len(self._predictions):
-            self.sigClassPicked.emit(self._predictions[i].index)
+            self.sigClassChanged.emit(self._predictions[i].index)
 
     def paintEvent(self, _event) -> None:  # noqa: N802 - Qt override
         p = QPainter(self)

@@ -4,7 +4,8 @@ Left, the selected channel's top-k patches from an indexed collection as large
 thumbnails with their activation and file name (click one to open that image).
 Right, the layer overview: every channel's best patch in one mosaic (click a tile to
 select the channel; left/right step channels). The view only paints
-``vizapp.collection.patches.PatchGrid`` / ``LayerOverview`` records; the window runs the jobs.
+``vizapp.collection.patches.PatchGrid`` / ``LayerOverview`` records; the collection controller
+(``widgets/controllers/collection.py``) runs the jobs.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import (
+    QFileDialog,
     QFrame,
     QGridLayout,
     QHBoxLayout,
@@ -88,31 +90,30 @@ class _Thumb(QFrame):
 class TopPatchesView(QWidget):
     """Top-k patches of the selected channel, and the layer overview of best patches.
 
-    Feed it with :meth:`set_grid` and :meth:`set_overview` (results of
-    ``vizapp.collection.patches.load_patch_grid`` / ``load_layer_overview``), :meth:`select_channel`,
+    Given a session, it marks the session's channel and a channel picked here becomes
+    the session's. Feed it with :meth:`set_grid` and :meth:`set_overview` (results of
+    ``vizapp.collection.patches.load_patch_grid`` / ``load_layer_overview``), :meth:`set_channel`,
     :meth:`set_status` and :meth:`set_message`.
 
     Signals
     -------
-    sigChannel(channel)
+    sigChannelChanged(channel)
         The user picked a channel (overview click, left/right keys).
-    sigOpenPatch(patch)
+    sigPatchRequested(patch)
         A thumbnail was clicked: open ``patch.image`` with ``patch.box`` drawn.
-    sigChooseCollection()
-        "Collection…": the window asks for a folder or dataset to index.
-    sigUseSamples()
-        "Samples": index the offline sample photographs.
-    sigIndex()
+    sigCollectionRequested(spec)
+        Use this collection: a folder chosen with "Collection…", or ``"samples"``
+        ("Samples": the offline sample photographs).
+    sigIndexRequested()
         "Index": build (or reuse) the index for the current model and collection.
     """
 
-    sigChannel = Signal(int)
-    sigOpenPatch = Signal(object)
-    sigChooseCollection = Signal()
-    sigUseSamples = Signal()
-    sigIndex = Signal()
+    sigChannelChanged = Signal(int)
+    sigPatchRequested = Signal(object)
+    sigCollectionRequested = Signal(str)
+    sigIndexRequested = Signal()
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, session=None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.grid: object | None = None  # PatchGrid
         self.overview: object | None = None  # LayerOverview
@@ -122,13 +123,13 @@ class TopPatchesView(QWidget):
 
         self.collection_button = QPushButton("Collection…")
         self.collection_button.setToolTip("Choose a folder of images (sub-folders are labels) or a dataset")
-        self.collection_button.clicked.connect(lambda: self.sigChooseCollection.emit())
+        self.collection_button.clicked.connect(self._choose_collection)
         self.samples_button = QPushButton("Samples")
         self.samples_button.setToolTip("Use the offline sample photographs")
-        self.samples_button.clicked.connect(lambda: self.sigUseSamples.emit())
+        self.samples_button.clicked.connect(lambda: self.sigCollectionRequested.emit("samples"))
         self.index_button = QPushButton("Index")
         self.index_button.setToolTip("Find each channel's top patches in the collection (reused when unchanged)")
-        self.index_button.clicked.connect(lambda: self.sigIndex.emit())
+        self.index_button.clicked.connect(lambda: self.sigIndexRequested.emit())
         self.status = QLabel("No index yet: choose a collection and press Index")
         self.status.setWordWrap(True)
         self.title = heading("Top patches", "title")
@@ -179,6 +180,9 @@ class TopPatchesView(QWidget):
         layout.addWidget(self.flags)
         layout.addWidget(split, 1)
         layout.addWidget(self.hint)
+        if session is not None:  # the selected channel is the session's
+            session.events.channel.connect(self.set_channel)
+            self.sigChannelChanged.connect(session.select_channel)
 
     # --- setters -----------------------------------------------------------------
     def _apply_theme(self, *_args) -> None:
@@ -226,8 +230,8 @@ class TopPatchesView(QWidget):
         self.readout.setText(f"{overview.layer}: {len(overview.patches)} channels; hover a tile to read it")
         self._place_marker()
 
-    def select_channel(self, channel: int | None) -> None:
-        """Mark ``channel`` in the overview (the window then requests its grid)."""
+    def set_channel(self, channel: int | None) -> None:
+        """Mark ``channel`` in the overview (the collection controller then requests its grid)."""
         self.channel = channel
         self._place_marker()
 
@@ -259,7 +263,7 @@ class TopPatchesView(QWidget):
     def _thumb_clicked(self, thumb: _Thumb) -> None:
         i = self.thumbs.index(thumb)
         if self.grid is not None and i < len(self.grid.patches):
-            self.sigOpenPatch.emit(self.grid.patches[i])
+            self.sigPatchRequested.emit(self.grid.patches[i])
 
     def _place_marker(self) -> None:
         o, c = self.overview, self.channel
@@ -273,6 +277,11 @@ class TopPatchesView(QWidget):
         self.marker.setVisible(True)
 
     # --- interaction -------------------------------------------------------------
+    def _choose_collection(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose an image folder (sub-folders are labels)")
+        if folder:
+            self.sigCollectionRequested.emit(folder)
+
     def channel_count(self) -> int:
         if self.overview is not None:
             return len(self.overview.patches)
@@ -290,7 +299,7 @@ class TopPatchesView(QWidget):
         channel = self._channel_at(event.scenePos())
         if channel is not None:
             self.setFocus()
-            self.sigChannel.emit(channel)
+            self.sigChannelChanged.emit(channel)
 
     def _mouse_moved(self, event) -> None:
         channel = self._channel_at(event[0])
@@ -309,11 +318,11 @@ class TopPatchesView(QWidget):
             super().keyPressEvent(event)
 
     def step_channel(self, delta: int) -> None:
-        """Emit ``sigChannel`` for the neighbour channel, clamped to the layer's channels."""
+        """Emit ``sigChannelChanged`` for the neighbour channel, clamped to the layer's channels."""
         n = self.channel_count()
         if n == 0:
             return
         current = -1 if self.channel is None and delta > 0 else (self.channel or 0)
         target = min(n - 1, max(0, current + delta))
         if target != self.channel:
-            self.sigChannel.emit(target)
+            self.sigChannelChanged.emit(target)
