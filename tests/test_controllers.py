@@ -63,11 +63,11 @@ def test_a_result_goes_to_its_owner_only(window, monkeypatch):
 def test_the_dock_table_builds_the_docks_menus_and_layout(window):
     from PySide6.QtCore import Qt
 
-    from vizapp import cli
+    from vizapp.cli.parser import DOCKS as CLI_DOCKS
     from widgets.docks import DOCKS
 
     w = window
-    assert tuple(r.key for r in DOCKS) == tuple(w.docks) == cli.DOCKS
+    assert tuple(r.key for r in DOCKS) == tuple(w.docks) == CLI_DOCKS
     view_menu = next(a.menu() for a in w.menuBar().actions() if a.text() == "&View")
     titles = [a.text() for a in view_menu.actions() if not a.isSeparator()][: len(DOCKS)]
     assert titles == [r.title for r in DOCKS]

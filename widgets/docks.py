@@ -12,22 +12,13 @@ Adding a view is one row here, one view file, and a controller (or an entry in o
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 from dataclasses import dataclass
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QWidget
 
 from vizapp.session import Session
-from widgets.attention_view import AttentionView
-from widgets.attribution_view import AttributionView
-from widgets.embedding_view import EmbeddingView
-from widgets.feature_maps_view import FeatureMapsView
-from widgets.image_view import ImageView
-from widgets.kernels_view import KernelsView
-from widgets.model_view import ModelView
-from widgets.predictions_view import PredictionsView
-from widgets.top_patches_view import TopPatchesView
 
 __all__ = ["DOCKS", "DockRow", "default_layout", "row"]
 
@@ -39,35 +30,40 @@ class DockRow:
     ``place`` is ``("left" | "right",)`` for a dock area, ``("below", key)`` or
     ``("beside", key)`` to split another dock, or ``("tab", key)`` to sit behind it.
     ``size`` is the default ``(width, height)`` in pixels (``None``: whatever is left).
-    ``factory`` makes the view from the session (every view's class takes the session
-    first); ``None`` when the window builds it itself (the training panel).
+    ``view`` names the view's class, ``"module:Class"`` (imported when the window is built;
+    every view's class takes the session first); ``None`` when the window builds the view
+    itself (the training panel, which also takes the window's runner).
     """
 
     key: str
     title: str
     attr: str
-    factory: Callable[[Session], QWidget] | None
+    view: str | None
     controller: str
     place: tuple
     size: tuple[int | None, int | None] = (None, None)
     raised: bool = False
     scroll: bool = False  # a long form: it scrolls rather than forcing a big window
 
+    def make(self, session: Session) -> QWidget:
+        """The row's view for ``session``."""
+        module, _, name = self.view.partition(":")
+        return getattr(importlib.import_module(module), name)(session)
+
 
 DOCKS: tuple[DockRow, ...] = (
-    #      key            title           attribute           factory          controller    place                  size
-    DockRow("model",       "Model",        "model_view",       ModelView,       "probing",    ("left",),             (520, 520)),
-    DockRow("image",       "Image",        "image_view",       ImageView,       "inputs",     ("below", "model"),    (None, 480)),
-    DockRow("features",    "Feature maps", "feature_view",     FeatureMapsView, "probing",    ("right",),            (1080, 600),
-            raised=True),
-    DockRow("kernels",     "Kernels",      "kernels_view",     KernelsView,     "probing",    ("below", "features"), (560, 400)),
-    DockRow("predictions", "Predictions",  "predictions_view", PredictionsView, "probing",    ("beside", "kernels"), (520, None)),
-    DockRow("patches",     "Top patches",  "patches_view",     TopPatchesView,  "collection", ("tab", "features")),
-    DockRow("embedding",   "Embedding",    "embedding_view",   EmbeddingView,   "collection", ("tab", "features")),
-    DockRow("attention",   "Attention",    "attention_view",   AttentionView,   "explain",    ("tab", "features")),
-    DockRow("attribution", "Attribution",  "attribution_view", AttributionView, "explain",    ("tab", "features")),
-    DockRow("training",    "Training lab", "training_panel",   None,            "training",   ("tab", "features"),
-            scroll=True),  # the window builds the panel (see MainWindow.__init__)
+    # key, title, window attribute, view class, controller, place, default size
+    DockRow("model", "Model", "model_view", "widgets.model_view:ModelView", "probing", ("left",), (520, 520)),
+    DockRow("image", "Image", "image_view", "widgets.image_view:ImageView", "inputs", ("below", "model"), (None, 480)),
+    DockRow("features", "Feature maps", "feature_view", "widgets.feature_maps_view:FeatureMapsView", "probing", ("right",), (1080, 600), raised=True),
+    DockRow("kernels", "Kernels", "kernels_view", "widgets.kernels_view:KernelsView", "probing", ("below", "features"), (560, 400)),
+    DockRow("predictions", "Predictions", "predictions_view", "widgets.predictions_view:PredictionsView", "probing", ("beside", "kernels"), (520, None)),
+    DockRow("patches", "Top patches", "patches_view", "widgets.top_patches_view:TopPatchesView", "collection", ("tab", "features")),
+    DockRow("embedding", "Embedding", "embedding_view", "widgets.embedding_view:EmbeddingView", "collection", ("tab", "features")),
+    DockRow("attention", "Attention", "attention_view", "widgets.attention_view:AttentionView", "explain", ("tab", "features")),
+    DockRow("attribution", "Attribution", "attribution_view", "widgets.attribution_view:AttributionView", "explain", ("tab", "features")),
+    DockRow("training", "Training lab", "training_panel", None, "training", ("tab", "features"), scroll=True),
+    # (the window builds the training panel itself: it takes the window's runner too)
 )
 
 

@@ -94,7 +94,7 @@ class MainWindow(QMainWindow):
         self._last_error = ""
         self._kept = False  # the status label shows an error or warning (stays until dismissed)
 
-        # The training lab's panel is built here (its dock row has no factory), on the one runner.
+        # The training lab's panel is built here (its dock row names no view class), on the one runner.
         self.training_panel = TrainingPanel(self.runner)
         self.training_panel.set_hub_models([(spec.name, spec.title) for spec in list_specs()])
 
@@ -102,7 +102,7 @@ class MainWindow(QMainWindow):
         self.views: dict[str, QWidget] = {}
         self.docks: dict[str, QDockWidget] = {}
         for row in DOCKS:
-            view = row.factory(self.session) if row.factory is not None else getattr(self, row.attr)
+            view = row.make(self.session) if row.view is not None else getattr(self, row.attr)
             setattr(self, row.attr, view)
             self.views[row.key] = view
             self.docks[row.key] = self._make_dock(row, view)
@@ -115,14 +115,15 @@ class MainWindow(QMainWindow):
         # One controller per feature; the routes hand each job's result to its owner.
         # (The order is the order they hear the session's events: probing, then the
         # collection, then the explanations ask for their jobs.)
+        # Each line is one controller: its name (the dock table's "controller"), and the window
+        # attribute that holds it.
         parts = (self.session, self.runner, self.views, self.dock_on_screen)
-        self.inputs = InputsController(*parts, settings=self.settings)
-        self.probing = ProbingController(*parts, inputs=self.inputs)
-        self.collection = CollectionController(*parts, inputs=self.inputs)
-        self.explain = ExplainController(*parts)
-        self.training = TrainingController(*parts, probing=self.probing)
-        self.controllers = {"probing": self.probing, "inputs": self.inputs, "collection": self.collection,
-                            "explain": self.explain, "training": self.training}
+        self.controllers: dict = {}
+        self.inputs = self._add("inputs", InputsController(*parts, settings=self.settings))
+        self.probing = self._add("probing", ProbingController(*parts, inputs=self.inputs))
+        self.collection = self._add("collection", CollectionController(*parts, inputs=self.inputs))
+        self.explain = self._add("explain", ExplainController(*parts))
+        self.training = self._add("training", TrainingController(*parts, probing=self.probing))
         self.routes = JobRoutes(self.controllers.values())
         for row in DOCKS:  # a dock that comes on screen tells its controller (which may catch up)
             controller = self.controllers[row.controller]
@@ -143,6 +144,11 @@ class MainWindow(QMainWindow):
             self.resize(1600, 1000)
 
     # --- layout ------------------------------------------------------------------
+    def _add(self, name: str, controller):
+        """Register ``controller`` under ``name`` (the dock table's ``controller`` column)."""
+        self.controllers[name] = controller
+        return controller
+
     def _make_dock(self, row: DockRow, view: QWidget) -> QDockWidget:
         dock = QDockWidget(row.title, self)
         dock.setObjectName(f"dock_{row.key}")
@@ -255,7 +261,8 @@ class MainWindow(QMainWindow):
     def start(self, model: str | None = None, image: str | None = None, layer: str | None = None,
               arch: str | None = None, trust: bool = False, device: str | None = None) -> None:
         """Open the default (or given) model and image, as at launch."""
-        from vizapp.inputs.images import sample_images
+        from vizapp.core.errors import ImageError
+        from vizapp.inputs.sources import resolve_image_source
 
         self.probing.load_catalog()
         self.inputs.load_samples()
@@ -263,8 +270,10 @@ class MainWindow(QMainWindow):
         self.inputs.keep_image_once = image is not None
         self.open_model(model or DEFAULT_MODEL, arch or "", trust, layer)
         if image is None:
-            samples = {s.name: s.path for s in sample_images()}
-            image = str(samples[DEFAULT_IMAGE]) if DEFAULT_IMAGE in samples else None
+            try:
+                image = str(resolve_image_source(DEFAULT_IMAGE))
+            except ImageError:  # no scikit-image samples here: start without an image
+                image = None
         if image is not None:
             self.open_image(image)
 
