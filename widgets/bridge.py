@@ -50,50 +50,14 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from vizapp.core.errors import Cancelled, UserError
-from vizapp.core.jobs import CancelToken
+from vizapp.core.jobs import CancelToken, JobControl
 
-__all__ = ["JobRunner", "JobControl", "SHARED_LANE"]
+__all__ = ["JobControl", "JobRunner", "SHARED_LANE"]  # JobControl lives in vizapp.core.jobs
 
 log = logging.getLogger(__name__)
 
 #: The lane every kind runs on unless routed elsewhere (thread ``vizapp-jobs``).
 SHARED_LANE = "jobs"
-
-
-class JobControl:
-    """Pause, resume and stop for a generator job, from any thread (the default ``control``).
-
-    Any object with ``pause()``, ``resume()``, ``stop()`` and the ``paused`` / ``stopped``
-    properties will do, such as :class:`vizapp.training.trainer.TrainControl`.
-    """
-
-    def __init__(self) -> None:
-        self._run = threading.Event()
-        self._run.set()
-        self._stop = threading.Event()
-
-    def pause(self) -> None:
-        if not self._stop.is_set():  # a stopping job never waits again
-            self._run.clear()
-
-    def resume(self) -> None:
-        self._run.set()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._run.set()
-
-    @property
-    def paused(self) -> bool:
-        return not self._run.is_set()
-
-    @property
-    def stopped(self) -> bool:
-        return self._stop.is_set()
-
-    def wait_if_paused(self, timeout: float | None = None) -> bool:
-        """Block while paused (at most ``timeout`` seconds); True when running."""
-        return self._run.wait(timeout)
 
 
 @dataclass(eq=False)

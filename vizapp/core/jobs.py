@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 from vizapp.core.errors import Cancelled
 
-__all__ = ["CancelToken", "Progress", "no_progress", "RNG_LOCK", "seeded"]
+__all__ = ["CancelToken", "JobControl", "Progress", "no_progress", "RNG_LOCK", "seeded"]
 
 #: Held by every user of torch's process-wide random generator that seeds it (a training
 #: run's augmentations, seeded model builds, previews): threads share that generator, and
@@ -42,6 +42,43 @@ class CancelToken:
     def check(self) -> None:
         if self._event.is_set():
             raise Cancelled("cancelled")
+
+
+class JobControl:
+    """Pause, resume and stop for a generator job, from any thread (the job runner's default
+    ``control``; :class:`vizapp.training.trainer.TrainControl` adds "checkpoint now").
+
+    The job calls :meth:`wait_if_paused` where a pause makes sense and ends when
+    :attr:`stopped`; stop also releases a paused job (a stopping job never waits again).
+    """
+
+    def __init__(self) -> None:
+        self._run = threading.Event()
+        self._run.set()
+        self._stop = threading.Event()
+
+    def pause(self) -> None:
+        if not self._stop.is_set():  # a stopping job never waits again
+            self._run.clear()
+
+    def resume(self) -> None:
+        self._run.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._run.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._run.is_set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def wait_if_paused(self, timeout: float | None = None) -> bool:
+        """Block while paused (at most ``timeout`` seconds); True when running."""
+        return self._run.wait(timeout)
 
 
 @contextmanager

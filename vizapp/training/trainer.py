@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vizapp.core.errors import UserError
-from vizapp.core.jobs import CancelToken, Progress, no_progress
+from vizapp.core.jobs import CancelToken, JobControl, Progress, no_progress
 from vizapp.training.checkpoints import RunLock, finite, restore_run, save_run
 from vizapp.training.config import TrainConfig
 from vizapp.training.determinism import OwnGenerator
@@ -35,40 +35,16 @@ from vizapp.training.records import stable_projection
 __all__ = ["TrainControl", "Trainer"]
 
 
-class TrainControl:
-    """What the user can do to a running run, from any thread."""
+class TrainControl(JobControl):
+    """What the user can do to a running run, from any thread: pause, resume, stop, and
+    "checkpoint now" (honoured at the next step, or at once while paused)."""
 
     def __init__(self) -> None:
-        self._run = threading.Event()
-        self._run.set()
-        self._stop = threading.Event()
+        super().__init__()
         self._checkpoint = threading.Event()
-
-    def pause(self) -> None:
-        if not self._stop.is_set():  # a stopping run never waits again
-            self._run.clear()
-
-    def resume(self) -> None:
-        self._run.set()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._run.set()
 
     def checkpoint(self) -> None:
         self._checkpoint.set()
-
-    @property
-    def paused(self) -> bool:
-        return not self._run.is_set()
-
-    @property
-    def stopped(self) -> bool:
-        return self._stop.is_set()
-
-    def wait_if_paused(self, timeout: float | None = None) -> bool:
-        """Block while paused (at most ``timeout`` seconds); True when running."""
-        return self._run.wait(timeout)
 
     def take_checkpoint_request(self) -> bool:
         if self._checkpoint.is_set():
