@@ -364,7 +364,7 @@ def _panel_run(app, panel, model: str, epochs: int, ticker) -> tuple[list[float]
         if not on:
             loop.quit()
 
-    panel.sigRunning.connect(ended)
+    panel.sigRunningChanged.connect(ended)
     QTimer.singleShot(int(RUN_TIMEOUT_S * 1000), loop.quit)
     STAMPS.clear()
     ticker.ticks, ticker.cpu = [], []
@@ -376,7 +376,7 @@ def _panel_run(app, panel, model: str, epochs: int, ticker) -> tuple[list[float]
     t_end = time.perf_counter()
     print("  " + _thread_cpu_report(cpu_before, _thread_cpu(), t_end - t_start))
     ticker.timer.stop()
-    panel.sigRunning.disconnect(ended)
+    panel.sigRunningChanged.disconnect(ended)
     if panel.running():
         panel.stop()
         raise SystemExit(f"the {model} run did not end within {RUN_TIMEOUT_S:.0f} s")

@@ -90,7 +90,7 @@ def test_run_shows_what_the_engine_computes(panel, qtbot, tmp_path):
     panel.set_config(small_config())
     config = panel.config()
     assert (config.dataset, config.n, config.model, config.epochs, config.log_every) == ("shapes", 500, "lenet", 2, 2)
-    with qtbot.waitSignal(panel.sigRunning, timeout=5000):
+    with qtbot.waitSignal(panel.sigRunningChanged, timeout=5000):
         assert panel.start()
     assert panel.running() and not panel.form.settings.isEnabled()
     assert not panel.start(), "a second Start while running must be refused"
@@ -146,7 +146,7 @@ def test_run_shows_what_the_engine_computes(panel, qtbot, tmp_path):
 
     assert "Finished" in panel.status_text() and "step 24 / 24" in panel.status_text()
     assert panel.open_button.isEnabled() and panel.form.settings.isEnabled()
-    with qtbot.waitSignal(panel.sigOpenCheckpoint, timeout=2000) as opened:
+    with qtbot.waitSignal(panel.sigCheckpointRequested, timeout=2000) as opened:
         qtbot.mouseClick(panel.open_button, Qt.LeftButton)
     assert opened.args == [str(out)]
 

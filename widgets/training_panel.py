@@ -23,7 +23,7 @@ Jobs
 
 Messages for the status bar go through :data:`vizapp.core.notifications.notification_manager`
 (errors are also shown in the panel). The window calls :meth:`TrainingPanel.shutdown` on
-close (before the runner's), connects ``sigOpenCheckpoint`` (load the checkpoint in the model
+close (before the runner's), connects ``sigCheckpointRequested`` (load the checkpoint in the model
 hub), and may offer hub models for transfer learning with :meth:`TrainingPanel.set_hub_models`.
 """
 
@@ -91,14 +91,14 @@ class TrainingPanel(QWidget):
 
     Signals
     -------
-    sigOpenCheckpoint(path)
+    sigCheckpointRequested(path)
         "Open in the app" was pressed: ``path`` is the latest checkpoint folder.
-    sigRunning(running)
+    sigRunningChanged(running)
         A run started (True) or ended (False).
     """
 
-    sigOpenCheckpoint = Signal(str)
-    sigRunning = Signal(bool)
+    sigCheckpointRequested = Signal(str)
+    sigRunningChanged = Signal(bool)
 
     def __init__(self, runner: JobRunner | None = None, runs_dir: str | Path | None = None,
                  parent: QWidget | None = None) -> None:
@@ -254,7 +254,7 @@ class TrainingPanel(QWidget):
         self.status.setText("Loading the data and building the model…")
         self.detail.setText(f"run folder: {out}")
         self._update_buttons()
-        self.sigRunning.emit(True)
+        self.sigRunningChanged.emit(True)
         return True
 
     def pause(self) -> None:
@@ -290,9 +290,9 @@ class TrainingPanel(QWidget):
                                                                 else ""))
 
     def open_checkpoint(self) -> None:
-        """Emit ``sigOpenCheckpoint`` with the latest checkpoint folder (if any)."""
+        """Emit ``sigCheckpointRequested`` with the latest checkpoint folder (if any)."""
         if self.board.checkpoint:
-            self.sigOpenCheckpoint.emit(self.board.checkpoint)
+            self.sigCheckpointRequested.emit(self.board.checkpoint)
 
     def checkpoint_path(self) -> str | None:
         """The latest checkpoint folder of the current or last run."""
@@ -339,7 +339,7 @@ class TrainingPanel(QWidget):
             notification_manager.info(message)
         elif self.board.checkpoint:
             notification_manager.info(f"training {self.board.checkpoint_why}: checkpoint in {self.board.checkpoint}")
-        self.sigRunning.emit(False)
+        self.sigRunningChanged.emit(False)
 
     # --- the status lines ---------------------------------------------------------------
     def _update_status(self) -> None:

@@ -23,7 +23,7 @@ class TrainingController(Controller):
     def __init__(self, session, runner, views, on_screen, *, probing) -> None:
         super().__init__(session, runner, views, on_screen)
         self.panel = views["training"]
-        self.panel.sigOpenCheckpoint.connect(lambda path: probing.open_model(path))
+        self.panel.sigCheckpointRequested.connect(lambda path: probing.open_model(path))
 
     def dock_shown(self, key: str) -> None:
         self.panel.refresh_preview()
