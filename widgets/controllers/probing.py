@@ -31,6 +31,7 @@ class ProbingController(Controller):
         super().__init__(session, runner, views, on_screen)
         self.inputs = inputs
         self.ready = False
+        self._ready_before = False  # what ready was when a model open was asked for
         self.device_choice: str | None = None  # where models load (None: the default device)
         self._pending_layer: str | None = None
         views["model"].sigModelRequested.connect(self.open_model)
@@ -41,6 +42,9 @@ class ProbingController(Controller):
 
     # --- requests ----------------------------------------------------------------
     def open_model(self, name: str, arch: str = "", trust: bool = False, layer: str | None = None) -> None:
+        # Not ready until this model's analysis is on screen; a failed or cancelled open
+        # leaves the model on screen as it was.
+        self._ready_before, self.ready = self.ready or self._ready_before, False
         self._pending_layer = layer
         self.submit("model", analysis.open_model, name, arch or None, trust, self.device_choice)
 
@@ -80,12 +84,13 @@ class ProbingController(Controller):
         super().cancel()
         if self.session.model is not None:  # the picker goes back to the model on screen
             self.views["model"].set_model(self.session.model)
+            self.ready = self.ready or self._ready_before
 
     # --- results -----------------------------------------------------------------
     def finished(self, kind: str, result) -> None:
         s, views = self.session, self.views
         if kind == "model":
-            self.ready = False
+            self.ready = self._ready_before = False
             self.inputs.model_opened(result.model)  # may ask for one of its samples: before the analysis
             s.set_model(result.model, result.layers, self._pending_layer)  # its layer event re-requests
             for note in result.notes:
@@ -116,6 +121,7 @@ class ProbingController(Controller):
         notify(message, error=True)
         if kind == "model":
             self.inputs.keep_image_once = False
+            self.ready = self.session.model is not None and self._ready_before
         if self.session.model is not None and kind in ("model", "device"):
             # The model that failed to open (or move) is not the one on screen.
             self.views["model"].set_model(self.session.model)
