@@ -1,7 +1,7 @@
 """The training lab's settings form and its augmentation preview.
 
 :class:`TrainingForm` holds every setting of a run (data, model, loss, optimiser,
-augmentations) and turns them into a :class:`~vizapp.training.trainer.TrainConfig`
+augmentations) and turns them into a :class:`~vizapp.training.config.TrainConfig`
 (:meth:`~TrainingForm.config`) and back (:meth:`~TrainingForm.set_config`). Below the
 augmentations it previews eight images of the set, plain and augmented: a function job
 of kind :data:`PREVIEW_KIND` on the window's :class:`~widgets.bridge.JobRunner`, on a
@@ -260,7 +260,7 @@ class TrainingForm(QScrollArea):
 
     # --- the settings -------------------------------------------------------------------
     def config(self) -> TrainConfig:
-        """The :class:`~vizapp.training.trainer.TrainConfig` of the form (``out`` unset);
+        """The :class:`~vizapp.training.config.TrainConfig` of the form (``out`` unset);
         fields the form does not show come from the last :meth:`set_config`."""
         names = [k for k, box in self.augment_boxes.items() if box.isChecked()]
         loss = self.loss.currentData()

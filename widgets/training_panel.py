@@ -191,7 +191,7 @@ class TrainingPanel(QWidget):
 
     # --- the form ---------------------------------------------------------------------
     def config(self) -> TrainConfig:
-        """The :class:`~vizapp.training.trainer.TrainConfig` that Start would use (``out`` unset:
+        """The :class:`~vizapp.training.config.TrainConfig` that Start would use (``out`` unset:
         Start gives each run a new folder under ``runs_dir``). Fields the form does not
         show (``log_every``, ``kernels_every``, ``embed_points``...) come from the last
         :meth:`set_config`."""

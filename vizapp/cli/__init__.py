@@ -10,9 +10,6 @@ what each command does; :func:`main` parses, runs one command and turns its erro
 one line.
 """
 
-# The last line of defence prints the error: the command line's own output
-# (pyproject.toml's per-file-ignores name vizapp/cli.py, the module this package replaced).
-
 from __future__ import annotations
 
 import os

@@ -5,9 +5,6 @@ Each takes the parsed arguments (:mod:`vizapp.cli.parser`) and returns the exit 
 input is a :class:`~vizapp.core.errors.UserError`, which :func:`vizapp.cli.main` prints as
 one line. :data:`COMMANDS` maps a command's name to its function.
 """
-# The command line prints its results: that is its output, not error reporting
-# (pyproject.toml's per-file-ignores name vizapp/cli.py, the module this was split from).
-
 from __future__ import annotations
 
 import argparse

@@ -4,7 +4,7 @@
 ``vizapp.training.losses.<key>``) to the name the panel shows. A loss module defines:
 
 - ``EMBEDS`` (the model outputs an embedding, not class logits), ``VIEWS`` (2: two augmented
-  views of each image, labels unused), ``OPTIONS`` (the :class:`~vizapp.training.trainer.TrainConfig`
+  views of each image, labels unused), ``OPTIONS`` (the :class:`~vizapp.training.config.TrainConfig`
   fields it reads: ``margin``, ``mining``, ``temperature``; the panel shows those rows),
   optionally ``DEFAULT_MARGIN`` and ``VALIDATE_IN_BATCHES`` (its validation loss is computed in
   training-sized batches: pairs and triplets grow with the batch);
