@@ -1,0 +1,111 @@
+"""The frozen build carries everything the app reads at run time (packaging/bundle.py, which
+packaging/vizapp.spec uses), without building it: the full build and its smoke test are too
+slow for every run (packaging/README.md has their figures)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    spec = importlib.util.spec_from_file_location("vizapp_bundle", ROOT / "packaging" / "bundle.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def collected(bundle) -> dict[Path, str]:
+    return {src.resolve(): dest for src, dest in bundle.data_files()}
+
+
+def test_every_shipped_resource_is_collected_where_the_package_finds_it(collected):
+    from vizapp.core.paths import resource
+
+    wanted = [resource("icon.png"), *sorted(resource("samples").glob("*.png"))]
+    for folder in ("tinyvgg_shapes", "vit_digits"):
+        wanted += [resource("models", folder, "card.json"), resource("models", folder, "model.safetensors")]
+    assert len(wanted) == 1 + 18 + 4
+    for path in wanted:
+        path = Path(path).resolve()
+        assert path in collected, path
+        # In the bundle the file sits at the same place under the package as in the source tree.
+        assert Path(collected[path]) == Path("resources") / path.parent.relative_to(ROOT / "resources")
+    assert not any(p.name == "train.sh" for p in collected)  # the build's own tools stay out
+
+
+def test_the_sample_photographs_and_packaged_weights_are_collected(collected):
+    from models import list_specs
+    from models.loading import _package_weights
+    from vizapp.inputs.images import sample_images
+
+    photos = sample_images()
+    assert len(photos) >= 10
+    for sample in photos:
+        assert sample.path.resolve() in collected, sample.path
+        assert collected[sample.path.resolve()] == "skimage/data"  # where skimage.data's __file__ points
+    packaged = [spec for spec in list_specs() if spec.source == "package"]
+    assert [s.name for s in packaged] == ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
+    for spec in packaged:
+        weights = _package_weights(spec).resolve()
+        assert collected[weights] == f"{spec.package}/models"
+
+
+def test_modules_imported_by_name_are_collected(bundle):
+    """The registries import their entries by name, which PyInstaller's import scan cannot see."""
+    from models.formats import FORMATS
+    from vizapp.explain.attribution import METHODS
+    from vizapp.inputs.sources import SOURCES
+    from vizapp.training.losses import LOSSES
+    from widgets.docks import DOCKS
+
+    modules = set(bundle.own_modules())
+    wanted = {f"vizapp.explain.attribution.{k}" for k in METHODS}
+    wanted |= {f"vizapp.training.losses.{k}" for k in LOSSES}
+    wanted |= {f"models.formats.{k}" for k in FORMATS}
+    wanted |= {f"vizapp.inputs.{k}" for k in SOURCES}
+    wanted |= {row.view.partition(":")[0] for row in DOCKS if row.view}
+    wanted |= {"widgets.controllers.probing", "widgets.controllers.training", "vizapp.cli.commands"}
+    assert len(wanted) == 7 + 4 + 2 + 2 + 9 + 3
+    assert wanted <= modules, sorted(wanted - modules)
+    for name in wanted:  # and each is a real module
+        assert importlib.util.find_spec(name) is not None, name
+
+
+def test_qt_platform_plugins_for_the_window_and_offscreen_are_collected(bundle):
+    plugins = {src.name: dest for src, dest in bundle.qt_platform_plugins()}
+    assert "libqxcb.so" in plugins and "libqoffscreen.so" in plugins
+    assert set(plugins.values()) == {"PySide6/Qt/plugins/platforms"}
+
+
+def test_nothing_excluded_is_imported_by_the_app(bundle):
+    """An excluded package the app imports would be missing only in the frozen build."""
+    code = ("import sys, io, contextlib, main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    assert main.main(['predict', '--model', 'tinyvgg_shapes', '--image', 'star', '--json']) == 0\n"
+            "import widgets.main_window, vizapp.explain.attribution.run, captum.attr, openTSNE, umap, sklearn.decomposition\n"
+            "print(' '.join(sorted(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert out.returncode == 0, out.stderr
+    loaded = set(out.stdout.split())
+    assert "torch" in loaded and "PySide6.QtWidgets" in loaded
+    clash = [m for m in loaded for ex in bundle.EXCLUDES if m == ex or m.startswith(ex + ".")]
+    assert clash == []
+
+
+def test_the_build_script_refuses_an_unknown_weights_name_in_one_line():
+    out = subprocess.run([sys.executable, str(ROOT / "packaging" / "build.py"), "--skip-freeze", "--dist",
+                          str(ROOT / "no-such-dist"), "--with-weights", "resnet18"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0 and "no vizapp executable" in out.stderr
