@@ -222,6 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=_window_size, default=(1600, 1000),
                    help=f"window size WxH, {MIN_SIZE[0]}x{MIN_SIZE[1]} to {MAX_SIZE[0]}x{MAX_SIZE[1]} (default 1600x1000)")
     p.add_argument("--out", required=True)
+
+    p = sub.add_parser("doctor", help="check this machine: Qt window, GPU, offline models, folders, disk; exit 1 on a failure")
+    p.add_argument("--json", action="store_true", help="a list of {check, status, detail} for scripts")
+    sub.add_parser("_doctor-qt")  # no help: hidden; the Qt part of 'doctor', run in a child process
     return parser
 
 
