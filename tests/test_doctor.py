@@ -184,11 +184,16 @@ def test_the_qt_child_is_this_program(monkeypatch):
     assert command == ["/opt/vizapp/vizapp", "_doctor-qt"] and cwd is None
 
 
-def test_the_qt_child_is_hidden_from_help():
+def test_the_qt_child_is_hidden_from_help_and_errors(capsys):
+    from vizapp.cli import main
     from vizapp.cli.parser import build_parser
 
     text = build_parser().format_help()
     assert "doctor" in text and "_doctor-qt" not in text
+    assert main(["nonsense"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vizapp: error: argument command: invalid choice: 'nonsense'")
+    assert "'embed', 'screenshot', 'doctor')" in err and "_doctor-qt" not in err
 
 
 def test_a_missing_shipped_model_fails_and_a_download_is_a_note(monkeypatch):
