@@ -236,6 +236,13 @@ def requested_platforms() -> str:
     return "wayland;xcb" if os.environ.get("XDG_SESSION_TYPE") == "wayland" else "xcb"
 
 
+def _no_core_file() -> None:
+    """In the Qt child, before it starts: Qt's abort (no display, a missing library) leaves no core file."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
 class Context:
     """What checks share: the Qt child, started once (when the context is made if ``start_qt``,
     so it runs while the other checks do, else on the first :meth:`qt`) and read once."""
@@ -253,7 +260,7 @@ class Context:
         try:
             self._proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                          errors="replace")
+                                          errors="replace", preexec_fn=_no_core_file if os.name == "posix" else None)
         except OSError as exc:
             self._start_error = f"cannot start {command[0]}: {exc}"
 
