@@ -3,6 +3,7 @@
     python main.py                      # open the app on the offline default
     python main.py predict --model efficientnet_lite0 --image chelsea --json
     python main.py --model vit_digits --image digit3     # the app, on the ViT and a digit
+    python main.py doctor               # check this machine (exit 1 on a failure)
     python main.py --help
 """
 
@@ -23,10 +24,17 @@ def _screenshot(args) -> int:
     return screenshot(args)
 
 
+def _doctor_qt(args) -> int:
+    from widgets.doctor_qt import probe
+
+    return probe(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     from vizapp.cli import main as cli_main
 
-    return cli_main(argv, gui_handlers={"gui": _gui, "screenshot": _screenshot})
+    return cli_main(argv, gui_handlers={"gui": _gui, "screenshot": _screenshot,
+                                            "_doctor-qt": _doctor_qt})
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
 Every picture the GUI shows can be computed from here. Bad input exits with status
 2 and one line on stderr naming the file, model or layer; never a traceback.
-GUI commands (``gui``, ``screenshot``) are parsed here and run by handlers that
-``main.py`` passes in, so this package never imports Qt.
+GUI commands (``gui``, ``screenshot`` and ``doctor``'s hidden Qt child ``_doctor-qt``) are
+parsed here and run by handlers that ``main.py`` passes in, so this package never imports Qt.
 
 :mod:`vizapp.cli.parser` holds the arguments and their help, :mod:`vizapp.cli.commands`
 what each command does; :func:`main` parses, runs one command and turns its errors into

@@ -1,5 +1,6 @@
 """What each headless command does: ``models``, ``layers``, ``predict``, ``features``,
-``attention``, ``attribute``, ``train``, ``index``, ``top-patches`` and ``embed``.
+``attention``, ``attribute``, ``train``, ``index``, ``top-patches``, ``embed`` and ``doctor``
+(:mod:`vizapp.cli.doctor`).
 
 Each takes the parsed arguments (:mod:`vizapp.cli.parser`) and returns the exit status; bad
 input is a :class:`~vizapp.core.errors.UserError`, which :func:`vizapp.cli.main` prints as
@@ -250,7 +251,14 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
-#: The headless commands by name (the GUI ones, ``gui`` and ``screenshot``, come from ``main.py``).
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from vizapp.cli.doctor import cmd_doctor
+
+    return cmd_doctor(args)
+
+
+#: The headless commands by name (the GUI ones, ``gui``, ``screenshot`` and doctor's hidden Qt
+#: child ``_doctor-qt``, come from ``main.py``).
 COMMANDS: dict[str, Handler] = {
     "models": _cmd_models,
     "layers": _cmd_layers,
@@ -262,4 +270,5 @@ COMMANDS: dict[str, Handler] = {
     "index": _cmd_index,
     "top-patches": _cmd_top_patches,
     "embed": _cmd_embed,
+    "doctor": _cmd_doctor,
 }

@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 
 # The registries are torch-free: the help lists what is registered, without loading torch.
+from vizapp.cli.doctor import QT_COMMAND
 from vizapp.explain.attribution.registry import METHODS as ATTRIBUTION_METHODS
 from vizapp.training.losses import LOSSES
 
@@ -21,6 +22,8 @@ __all__ = ["DOCKS", "MAX_SIZE", "MIN_SIZE", "WINDOW_OPTIONS", "build_parser", "p
 #: (``widgets.main_window.MainWindow.docks`` has the same keys; a test checks it).
 DOCKS = ("model", "image", "features", "kernels", "predictions", "patches", "embedding",
          "attention", "attribution", "training")
+#: Commands the program runs itself (``doctor``'s Qt child): no help line, not in error messages.
+HIDDEN_COMMANDS = (QT_COMMAND,)
 #: ``screenshot --size`` bounds: from a small laptop screen to 8K.
 MIN_SIZE, MAX_SIZE = (320, 240), (7680, 4320)
 
@@ -29,6 +32,8 @@ class _Parser(argparse.ArgumentParser):
     """Argument errors read like every other error: one line, ``vizapp: error: ...``, exit 2."""
 
     def error(self, message: str):  # noqa: D102 - argparse's hook
+        for name in HIDDEN_COMMANDS:  # not offered in "invalid choice: ... (choose from ...)"
+            message = message.replace(f", '{name}'", "")
         self.exit(2, f"vizapp: error: {' '.join(message.split())}\n")
 
 
@@ -222,6 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=_window_size, default=(1600, 1000),
                    help=f"window size WxH, {MIN_SIZE[0]}x{MIN_SIZE[1]} to {MAX_SIZE[0]}x{MAX_SIZE[1]} (default 1600x1000)")
     p.add_argument("--out", required=True)
+
+    p = sub.add_parser("doctor", help="check this machine: Qt window, GPU, offline models, folders, disk; exit 1 on a failure")
+    p.add_argument("--json", action="store_true", help="a list of {check, status, detail} for scripts")
+    sub.add_parser(QT_COMMAND)  # no help: hidden; the Qt part of 'doctor', run in a child process
     return parser
 
 
