@@ -9,16 +9,16 @@ The app's own folders, each with the environment variable that overrides it (tes
 users set these; the overrides win exactly as before), then the per-machine config file's
 key (:mod:`vizapp.core.config`, a lab admin's), then the default:
 
-============  ====================  ==============  =============================================
-folder        override              config key      default
-============  ====================  ==============  =============================================
-cache         ``$VIZAPP_CACHE``     ``cache_dir``   platformdirs' user cache folder (``~/.cache/vizapp`` on Linux)
-indexes       (the cache's)         ``index_dir``   ``<cache>/index``
-data sets     ``$VIZAPP_DATA``      ``data_dir``    ``<config cache_dir or default cache>/data`` (not under ``$VIZAPP_CACHE``, as before)
-runs          ``$VIZAPP_RUNS``      ``runs_dir``    ``<user data>/vizapp/vizapp/runs``
-settings      ``$VIZAPP_SETTINGS``  (none)          Qt's per-user ini store (``QSettings`` decides; see below)
-weights       ``$VIZAPP_WEIGHTS``   ``weights_dirs``  a frozen bundle's own ``weights/`` (all three are searched)
-============  ====================  ==============  =============================================
+=========  ====================  ================  =====================================================================================
+folder     override              config key        default
+=========  ====================  ================  =====================================================================================
+cache      ``$VIZAPP_CACHE``     ``cache_dir``     platformdirs' user cache folder (``~/.cache/vizapp`` on Linux)
+indexes    (the cache's)         ``index_dir``     ``<cache>/index``
+data sets  ``$VIZAPP_DATA``      ``data_dir``      ``<config cache_dir or default cache>/data`` (not under ``$VIZAPP_CACHE``, as before)
+runs       ``$VIZAPP_RUNS``      ``runs_dir``      ``<user data>/vizapp/vizapp/runs``
+settings   ``$VIZAPP_SETTINGS``  (none)            Qt's per-user ini store (``QSettings`` decides; see below)
+weights    ``$VIZAPP_WEIGHTS``   ``weights_dirs``  a frozen bundle's own ``weights/`` (all three are searched)
+=========  ====================  ================  =====================================================================================
 
 ``$VIZAPP_CACHE`` set also wins over the config's ``index_dir`` (the indexes follow the cache
 the user or a test chose).
