@@ -2,7 +2,11 @@
 
 The file lands where torchvision and ``torch.hub`` look for it
 (``$TORCH_HOME/hub/checkpoints``), so a lab machine can pre-seed that folder and a
-download made here is reused by every other torch program.
+download made here is reused by every other torch program. Before that, each weights
+folder (:func:`vizapp.core.paths.weights_dirs`: ``$VIZAPP_WEIGHTS``, the machine's config,
+a frozen bundle's ``weights/``) is searched for ``<dir>/hub/checkpoints/<file>``; on an
+offline-only machine (the config's ``offline_only``) a file found nowhere is an error,
+never a download.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from vizapp.core.errors import ModelError
 from vizapp.core.files import storage_errors
 from vizapp.core.jobs import CancelToken, Progress, no_progress
 
-__all__ = ["checkpoint_dir", "cached_path", "fetch"]
+__all__ = ["checkpoint_dir", "cached_path", "download_path", "fetch", "not_offline", "searched_dirs"]
 
 _CHUNK = 1 << 20
 
@@ -30,8 +34,37 @@ def checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def cached_path(url: str) -> Path:
+def download_path(url: str) -> Path:
+    """Where a download of ``url`` goes: ``$TORCH_HOME/hub/checkpoints/<its file name>``."""
     return checkpoint_dir() / os.path.basename(urllib.request.urlparse(url).path)
+
+
+def searched_dirs() -> list[Path]:
+    """The torch hub folders searched for a weights file, in order (the weights folders', then torch's)."""
+    from vizapp.core.paths import weights_dirs
+
+    return [*(d / "hub" / "checkpoints" for d in weights_dirs()), checkpoint_dir()]
+
+
+def cached_path(url: str) -> Path:
+    """The local file for ``url``: the first weights folder holding it, else the torch cache's path
+    (which may not exist: ``cached_path(url).is_file()`` says whether the file is here)."""
+    name = download_path(url).name
+    for folder in searched_dirs():
+        if (folder / name).is_file():
+            return folder / name
+    return download_path(url)
+
+
+def not_offline(what: str, files: str, searched: list) -> ModelError:
+    """The offline-only machine's one-line refusal: which model, which files, which folders."""
+    from vizapp.core.config import machine_config
+
+    return ModelError(
+        f"{what} is not available offline on this machine (offline_only is set in "
+        f"{machine_config().where}): {files} is in none of {', '.join(map(str, searched))}; "
+        "ask the admin to add it to a weights folder, or pick an offline model"
+    )
 
 
 def fetch(
@@ -46,9 +79,14 @@ def fetch(
     The file name's hash prefix (torchvision's ``name-<sha256 prefix>.pth``
     convention) is checked after download; a partial file never reaches the cache.
     """
-    dest = cached_path(url)
-    if dest.is_file():
-        return dest
+    from vizapp.core.config import machine_config
+
+    found = cached_path(url)
+    if found.is_file():
+        return found
+    dest = download_path(url)
+    if machine_config().offline_only:
+        raise not_offline(what, dest.name, searched_dirs())
     with storage_errors(dest.parent):  # $TORCH_HOME read-only or under a file: one line naming it
         dest.parent.mkdir(parents=True, exist_ok=True)
     match = torch.hub.HASH_REGEX.search(dest.name)

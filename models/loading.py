@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from models._download import cached_path, fetch
+from models._download import cached_path, download_path, fetch, not_offline, searched_dirs
 from models._preprocess import Preprocess
 from models._registry import REGISTRY, ModelSpec, get_spec
 from models.architectures import build_architecture, preprocess_for_arch
@@ -109,10 +109,7 @@ def is_cached(spec: ModelSpec) -> bool:
 
         return cached_path(spec.url or get_weight(spec.weights).url).is_file()
     if spec.source == "timm":
-        cfg = _timm_cfg(spec)
-        if cfg.get("url") and cached_path(cfg["url"]).is_file():
-            return True
-        return bool(cfg.get("hf_hub_id")) and _hf_cached(cfg["hf_hub_id"]) is not None
+        return _timm_local(_timm_cfg(spec)) is not None
     return False
 
 
@@ -175,13 +172,40 @@ def _timm_cfg(spec: ModelSpec) -> dict:
     return cfg.to_dict() if cfg is not None else {}
 
 
-def _hf_cached(repo: str) -> str | None:
+def _hf_caches() -> list[Path | None]:
+    """The Hugging Face caches searched, in order: each weights folder's, then the user's (``None``)."""
+    from vizapp.core.paths import weights_dirs
+
+    return [*(d / "huggingface" / "hub" for d in weights_dirs()), None]
+
+
+def _hf_cached(repo: str, cache_dir: Path | None = None) -> str | None:
+    """The repo's weights file in one Hugging Face cache (``None``: the user's)."""
     from huggingface_hub import try_to_load_from_cache
 
     for name in ("model.safetensors", "pytorch_model.bin"):
-        hit = try_to_load_from_cache(repo, name)
+        hit = try_to_load_from_cache(repo, name, cache_dir=cache_dir)
         if isinstance(hit, str):
             return hit
+    return None
+
+
+def _timm_local(cfg: dict) -> str | None:
+    """A timm model's weights on this machine: each weights folder (its torch hub files, then its
+    Hugging Face cache), then ``$TORCH_HOME``, then the user's Hugging Face cache."""
+    from vizapp.core.paths import weights_dirs
+
+    url, repo = cfg.get("url"), cfg.get("hf_hub_id")
+    name = download_path(url).name if url else None
+    for folder in weights_dirs():
+        if name and (folder / "hub" / "checkpoints" / name).is_file():
+            return str(folder / "hub" / "checkpoints" / name)
+        if repo and (hit := _hf_cached(repo, folder / "huggingface" / "hub")):
+            return hit
+    if url and download_path(url).is_file():
+        return str(download_path(url))
+    if repo and (hit := _hf_cached(repo)):
+        return hit
     return None
 
 
@@ -222,13 +246,20 @@ def _reachable(endpoint: str, timeout: float = 3.0) -> None:
 
 
 def _timm_weights_file(spec: ModelSpec, progress: Progress, cancel: CancelToken | None) -> str:
-    """A local weights file for a timm model: torch cache, HF cache, HF download, then URL."""
+    """A local weights file for a timm model: the weights folders, torch cache, HF cache (:func:`_timm_local`),
+    then (unless the machine is offline-only) an HF download, then the URL."""
+    from vizapp.core.config import machine_config
+
     cfg = _timm_cfg(spec)
     url, repo = cfg.get("url"), cfg.get("hf_hub_id")
-    if url and cached_path(url).is_file():
-        return str(cached_path(url))
-    if repo and (hit := _hf_cached(repo)):
+    if hit := _timm_local(cfg):
         return hit
+    if machine_config().offline_only:
+        files = " or ".join([*([download_path(url).name] if url else []),
+                             *([f"the Hugging Face repository {repo}"] if repo else [])]) or "its weights"
+        searched = [*(str(c) for c in _hf_caches() if c is not None), "the Hugging Face cache",
+                    *map(str, searched_dirs())]
+        raise not_offline(spec.title, files, searched)
     tried = []
     if repo:
         try:
@@ -242,7 +273,7 @@ def _timm_weights_file(spec: ModelSpec, progress: Progress, cancel: CancelToken 
             return str(fetch(url, what=spec.title, progress=progress, cancel=cancel))
         except ModelError:
             tried.append(url)
-    where = f"copy {cached_path(url).name} into {cached_path(url).parent}, " if url else ""
+    where = f"copy {download_path(url).name} into {download_path(url).parent}, " if url else ""
     raise ModelError(
         f"{spec.title} needs its weights, which are not cached here and could not be downloaded "
         f"(tried {' and '.join(tried) or 'nothing'}). On an offline machine, {where}pre-seed the "

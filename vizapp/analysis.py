@@ -160,11 +160,13 @@ def move_to_device(model, device: str, *, progress: Progress = no_progress, canc
 
 
 def catalog(*, progress: Progress = no_progress, cancel: CancelToken | None = None):
-    """``([(spec, usable offline)], devices)`` for the model picker (checks caches on disk)."""
-    from models import is_cached, list_specs
+    """``([(spec, usable offline)], devices)`` for the model picker (checks caches on disk): the
+    models this machine shows (its config's ``models`` list; on an offline-only machine, only
+    those whose weights are here)."""
+    from models.catalog import model_catalog
     from vizapp.probing.device import available_devices
 
-    return [(spec, is_cached(spec)) for spec in list_specs()], available_devices()
+    return [(e.spec, e.offline) for e in model_catalog() if e.shown], available_devices()
 
 
 def analyse_kernels(model, layer: str | None, mode: str = "auto", norm: str = "filter", *,

@@ -28,10 +28,12 @@ def make_app():
 
 
 def run_gui(args) -> int:
+    from vizapp.core.config import machine_config
     from vizapp.core.notifications import notification_manager
     from vizapp.probing.device import configure_threads
     from widgets.main_window import MainWindow
 
+    machine_config()  # a bad per-machine config file: one line and exit 2, before any window
     app = make_app()
     configure_threads(leave_for_gui=1)
     window = MainWindow()
@@ -76,9 +78,11 @@ class _Collect(logging.Handler):
 def screenshot(args) -> int:
     """``main.py screenshot``: the main window in a given state, saved as a PNG."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from vizapp.core.config import machine_config
     from vizapp.core.errors import UserError
     from widgets.main_window import MainWindow
 
+    machine_config()  # a bad per-machine config file: one line and exit 2, before any window
     w, h = args.size  # validated by the parser (vizapp.cli.parser: WxH within its bounds)
     app = make_app()
     window = MainWindow(restore_layout=False)

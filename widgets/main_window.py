@@ -260,20 +260,28 @@ class MainWindow(QMainWindow):
 
     def start(self, model: str | None = None, image: str | None = None, layer: str | None = None,
               arch: str | None = None, trust: bool = False, device: str | None = None) -> None:
-        """Open the default (or given) model and image, as at launch."""
+        """Open the default (or given) model and image, as at launch.
+
+        The defaults are the machine config's ``default_model``/``default_image``
+        (:mod:`vizapp.core.config`), else :data:`DEFAULT_MODEL`/:data:`DEFAULT_IMAGE`.
+        """
+        from vizapp.core.config import machine_config
         from vizapp.core.errors import ImageError
         from vizapp.inputs.sources import resolve_image_source
 
+        config = machine_config()
         self.probing.load_catalog()
         self.inputs.load_samples()
         self.probing.device_choice = device
-        self.inputs.keep_image_once = image is not None
-        self.open_model(model or DEFAULT_MODEL, arch or "", trust, layer)
+        self.inputs.keep_image_once = image is not None or bool(config.default_image)  # a chosen image stays
+        self.open_model(model or config.default_model or DEFAULT_MODEL, arch or "", trust, layer)
         if image is None:
             try:
-                image = str(resolve_image_source(DEFAULT_IMAGE))
-            except ImageError:  # no scikit-image samples here: start without an image
+                image = str(resolve_image_source(config.default_image or DEFAULT_IMAGE))
+            except ImageError as exc:  # no scikit-image samples here: start without an image
                 image = None
+                if config.default_image:  # the admin's choice does not resolve: say so
+                    self.notify(f"{config.where}: default_image: {exc}", error=True)
         if image is not None:
             self.open_image(image)
 

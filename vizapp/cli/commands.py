@@ -42,23 +42,29 @@ def _load(args: argparse.Namespace):
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from models import is_cached, list_specs
+    from models.catalog import model_catalog
     from models.loading import preprocess_for
+    from vizapp.core.config import machine_config
 
     rows = []
-    for spec in list_specs():
-        pre = preprocess_for(spec)
+    for entry in model_catalog():
+        spec, pre = entry.spec, preprocess_for(entry.spec)
         rows.append({
             "name": spec.name, "title": spec.title, "kind": spec.kind, "source": spec.source,
-            "offline": is_cached(spec), "input_size": pre.crop, "preprocess": pre.describe(),
-            "description": spec.description,
+            "offline": entry.offline, "input_size": pre.crop, "preprocess": pre.describe(),
+            "description": spec.description, "shown": entry.shown, "hidden": entry.hidden,
         })
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
         for r in rows:
-            flag = "offline" if r["offline"] else "download"
-            print(f"{r['name']:<20} {r['kind']:<4} {flag:<9} {r['title']}")
+            if r["shown"]:
+                flag = "offline" if r["offline"] else "download"
+                print(f"{r['name']:<20} {r['kind']:<4} {flag:<9} {r['title']}")
+        hidden = [r["name"] for r in rows if not r["shown"]]
+        if hidden:
+            print(f"vizapp: {len(hidden)} model(s) hidden by {machine_config().where}: {', '.join(hidden)} "
+                  "(--json says why)", file=sys.stderr)
     return 0
 
 

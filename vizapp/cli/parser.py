@@ -111,9 +111,9 @@ IMAGE_HELP = "an image file, or a sample's name (chelsea, coffee, astronaut, dig
 
 def _add_window_args(p: argparse.ArgumentParser | argparse._ArgumentGroup, dest: str = "") -> None:
     """The window's start-up options; ``dest`` prefixes their names (the top level keeps them apart)."""
-    p.add_argument("--model", dest=f"{dest}model", metavar="MODEL", help="model to open (default: efficientnet_lite0)")
+    p.add_argument("--model", dest=f"{dest}model", metavar="MODEL", help="model to open (default: the machine config's default_model, else efficientnet_lite0)")
     p.add_argument("--arch", dest=f"{dest}arch", metavar="ARCH", help="architecture of a bare state dict")
-    p.add_argument("--image", dest=f"{dest}image", metavar="IMAGE", help=IMAGE_HELP + " (default: chelsea)")
+    p.add_argument("--image", dest=f"{dest}image", metavar="IMAGE", help=IMAGE_HELP + " (default: the machine config's default_image, else chelsea)")
     p.add_argument("--layer", dest=f"{dest}layer", metavar="LAYER", help="layer to select (a named_modules() name)")
     p.add_argument("--trust", dest=f"{dest}trust", action="store_true",
                    help="allow loading a pickled or TorchScript model file (runs its code)")

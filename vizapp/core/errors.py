@@ -11,6 +11,7 @@ __all__ = [
     "UntrustedModelError",
     "LayerError",
     "StorageError",
+    "ConfigError",
     "OutOfMemory",
     "Cancelled",
 ]
@@ -42,6 +43,10 @@ class LayerError(UserError):
 
 class StorageError(UserError):
     """A file or folder the app cannot write or read: full disk, read-only, no permission."""
+
+
+class ConfigError(UserError):
+    """The per-machine config file (``vizapp.core.config``) is not valid: names the file and key."""
 
 
 class Cancelled(Exception):  # noqa: N818 - reads better at the raise site

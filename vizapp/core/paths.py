@@ -6,17 +6,22 @@ checkout, an installed wheel and an installer all find them the same way:
 :func:`resource` is the only function that locates them.
 
 The app's own folders, each with the environment variable that overrides it (tests and
-users set these; the overrides win exactly as before):
+users set these; the overrides win exactly as before), then the per-machine config file's
+key (:mod:`vizapp.core.config`, a lab admin's), then the default:
 
-============  ====================  ==========================================================
-folder        override              default
-============  ====================  ==========================================================
-cache         ``$VIZAPP_CACHE``     platformdirs' user cache folder (``~/.cache/vizapp`` on Linux)
-indexes       (the cache's)         ``<cache>/index``
-data sets     ``$VIZAPP_DATA``      ``<default cache>/data`` (not under ``$VIZAPP_CACHE``, as before)
-runs          ``$VIZAPP_RUNS``      ``<user data>/vizapp/vizapp/runs``
-settings      ``$VIZAPP_SETTINGS``  Qt's per-user ini store (``QSettings`` decides; see below)
-============  ====================  ==========================================================
+=========  ====================  ================  =====================================================================================
+folder     override              config key        default
+=========  ====================  ================  =====================================================================================
+cache      ``$VIZAPP_CACHE``     ``cache_dir``     platformdirs' user cache folder (``~/.cache/vizapp`` on Linux)
+indexes    (the cache's)         ``index_dir``     ``<cache>/index``
+data sets  ``$VIZAPP_DATA``      ``data_dir``      ``<config cache_dir or default cache>/data`` (not under ``$VIZAPP_CACHE``, as before)
+runs       ``$VIZAPP_RUNS``      ``runs_dir``      ``<user data>/vizapp/vizapp/runs``
+settings   ``$VIZAPP_SETTINGS``  (none)            Qt's per-user ini store (``QSettings`` decides; see below)
+weights    ``$VIZAPP_WEIGHTS``   ``weights_dirs``  a frozen bundle's own ``weights/`` (all three are searched)
+=========  ====================  ================  =====================================================================================
+
+``$VIZAPP_CACHE`` set also wins over the config's ``index_dir`` (the indexes follow the cache
+the user or a test chose).
 
 Why these defaults: none of them moves an existing user's files.
 
@@ -44,7 +49,9 @@ import os
 from importlib import resources as _resources
 from pathlib import Path
 
-__all__ = ["cache_dir", "data_dir", "index_dir", "resource", "runs_dir", "settings_file"]
+from vizapp.core.config import bundle_dir, machine_config
+
+__all__ = ["cache_dir", "data_dir", "index_dir", "resource", "runs_dir", "settings_file", "weights_dirs"]
 
 APP = "vizapp"
 
@@ -81,25 +88,50 @@ def _default_cache() -> Path:
 
 
 def cache_dir() -> Path:
-    """The app's cache: ``$VIZAPP_CACHE``, else the user cache folder (see the module notes)."""
-    return _override("VIZAPP_CACHE") or _default_cache()
+    """The app's cache: ``$VIZAPP_CACHE``, else the config's ``cache_dir``, else the user cache folder."""
+    return _override("VIZAPP_CACHE") or machine_config().cache_dir or _default_cache()
 
 
 def index_dir() -> Path:
-    """Where feature indexes are kept: ``<cache>/index``."""
-    return cache_dir() / "index"
+    """Where feature indexes are kept: ``$VIZAPP_CACHE/index``, else the config's ``index_dir``,
+    else ``<cache>/index``."""
+    if (cache := _override("VIZAPP_CACHE")) is not None:
+        return cache / "index"
+    return machine_config().index_dir or cache_dir() / "index"
 
 
 def data_dir() -> Path:
-    """Where torchvision's data sets are downloaded: ``$VIZAPP_DATA``, else ``<default cache>/data``."""
-    return _override("VIZAPP_DATA") or _default_cache() / "data"
+    """Where torchvision's data sets are downloaded: ``$VIZAPP_DATA``, else the config's
+    ``data_dir``, else ``<config cache_dir or default cache>/data``."""
+    config = machine_config()
+    return _override("VIZAPP_DATA") or config.data_dir or (config.cache_dir or _default_cache()) / "data"
 
 
 def runs_dir() -> Path:
-    """Where the training lab's runs go: ``$VIZAPP_RUNS``, else Qt's old app data folder's ``runs``."""
+    """Where the training lab's runs go: ``$VIZAPP_RUNS``, else the config's ``runs_dir``,
+    else Qt's old app data folder's ``runs``."""
     import platformdirs
 
-    return _override("VIZAPP_RUNS") or platformdirs.user_data_path(roaming=True) / APP / APP / "runs"
+    return (_override("VIZAPP_RUNS") or machine_config().runs_dir
+            or platformdirs.user_data_path(roaming=True) / APP / APP / "runs")
+
+
+def weights_dirs() -> list[Path]:
+    """The weights folders searched before a download, in order (existing or not).
+
+    ``$VIZAPP_WEIGHTS`` (``os.pathsep``-separated), the config's ``weights_dirs``, then a
+    frozen bundle's own ``weights/`` folder next to the executable (none when run from
+    Python). Each has the layout ``packaging/build.py --with-weights`` writes:
+    ``<dir>/hub/checkpoints/<file>`` (as ``$TORCH_HOME/hub/checkpoints``) and
+    ``<dir>/huggingface/hub/models--<org>--<name>/...`` (a copied Hugging Face cache).
+    """
+    found: list[Path] = []
+    env = [Path(p).expanduser() for p in os.environ.get("VIZAPP_WEIGHTS", "").split(os.pathsep) if p]
+    bundle = bundle_dir()
+    for path in [*env, *machine_config().weights_dirs, *([bundle / "weights"] if bundle else [])]:
+        if path not in found:
+            found.append(path)
+    return found
 
 
 def settings_file() -> Path | None:
