@@ -15,6 +15,14 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before anything imports Qt
 
+# A machine's own config (/etc/xdg/vizapp/config.toml: offline-only, another default model)
+# must not change what the tests see: they run on an empty one unless a test sets its own.
+import tempfile  # noqa: E402
+
+_EMPTY_CONFIG = os.path.join(tempfile.mkdtemp(prefix="vizapp-tests-"), "config.toml")
+open(_EMPTY_CONFIG, "w").close()  # noqa: SIM115 - an empty file, before anything reads the config
+os.environ["VIZAPP_CONFIG"] = _EMPTY_CONFIG
+
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402

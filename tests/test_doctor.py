@@ -239,3 +239,32 @@ def test_a_check_that_breaks_is_a_fail_row_and_the_others_still_run():
 
     rows = doctor.run_checks([check_boom, lambda ctx: [Check("after", NOTE, "ran")]])
     assert rows == [Check("boom", FAIL, "the check itself failed: RuntimeError: boom"), Check("after", NOTE, "ran")]
+
+
+def test_the_machine_config_and_weights_folders_rows(tmp_path, monkeypatch):
+    from vizapp.cli import doctor
+    from vizapp.core.config import reset_machine_config
+
+    weights = tmp_path / "weights"
+    (weights / "hub" / "checkpoints").mkdir(parents=True)
+    (weights / "hub" / "checkpoints" / "x.pth").write_bytes(b"0")
+    config = tmp_path / "config.toml"
+    config.write_text(f'offline_only = true\nmodels = ["vit_digits"]\nweights_dirs = ["{weights}"]\n')
+    monkeypatch.setenv("VIZAPP_CONFIG", str(config))
+    monkeypatch.setenv("VIZAPP_WEIGHTS", str(tmp_path / "missing"))
+    reset_machine_config()
+    try:
+        rows = doctor.check_config(None)
+    finally:
+        reset_machine_config()
+    assert [(r.check, r.status) for r in rows] == [
+        ("machine config", doctor.PASS), ("weights folder", doctor.FAIL), ("weights folder", doctor.PASS)]
+    assert str(config) in rows[0].detail and "offline_only=true" in rows[0].detail and "1 models shown" in rows[0].detail
+    assert str(tmp_path / "missing") in rows[1].detail and rows[2].detail.endswith(": 1 files")
+    config.write_text("offline_only = 3\n")
+    reset_machine_config()
+    try:
+        (row,) = doctor.check_config(None)
+    finally:
+        reset_machine_config()
+    assert row.status == doctor.FAIL and str(config) in row.detail and "offline_only" in row.detail

@@ -504,9 +504,40 @@ def check_resources(ctx: Context) -> list[Check]:
     return rows
 
 
+def check_config(ctx: Context) -> list[Check]:
+    """The per-machine configuration in effect (a bad file fails) and the weights folders."""
+    from vizapp.core.config import bundle_dir, config_candidates, machine_config
+    from vizapp.core.errors import UserError
+    from vizapp.core.paths import weights_dirs
+
+    try:
+        config = machine_config()
+    except UserError as exc:
+        return [Check("machine config", FAIL, str(exc))]
+    if config.path is None:
+        where = ", ".join(str(p) for p in config_candidates()) or "nowhere"
+        rows = [Check("machine config", NOTE, f"none (looked for {where}); the defaults apply")]
+    else:
+        shown = f"{len(config.models)} models shown" if config.models else "every model shown"
+        rows = [Check("machine config", PASS, f"{config.path}: offline_only={str(config.offline_only).lower()}, "
+                                              f"{shown}, default model {config.default_model or 'the built-in'}")]
+    bundle = bundle_dir()
+    for folder in weights_dirs():
+        if bundle is not None and folder == bundle / "weights" and not folder.exists():
+            continue  # built without --with-weights: nothing inside, nothing wrong
+        if folder.is_dir():
+            files = sum(1 for p in folder.rglob("*") if p.is_file())
+            rows.append(Check("weights folder", PASS, f"{folder}: {files} files"))
+        else:
+            rows.append(Check("weights folder", FAIL, f"{folder} is named ($VIZAPP_WEIGHTS, the config's weights_dirs "
+                                                      "or the bundle) but is not a readable folder"))
+    return rows
+
+
 #: Every check, in the table's order: one line per check function.
 CHECKS: list[Callable[[Context], list[Check]]] = [
     check_versions,
+    check_config,
     check_qt,
     check_device,
     check_models,
