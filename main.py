@@ -31,6 +31,11 @@ def _doctor_qt(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import multiprocessing
+
+    # A frozen build (packaging/) re-runs this executable for data-loader workers on spawn
+    # platforms (Windows, macOS): the child must run the worker, not the app.
+    multiprocessing.freeze_support()
     from vizapp.cli import main as cli_main
 
     return cli_main(argv, gui_handlers={"gui": _gui, "screenshot": _screenshot,
