@@ -59,6 +59,10 @@ def arch() -> str:
 
 
 def size(path: Path) -> int:
+    """Bytes under ``path``, links not followed (PyInstaller links torch's CUDA libraries into
+    ``_internal`` from ``_internal/nvidia``: counted once)."""
+    if path.is_symlink():
+        return 0
     if path.is_file():
         return path.stat().st_size
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())

@@ -86,14 +86,15 @@ pass "screenshot offscreen: $(wc -c < "$work/window.png") bytes"
 
 if command -v xvfb-run >/dev/null; then
   # The real window: Qt's xcb platform plugin on an X server (Xvfb), no offscreen shortcut.
-  # xvfb-run sets DISPLAY; the wrapper passes only that into the clean environment.
+  # xvfb-run sets DISPLAY and XAUTHORITY; the wrapper passes only those into the clean environment. The X
+  # server runs inside the same network namespace as the app (its socket is per namespace).
   cat > "$work/xrun.sh" <<EOS
 #!/bin/sh
-exec ${netless[*]} env -i HOME="$work/home" PATH="$work/bin" LANG=C.UTF-8 QT_QPA_PLATFORM=xcb DISPLAY="\$DISPLAY" "$app" "\$@"
+exec env -i HOME="$work/home" PATH="$work/bin" LANG=C.UTF-8 QT_QPA_PLATFORM=xcb DISPLAY="\$DISPLAY" XAUTHORITY="\$XAUTHORITY" "$app" "\$@"
 EOS
-  xvfb-run -a -s "-screen 0 1600x1000x24" sh "$work/xrun.sh" doctor --json > "$work/doctor-xcb.json" 2>/dev/null \
+  "${netless[@]}" xvfb-run -a -s "-screen 0 1600x1000x24" sh "$work/xrun.sh" doctor --json > "$work/doctor-xcb.json" 2>/dev/null \
     || { cat "$work/doctor-xcb.json"; fail "vizapp doctor under Xvfb (xcb)"; }
-  xvfb-run -a -s "-screen 0 1600x1000x24" sh "$work/xrun.sh" screenshot --out "$work/xcb.png" >/dev/null 2>&1 \
+  "${netless[@]}" xvfb-run -a -s "-screen 0 1600x1000x24" sh "$work/xrun.sh" screenshot --out "$work/xcb.png" >/dev/null 2>&1 \
     || fail "the window under Xvfb (xcb)"
   [ -s "$work/xcb.png" ] || fail "the Xvfb screenshot is empty"
   pass "window under Xvfb (xcb): doctor passes, screenshot $(wc -c < "$work/xcb.png") bytes"
