@@ -122,3 +122,70 @@ def test_the_build_script_refuses_an_unknown_weights_name_in_one_line():
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "no vizapp executable" in out.stderr
+
+
+def _build_script():
+    spec = importlib.util.spec_from_file_location("vizapp_build", ROOT / "packaging" / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_with_weights_copies_the_builders_caches_where_the_bundle_finds_them(tmp_path, monkeypatch, torch_home,
+                                                                                resnet18_pth, make_timm_vit):
+    """``--with-weights``: a torch hub checkpoint and a Hugging Face cache entry (its snapshot a
+    link into ``blobs``, as the hub writes it) go into ``<bundle>/weights``; the app then finds
+    both there, offline, with the builder's caches gone."""
+    import shutil
+
+    import huggingface_hub.constants as hf
+    import torch
+    from safetensors.torch import save_file
+
+    from models import get_spec, is_cached, load_model
+    from models._download import cached_path
+    from vizapp.core.config import reset_machine_config
+
+    build = _build_script()
+    tv_url = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
+    assert cached_path(tv_url).parent == torch_home
+    torch_home.mkdir(parents=True)
+    shutil.copy(resnet18_pth, torch_home / "resnet18-f37072fd.pth")
+    vit = make_timm_vit("deit_tiny_patch16_224")
+    hub = tmp_path / "hf" / "hub"
+    repo = hub / "models--timm--deit_tiny_patch16_224.fb_in1k"
+    (repo / "blobs").mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, repo / "blobs" / "0af3")
+    (repo / "snapshots" / "rev1").mkdir(parents=True)
+    (repo / "snapshots" / "rev1" / "model.safetensors").symlink_to("../../blobs/0af3")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("rev1")
+    monkeypatch.setattr(hf, "HF_HUB_CACHE", str(hub))
+
+    bundle = tmp_path / "dist" / "vizapp"
+    copied = dict(build.copy_weights(["resnet18", "deit_tiny", "vit_digits"], bundle))
+    assert copied["resnet18"] == bundle / "weights" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    copied_file = copied["deit_tiny"] / "snapshots" / "rev1" / "model.safetensors"
+    assert copied_file.is_file() and not copied_file.is_symlink() and not (copied["deit_tiny"] / "blobs").exists()
+    assert "already inside" in str(copied["vit_digits"])
+
+    shutil.rmtree(torch_home)  # the builder's caches are not on the lab machine
+    shutil.rmtree(tmp_path / "hf")
+    monkeypatch.setenv("VIZAPP_WEIGHTS", str(bundle / "weights"))
+    reset_machine_config()
+    assert is_cached(get_spec("resnet18")) and is_cached(get_spec("deit_tiny"))
+    loaded = load_model("deit_tiny")
+    assert Path(loaded.source) == copied_file
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(loaded.module(x), vit.eval()(x), atol=1e-6)
+    assert load_model("resnet18").source == str(copied["resnet18"])
+
+
+def test_with_weights_names_a_model_not_cached_on_the_builder(tmp_path, monkeypatch, torch_home):
+    import huggingface_hub.constants as hf
+
+    monkeypatch.setattr(hf, "HF_HUB_CACHE", str(tmp_path / "empty-hf"))
+    build = _build_script()
+    with pytest.raises(build.BuildError, match=r"^--with-weights resnet50: its weights are not cached on this machine"):
+        build.copy_weights(["resnet50"], tmp_path / "dist" / "vizapp")
