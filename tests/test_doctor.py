@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from vizapp.cli import doctor
+from vizapp.cli import doctor, qt_child
 from vizapp.cli.doctor import FAIL, NOTE, PASS, Check
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,8 +63,8 @@ def by_name(rows) -> dict[str, dict]:
 
 
 def test_ldd_output_names_the_missing_libraries_once_each():
-    assert doctor.missing_libraries(LDD_OUTPUT) == ["libxcb-icccm.so.4", "libxcb-keysyms.so.1"]
-    assert doctor.missing_libraries("\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x1)\n") == []
+    assert qt_child.missing_libraries(LDD_OUTPUT) == ["libxcb-icccm.so.4", "libxcb-keysyms.so.1"]
+    assert qt_child.missing_libraries("\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x1)\n") == []
 
 
 @pytest.mark.parametrize("soname, package", [
@@ -76,18 +76,18 @@ def test_ldd_output_names_the_missing_libraries_once_each():
     ("libxcb-xinput.so.0.1.0", "libxcb-xinput0"), ("libfoo2.so.5", "libfoo2-5"),
 ])
 def test_missing_libraries_map_to_debian_packages(soname, package):
-    assert doctor.debian_package(soname) == package
+    assert qt_child.debian_package(soname) == package
 
 
 def test_the_diagnosis_names_packages_or_the_display_and_the_hint(monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
-    missing = doctor._unloadable(QT_STDERR_MISSING) + doctor.missing_libraries(LDD_OUTPUT)
-    assert doctor._unloadable(QT_STDERR_MISSING) == ["libxcb-icccm.so.4"]
-    text = doctor.diagnose_qt("xcb", QT_STDERR_MISSING, list(dict.fromkeys(missing)))
+    missing = qt_child.unloadable(QT_STDERR_MISSING) + qt_child.missing_libraries(LDD_OUTPUT)
+    assert qt_child.unloadable(QT_STDERR_MISSING) == ["libxcb-icccm.so.4"]
+    text = qt_child.diagnose_qt("xcb", QT_STDERR_MISSING, list(dict.fromkeys(missing)))
     assert text.startswith('xcb: qt.qpa.plugin: Could not load the Qt platform plugin "xcb"')
     assert "apt install libxcb-icccm4 libxcb-keysyms1" in text
     assert "QT_QPA_PLATFORM=offscreen" in text and "libxcb-cursor0" not in text  # Qt's hint is not the cause
-    text = doctor.diagnose_qt("xcb", QT_STDERR_NO_DISPLAY, [])
+    text = qt_child.diagnose_qt("xcb", QT_STDERR_NO_DISPLAY, [])
     assert text.startswith("xcb: qt.qpa.xcb: could not connect to display; DISPLAY is not set;")
     assert "QT_QPA_PLATFORM=offscreen" in text and "apt install" not in text
 
@@ -166,21 +166,21 @@ def test_without_a_display_the_xcb_platform_fails_with_the_cause_and_the_hint(mo
     from PySide6.QtCore import QLibraryInfo
 
     xcb = Path(QLibraryInfo.path(QLibraryInfo.LibraryPath.PluginsPath)) / "platforms" / "libqxcb.so"
-    missing = doctor.missing_libraries(subprocess.run(["ldd", str(xcb)], capture_output=True, text=True).stdout)
+    missing = qt_child.missing_libraries(subprocess.run(["ldd", str(xcb)], capture_output=True, text=True).stdout)
     if missing:
-        assert f"apt install {' '.join(dict.fromkeys(map(doctor.debian_package, missing)))}" in plugin["detail"]
+        assert f"apt install {' '.join(dict.fromkeys(map(qt_child.debian_package, missing)))}" in plugin["detail"]
     else:
         assert "could not connect to display; DISPLAY is not set" in plugin["detail"]
     assert rows["Qt"]["status"] == NOTE and rows["Qt"]["detail"][0].isdigit()  # the child got as far as Qt
 
 
 def test_the_qt_child_is_this_program(monkeypatch):
-    command, cwd, env = doctor._qt_command()
+    command, cwd, env = qt_child.qt_command()
     assert command == [sys.executable, "-m", "vizapp", "_doctor-qt"]
     assert cwd == str(ROOT) and env["PYTHONPATH"].split(os.pathsep)[0] == str(ROOT)
     monkeypatch.setattr(sys, "frozen", True, raising=False)
     monkeypatch.setattr(sys, "executable", "/opt/vizapp/vizapp")
-    command, cwd, _ = doctor._qt_command()
+    command, cwd, _ = qt_child.qt_command()
     assert command == ["/opt/vizapp/vizapp", "_doctor-qt"] and cwd is None
 
 

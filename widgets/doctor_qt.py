@@ -2,7 +2,7 @@
 
 A missing system library or an unreachable display makes Qt abort its process, so the
 parent (:mod:`vizapp.cli.doctor`) starts this one and reads what it prints: one
-:data:`~vizapp.cli.doctor.QT_MARK` line of JSON before Qt starts (``stage: info``: PySide6's
+:data:`~vizapp.cli.qt_child.QT_MARK` line of JSON before Qt starts (``stage: info``: PySide6's
 and Qt's versions, Qt's plugin folder, the settings file the window would use), then one
 after it tried (``stage: window``: the platform Qt started, the screen, whether a main
 window showed, or the error). If the process dies in between, the parent diagnoses it from
@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import sys
 
-from vizapp.cli.doctor import QT_MARK
+from vizapp.cli.qt_child import QT_MARK
 
 __all__ = ["probe"]
 

@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 
 # The registries are torch-free: the help lists what is registered, without loading torch.
-from vizapp.cli.doctor import QT_COMMAND
+from vizapp.cli.qt_child import QT_COMMAND
 from vizapp.explain.attribution.registry import METHODS as ATTRIBUTION_METHODS
 from vizapp.training.losses import LOSSES
 
