@@ -131,6 +131,11 @@ class JobRunner(QObject):
         with self._cond:
             self._route[kind] = lane
 
+    def lane_of(self, kind: str) -> str:
+        """The lane ``kind`` runs on (:data:`SHARED_LANE` unless :meth:`set_lane` routed it)."""
+        with self._cond:
+            return self._route.get(kind, SHARED_LANE)
+
     def submit(self, kind: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
         """Queue ``fn(*args, progress=..., cancel=..., **kwargs)``; supersedes older jobs of ``kind``.
 

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 
 from vizapp.core.notifications import Notification, Severity, notification_manager
 from vizapp.session import Session
-from widgets.bridge import JobRunner
+from widgets.bridge import SHARED_LANE, JobRunner
 from widgets.common import export_png
 from widgets.controllers import JobRoutes, notify
 from widgets.controllers.collection import CollectionController
@@ -324,9 +324,8 @@ class MainWindow(QMainWindow):
 
     # --- progress and messages ----------------------------------------------------
     def _job_progress(self, kind: str, done: int, total: int, text: str) -> None:
-        owner = self.routes.owner(kind)
-        if owner is not None and owner.own_progress:
-            return
+        if self.runner.lane_of(kind) != SHARED_LANE:
+            return  # like sigBusy, the bar and Cancel follow the shared lane; a lab run shows its own
         self.progress.setVisible(True)
         self.cancel_button.setVisible(True)
         self.progress.setRange(0, total if total > 0 else 0)

@@ -66,6 +66,8 @@ class Trainer:
             raise UserError("epochs must be >= 1, batch size >= 2 and the learning rate > 0")
         if c.margin is None:
             c.margin = getattr(self.loss, "DEFAULT_MARGIN", 0.2)
+        # What every loss call takes (each loss reads the options it declares).
+        self.loss_options = {"margin": c.margin, "mining": c.mining, "temperature": c.temperature}
         if c.log_every < 1:
             raise UserError("--log-every must be at least 1")
         # One run per output folder: a second one would silently replace this one's files.
@@ -166,8 +168,6 @@ class Trainer:
     # --- the loop ------------------------------------------------------------------
     def _loss(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(loss, logits or None)`` for one batch of uint8 images."""
-        c = self.config
-        options = {"margin": c.margin, "mining": c.mining, "temperature": c.temperature}
         y = labels.to(self.device)
         if self.loss.VIEWS == 2:  # two augmented views of each image, labels unused (SimCLR)
             with OwnGenerator(self._step_seed()):
@@ -176,14 +176,14 @@ class Trainer:
                 z = self.module(self._inputs(torch.cat([v1, v2])))
             z1, z2 = z.chunk(2)
             self._last_batch = (z1.detach(), None, z2.detach())
-            return self.loss.loss(z1, None, z2=z2, **options), None
+            return self.loss.loss(z1, None, z2=z2, **self.loss_options), None
         if self.augment is not None:
             with OwnGenerator(self._step_seed()):
                 images = self.augment(images)
         with OwnGenerator(self._step_seed() + 1):  # dropout, drop-path
             out = self.module(self._inputs(images))
         self._last_batch = (out.detach(), y, None)
-        return self.loss.loss(out, y, **options), (None if self.loss.EMBEDS else out)
+        return self.loss.loss(out, y, **self.loss_options), (None if self.loss.EMBEDS else out)
 
     def _step_seed(self) -> int:
         """The augmentations (and dropout) of each step draw from a generator of their own
@@ -323,14 +323,13 @@ class Trainer:
 
     def _evaluate(self, epoch: float) -> Iterator[dict]:
         c = self.config
-        options = {"margin": c.margin, "mining": c.mining, "temperature": c.temperature}
         val = self.val_set
         feats, outs = self._features(val.images)
         y = val.labels.numpy()
         record = {"type": "eval", "step": self.step, "epoch": epoch}
         out_t, y_t = torch.from_numpy(outs), torch.from_numpy(y)
         if not self.metric:
-            record["val_loss"] = float(self.loss.loss(out_t, y_t, **options))
+            record["val_loss"] = float(self.loss.loss(out_t, y_t, **self.loss_options))
             pred = outs.argmax(1)
         else:
             # Metric losses: nearest class centre, centres from a fixed random sample of the
@@ -349,7 +348,7 @@ class Trainer:
                 losses = []
                 for i in range(0, len(order) - 1, c.batch_size):
                     part = order[i:i + c.batch_size]
-                    losses.append(float(self.loss.loss(out_t[part], y_t[part], **options)))
+                    losses.append(float(self.loss.loss(out_t[part], y_t[part], **self.loss_options)))
                 record["val_loss"] = float(np.mean(losses)) if losses else float("nan")
         k = len(self.classes)
         confusion = np.zeros((k, k), dtype=np.int64)

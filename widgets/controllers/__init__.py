@@ -55,8 +55,6 @@ class Controller:
     kinds: tuple[str, ...] = ()
     #: The kinds the user waits on: Escape and the Cancel button stop them.
     interactive: tuple[str, ...] = ()
-    #: Its views show its jobs' progress themselves (the window's progress bar stays out).
-    own_progress: bool = False
 
     def __init__(self, session, runner, views: dict, on_screen: Callable[[str], bool]) -> None:
         self.session = session

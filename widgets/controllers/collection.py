@@ -56,7 +56,7 @@ class CollectionController(Controller):
 
             self._preloaded = True
             self.runner.set_lane("preload", "preload")
-            self.submit("preload", lambda *, progress, cancel: preload(cancel=cancel))
+            self.submit("preload", preload)
 
     def request_index(self) -> None:
         s, view = self.session, self.patches_view

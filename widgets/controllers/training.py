@@ -18,7 +18,6 @@ class TrainingController(Controller):
     """Wires the training panel to the rest of the window; ``probing`` opens checkpoints."""
 
     kinds = ("training", "training:")
-    own_progress = True
 
     def __init__(self, session, runner, views, on_screen, *, probing) -> None:
         super().__init__(session, runner, views, on_screen)
