@@ -34,17 +34,62 @@ def run_gui(args) -> int:
     from widgets.main_window import MainWindow
 
     machine_config()  # a bad per-machine config file: one line and exit 2, before any window
+    deck = _read_scene(args)  # a bad scene file: one line and exit 2, before any window
     app = make_app()
     configure_threads(leave_for_gui=1)
     window = MainWindow()
     # Uncaught exceptions (GUI or other threads) become an error in the status bar, not a crash.
     notification_manager.install_hooks()
     window.show()
-    window.start(args.model, args.image, args.layer, args.arch, args.trust, args.device)
+    if args.scene:
+        start_on_scene(window, deck, args)
+    else:
+        window.start(args.model, args.image, args.layer, args.arch, args.trust, args.device)
     try:
         return app.exec()
     finally:
         notification_manager.uninstall_hooks()
+
+
+def _read_scene(args):
+    """The deck ``--scene`` names (a scene is a deck of one), the command line's model, image and
+    layer put in its first scene; None without ``--scene``."""
+    if not getattr(args, "scene", None):
+        return None
+    from vizapp.lecture import read_lecture
+
+    deck = read_lecture(args.scene)
+    first = deck.scenes[0]
+    if args.model:
+        first.model, first.arch = args.model, args.arch
+    for name in ("image", "layer"):
+        if getattr(args, name, None):
+            setattr(first, name, getattr(args, name))
+    return deck
+
+
+def start_on_scene(window, deck, args) -> None:
+    """Start ``window`` on ``deck``'s first scene (a deck of several stays open for PgDn).
+
+    A scene without a usable model opens the default one (as :meth:`MainWindow.start` does);
+    ``--trust`` is the user's, never the scene's.
+    """
+    import os
+
+    from vizapp.lecture import looks_like_path
+
+    first = deck.scenes[0]
+    usable = first.model and not (looks_like_path(first.model) and not os.path.exists(first.model))
+    if usable:
+        window.probing.load_catalog()
+        window.inputs.load_samples()
+        window.probing.device_choice = args.device
+    else:
+        window.start(None, None, first.layer, None, False, args.device)
+    if len(deck.scenes) > 1:
+        window.lecture.open_deck(deck, args.scene, bool(args.trust))
+    else:
+        window.lecture.apply(first, os.path.basename(args.scene), bool(args.trust))
 
 
 def wait_until_ready(window, timeout: float = 600.0) -> bool:
@@ -54,10 +99,11 @@ def wait_until_ready(window, timeout: float = 600.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         QApplication.processEvents()
-        if window.ready and window.runner.idle():
+        if window.ready and window.runner.idle() and window.lecture.settled():
             QApplication.processEvents()
             return True
-        if window.last_error and window.runner.idle() and (window.session.model is None or window.session.image is None):
+        if window.last_error and window.runner.idle() and window.lecture.settled() and (
+                window.session.model is None or window.session.image is None):
             return False
         time.sleep(0.01)
     return False
@@ -83,6 +129,7 @@ def screenshot(args) -> int:
     from widgets.main_window import MainWindow
 
     machine_config()  # a bad per-machine config file: one line and exit 2, before any window
+    deck = _read_scene(args)  # a bad scene file: one line and exit 2, before any window
     w, h = args.size  # validated by the parser (vizapp.cli.parser: WxH within its bounds)
     app = make_app()
     window = MainWindow(restore_layout=False)
@@ -92,7 +139,10 @@ def screenshot(args) -> int:
     # other warnings the window showed are printed after the "saved" line.
     collected = _Collect()
     logging.getLogger("widgets").addHandler(collected)
-    window.start(args.model, args.image, args.layer, args.arch, args.trust, args.device)
+    if deck is not None:
+        start_on_scene(window, deck, args)
+    else:
+        window.start(args.model, args.image, args.layer, args.arch, args.trust, args.device)
     try:
         if not wait_until_ready(window):
             raise UserError(window.last_error or "the window did not finish loading in time")

@@ -493,3 +493,33 @@ class AttentionView(AttentionLayout, QWidget):
             self.set_query(OWN_QUERY)
         else:
             super().keyPressEvent(event)
+
+    # --- scenes (widgets/controllers/lecture.py) ---------------------------------
+    def view_options(self) -> dict:
+        """Mode, layer, head (``None``: the mean), query, overlay and rollout settings, for a scene."""
+        return {"mode": self._mode, "layer": self._layer, "head": self._head, "query": self._query,
+                "opacity": self.opacity.value(), "smooth": self.smooth.isChecked(),
+                "fusion": self.fusion.currentData(), "discard": self.discard.value(),
+                "gradient": self.gradient.isChecked()}
+
+    def set_view_options(self, options: dict) -> None:
+        """Apply :meth:`view_options`' keys (unknown keys and values are skipped; layer, head
+        and query are clamped to the result on screen, or kept for the next one)."""
+        from widgets.options import set_check, set_combo, set_slider
+
+        set_slider(self.opacity, options.get("opacity"))
+        set_check(self.smooth, options.get("smooth"))
+        set_combo(self.fusion, options.get("fusion"))
+        set_slider(self.discard, options.get("discard"))
+        set_check(self.gradient, options.get("gradient"))
+        layer, head = options.get("layer", self._layer), options.get("head", self._head)
+        if isinstance(layer, int) and not isinstance(layer, bool) and (head is None or isinstance(head, int)):
+            self.set_layer_head(layer, head)
+        query = options.get("query")
+        if isinstance(query, int) and not isinstance(query, bool):
+            try:
+                self.set_query(query)
+            except ValueError:  # a token this model does not have: the model's own query
+                self.set_query(OWN_QUERY)
+        if options.get("mode") in MODES:
+            self.set_mode(options["mode"])

@@ -449,3 +449,23 @@ class AttributionView(QWidget):
             panel.set_text("computing…")
         else:
             panel.set_text("not computed yet")
+
+    # --- scenes (widgets/controllers/lecture.py) ---------------------------------
+    def view_options(self) -> dict:
+        """The ticked methods, Grad-CAM's layer choice and the overlay, for a scene (the
+        explained class is the session's)."""
+        return {"methods": self.current_methods(), "selected_layer": self.use_selected_layer(),
+                "opacity": self.opacity_slider.value(), "colormap": self.colormap(),
+                "heat_only": self.heat_only()}
+
+    def set_view_options(self, options: dict) -> None:
+        """Apply :meth:`view_options`' keys (unknown methods and values are skipped)."""
+        from widgets.options import set_check, set_combo, set_slider
+
+        methods = options.get("methods")
+        if isinstance(methods, list):
+            self.set_methods([m for m in methods if m in self.boxes])
+        set_check(self.layer_box, options.get("selected_layer"))
+        set_slider(self.opacity_slider, options.get("opacity"))
+        set_combo(self.cmap_combo, options.get("colormap"))
+        set_check(self.heat_box, options.get("heat_only"))

@@ -477,3 +477,16 @@ class EmbeddingView(QWidget):
         shown = [f"{name or NO_LABEL} {c:,}" for name, c in list(counts.items())[:8]]
         more = ", …" if len(counts) > 8 else ""
         self.selection_label.setText(f"{len(self._selected):,} selected: " + ", ".join(shown) + more)
+
+    # --- scenes (widgets/controllers/lecture.py) ---------------------------------
+    def view_options(self) -> dict:
+        """The projection method and the colouring, for a scene."""
+        return {"method": self.current_method(), "colour_by": self.current_colour_by()}
+
+    def set_view_options(self, options: dict) -> None:
+        """Apply :meth:`view_options`' keys (a new method asks for the projection again)."""
+        from widgets.options import set_combo
+
+        set_combo(self.colour_by, options.get("colour_by"))
+        if set_combo(self.method, options.get("method")):
+            self.sigMethodChanged.emit(self.current_method())

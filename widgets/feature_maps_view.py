@@ -205,3 +205,18 @@ class FeatureMapsView(QWidget):
         slot = m.slot_of(self.session.channel) if self.session.channel is not None else None
         slot = 0 if slot is None else (slot + delta) % len(m.order)
         self.session.select_channel(int(m.order[slot]))
+
+    # --- scenes (widgets/controllers/lecture.py) ---------------------------------
+    def view_options(self) -> dict:
+        """The order, the scaling and the overlay's opacity, for a scene."""
+        return {"sort": self.current_sort(), "norm": self.current_norm(), "overlay": self.opacity.value()}
+
+    def set_view_options(self, options: dict) -> None:
+        """Apply :meth:`view_options`' keys (unknown keys and values are skipped)."""
+        from widgets.options import set_combo, set_slider
+
+        changed = set_combo(self.sort, options.get("sort"))
+        changed = set_combo(self.norm, options.get("norm")) or changed
+        set_slider(self.opacity, options.get("overlay"))
+        if changed:
+            self._options_changed()

@@ -91,3 +91,17 @@ class KernelsView(QWidget):
         where = f"filter {out}" + (f", input {inp}" if inp is not None else "")
         kind = {"rgb": "max |w| over RGB", "mean": "mean over inputs", "grid": "w"}[self.kernels.mode]
         self.readout.setText(f"{where}, position ({ky}, {kx}): {kind} = {value:+.4f}")
+
+    # --- scenes (widgets/controllers/lecture.py) ---------------------------------
+    def view_options(self) -> dict:
+        """The display mode and the scaling, for a scene."""
+        return {"mode": self.current_mode(), "norm": self.current_norm()}
+
+    def set_view_options(self, options: dict) -> None:
+        """Apply :meth:`view_options`' keys (asks for the kernels again if they change)."""
+        from widgets.options import set_combo
+
+        changed = set_combo(self.mode, options.get("mode"))
+        changed = set_combo(self.norm, options.get("norm")) or changed
+        if changed:
+            self.sigOptionsChanged.emit(self.current_mode(), self.current_norm())

@@ -36,8 +36,10 @@ from widgets.controllers import JobRoutes, notify
 from widgets.controllers.collection import CollectionController
 from widgets.controllers.explain import ExplainController
 from widgets.controllers.inputs import InputsController
+from widgets.controllers.lecture import LectureController
 from widgets.controllers.probing import ProbingController
 from widgets.controllers.training import TrainingController
+from widgets.deck_editor import add_lecture_actions
 from widgets.docks import DOCKS, DockRow, default_layout
 from widgets.theme import THEME, bind_font
 from widgets.training_panel import TrainingPanel
@@ -124,6 +126,8 @@ class MainWindow(QMainWindow):
         self.collection = self._add("collection", CollectionController(*parts, inputs=self.inputs))
         self.explain = self._add("explain", ExplainController(*parts))
         self.training = self._add("training", TrainingController(*parts, probing=self.probing))
+        self.lecture = self._add("lecture", LectureController(*parts, window=self, state_version=STATE_VERSION))
+        add_lecture_actions(self, self.file_menu)  # File > Open scene…, Save scene…, Open deck…, …
         self.routes = JobRoutes(self.controllers.values())
         for row in DOCKS:  # a dock that comes on screen tells its controller (which may catch up)
             controller = self.controllers[row.controller]
@@ -225,7 +229,7 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.cancel_button)
 
     def _build_menus(self) -> None:
-        file_menu = self.menuBar().addMenu("&File")
+        file_menu = self.file_menu = self.menuBar().addMenu("&File")
         file_menu.addAction("Open &image…", QKeySequence.Open, self.image_view.open_dialog)
         file_menu.addAction("Open &model weights…", self.model_view.open_file_dialog)
         file_menu.addAction("&Paste image", QKeySequence.Paste, self.image_view.paste)
@@ -317,6 +321,10 @@ class MainWindow(QMainWindow):
     def pick_class(self, index: int | None) -> None:
         """Explain class ``index`` (a click in the predictions): attributions and gradient rollout."""
         self.session.set_target(index)
+
+    def step_scene(self, delta: int) -> bool:
+        """The open deck's next (``+1``) or previous (``-1``) scene; False when no deck is open."""
+        return self.lecture.step(delta)
 
     def refresh_explanations(self) -> None:
         """Compute the attention and attributions again (F5; after a cancel)."""

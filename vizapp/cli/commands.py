@@ -257,6 +257,51 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scene_model(text: str) -> str:
+    """``scene --model``: a registry name as is, else an existing file or folder (absolute)."""
+    from models import REGISTRY
+
+    if text in REGISTRY:
+        return text
+    path = Path(text).expanduser()
+    if path.exists():
+        return str(path.absolute())
+    raise UserError(f"--model {text}: not a registry model (see 'vizapp models') and no such file or folder")
+
+
+def _scene_image(text: str) -> str:
+    """``scene --image``: an existing file (absolute), else a shipped sample's name, as a name."""
+    from vizapp.inputs.sources import resolve_image_source
+
+    path = Path(text).expanduser()
+    if path.is_file():
+        return str(path.absolute())
+    resolve_image_source(text)  # not a file: a sample's name, or the one-line "no such image" error
+    return text
+
+
+def _cmd_scene(args: argparse.Namespace) -> int:
+    from vizapp.lecture import SCENE_SUFFIX, Scene, write_scene
+    from vizapp.lecture.scene import scene_to_json
+
+    out = Path(args.out)
+    if out.is_dir():
+        raise UserError(f"--out {args.out}: is a folder; name the {SCENE_SUFFIX} file to write")
+    if args.arch and not args.model:
+        raise UserError("--arch: give the --model file it is the architecture of")
+    scale = args.scale if args.scale is not None else (2.0 if args.presentation else 1.0)
+    scene = Scene(model=_scene_model(args.model) if args.model else None, arch=args.arch or None,
+                  image=_scene_image(args.scene_image) if args.scene_image else None,
+                  layer=args.layer or None, channel=args.channel, head=args.head, target=args.target,
+                  dock=args.dock, presentation=args.presentation, scale=scale, title=args.title)
+    path = write_scene(out, scene)
+    if args.json:
+        print(json.dumps({"path": str(path), **scene_to_json(scene, path.absolute().parent)}, indent=1))
+    else:
+        print(f"saved {path}")
+    return 0
+
+
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from vizapp.cli.doctor import cmd_doctor
 
@@ -276,5 +321,6 @@ COMMANDS: dict[str, Handler] = {
     "index": _cmd_index,
     "top-patches": _cmd_top_patches,
     "embed": _cmd_embed,
+    "scene": _cmd_scene,
     "doctor": _cmd_doctor,
 }

@@ -88,6 +88,20 @@ def _window_size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def _scene_scale(text: str) -> float:
+    """An argparse type: a scene's UI scale, a number from 1 to 3 (``vizapp.lecture.SCALE_RANGE``)."""
+    from vizapp.lecture.scene import SCALE_RANGE
+
+    lo, hi = SCALE_RANGE
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not lo <= value <= hi:
+        raise argparse.ArgumentTypeError(f"must be a number from {lo:g} to {hi:g} (got {text!r})")
+    return value
+
+
 SEED = _integer(0, 2**32 - 1)
 BATCH = _integer(1, 4096)
 WORKERS = _integer(0, 64)
@@ -96,7 +110,7 @@ MAX_TOP = 1000
 #: The most Integrated Gradients path steps (each is a forward and backward pass).
 MAX_STEPS = 1000
 #: The window's options, accepted without a command (``python main.py --model vit_digits``) or after ``gui``.
-WINDOW_OPTIONS = ("model", "arch", "image", "layer", "device", "trust")
+WINDOW_OPTIONS = ("model", "arch", "image", "layer", "device", "trust", "scene")
 
 
 def _add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -118,6 +132,8 @@ def _add_window_args(p: argparse.ArgumentParser | argparse._ArgumentGroup, dest:
     p.add_argument("--trust", dest=f"{dest}trust", action="store_true",
                    help="allow loading a pickled or TorchScript model file (runs its code)")
     p.add_argument("--device", dest=f"{dest}device", metavar="DEVICE", help="cpu, cuda, cuda:1 or mps (default: the best available)")
+    p.add_argument("--scene", dest=f"{dest}scene", metavar="FILE",
+                   help="open on a saved scene (.vizscene); a .vizdeck or a folder of scenes opens its first")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -224,9 +240,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer")
     p.add_argument("--channel", type=_integer(0), help="channel to select (0-based)")
     p.add_argument("--dock", choices=DOCKS, metavar="DOCK", help=f"raise this dock first: {', '.join(DOCKS)}")
+    p.add_argument("--scene", help="a .vizscene file to render (its model, image, layer, ... ; the options above override)")
     p.add_argument("--size", type=_window_size, default=(1600, 1000),
                    help=f"window size WxH, {MIN_SIZE[0]}x{MIN_SIZE[1]} to {MAX_SIZE[0]}x{MAX_SIZE[1]} (default 1600x1000)")
     p.add_argument("--out", required=True)
+
+    p = sub.add_parser("scene", help="write a scene (.vizscene) for the window: model, image, layer, ... (a deck is a folder of them)")
+    p.add_argument("--model", help="registry name (see 'models') or path to a weights file or checkpoint folder")
+    p.add_argument("--arch", help="architecture of a bare state dict")
+    p.add_argument("--image", dest="scene_image", metavar="IMAGE", help=IMAGE_HELP)
+    p.add_argument("--layer", help="layer to select (a named_modules() name, see 'layers')")
+    p.add_argument("--channel", type=_integer(0), help="channel to select (0-based)")
+    p.add_argument("--head", type=_integer(0), help="the Attention dock's head (0-based)")
+    p.add_argument("--target", type=_integer(0), help="class index to explain (default: the predicted class)")
+    p.add_argument("--dock", choices=DOCKS, metavar="DOCK", help=f"the dock raised: {', '.join(DOCKS)}")
+    p.add_argument("--presentation", action="store_true", help="open in presentation mode")
+    p.add_argument("--scale", type=_scene_scale, help="UI scale, 1 to 3 (default 1; 2 with --presentation)")
+    p.add_argument("--title", default="", help="the scene's name in a deck")
+    p.add_argument("--json", action="store_true", help="print the written scene as JSON")
+    p.add_argument("--out", required=True, help="the .vizscene file to write")
 
     p = sub.add_parser("doctor", help="check this machine: Qt window, GPU, offline models, folders, disk; exit 1 on a failure")
     p.add_argument("--json", action="store_true", help="a list of {check, status, detail} for scripts")

@@ -16,6 +16,11 @@ __all__ = ["ProbingController"]
 TOP_CLASSES = 10
 
 
+def _already_open(opened, *, progress=None, cancel=None):
+    """The ``model`` job of :meth:`ProbingController.reopen`: the model is loaded already."""
+    return opened
+
+
 class ProbingController(Controller):
     """The Model, Feature maps, Kernels and Predictions docks' jobs.
 
@@ -34,6 +39,8 @@ class ProbingController(Controller):
         self._ready_before = False  # what ready was when a model open was asked for
         self.device_choice: str | None = None  # where models load (None: the default device)
         self._pending_layer: str | None = None
+        self.requested: tuple[str, str] = ("", "")  # (name or path, arch) of the model being opened
+        self.opened_as: tuple[str, str] = ("", "")  # ... and of the model on screen (what a scene saves)
         views["model"].sigModelRequested.connect(self.open_model)
         views["model"].sigDeviceChanged.connect(self.set_device)
         views["kernels"].sigOptionsChanged.connect(lambda *_: self.request_kernels())
@@ -46,7 +53,16 @@ class ProbingController(Controller):
         # leaves the model on screen as it was.
         self._ready_before, self.ready = self.ready or self._ready_before, False
         self._pending_layer = layer
+        self.requested = (name, arch or "")
         self.submit("model", analysis.open_model, name, arch or None, trust, self.device_choice)
+
+    def reopen(self, opened, name: str, arch: str = "", layer: str | None = None) -> None:
+        """Show ``opened`` (an ``analysis.OpenedModel`` loaded before: the lecture's cache) as
+        :meth:`open_model` would show a freshly loaded ``name``."""
+        self._ready_before, self.ready = self.ready or self._ready_before, False
+        self._pending_layer = layer
+        self.requested = (name, arch or "")
+        self.submit("model", _already_open, opened)
 
     def set_device(self, device: str) -> None:
         """Run on ``device`` from now on (the current model moves; later models load there)."""
@@ -91,6 +107,7 @@ class ProbingController(Controller):
         s, views = self.session, self.views
         if kind == "model":
             self.ready = self._ready_before = False
+            self.opened_as = self.requested
             self.inputs.model_opened(result.model)  # may ask for one of its samples: before the analysis
             s.set_model(result.model, result.layers, self._pending_layer)  # its layer event re-requests
             for note in result.notes:
