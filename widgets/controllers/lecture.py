@@ -249,6 +249,8 @@ class LectureController(Controller):
         attention = self.views.get("attention")
         if scene.head is not None and attention is not None:
             attention.set_layer_head(attention.layer(), scene.head)
+        if scene.layout:  # again, now that the docks hold the scene's contents (their minimum sizes)
+            w.restoreState(QByteArray(scene.layout_bytes()), self.state_version)
         if scene.dock:
             dock = w.docks.get(scene.dock)
             if dock is None:
