@@ -69,6 +69,10 @@ NUMERIC = [
     (["embed", *M, "--data", "samples", "--out", "e.npz"], "--batch-size", ["0"], "8", "from 1 to 4096"),
     (["embed", *M, "--data", "samples", "--out", "e.npz"], "--workers", ["-1"], "2", "from 0 to 64"),
     (["screenshot", "--out", "s.png"], "--channel", ["-1"], "3", ">= 0"),
+    (["scene", "--out", "s.vizscene"], "--channel", ["-1", "x"], "3", ">= 0"),
+    (["scene", "--out", "s.vizscene"], "--head", ["-1"], "2", ">= 0"),
+    (["scene", "--out", "s.vizscene"], "--target", ["-2"], "281", ">= 0"),
+    (["scene", "--out", "s.vizscene"], "--scale", ["0.5", "3.01", "nan", "inf", "x"], "2.5", "from 1 to 3"),
     (["screenshot", "--out", "s.png"], "--size", ["0x0", "100000x100000", "319x240", "7681x4320", "1600", "axb"],
      "320x240", "from 320x240 to 7680x4320"),
 ]
