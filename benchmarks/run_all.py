@@ -13,6 +13,7 @@ import traceback
 
 import bench_attention
 import bench_attribution
+import bench_deck
 import bench_embedding
 import bench_gui_stall
 import bench_image_to_pixels
@@ -28,6 +29,7 @@ BENCHMARKS = (
     ("probe_overhead", bench_probe_overhead.run),
     ("image_to_pixels", bench_image_to_pixels.run),
     ("gui_stall", bench_gui_stall.run),
+    ("deck", bench_deck.run),
     ("indexing", bench_indexing.run),
     ("embedding", bench_embedding.run),
     ("attention", bench_attention.run),
