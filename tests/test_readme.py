@@ -102,7 +102,10 @@ def test_readme_line_runs(line, scratch, monkeypatch, capsys, request):
     if argv[0].startswith("--"):  # the window: its options parsed, the sample found
         (args,) = opened
         assert args.command == "gui" and args.model == option(argv, "--model")
-        assert Path(args.image).is_file()
+        if "--scene" in argv:  # a scene, deck or folder the lines above wrote
+            assert Path(args.scene).exists()
+        else:
+            assert Path(args.image).is_file()
     if "--out" in argv and argv[0] != "train":
         assert (scratch / option(argv, "--out")).exists()
 
