@@ -191,3 +191,47 @@ def test_screenshot_renders_a_scene(capsys, qapp, settings_file, tmp_path):
     assert out.endswith(f"saved {tmp_path / 's.png'} (1280x720)\n")
     with Image.open(tmp_path / "s.png") as image:
         assert image.size == (1280, 720)
+
+
+def test_a_scene_never_grants_trust(qtbot, shapes, tmp_path):
+    """A scene naming a TorchScript file (even with "trust": true written in it) is refused like
+    the file opened by hand; the rest of the scene is shown and nothing in the file runs."""
+    import json
+    import warnings
+
+    import torch
+    from _evil import Evil
+
+    marker = tmp_path / "written_by_the_model_file"
+    model = tmp_path / "scripted.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(torch.jit.script(Evil(str(marker))), str(model))
+    (tmp_path / "s.vizscene").write_text(json.dumps(
+        {"vizscene": 1, "model": "scripted.pt", "trust": True, "image": "ring", "layer": "conv1_2"}))
+    w = shapes
+    assert read_scene(tmp_path / "s.vizscene").model == str(model)
+    w.lecture.open_path(tmp_path / "s.vizscene")
+    settle(qtbot, w)
+    assert w.last_error.startswith(f"{model} is a TorchScript archive") and "I trust this file" in w.last_error
+    assert not marker.exists()
+    assert (w.session.model.name, w.session.image.name, w.session.layer) == ("tinyvgg_shapes", "ring.png", "conv1_2")
+    assert w.lecture.missing == [f"model {model} ({w.last_error})"]
+    assert w.message.text().startswith(f"s.vizscene: missing model {model} ({model} is a TorchScript archive")
+
+
+def test_the_deck_editor_shows_a_scene(qtbot, shapes):
+    from widgets.deck_editor import DeckEditor
+
+    w = shapes
+    editor = DeckEditor.show_for(w)
+    w.session.select_layer("conv2_1")
+    editor.add_current()
+    w.session.select_layer("conv1_1")
+    qtbot.waitUntil(lambda: w.runner.idle() and w.ready, timeout=30_000)
+    editor.list.setCurrentRow(0)
+    editor.show_selected()
+    settle(qtbot, w)
+    assert w.session.layer == "conv2_1" and w.lecture.position == 0
+    editor.list.item(0).setText("  ")  # an empty name falls back to the scene's number
+    assert w.lecture.deck.scenes[0].title == "scene 1" and editor.names() == ["scene 1"]

@@ -71,21 +71,20 @@ def _read_scene(args):
 def start_on_scene(window, deck, args) -> None:
     """Start ``window`` on ``deck``'s first scene (a deck of several stays open for PgDn).
 
-    A scene without a usable model opens the default one (as :meth:`MainWindow.start` does);
-    ``--trust`` is the user's, never the scene's.
+    The window starts as :meth:`MainWindow.start` does, on the scene's model and image where
+    they exist (else the defaults, and the scene says what is missing); ``--trust`` is the
+    user's, never the scene's.
     """
     import os
 
     from vizapp.lecture import looks_like_path
+    from vizapp.lecture.scene import image_path
 
     first = deck.scenes[0]
-    usable = first.model and not (looks_like_path(first.model) and not os.path.exists(first.model))
-    if usable:
-        window.probing.load_catalog()
-        window.inputs.load_samples()
-        window.probing.device_choice = args.device
-    else:
-        window.start(None, None, first.layer, None, False, args.device)
+    model = first.model if first.model and not (looks_like_path(first.model) and not os.path.exists(first.model)) else None
+    image = image_path(first.image) if first.image else None
+    window.start(model, None if image is None else str(image), first.layer, first.arch if model else None,
+                 bool(args.trust), args.device)
     if len(deck.scenes) > 1:
         window.lecture.open_deck(deck, args.scene, bool(args.trust))
     else:

@@ -107,9 +107,12 @@ class DeckEditor(QDialog):
         self.title.textEdited.connect(self._title_edited)
         self.list = QListWidget()
         self.list.itemChanged.connect(self._renamed)
+        # A double-click (or Enter) shows the scene; F2 or a click on the selected one renames it.
+        self.list.setEditTriggers(QListWidget.EditKeyPressed | QListWidget.SelectedClicked)
         self.list.itemActivated.connect(lambda item: self.lecture.go(self.list.row(item)))
         buttons = QHBoxLayout()
         self.add_button = self._button(buttons, "Add current view", self.add_current)
+        self.show_button = self._button(buttons, "Show", self.show_selected)
         self.up_button = self._button(buttons, "Up", lambda: self.move(-1))
         self.down_button = self._button(buttons, "Down", lambda: self.move(1))
         self.delete_button = self._button(buttons, "Delete", self.delete)
@@ -169,6 +172,12 @@ class DeckEditor(QDialog):
         self.lecture.position = at
         self.refresh()
 
+    def show_selected(self) -> None:
+        """Show the selected scene in the window (the deck's position moves there)."""
+        row = self.list.currentRow()
+        if row >= 0:
+            self.lecture.go(row)
+
     def move(self, delta: int) -> None:
         """Move the selected scene ``delta`` places (clamped)."""
         scenes, row = self.deck.scenes, self.list.currentRow()
@@ -182,8 +191,13 @@ class DeckEditor(QDialog):
         self.list.setCurrentRow(to)
 
     def rename(self, row: int, name: str) -> None:
-        self.deck.scenes[row].title = name.strip() or f"scene {row + 1}"
-        self.refresh()
+        """Name scene ``row`` (an empty name: ``scene N``); the list item is not rebuilt."""
+        title = self.deck.scenes[row].title = name.strip() or f"scene {row + 1}"
+        item = self.list.item(row)
+        if item is not None and item.text() != title:
+            self.list.blockSignals(True)
+            item.setText(title)
+            self.list.blockSignals(False)
 
     def delete(self) -> None:
         row = self.list.currentRow()

@@ -99,6 +99,7 @@ class LectureController(Controller):
         self._where = ""
         self._trust = False
         self._settled = 0
+        self._error_before = ""
         self._models: OrderedDict[tuple[str, str], object] = OrderedDict()
         self._images: OrderedDict[str, object] = OrderedDict()
         self._timer = QTimer(window)
@@ -151,6 +152,7 @@ class LectureController(Controller):
         w, s = self.window, self.session
         self._timer.stop()
         self.pending, self.missing, self._where, self._settled = scene, [], where or scene.title, 0
+        self._error_before = w.last_error  # a new error by the time the scene is in: its model's
         self._apply_presentation(scene)
         if scene.layout:
             if not w.restoreState(QByteArray(scene.layout_bytes()), self.state_version):
@@ -229,7 +231,16 @@ class LectureController(Controller):
         w, s = self.window, self.session
         model = s.model
         if scene.layer and model is not None and s.layer != scene.layer:
+            if scene.layer in s.layer_names():  # the scene's model did not open: its layer in this one
+                s.select_layer(scene.layer)
+                self.pending, self._settled = scene, 0
+                self._timer.start()
+                return
             self.missing.append(f"layer {scene.layer} (not in {model.title})")
+        if scene.model and not any("model file" in m for m in self.missing) and (
+                model is None or _model_key(*w.probing.opened_as) != _model_key(scene.model, scene.arch)):
+            error = w.last_error if w.last_error != self._error_before else ""
+            self.missing.append(f"model {scene.model} ({error or 'not opened'})")
         if scene.channel is not None:
             n = w.feature_view.channel_count()
             if scene.channel < n:
