@@ -235,3 +235,31 @@ def test_the_deck_editor_shows_a_scene(qtbot, shapes):
     assert w.session.layer == "conv2_1" and w.lecture.position == 0
     editor.list.item(0).setText("  ")  # an empty name falls back to the scene's number
     assert w.lecture.deck.scenes[0].title == "scene 1" and editor.names() == ["scene 1"]
+
+
+def test_the_file_menu_has_the_scene_entries_and_saves_a_scene(window, tmp_path, monkeypatch):
+    w = window
+    actions = {a.text().replace("&", ""): a for a in w.file_menu.actions()}
+    for text in ("Open scene…", "Save scene…", "Open deck…", "Open deck folder…", "Edit deck…"):
+        assert text in actions, text
+    assert actions["Next scene"].shortcut().toString() == "Ctrl+PgDown"
+    assert actions["Previous scene"].shortcut().toString() == "Ctrl+PgUp"
+    actions["Next scene"].trigger()  # no deck: a message, nothing else
+    assert w.message.text().startswith("no deck is open")
+    monkeypatch.setattr("widgets.deck_editor.QFileDialog.getSaveFileName",
+                        lambda *a, **k: (str(tmp_path / "mine"), ""))
+    actions["Save scene…"].trigger()
+    scene = read_scene(tmp_path / "mine.vizscene")  # the suffix is added
+    assert scene.title == "mine" and scene.model is None and scene.layout is not None
+
+
+def test_attention_and_embedding_options_round_trip(window):
+    w = window
+    options = {"mode": "rollout", "layer": 3, "head": 1, "query": -1, "opacity": 25, "smooth": True,
+               "fusion": "max", "discard": 40, "gradient": False}
+    w.attention_view.set_view_options(options)
+    assert w.attention_view.view_options() == options
+    w.attention_view.set_view_options({"mode": "nonsense", "fusion": 7, "opacity": "x"})  # skipped
+    assert w.attention_view.view_options() == options
+    w.embedding_view.set_view_options({"method": "umap", "colour_by": "predicted"})
+    assert w.embedding_view.view_options() == {"method": "umap", "colour_by": "predicted"}
