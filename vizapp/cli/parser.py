@@ -24,6 +24,12 @@ DOCKS = ("model", "image", "features", "kernels", "predictions", "patches", "emb
          "attention", "attribution", "training")
 #: Commands the program runs itself (``doctor``'s Qt child): no help line, not in error messages.
 HIDDEN_COMMANDS = (QT_COMMAND,)
+#: ``export --scale`` and ``record --scale``: pixels per screen pixel.
+SCALES = (1, 2, 3)
+#: ``record --step``, ``--out`` and the most frames of one recording.
+RECORD_STEPS = ("channels", "layers", "heads")
+RECORDING_SUFFIXES = (".gif", ".mp4")
+MAX_FRAMES = 600
 #: ``screenshot --size`` bounds: from a small laptop screen to 8K.
 MIN_SIZE, MAX_SIZE = (320, 240), (7680, 4320)
 
@@ -118,6 +124,23 @@ def _add_window_args(p: argparse.ArgumentParser | argparse._ArgumentGroup, dest:
     p.add_argument("--trust", dest=f"{dest}trust", action="store_true",
                    help="allow loading a pickled or TorchScript model file (runs its code)")
     p.add_argument("--device", dest=f"{dest}device", metavar="DEVICE", help="cpu, cuda, cuda:1 or mps (default: the best available)")
+
+
+def _add_shot_args(p: argparse.ArgumentParser) -> None:
+    """The window's state for a headless render, as ``screenshot`` takes it."""
+    _add_model_args(p, required=False)
+    p.add_argument("--image", help=IMAGE_HELP)
+    p.add_argument("--layer")
+    p.add_argument("--channel", type=_integer(0), help="channel to select (0-based)")
+    p.add_argument("--size", type=_window_size, default=(1600, 1000),
+                   help=f"window size WxH, {MIN_SIZE[0]}x{MIN_SIZE[1]} to {MAX_SIZE[0]}x{MAX_SIZE[1]} (default 1600x1000)")
+
+
+def _recording_file(text: str) -> str:
+    """An argparse type: a file name ending in one of :data:`RECORDING_SUFFIXES`."""
+    if not text.lower().endswith(RECORDING_SUFFIXES):
+        raise argparse.ArgumentTypeError(f"must end in .gif or .mp4 (got {text!r})")
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -228,6 +251,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"window size WxH, {MIN_SIZE[0]}x{MIN_SIZE[1]} to {MAX_SIZE[0]}x{MAX_SIZE[1]} (default 1600x1000)")
     p.add_argument("--out", required=True)
 
+    p = sub.add_parser("export", help="render the window headless and save one dock as PNG or SVG, or every visible dock with captions")
+    _add_shot_args(p)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--dock", choices=DOCKS, metavar="DOCK", help=f"the dock to save: {', '.join(DOCKS)}")
+    which.add_argument("--all", action="store_true",
+                       help="every visible dock into the --out folder (PNG, SVG where it has plots, captions.json/.txt)")
+    p.add_argument("--scale", type=int, choices=SCALES, default=2, help="PNG pixels per screen pixel: 1, 2 or 3 (default 2)")
+    p.add_argument("--format", choices=("png", "svg"),
+                   help="png, or svg for a dock with plots (embedding, attention distance, training); default: --out's suffix, else png")
+    p.add_argument("--out", required=True, help="the file (--dock) or folder (--all)")
+
+    p = sub.add_parser("record", help="render the window headless and record a dock stepping through channels, layers or heads (GIF or MP4)")
+    _add_shot_args(p)
+    p.add_argument("--dock", choices=DOCKS, metavar="DOCK", required=True, help=f"the dock to record: {', '.join(DOCKS)}")
+    p.add_argument("--step", choices=RECORD_STEPS, required=True, help="one frame per channel of the layer, per layer from --layer, or per attention head")
+    p.add_argument("--count", type=_integer(1, MAX_FRAMES), help=f"at most this many frames (1 to {MAX_FRAMES}; default: all)")
+    p.add_argument("--fps", type=_integer(1, 60), default=2, help="frames a second, 1 to 60 (default 2)")
+    p.add_argument("--scale", type=int, choices=SCALES, default=1, help="pixels per screen pixel: 1, 2 or 3 (default 1)")
+    p.add_argument("--out", type=_recording_file, required=True, help="a .gif or .mp4 file")
+
     p = sub.add_parser("doctor", help="check this machine: Qt window, GPU, offline models, folders, disk; exit 1 on a failure")
     p.add_argument("--json", action="store_true", help="a list of {check, status, detail} for scripts")
     sub.add_parser(QT_COMMAND)  # no help: hidden; the Qt part of 'doctor', run in a child process
@@ -253,4 +296,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                 setattr(args, name, getattr(args, f"window_{name}"))
     for name in WINDOW_OPTIONS:
         delattr(args, f"window_{name}")
+    if args.command == "export":
+        if args.all and args.format:
+            parser.error("argument --format: only with --dock (--all writes a PNG of each dock and an SVG where it has plots)")
+        if args.dock:
+            args.format = args.format or ("svg" if args.out.lower().endswith(".svg") else "png")
     return args
