@@ -25,6 +25,7 @@ from PySide6.QtWidgets import QDockWidget, QFileDialog, QMenu, QScrollArea, QWid
 
 from vizapp.core.errors import StorageError, UserError
 from vizapp.core.files import write_bytes, write_json, write_text
+from widgets.docks import row
 
 __all__ = [
     "SCALES", "DEFAULT_SCALE", "Figures", "caption", "caption_line", "content", "copy_image",
@@ -243,7 +244,7 @@ def caption(window, key: str) -> dict:
         label = None
     out = {
         "dock": key,
-        "title": window.docks[key].windowTitle(),
+        "title": row(key).title,
         "model": model.title if model is not None else None,
         "layer": s.layer,
         "channel": s.channel,

@@ -125,7 +125,7 @@ class MainWindow(QMainWindow):
         self.collection = self._add("collection", CollectionController(*parts, inputs=self.inputs))
         self.explain = self._add("explain", ExplainController(*parts))
         self.training = self._add("training", TrainingController(*parts, probing=self.probing))
-        self.recording = self._add("recording", RecordingController(*parts, status_bar=self.statusBar()))
+        self.recording = self._add("recording", RecordingController(*parts))
         self.recording.attach(self)
         self.routes = JobRoutes(self.controllers.values())
         for row in DOCKS:  # a dock that comes on screen tells its controller (which may catch up)

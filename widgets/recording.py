@@ -4,7 +4,7 @@ Two ways:
 
 - **live** (:meth:`RecordingController.start_live` / :meth:`~RecordingController.stop`): the
   chosen dock is grabbed at ``fps`` frames a second while the user works or the training lab
-  trains, up to a frame cap (and a memory cap), with a red "REC" indicator in the status bar;
+  trains, up to a frame cap (and a memory cap), the dock's title saying "● REC" and the frame count;
 - **stepped** (:class:`Stepper`): one frame per channel of the layer (in the mosaic's order),
   per layer from the current one, or per attention head, each grabbed once the views have
   caught up with the step; the state on screen before is restored after.
@@ -24,13 +24,13 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QImage
-from PySide6.QtWidgets import QLabel, QWidget
+from PySide6.QtWidgets import QWidget
 
 from vizapp.core.errors import UserError
 from vizapp.core.files import atomic_write, write_bytes
 from widgets.controllers import Controller, notify
+from widgets.docks import row
 from widgets.export import content, render
-from widgets.theme import THEME, bind_font
 
 __all__ = ["FORMATS", "STEPS", "MAX_FRAMES", "MEMORY_CAP", "RecordingController", "Stepper",
            "check_target", "encode", "grab", "plan_steps"]
@@ -246,12 +246,12 @@ class _Signals(QObject):
 
 class RecordingController(Controller):
     """The window's recordings: live (a timer grabs a dock) and stepped (a :class:`Stepper`);
-    owns the job kind ``record`` (the encoding, on a lane of its own) and the status bar's
-    "REC" indicator."""
+    owns the job kind ``record`` (the encoding, on a lane of its own) and the "● REC" in the
+    recorded dock's title."""
 
     kinds = ("record",)
 
-    def __init__(self, *parts, status_bar=None) -> None:
+    def __init__(self, *parts) -> None:
         super().__init__(*parts)
         self._signals = _Signals()
         self.sigRecording = self._signals.sigRecording
@@ -262,15 +262,11 @@ class RecordingController(Controller):
         self.fps = LIVE_FPS
         self.max_frames = MAX_FRAMES
         self.key: str | None = None
+        self.indicator = ""  # what the recorded dock's title says while recording
         self.stepper: Stepper | None = None
         self._bytes = 0
         self._timer = QTimer()
         self._timer.timeout.connect(self._grab)
-        self.indicator = QLabel("")
-        bind_font(self.indicator, "body", True, lambda: f"color: {THEME.colour('error')};")
-        self.indicator.setVisible(False)
-        if status_bar is not None:
-            status_bar.addPermanentWidget(self.indicator)
 
     def attach(self, window) -> None:
         """The window whose docks are recorded (stepping needs its views and readiness)."""
@@ -302,10 +298,15 @@ class RecordingController(Controller):
             notify(f"recording stopped at {len(self.frames)} frames (its limit)")
             self.stop()
 
-    def _show_indicator(self) -> None:
-        title = self.window.docks[self.key].windowTitle()
-        self.indicator.setText(f"● REC {title}: {len(self.frames)} frames")
-        self.indicator.setVisible(True)
+    def _show_indicator(self, text: str | None = None) -> None:
+        """The recorded dock's title says so (``● REC``), not the status bar: a wrapping
+        status message would resize the docks, and the frames with them."""
+        self.indicator = f"● REC {text or f'{len(self.frames)} frames'}"
+        self.window.docks[self.key].setWindowTitle(f"{row(self.key).title}   {self.indicator}")
+
+    def _hide_indicator(self) -> None:
+        self.indicator = ""
+        self.window.docks[self.key].setWindowTitle(row(self.key).title)
 
     def stop(self) -> int:
         """End a live recording and encode it (off the GUI thread); the job's serial. A stepped
@@ -316,7 +317,7 @@ class RecordingController(Controller):
         if not self._timer.isActive():
             return 0
         self._timer.stop()
-        self.indicator.setVisible(False)
+        self._hide_indicator()
         self.sigRecording.emit(False)
         frames, self.frames = self.frames, []
         return self.submit("record", encode, frames, self.path, self.fps)
@@ -332,19 +333,18 @@ class RecordingController(Controller):
         self.stepper = Stepper(self.window, key, step, count, scale)
         self.stepper.sigDone.connect(lambda frames: self._stepped(frames, path, fps))
         self.stepper.sigFailed.connect(lambda message: self._stepped_failed(message))
-        self.indicator.setText(f"● REC {self.window.docks[key].windowTitle()}: stepping through {step}")
-        self.indicator.setVisible(True)
+        self._show_indicator(f"stepping through {step}")
         self.sigRecording.emit(True)
         self.stepper.start()
         return self.stepper
 
     def _stepped(self, frames: list, path: Path, fps: float) -> None:
-        self.indicator.setVisible(False)
+        self._hide_indicator()
         self.sigRecording.emit(False)
         self.submit("record", encode, frames, path, fps)
 
     def _stepped_failed(self, message: str) -> None:
-        self.indicator.setVisible(False)
+        self._hide_indicator()
         self.sigRecording.emit(False)
         notify(message, error=True)
 
