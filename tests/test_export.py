@@ -226,9 +226,9 @@ def _run(capsys, *argv) -> tuple[int, str, str]:
 @pytest.mark.parametrize("argv, message", [
     (["export", "--out", "x.png"], "one of the arguments --dock --all is required"),
     (["export", "--all", "--format", "svg", "--out", "figs"], "argument --format: only with --dock"),
-    (["export", "--dock", "features", "--scale", "4", "--out", "x.png"], "argument --scale: invalid choice: 4"),
+    (["export", "--dock", "features", "--scale", "4", "--out", "x.png"], "argument --scale: must be an integer from 1 to 3"),
     (["export", "--dock", "nope", "--out", "x.png"], "argument --dock: invalid choice: 'nope'"),
-    (["record", "--dock", "features", "--step", "channels", "--out", "x.avi"], "argument --out: must end in .gif or .mp4"),
+    (["record", "--dock", "features", "--step", "channels", "--out", "x.avi"], "argument --out: must be a .gif or .mp4 file name (got 'x.avi')"),
     (["record", "--dock", "features", "--step", "pixels", "--out", "x.gif"], "argument --step: invalid choice: 'pixels'"),
     (["record", "--dock", "features", "--step", "channels", "--count", "0", "--out", "x.gif"], "--count: must be an integer from 1 to 600"),
     (["record", "--dock", "features", "--step", "channels", "--fps", "0", "--out", "x.gif"], "--fps: must be an integer from 1 to 60"),

@@ -24,8 +24,6 @@ DOCKS = ("model", "image", "features", "kernels", "predictions", "patches", "emb
          "attention", "attribution", "training")
 #: Commands the program runs itself (``doctor``'s Qt child): no help line, not in error messages.
 HIDDEN_COMMANDS = (QT_COMMAND,)
-#: ``export --scale`` and ``record --scale``: pixels per screen pixel.
-SCALES = (1, 2, 3)
 #: ``record --step``, ``--out`` and the most frames of one recording.
 RECORD_STEPS = ("channels", "layers", "heads")
 RECORDING_SUFFIXES = (".gif", ".mp4")
@@ -95,6 +93,8 @@ def _window_size(text: str) -> tuple[int, int]:
 
 
 SEED = _integer(0, 2**32 - 1)
+#: ``export --scale`` and ``record --scale``: pixels per screen pixel.
+SCALE = _integer(1, 3)
 BATCH = _integer(1, 4096)
 WORKERS = _integer(0, 64)
 #: The most top-k rows anything keeps per channel (``predict --top``, ``index --topk``).
@@ -134,13 +134,6 @@ def _add_shot_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channel", type=_integer(0), help="channel to select (0-based)")
     p.add_argument("--size", type=_window_size, default=(1600, 1000),
                    help=f"window size WxH, {MIN_SIZE[0]}x{MIN_SIZE[1]} to {MAX_SIZE[0]}x{MAX_SIZE[1]} (default 1600x1000)")
-
-
-def _recording_file(text: str) -> str:
-    """An argparse type: a file name ending in one of :data:`RECORDING_SUFFIXES`."""
-    if not text.lower().endswith(RECORDING_SUFFIXES):
-        raise argparse.ArgumentTypeError(f"must end in .gif or .mp4 (got {text!r})")
-    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -257,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--dock", choices=DOCKS, metavar="DOCK", help=f"the dock to save: {', '.join(DOCKS)}")
     which.add_argument("--all", action="store_true",
                        help="every visible dock into the --out folder (PNG, SVG where it has plots, captions.json/.txt)")
-    p.add_argument("--scale", type=int, choices=SCALES, default=2, help="PNG pixels per screen pixel: 1, 2 or 3 (default 2)")
+    p.add_argument("--scale", type=SCALE, default=2, help="PNG pixels per screen pixel: 1, 2 or 3 (default 2)")
     p.add_argument("--format", choices=("png", "svg"),
                    help="png, or svg for a dock with plots (embedding, attention distance, training); default: --out's suffix, else png")
     p.add_argument("--out", required=True, help="the file (--dock) or folder (--all)")
@@ -268,8 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step", choices=RECORD_STEPS, required=True, help="one frame per channel of the layer, per layer from --layer, or per attention head")
     p.add_argument("--count", type=_integer(1, MAX_FRAMES), help=f"at most this many frames (1 to {MAX_FRAMES}; default: all)")
     p.add_argument("--fps", type=_integer(1, 60), default=2, help="frames a second, 1 to 60 (default 2)")
-    p.add_argument("--scale", type=int, choices=SCALES, default=1, help="pixels per screen pixel: 1, 2 or 3 (default 1)")
-    p.add_argument("--out", type=_recording_file, required=True, help="a .gif or .mp4 file")
+    p.add_argument("--scale", type=SCALE, default=1, help="pixels per screen pixel: 1, 2 or 3 (default 1)")
+    p.add_argument("--out", required=True, help="a .gif or .mp4 file")
 
     p = sub.add_parser("doctor", help="check this machine: Qt window, GPU, offline models, folders, disk; exit 1 on a failure")
     p.add_argument("--json", action="store_true", help="a list of {check, status, detail} for scripts")
@@ -301,4 +294,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             parser.error("argument --format: only with --dock (--all writes a PNG of each dock and an SVG where it has plots)")
         if args.dock:
             args.format = args.format or ("svg" if args.out.lower().endswith(".svg") else "png")
+    if args.command == "record" and not args.out.lower().endswith(RECORDING_SUFFIXES):
+        parser.error(f"argument --out: must be a .gif or .mp4 file name (got {args.out!r})")
     return args
