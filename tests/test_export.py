@@ -169,7 +169,7 @@ def test_stepped_layers_and_a_count(shapes):
     layers = w.session.steppable_layers()
     frames = Stepper(w, "features", "layers", count=3).run(QGuiApplication.instance())
     assert len(frames) == 3 and w.session.layer == layers[0]
-    with pytest.raises(UserError, match="--step heads: the Attention dock shows no heads"):
+    with pytest.raises(UserError, match="stepping through heads: the Attention dock shows no heads"):
         Stepper(w, "attention", "heads")
 
 
@@ -268,4 +268,41 @@ def test_export_and_record_commands(capsys, qapp, settings_file, tmp_path):
     assert iio.imread(tmp_path / "c.gif", index=None).shape[0] == 3
     status, out, err = _run(capsys, "record", *shape, "--dock", "attention", "--step", "heads", "--out", tmp_path / "h.gif")
     assert status == 2 and not (tmp_path / "h.gif").exists()
-    assert "vizapp: error: --step heads: the Attention dock shows no heads" in err
+    assert "vizapp: error: stepping through heads: the Attention dock shows no heads" in err
+
+
+def test_menus_offer_every_dock_and_svg_only_for_plots(shapes):
+    w = shapes
+    file_menu = next(a.menu() for a in w.menuBar().actions() if a.text() == "&File")
+    entries = {a.text(): a for a in file_menu.actions()}
+    assert {"&Export view", "Export &all views…", "&Record view", "S&top recording"} <= set(entries)
+    export = entries["&Export view"].menu()
+    subs = {a.text(): a.menu() for a in export.actions() if a.menu() is not None}
+    assert list(subs) == [d.windowTitle() for d in w.docks.values()]
+    features = subs["Feature maps"]
+    texts = [a.text() for a in features.actions()]
+    assert texts == ["Export as PNG 1x…", "Export as PNG 2x…", "Export as PNG 3x…", "Export as SVG…",
+                     "Copy to the clipboard"]
+    features.aboutToShow.emit()
+    assert not features.actions()[3].isEnabled()  # pictures: no SVG
+    subs["Training lab"].aboutToShow.emit()
+    assert subs["Training lab"].actions()[3].isEnabled()
+    record = {a.text(): a.menu() for a in entries["&Record view"].menu().actions()}
+    assert [a.text() for a in record["Attention"].actions()] == [
+        "Live (until Stop recording)…", "Step through channels…", "Step through layers…", "Step through heads…"]
+    # each view's context menu: the same five entries, named for the dock
+    assert [a.text() for a in w.feature_view.actions()][-5:] == [
+        "Export Feature maps as PNG 1x…", "Export Feature maps as PNG 2x…", "Export Feature maps as PNG 3x…",
+        "Export Feature maps as SVG…", "Copy Feature maps to the clipboard"]
+    file_menu.aboutToShow.emit()
+    assert not entries["S&top recording"].isEnabled()
+
+
+def test_export_all_refuses_a_file_for_its_folder(shapes, tmp_path):
+    from vizapp.core.errors import StorageError
+    from widgets.export import export_all
+
+    target = tmp_path / "figs"
+    target.write_text("a file")
+    with pytest.raises(StorageError, match="is a file; choose a folder"):
+        export_all(shapes, target)

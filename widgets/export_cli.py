@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,12 +21,15 @@ def headless_window(args) -> Iterator:
     its layer and channel, with ``args.dock`` raised (if any) and every job done; closed after.
     A state it cannot reach is a one-line :class:`~vizapp.core.errors.UserError`."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import qInstallMessageHandler
+
     from vizapp.core.config import machine_config
     from vizapp.core.errors import UserError
     from widgets.app import make_app, wait_until_ready
     from widgets.main_window import MainWindow
 
     machine_config()  # a bad per-machine config file: one line and exit 2, before any window
+    previous = qInstallMessageHandler(_quiet_offscreen)
     app = make_app()
     window = MainWindow(restore_layout=False)
     window.resize(*args.size)
@@ -55,6 +59,14 @@ def headless_window(args) -> Iterator:
         quiet.setLevel(level)
         window.runner.shutdown()
         window.close()
+        qInstallMessageHandler(previous)
+
+
+def _quiet_offscreen(mode, context, message: str) -> None:
+    """Qt's messages on stderr, less the offscreen platform's notes on what it cannot do
+    (``This plugin does not support propagateSizeHints()``): the command's error stays one line."""
+    if "This plugin does not support" not in message:
+        sys.stderr.write(f"{message}\n")
 
 
 def settle(app, window, timeout_s: float = 600.0) -> None:

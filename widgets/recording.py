@@ -140,15 +140,15 @@ def plan_steps(window, step: str, count: int | None = None) -> tuple[list[Callab
     if step == "channels":
         mosaic = getattr(window.feature_view, "mosaic", None)
         if mosaic is None or not len(mosaic.order):
-            raise UserError(f"--step channels: layer '{session.layer}' has no channel maps to step through; "
-                            "choose a layer with maps (--layer)")
+            raise UserError(f"stepping through channels: layer '{session.layer}' has no channel maps; "
+                            "choose a layer with maps")
         before = session.channel
         order = [int(c) for c in mosaic.order][:count]
         return [lambda c=c: session.select_channel(c) for c in order], lambda: session.select_channel(before)
     if step == "layers":
         names = session.steppable_layers()
         if not names:
-            raise UserError("--step layers: the model has no layers with maps to step through")
+            raise UserError("stepping through layers: the model has no layers with maps")
         start = names.index(session.layer) if session.layer in names else 0
         before = session.layer
         chosen = names[start:][:count]
@@ -157,12 +157,12 @@ def plan_steps(window, step: str, count: int | None = None) -> tuple[list[Callab
         view = window.attention_view
         result = getattr(view, "result", None)
         if result is None:
-            raise UserError("--step heads: the Attention dock shows no heads; open a transformer "
+            raise UserError("stepping through heads: the Attention dock shows no heads; open a transformer "
                             "(such as vit_digits) and show the Attention dock")
         layer, before = view.layer(), view.head()
         heads = list(range(result.heads))[:count]
         return [lambda h=h: view.set_layer_head(layer, h) for h in heads], lambda: view.set_layer_head(layer, before)
-    raise UserError(f"--step {step}: step through one of {', '.join(STEPS)}")
+    raise UserError(f"cannot step through '{step}': step through one of {', '.join(STEPS)}")
 
 
 class Stepper(QObject):
@@ -269,8 +269,10 @@ class RecordingController(Controller):
         self._timer.timeout.connect(self._grab)
 
     def attach(self, window) -> None:
-        """The window whose docks are recorded (stepping needs its views and readiness)."""
+        """The window whose docks are recorded (stepping needs its views and readiness); the
+        grabbing timer goes with it."""
         self.window = window
+        self._timer.setParent(window)
 
     @property
     def recording(self) -> bool:
