@@ -68,24 +68,26 @@ def test_svg_of_the_training_curves_holds_their_paths(shapes):
     QGuiApplication.processEvents()
     panel = content(w, "training")
     assert has_svg(panel)
-    root = ET.fromstring(svg_bytes(panel))  # valid XML
-    assert root.tag == "{http://www.w3.org/2000/svg}svg"
-    shapes_drawn = [_points(e) for e in root.iter() if e.tag.rpartition("}")[2] in ("polyline", "path")]
     vb = curves.loss_plot.getPlotItem().vb
 
     def scene(x, y):
         p = vb.mapViewToScene(QPointF(x, y))
         return p.x(), p.y()
 
+    # where the curves are on screen, then the SVG at once (nothing can move in between)
+    val = [scene(0, 2.0), scene(20, 0.5), scene(39, 0.2)]
+    loss = 2 * np.exp(-steps / 10)
+    train = [scene(x, y) for x, y in zip(steps, loss, strict=True)]
+    root = ET.fromstring(svg_bytes(panel))  # valid XML
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    shapes_drawn = [_points(e) for e in root.iter() if e.tag.rpartition("}")[2] in ("polyline", "path")]
+
     def drawn(points) -> bool:
         return any(len(s) >= len(points) and all(np.hypot(a[0] - b[0], a[1] - b[1]) < 0.6 for a, b in zip(s, points, strict=False))
                    for s in shapes_drawn)
 
-    # the validation loss: one line through its three points
-    assert drawn([scene(0, 2.0), scene(20, 0.5), scene(39, 0.2)])
-    # the training loss: each of its 39 segments (drawn segment by segment)
-    loss = 2 * np.exp(-steps / 10)
-    assert all(drawn([scene(steps[i], loss[i]), scene(steps[i + 1], loss[i + 1])]) for i in range(39))
+    assert drawn(val)  # the validation loss: one line through its three points
+    assert all(drawn(train[i:i + 2]) for i in range(39))  # the training loss, drawn segment by segment
     texts = " ".join("".join(e.itertext()) for e in root.iter() if e.tag.endswith("text"))
     assert "Loss" in texts and "Accuracy" in texts  # the titles stay text
 
@@ -170,7 +172,18 @@ def test_stepped_layers_and_a_count(shapes):
     frames = Stepper(w, "features", "layers", count=3).run(QGuiApplication.instance())
     assert len(frames) == 3 and w.session.layer == layers[0]
     with pytest.raises(UserError, match="stepping through heads: the Attention dock shows no heads"):
-        Stepper(w, "attention", "heads")
+        Stepper(w, "attention", "heads").run(QGuiApplication.instance())
+
+
+def test_the_window_records_steps_and_encodes_them(shapes, qtbot, tmp_path):
+    w = shapes
+    path = tmp_path / "steps.gif"
+    w.recording.start_steps("features", "channels", path, count=3)
+    assert w.recording.recording and "● REC stepping through channels" in w.docks["features"].windowTitle()
+    qtbot.waitUntil(lambda: path.exists() and w.runner.idle("record"), timeout=60_000)
+    assert not w.recording.recording and w.docks["features"].windowTitle() == "Feature maps"
+    assert iio.imread(path, index=None).shape[0] == 3
+    assert w.message.text() == f"saved {path}"
 
 
 def test_mp4_reads_back_frame_by_frame(tmp_path):

@@ -187,6 +187,9 @@ def svg_bytes(widget: QWidget) -> bytes:
     defs = ET.SubElement(root, f"{{{SVG_NS}}}defs")
     styled = False
     for k, (canvas, box) in enumerate(zip(canvases, boxes, strict=True)):
+        # A view box applies a new auto-range when it is next painted; the exporter paints
+        # items itself, so bring the ranges up to date as a paint would.
+        canvas.scene().prepareForPaint()
         doc = ET.fromstring(SVGExporter(canvas.scene()).export(toBytes=True))
         _prefix_ids(doc, f"c{k}-")
         # One group per canvas, moved to its place and clipped to it (no nested <svg>: SVG

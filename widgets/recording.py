@@ -175,19 +175,22 @@ class Stepper(QObject):
 
     def __init__(self, window, key: str, step: str, count: int | None = None, scale: float = 1.0) -> None:
         super().__init__(window)
-        self.window, self.key, self.scale = window, key, scale
-        self.steps, self.restore = plan_steps(window, step, count)
+        self.window, self.key, self.step, self.count, self.scale = window, key, step, count, scale
+        self.steps: list[Callable[[], None]] | None = None  # planned once the dock is up to date
+        self.restore: Callable[[], None] = lambda: None
         self.frames: list[np.ndarray] = []
         self.done = False
         self._i = 0
         self._since = 0.0
+        self._waited = 0
         self._timer = QTimer(self)
         self._timer.setInterval(30)
         self._timer.timeout.connect(self._tick)
 
     def start(self) -> None:
+        """Raise the dock; once its views have caught up, plan the steps and take them."""
         self.window.docks[self.key].raise_()
-        self._apply()
+        self._since, self._waited = time.monotonic(), 0
         self._timer.start()
 
     def _apply(self) -> None:
@@ -204,6 +207,14 @@ class Stepper(QObject):
         if not self._caught_up() or self._waited < 3:  # a few event-loop turns: results drawn
             if time.monotonic() - self._since > STEP_TIMEOUT_S:
                 self._finish(f"step {self._i + 1}: the views did not catch up within {STEP_TIMEOUT_S:.0f} s")
+            return
+        if self.steps is None:  # the raised dock is up to date (an attention dock has its heads)
+            try:
+                self.steps, self.restore = plan_steps(self.window, self.step, self.count)
+            except UserError as exc:
+                self._finish(str(exc))
+            else:
+                self._apply()
             return
         self.frames.append(grab(content(self.window, self.key), self.scale))
         self._i += 1
