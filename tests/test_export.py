@@ -319,3 +319,19 @@ def test_export_all_refuses_a_file_for_its_folder(shapes, tmp_path):
     target.write_text("a file")
     with pytest.raises(StorageError, match="is a file; choose a folder"):
         export_all(shapes, target)
+
+
+def test_the_dialogs_save_where_asked_and_add_the_chosen_suffix(shapes, qtbot, tmp_path, monkeypatch):
+    from widgets import export
+
+    w = shapes
+    answers = iter([(str(tmp_path / "maps"), "PNG images (*.png)"), (str(tmp_path / "live"), "MP4 video (*.mp4)")])
+    monkeypatch.setattr(export.QFileDialog, "getSaveFileName", lambda *a, **k: next(answers))
+    w.figures.png_dialog("features", 3)
+    view = export.content(w, "features")
+    assert _size(tmp_path / "maps.png") == (3 * view.width(), 3 * view.height())
+    assert w.message.text() == f"saved {tmp_path / 'maps.png'}"
+    w.figures.record_dialog("predictions", None)  # live, until Stop recording
+    assert w.recording.recording and w.recording.path == tmp_path / "live.mp4"
+    w.recording.stop()
+    qtbot.waitUntil(lambda: (tmp_path / "live.mp4").exists() and w.runner.idle("record"), timeout=60_000)

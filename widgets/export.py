@@ -15,6 +15,7 @@ Every file goes through :mod:`vizapp.core.files` (atomic, a full disk is a one-l
 from __future__ import annotations
 
 import importlib
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -328,7 +329,7 @@ class Figures:
         self.copy_shortcut = QShortcut(QKeySequence("Ctrl+Shift+C"), window, self.copy_raised)
 
     def _actions(self, key: str, parent) -> list[QAction]:
-        title = self.window.docks[key].windowTitle()
+        title = row(key).title
         actions = []
         for scale in SCALES:
             action = QAction(f"Export {title} as PNG {scale}x…", parent)
@@ -343,11 +344,11 @@ class Figures:
     def add_to(self, menu: QMenu) -> None:
         """The export and recording entries of the File menu."""
         export = menu.addMenu("&Export view")
-        for key, dock in self.window.docks.items():
-            sub = export.addMenu(dock.windowTitle())
+        for key in self.window.docks:
+            sub = export.addMenu(row(key).title)
             actions = self._actions(key, sub)
             for action in actions:
-                action.setText(action.text().replace(f" {dock.windowTitle()}", "", 1))
+                action.setText(action.text().replace(f" {row(key).title}", "", 1))
                 sub.addAction(action)
             svg = actions[len(SCALES)]
             sub.aboutToShow.connect(lambda k=key, a=svg: a.setEnabled(has_svg(content(self.window, k))))
@@ -357,8 +358,8 @@ class Figures:
         copy.setShortcutContext(Qt.WidgetShortcut)  # the window's QShortcut does the work
         menu.addAction("Export &all views…", self.all_dialog)
         record = menu.addMenu("&Record view")
-        for key, dock in self.window.docks.items():
-            sub = record.addMenu(dock.windowTitle())
+        for key in self.window.docks:
+            sub = record.addMenu(row(key).title)
             sub.addAction("Live (until Stop recording)…", lambda k=key: self.record_dialog(k, None))
             for step in ("channels", "layers", "heads"):
                 sub.addAction(f"Step through {step}…", lambda k=key, s=step: self.record_dialog(k, s))
@@ -368,7 +369,11 @@ class Figures:
 
     # --- actions ---------------------------------------------------------------------
     def _save_path(self, title: str, name: str, filters: str) -> str:
-        path, _ = QFileDialog.getSaveFileName(self.window, title, name, filters)
+        """A file name from the save dialog; without a suffix, the chosen filter's (``*.gif``)."""
+        path, chosen = QFileDialog.getSaveFileName(self.window, title, name, filters)
+        if path and not Path(path).suffix:
+            found = re.search(r"\*(\.\w+)", chosen or filters)
+            path += found.group(1) if found else ""
         return path
 
     def _report(self, work) -> None:
@@ -388,7 +393,7 @@ class Figures:
     def svg_dialog(self, key: str) -> None:
         widget = content(self.window, key)
         if not has_svg(widget):
-            self.window.notify(f"the {self.window.docks[key].windowTitle()} dock shows no plot to save as SVG; "
+            self.window.notify(f"the {row(key).title} dock shows no plot to save as SVG; "
                                "export it as a PNG", error=True)
             return
         path = self._save_path("Export SVG", f"vizapp-{key}.svg", "SVG drawings (*.svg)")
@@ -397,7 +402,7 @@ class Figures:
 
     def copy(self, key: str) -> QImage:
         image = copy_image(content(self.window, key))
-        self.window.notify(f"copied {self.window.docks[key].windowTitle()} ({image.width()}x{image.height()})")
+        self.window.notify(f"copied {row(key).title} ({image.width()}x{image.height()})")
         return image
 
     def copy_raised(self) -> None:
