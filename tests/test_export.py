@@ -180,7 +180,7 @@ def test_the_window_records_steps_and_encodes_them(shapes, qtbot, tmp_path):
     path = tmp_path / "steps.gif"
     w.recording.start_steps("features", "channels", path, count=3)
     assert w.recording.recording and "● REC stepping through channels" in w.docks["features"].windowTitle()
-    qtbot.waitUntil(lambda: path.exists() and w.runner.idle("record"), timeout=60_000)
+    qtbot.waitUntil(lambda: path.exists() and w.runner.lane_idle("record"), timeout=60_000)
     assert not w.recording.recording and w.docks["features"].windowTitle() == "Feature maps"
     assert iio.imread(path, index=None).shape[0] == 3
     assert w.message.text() == f"saved {path}"
@@ -220,8 +220,8 @@ def test_live_recording_grabs_until_its_cap_and_encodes_off_the_gui_thread(shape
         rec.start_live("features", tmp_path / "other.gif")
     qtbot.waitUntil(lambda: not rec.recording, timeout=20_000)
     assert dock.windowTitle() == "Predictions"
-    assert w.runner.lane_of("record") == "record"  # encoded on a lane of its own
-    qtbot.waitUntil(lambda: path.exists() and w.runner.idle("record"), timeout=60_000)
+    assert w.runner.lane_of(f"record:{rec.encodings}") == "record"  # encoded on a lane of its own
+    qtbot.waitUntil(lambda: path.exists() and w.runner.lane_idle("record"), timeout=60_000)
     with iio2.get_reader(path, format="FFMPEG") as reader:
         back = [frame for frame in reader]
     assert len(back) == 4 and back[0].shape[:2] == size
@@ -334,4 +334,13 @@ def test_the_dialogs_save_where_asked_and_add_the_chosen_suffix(shapes, qtbot, t
     w.figures.record_dialog("predictions", None)  # live, until Stop recording
     assert w.recording.recording and w.recording.path == tmp_path / "live.mp4"
     w.recording.stop()
-    qtbot.waitUntil(lambda: (tmp_path / "live.mp4").exists() and w.runner.idle("record"), timeout=60_000)
+    qtbot.waitUntil(lambda: (tmp_path / "live.mp4").exists() and w.runner.lane_idle("record"), timeout=60_000)
+
+
+def test_a_second_recording_does_not_cancel_the_first_ones_encoding(shapes, qtbot, tmp_path):
+    rec = shapes.recording
+    for name in ("one.gif", "two.gif"):
+        rec.start_live("predictions", tmp_path / name, fps=10)
+        rec.stop()  # (its encoding is queued; the next recording starts at once)
+    qtbot.waitUntil(lambda: shapes.runner.lane_idle("record"), timeout=60_000)
+    assert (tmp_path / "one.gif").exists() and (tmp_path / "two.gif").exists()

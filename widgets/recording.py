@@ -10,7 +10,8 @@ Two ways:
   caught up with the step; the state on screen before is restored after.
 
 Frames are ``H x W x 3`` uint8 arrays; :func:`encode` makes the file off the GUI thread (on
-the window's runner, lane ``vizapp-record``; the CLI calls it directly): a GIF through
+the window's runner, lane ``vizapp-record``, one job kind per recording; the CLI calls it
+directly): a GIF through
 imageio's Pillow plugin, an MP4 (H.264) through imageio's ffmpeg plugin and the ffmpeg
 binary that ``imageio-ffmpeg`` ships. Both are written by :func:`vizapp.core.files.atomic_write`.
 """
@@ -257,16 +258,19 @@ class _Signals(QObject):
 
 class RecordingController(Controller):
     """The window's recordings: live (a timer grabs a dock) and stepped (a :class:`Stepper`);
-    owns the job kind ``record`` (the encoding, on a lane of its own) and the "● REC" in the
-    recorded dock's title."""
+    owns the job kinds ``record:<n>`` (one per recording, so a second one never supersedes
+    the first's encoding; all on the lane ``vizapp-record``) and the "● REC" in the recorded
+    dock's title."""
 
-    kinds = ("record",)
+    kinds = ("record:",)
+    #: The runner's lane of the encodings.
+    LANE = "record"
 
     def __init__(self, *parts) -> None:
         super().__init__(*parts)
         self._signals = _Signals()
         self.sigRecording = self._signals.sigRecording
-        self.runner.set_lane("record", "record")
+        self.encodings = 0  # recordings handed to the runner so far (their kinds' numbers)
         self.window = None  # set by attach()
         self.frames: list[np.ndarray] = []
         self.path: Path | None = None
@@ -294,7 +298,7 @@ class RecordingController(Controller):
                    scale: float = 1.0) -> None:
         """Grab dock ``key`` ``fps`` times a second until :meth:`stop` (or the caps)."""
         if self.recording:
-            raise UserError(f"already recording {self.key}; stop that recording first")
+            raise UserError(f"already recording {row(self.key).title}; stop that recording first (File menu)")
         self.path, self.key, self.fps, self.max_frames, self.scale = check_target(path), key, fps, max_frames, scale
         self.frames, self._bytes = [], 0
         self._timer.setInterval(max(1, round(1000 / fps)))
@@ -333,14 +337,21 @@ class RecordingController(Controller):
         self._hide_indicator()
         self.sigRecording.emit(False)
         frames, self.frames = self.frames, []
-        return self.submit("record", encode, frames, self.path, self.fps)
+        return self._encode(frames, self.path, self.fps)
+
+    def _encode(self, frames: list, path: Path, fps: float) -> int:
+        """Encode on the recordings' lane, under a kind of its own; the job's serial."""
+        self.encodings += 1
+        kind = f"record:{self.encodings}"
+        self.runner.set_lane(kind, self.LANE)
+        return self.submit(kind, encode, frames, path, fps)
 
     # --- stepped ---------------------------------------------------------------------
     def start_steps(self, key: str, step: str, path: str | Path, count: int | None = None,
                     fps: float = STEP_FPS, scale: float = 1.0) -> Stepper:
         """Step through ``step`` (:data:`STEPS`) grabbing dock ``key``; encoded when done."""
         if self.recording:
-            raise UserError(f"already recording {self.key}; stop that recording first")
+            raise UserError(f"already recording {row(self.key).title}; stop that recording first (File menu)")
         path = check_target(path)
         self.key, self.path = key, path
         self.stepper = Stepper(self.window, key, step, count, scale)
@@ -354,7 +365,7 @@ class RecordingController(Controller):
     def _stepped(self, frames: list, path: Path, fps: float) -> None:
         self._hide_indicator()
         self.sigRecording.emit(False)
-        self.submit("record", encode, frames, path, fps)
+        self._encode(frames, path, fps)
 
     def _stepped_failed(self, message: str) -> None:
         self._hide_indicator()
