@@ -24,6 +24,18 @@ def _screenshot(args) -> int:
     return screenshot(args)
 
 
+def _export(args) -> int:
+    from widgets.export_cli import export_command
+
+    return export_command(args)
+
+
+def _record(args) -> int:
+    from widgets.export_cli import record_command
+
+    return record_command(args)
+
+
 def _doctor_qt(args) -> int:
     from widgets.doctor_qt import probe
 
@@ -39,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     from vizapp.cli import main as cli_main
 
     return cli_main(argv, gui_handlers={"gui": _gui, "screenshot": _screenshot,
+                                            "export": _export, "record": _record,
                                             "_doctor-qt": _doctor_qt})
 
 

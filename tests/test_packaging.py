@@ -94,6 +94,18 @@ def test_torchvisions_operators_and_the_weight_packages_are_collected(bundle):
     assert {s.package for s in list_specs() if s.source == "package"} <= set(bundle.IMPORTED_BY_NAME)
 
 
+def test_the_ffmpeg_of_mp4_recordings_is_collected_where_imageio_ffmpeg_finds_it(bundle, collected):
+    """MP4 recordings (widgets/recording.py) run the ffmpeg executable imageio-ffmpeg ships; a
+    frozen build finds it in imageio_ffmpeg/binaries, a resource of that package."""
+    import imageio_ffmpeg
+
+    exe = Path(imageio_ffmpeg.get_ffmpeg_exe()).resolve()
+    if exe.parent.name != "binaries":
+        pytest.skip(f"imageio-ffmpeg uses another ffmpeg here ({exe})")
+    assert collected[exe] == "imageio_ffmpeg/binaries"
+    assert {"imageio.plugins.pillow", "imageio_ffmpeg.binaries"} <= set(bundle.IMPORTED_BY_NAME)
+
+
 def test_qt_platform_plugins_for_the_window_and_offscreen_are_collected(bundle):
     plugins = {src.name: dest for src, dest in bundle.qt_platform_plugins()}
     assert "libqxcb.so" in plugins and "libqoffscreen.so" in plugins

@@ -92,8 +92,9 @@ def test_readme_line_runs(line, scratch, monkeypatch, capsys, request):
     if argv[0] == "train":
         argv += TRAIN_OVERRIDE
     opened = []
-    handlers = {"gui": lambda args: opened.append(args) or 0, "screenshot": main._screenshot}
-    if argv[0] == "screenshot":
+    handlers = {"gui": lambda args: opened.append(args) or 0, "screenshot": main._screenshot,
+                "export": main._export, "record": main._record}
+    if argv[0] in ("screenshot", "export", "record"):
         request.getfixturevalue("qapp")
     status = cli.main(argv, handlers)
     out, err = capsys.readouterr()

@@ -221,6 +221,13 @@ class JobRunner(QObject):
     def _idle(self, kinds: tuple[str, ...]) -> bool:
         return not any(not kinds or j.kind in kinds for lane in self._lanes.values() for j in lane.jobs())
 
+    def lane_idle(self, lane: str = SHARED_LANE) -> bool:
+        """Whether no job is queued or running on ``lane`` (a training run on its own lane
+        does not keep the shared one busy)."""
+        with self._cond:
+            found = self._lanes.get(lane)
+            return found is None or not found.jobs()
+
     def wait_idle(self, *kinds: str, timeout_s: float = 10.0) -> bool:
         """Block until no job (of ``kinds``, if given) is queued or running; False on timeout.
 

@@ -1,16 +1,14 @@
-"""Shared bits for the views: PNG export, themed headings, numpy -> Qt images."""
+"""Shared bits for the views: themed headings, numpy -> Qt images (and ``export_png``, from
+:mod:`widgets.export`)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtGui import QImage, QPixmap
-from PySide6.QtWidgets import QLabel, QWidget
+from PySide6.QtWidgets import QLabel
 
-from vizapp.core.errors import StorageError
-from vizapp.core.files import write_bytes
+from widgets.export import export_png  # its home is widgets/export.py (PNG, SVG, clipboard)
 from widgets.theme import bind_font
 
 __all__ = ["export_png", "to_pixmap", "heading", "image_view_box", "LUT_ACTIVATION"]
@@ -19,28 +17,6 @@ pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
 
 #: The colour map for activations (perceptually uniform, readable on a projector).
 LUT_ACTIVATION = pg.colormap.get("inferno").getLookupTable(nPts=256)
-
-
-def export_png(widget: QWidget, path: str | Path, scale: float = 2.0) -> Path:
-    """Render ``widget`` to a PNG at ``scale`` x its size (re-rendered, so text stays sharp)."""
-    from PySide6.QtCore import QBuffer, QByteArray, QIODevice, Qt
-
-    path = Path(path)
-    if path.suffix.lower() != ".png":
-        path = path.with_suffix(".png")
-    pixmap = QPixmap(widget.size() * scale)
-    pixmap.setDevicePixelRatio(scale)
-    pixmap.fill(Qt.transparent)
-    widget.render(pixmap)
-    # Encoded in memory, then written by the one atomic writer: a full or read-only disk is
-    # a StorageError naming the path, and an earlier file at ``path`` survives it.
-    data = QByteArray()
-    buffer = QBuffer(data)
-    buffer.open(QIODevice.WriteOnly)
-    if not pixmap.save(buffer, "PNG"):
-        raise StorageError(f"{path}: cannot write (Qt could not encode the PNG)")
-    buffer.close()
-    return write_bytes(path, bytes(data.data()))
 
 
 def to_pixmap(pixels: np.ndarray) -> QPixmap:

@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QKeySequence, QShortcut
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
@@ -31,7 +31,6 @@ from PySide6.QtWidgets import (
 from vizapp.core.notifications import Notification, Severity, notification_manager
 from vizapp.session import Session
 from widgets.bridge import SHARED_LANE, JobRunner
-from widgets.common import export_png
 from widgets.controllers import JobRoutes, notify
 from widgets.controllers.collection import CollectionController
 from widgets.controllers.explain import ExplainController
@@ -41,6 +40,8 @@ from widgets.controllers.probing import ProbingController
 from widgets.controllers.training import TrainingController
 from widgets.deck_editor import add_lecture_actions
 from widgets.docks import DOCKS, DockRow, default_layout
+from widgets.export import Figures, export_view
+from widgets.recording import RecordingController
 from widgets.theme import THEME, bind_font
 from widgets.training_panel import TrainingPanel
 
@@ -128,6 +129,8 @@ class MainWindow(QMainWindow):
         self.training = self._add("training", TrainingController(*parts, probing=self.probing))
         self.lecture = self._add("lecture", LectureController(*parts, window=self, state_version=STATE_VERSION))
         add_lecture_actions(self, self.file_menu)  # File > Open scene…, Save scene…, Open deck…, …
+        self.recording = self._add("recording", RecordingController(*parts))
+        self.recording.attach(self)
         self.routes = JobRoutes(self.controllers.values())
         for row in DOCKS:  # a dock that comes on screen tells its controller (which may catch up)
             controller = self.controllers[row.controller]
@@ -163,10 +166,6 @@ class MainWindow(QMainWindow):
             dock.setWidget(scroll)
         else:
             dock.setWidget(view)
-        view.setContextMenuPolicy(Qt.ActionsContextMenu)
-        export = QAction(f"Export {row.title} as PNG…", view)
-        export.triggered.connect(lambda _=False, k=row.key: self._export_dialog(k))
-        view.addAction(export)
         return dock
 
     def _default_layout(self) -> None:
@@ -233,9 +232,8 @@ class MainWindow(QMainWindow):
         file_menu.addAction("Open &image…", QKeySequence.Open, self.image_view.open_dialog)
         file_menu.addAction("Open &model weights…", self.model_view.open_file_dialog)
         file_menu.addAction("&Paste image", QKeySequence.Paste, self.image_view.paste)
-        export = file_menu.addMenu("&Export view as PNG")
-        for key, dock in self.docks.items():
-            export.addAction(dock.windowTitle(), lambda k=key: self._export_dialog(k))
+        self.figures = Figures(self)  # File > Export view, Export all, Record view; context menus; Ctrl+Shift+C
+        self.figures.add_to(file_menu)
         file_menu.addAction("Save &window screenshot…", lambda: self._export_dialog(None))
         file_menu.addSeparator()
         file_menu.addAction("&Quit", QKeySequence.Quit, self.close)
@@ -391,12 +389,9 @@ class MainWindow(QMainWindow):
         return self._last_error
 
     # --- export ------------------------------------------------------------------
-    def export_view(self, key: str | None, path: str | Path) -> Path:
-        """Save one dock's view (``key``) or the whole window (``None``) as a PNG."""
-        widget: QWidget = self if key is None else self.docks[key].widget()
-        if isinstance(widget, QScrollArea):
-            widget = widget.widget()
-        return export_png(widget, path, scale=1.0 if key is None else 2.0)
+    def export_view(self, key: str | None, path: str | Path, scale: float | None = None) -> Path:
+        """Save one dock's view (``key``, default 2x) or the whole window (``None``, 1x) as a PNG."""
+        return export_view(self, key, path, scale)
 
     def _export_dialog(self, key: str | None) -> None:
         name = "vizapp-window" if key is None else f"vizapp-{key}"

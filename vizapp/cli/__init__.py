@@ -2,7 +2,7 @@
 
 Every picture the GUI shows can be computed from here. Bad input exits with status
 2 and one line on stderr naming the file, model or layer; never a traceback.
-GUI commands (``gui``, ``screenshot`` and ``doctor``'s hidden Qt child ``_doctor-qt``) are
+GUI commands (``gui``, ``screenshot``, ``export``, ``record`` and ``doctor``'s hidden Qt child ``_doctor-qt``) are
 parsed here and run by handlers that ``main.py`` passes in, so this package never imports Qt.
 
 :mod:`vizapp.cli.parser` holds the arguments and their help, :mod:`vizapp.cli.commands`

@@ -24,6 +24,10 @@ DOCKS = ("model", "image", "features", "kernels", "predictions", "patches", "emb
          "attention", "attribution", "training")
 #: Commands the program runs itself (``doctor``'s Qt child): no help line, not in error messages.
 HIDDEN_COMMANDS = (QT_COMMAND,)
+#: ``record --step``, ``--out`` and the most frames of one recording.
+RECORD_STEPS = ("channels", "layers", "heads")
+RECORDING_SUFFIXES = (".gif", ".mp4")
+MAX_FRAMES = 600
 #: ``screenshot --size`` bounds: from a small laptop screen to 8K.
 MIN_SIZE, MAX_SIZE = (320, 240), (7680, 4320)
 
@@ -103,6 +107,8 @@ def _scene_scale(text: str) -> float:
 
 
 SEED = _integer(0, 2**32 - 1)
+#: ``export --scale`` and ``record --scale``: pixels per screen pixel.
+SCALE = _integer(1, 3)
 BATCH = _integer(1, 4096)
 WORKERS = _integer(0, 64)
 #: The most top-k rows anything keeps per channel (``predict --top``, ``index --topk``).
@@ -134,6 +140,16 @@ def _add_window_args(p: argparse.ArgumentParser | argparse._ArgumentGroup, dest:
     p.add_argument("--device", dest=f"{dest}device", metavar="DEVICE", help="cpu, cuda, cuda:1 or mps (default: the best available)")
     p.add_argument("--scene", dest=f"{dest}scene", metavar="FILE",
                    help="open on a saved scene (.vizscene); a .vizdeck or a folder of scenes opens its first")
+
+
+def _add_shot_args(p: argparse.ArgumentParser) -> None:
+    """The window's state for a headless render, as ``screenshot`` takes it."""
+    _add_model_args(p, required=False)
+    p.add_argument("--image", help=IMAGE_HELP)
+    p.add_argument("--layer")
+    p.add_argument("--channel", type=_integer(0), help="channel to select (0-based)")
+    p.add_argument("--size", type=_window_size, default=(1600, 1000),
+                   help=f"window size WxH, {MIN_SIZE[0]}x{MIN_SIZE[1]} to {MAX_SIZE[0]}x{MAX_SIZE[1]} (default 1600x1000)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -260,6 +276,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the written scene as JSON")
     p.add_argument("--out", required=True, help="the .vizscene file to write")
 
+    p = sub.add_parser("export", help="render the window headless and save one dock as PNG or SVG, or every visible dock with captions")
+    _add_shot_args(p)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--dock", choices=DOCKS, metavar="DOCK", help=f"the dock to save: {', '.join(DOCKS)}")
+    which.add_argument("--all", action="store_true",
+                       help="every visible dock into the --out folder (PNG, SVG where it has plots, captions.json/.txt)")
+    p.add_argument("--scale", type=SCALE, default=2, help="PNG pixels per screen pixel: 1, 2 or 3 (default 2)")
+    p.add_argument("--format", choices=("png", "svg"),
+                   help="png, or svg for a dock with plots (embedding, attention distance, training); default: --out's suffix, else png")
+    p.add_argument("--out", required=True, help="the file (--dock) or folder (--all)")
+
+    p = sub.add_parser("record", help="render the window headless and record a dock stepping through channels, layers or heads (GIF or MP4)")
+    _add_shot_args(p)
+    p.add_argument("--dock", choices=DOCKS, metavar="DOCK", required=True, help=f"the dock to record: {', '.join(DOCKS)}")
+    p.add_argument("--step", choices=RECORD_STEPS, required=True, help="one frame per channel of the layer, per layer from --layer, or per attention head")
+    p.add_argument("--count", type=_integer(1, MAX_FRAMES), help=f"at most this many frames (1 to {MAX_FRAMES}; default: all)")
+    p.add_argument("--fps", type=_integer(1, 60), default=2, help="frames a second, 1 to 60 (default 2)")
+    p.add_argument("--scale", type=SCALE, default=1, help="pixels per screen pixel: 1, 2 or 3 (default 1)")
+    p.add_argument("--out", required=True, help="a .gif or .mp4 file")
+
     p = sub.add_parser("doctor", help="check this machine: Qt window, GPU, offline models, folders, disk; exit 1 on a failure")
     p.add_argument("--json", action="store_true", help="a list of {check, status, detail} for scripts")
     sub.add_parser(QT_COMMAND)  # no help: hidden; the Qt part of 'doctor', run in a child process
@@ -285,4 +321,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                 setattr(args, name, getattr(args, f"window_{name}"))
     for name in WINDOW_OPTIONS:
         delattr(args, f"window_{name}")
+    if args.command == "export":
+        if args.all and args.format:
+            parser.error("argument --format: only with --dock (--all writes a PNG of each dock and an SVG where it has plots)")
+        if args.dock:
+            args.format = args.format or ("svg" if args.out.lower().endswith(".svg") else "png")
+    if args.command == "record" and not args.out.lower().endswith(RECORDING_SUFFIXES):
+        parser.error(f"argument --out: must be a .gif or .mp4 file name (got {args.out!r})")
     return args
