@@ -39,6 +39,7 @@ from widgets.controllers.inputs import InputsController
 from widgets.controllers.probing import ProbingController
 from widgets.controllers.training import TrainingController
 from widgets.docks import DOCKS, DockRow, default_layout
+from widgets.presentation import PresentationMode
 from widgets.theme import THEME, bind_font
 from widgets.training_panel import TrainingPanel
 
@@ -110,6 +111,8 @@ class MainWindow(QMainWindow):
         self._default_layout()
         self._default_state = self.saveState(STATE_VERSION)
         self._build_status_bar()
+        # Presentation mode, maximised docks, blanking and the keys (widgets/presentation.py, widgets/keys.py).
+        self.presentation = PresentationMode(self)
         self._build_menus()
 
         # One controller per feature; the routes hand each job's result to its owner.
@@ -192,6 +195,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
         notification_manager.unsubscribe(self._receive_notification)
+        self.presentation.close()  # the layout and scale as they were before presenting
         if self._persist:
             self.save_layout()
         self.training_panel.shutdown()
@@ -241,15 +245,7 @@ class MainWindow(QMainWindow):
         view_menu.addSeparator()
         view_menu.addAction("&Reset layout", self.reset_layout)
         nav = self.menuBar().addMenu("&Navigate")
-        for text, keys, slot in (
-            ("Next layer", "PgDown", lambda: self.session.step_layer(1)),
-            ("Previous layer", "PgUp", lambda: self.session.step_layer(-1)),
-            ("Next channel", "]", lambda: self.feature_view.step_channel(1)),
-            ("Previous channel", "[", lambda: self.feature_view.step_channel(-1)),
-            ("Recompute attention and attributions", "F5", self.refresh_explanations),
-        ):
-            action = nav.addAction(text, slot)
-            action.setShortcut(QKeySequence(keys))
+        self.presentation.build_menus(view_menu, nav)  # from the key table (widgets/keys.py)
         QShortcut(QKeySequence("Escape"), self, self.cancel_jobs)
 
     # --- requests (the controllers' own, for the command line, tests and benchmarks) ---
@@ -319,8 +315,18 @@ class MainWindow(QMainWindow):
         self.session.set_target(index)
 
     def refresh_explanations(self) -> None:
-        """Compute the attention and attributions again (F5; after a cancel)."""
+        """Compute the attention and attributions again (Ctrl+R; after a cancel)."""
         self.explain.refresh()
+
+    def set_presentation(self, on: bool, scale: float | None = None, theme: str | None = None,
+                         full_screen: bool = True) -> None:
+        """Presentation mode on (UI ``scale`` 1 to 3, ``theme`` default/light/dark; full screen)
+        or off (all as before): :class:`widgets.presentation.PresentationMode`."""
+        self.presentation.set(on, scale, theme, full_screen)
+
+    @property
+    def presenting(self) -> bool:
+        return self.presentation.presenting
 
     # --- progress and messages ----------------------------------------------------
     def _job_progress(self, kind: str, done: int, total: int, text: str) -> None:

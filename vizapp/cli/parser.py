@@ -16,7 +16,7 @@ from vizapp.cli.qt_child import QT_COMMAND
 from vizapp.explain.attribution.registry import METHODS as ATTRIBUTION_METHODS
 from vizapp.training.losses import LOSSES
 
-__all__ = ["DOCKS", "MAX_SIZE", "MIN_SIZE", "WINDOW_OPTIONS", "build_parser", "parse_args"]
+__all__ = ["DOCKS", "MAX_SIZE", "MIN_SIZE", "THEMES", "WINDOW_OPTIONS", "build_parser", "parse_args"]
 
 #: The window's docks, in its order: ``screenshot --dock`` raises one of them
 #: (``widgets.main_window.MainWindow.docks`` has the same keys; a test checks it).
@@ -88,6 +88,31 @@ def _window_size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def _ui_scale(text: str) -> float:
+    """An argparse type: the window's UI scale, a number from 1 to 3."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number from 1 to 3, like 2 or 1.5 (got {text!r})") from None
+    if not 1.0 <= value <= 3.0:
+        raise argparse.ArgumentTypeError(f"must be a number from 1 to 3 (got {text})")
+    return value
+
+
+#: The window's colour themes (``widgets.theme.THEMES``; a test checks they are the same).
+THEMES = ("default", "light", "dark")
+
+
+def _add_presentation_args(p: argparse.ArgumentParser | argparse._ArgumentGroup, dest: str = "") -> None:
+    """``--presentation``, ``--scale`` and ``--theme``: the window as projected in a lecture."""
+    p.add_argument("--presentation", dest=f"{dest}presentation", action="store_true",
+                   help="presentation mode: full screen, menus and dock titles hidden, a large caption line")
+    p.add_argument("--scale", dest=f"{dest}scale", type=_ui_scale, metavar="S",
+                   help="UI scale from 1 to 3 (text, tiles, markers, lines; presentation mode's default: 2)")
+    p.add_argument("--theme", dest=f"{dest}theme", choices=THEMES,
+                   help="colours: default, light (high contrast, bright rooms) or dark (high contrast)")
+
+
 SEED = _integer(0, 2**32 - 1)
 BATCH = _integer(1, 4096)
 WORKERS = _integer(0, 64)
@@ -96,7 +121,7 @@ MAX_TOP = 1000
 #: The most Integrated Gradients path steps (each is a forward and backward pass).
 MAX_STEPS = 1000
 #: The window's options, accepted without a command (``python main.py --model vit_digits``) or after ``gui``.
-WINDOW_OPTIONS = ("model", "arch", "image", "layer", "device", "trust")
+WINDOW_OPTIONS = ("model", "arch", "image", "layer", "device", "trust", "presentation", "scale", "theme")
 
 
 def _add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -118,6 +143,7 @@ def _add_window_args(p: argparse.ArgumentParser | argparse._ArgumentGroup, dest:
     p.add_argument("--trust", dest=f"{dest}trust", action="store_true",
                    help="allow loading a pickled or TorchScript model file (runs its code)")
     p.add_argument("--device", dest=f"{dest}device", metavar="DEVICE", help="cpu, cuda, cuda:1 or mps (default: the best available)")
+    _add_presentation_args(p, dest)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -226,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dock", choices=DOCKS, metavar="DOCK", help=f"raise this dock first: {', '.join(DOCKS)}")
     p.add_argument("--size", type=_window_size, default=(1600, 1000),
                    help=f"window size WxH, {MIN_SIZE[0]}x{MIN_SIZE[1]} to {MAX_SIZE[0]}x{MAX_SIZE[1]} (default 1600x1000)")
+    _add_presentation_args(p)  # with --presentation, --size is the projector's screen
     p.add_argument("--out", required=True)
 
     p = sub.add_parser("doctor", help="check this machine: Qt window, GPU, offline models, folders, disk; exit 1 on a failure")
