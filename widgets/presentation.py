@@ -13,13 +13,16 @@ canvas's background. The keys come from the table in ``widgets/keys.py``.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QObject, QSize, Qt
+import time
+
+from PySide6.QtCore import QEvent, QObject, QSize, Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QColor, QPalette
 from PySide6.QtWidgets import (
     QApplication,
     QDockWidget,
     QFrame,
     QLabel,
+    QLayout,
     QMenu,
     QSizePolicy,
     QToolBar,
@@ -38,6 +41,8 @@ SCALES = (1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0)
 DEFAULT_SCALE = 2.0
 THEME_TITLES = {"default": "Standard", "light": "Light, high contrast (bright room)",
                 "dark": "Dark, high contrast (dark room)"}
+CAPTION_PAD = 10  # the caption's padding left and right, pixels at scale 1
+SEPARATOR = "  ·  "  # between the caption's parts (a long caption breaks there)
 _LAYOUT_VERSION = 0x5E  # the maximise's own saveState/restoreState pair
 _PLATFORM_PALETTE: QPalette | None = None  # the application's palette before any theme (the default theme's)
 
@@ -66,16 +71,17 @@ def caption_text(window) -> str:
         parts.append(f"attention block {view.layer()}, {head}")
     if s.image is not None:  # last: the first cut when the line is too long
         parts.append(s.image.name)
-    return "  ·  ".join(parts)
+    return SEPARATOR.join(parts)
 
 
 class _Caption(QLabel):
-    """One line of large text as wide as the window allows (elided at the end, never wider:
-    a long caption must not widen the window)."""
+    """Large text, as wide as the window allows: one line, or two broken at a separator, the
+    second elided at the end (never wider than the window: a long caption must not widen it)."""
 
     def __init__(self) -> None:
         super().__init__()
         self._full = ""
+        self._lines = 1
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Preferred)
 
     def full_text(self) -> str:
@@ -84,7 +90,7 @@ class _Caption(QLabel):
     def set_full_text(self, text: str) -> None:
         self._full = text
         self.setToolTip(text)
-        self._elide()
+        self._fit()
 
     def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt override
         return QSize(1, super().minimumSizeHint().height())
@@ -94,17 +100,29 @@ class _Caption(QLabel):
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)
-        self._elide()
+        self._fit()
 
     def changeEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().changeEvent(event)
         if event.type() == QEvent.FontChange:
-            self._elide()
+            self._fit()
 
-    def _elide(self) -> None:
-        margins = self.contentsMargins()
-        room = max(1, self.width() - margins.left() - margins.right())
-        self.setText(self.fontMetrics().elidedText(self._full, Qt.ElideRight, room))
+    def _fit(self) -> None:
+        fm = self.fontMetrics()
+        room = max(1, self.contentsRect().width() - round(2 * THEME.px(CAPTION_PAD)) - 2)  # the stylesheet's padding
+        lines: list[str] = []
+        for part in self._full.split(SEPARATOR):
+            joined = f"{lines[-1]}{SEPARATOR}{part}" if lines else part
+            if lines and (fm.horizontalAdvance(joined) <= room or len(lines) == 2):
+                lines[-1] = joined
+            else:
+                lines.append(part)
+        text = "\n".join(fm.elidedText(line, Qt.ElideRight, room) for line in lines)
+        if text != self.text():
+            self.setText(text)
+        if len(lines) != self._lines:
+            self._lines = len(lines)
+            self.updateGeometry()
 
 
 class _Overlay(QFrame):
@@ -143,13 +161,14 @@ class PresentationMode(QObject):
         self.chrome_shown = False
         self._before: dict = {}
         self._layout_before = None
+        self._layout_until = 0.0  # until then (just after leaving), a resize restores the layout again
         global _PLATFORM_PALETTE
         if _PLATFORM_PALETTE is None:  # the first window's, before any theme of ours
             _PLATFORM_PALETTE = QPalette(QApplication.instance().palette())
 
         self.caption = _Caption()
         self.caption.setAlignment(Qt.AlignLeft | Qt.AlignVCenter)
-        bind_font(self.caption, "title", True, lambda: f"padding: {THEME.px(4):g}px {THEME.px(10):g}px;")
+        bind_font(self.caption, "title", True, lambda: f"padding: {THEME.px(4):g}px {THEME.px(CAPTION_PAD):g}px;")
         self.bar = QToolBar("Caption")
         self.bar.setObjectName("presentation_caption")
         self.bar.setMovable(False)
@@ -191,9 +210,13 @@ class PresentationMode(QObject):
             self._before = {
                 "geometry": w.geometry(), "state": w.windowState(), "layout": w.saveState(_LAYOUT_VERSION),
                 "scale": THEME.scale, "theme": THEME.theme, "full_screen": full_screen,
+                "constraint": w.layout().sizeConstraint(),
                 "menu": w.menuBar().isVisibleTo(w), "status": w.statusBar().isVisibleTo(w), "focus": w.focusWidget(),
             }
             self.presenting = True
+            # The screen is the size: docks squeeze rather than push the window past a projector's edge.
+            w.layout().setSizeConstraint(QLayout.SetNoConstraint)
+            w.setMinimumSize(0, 0)
             self._show_chrome(False)
             self.bar.show()
             self.update_caption()
@@ -209,13 +232,18 @@ class PresentationMode(QObject):
             before = self._before
             THEME.set_scale(before["scale"])
             THEME.set_theme(before["theme"])
+            w.layout().setSizeConstraint(self._before["constraint"])
             QApplication.sendPostedEvents(None, QEvent.LayoutRequest)  # the old scale's minimum sizes first
             w.layout().activate()
             if before["full_screen"]:
                 w.setWindowState(before["state"])
                 if not before["state"] & (Qt.WindowMaximized | Qt.WindowFullScreen):
                     w.setGeometry(before["geometry"])
-            w.restoreState(before["layout"], _LAYOUT_VERSION)  # the docks' sizes exactly as they were
+            # The docks' sizes exactly as they were: now, and again once the window has its old
+            # size back (the platform applies it later: a window manager leaving full screen).
+            self._layout_until = time.monotonic() + 1.0
+            self._restore_layout()
+            QTimer.singleShot(0, self, lambda: self._restore_layout(force=True))
             self._sync_menus()
             return
         if on:
@@ -226,6 +254,10 @@ class PresentationMode(QObject):
             THEME.set_scale(self.scale)
             THEME.set_theme(self.theme)
         self._sync_menus()
+
+    def _restore_layout(self, force: bool = False) -> None:
+        if not self.presenting and self._before and (force or time.monotonic() < self._layout_until):
+            self.window.restoreState(self._before["layout"], _LAYOUT_VERSION)
 
     def toggle(self) -> None:
         self.set(not self.presenting)
@@ -463,6 +495,7 @@ class PresentationMode(QObject):
         kind = event.type()
         if obj is self.window:
             if kind == QEvent.Resize:
+                self._restore_layout()
                 for overlay in (self.blank, self.keymap):
                     if overlay.isVisible():
                         overlay.setGeometry(self.window.rect())
