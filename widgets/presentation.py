@@ -239,11 +239,12 @@ class PresentationMode(QObject):
                 w.setWindowState(before["state"])
                 if not before["state"] & (Qt.WindowMaximized | Qt.WindowFullScreen):
                     w.setGeometry(before["geometry"])
-            # The docks' sizes exactly as they were: now, and again once the window has its old
-            # size back (the platform applies it later: a window manager leaving full screen).
+            # The docks' sizes exactly as they were: now, and again while the window settles (the
+            # platform gives the old size back later, the views re-lay out at the old scale).
             self._layout_until = time.monotonic() + 1.0
             self._restore_layout()
-            QTimer.singleShot(0, self, lambda: self._restore_layout(force=True))
+            for ms in (0, 50, 250, 750):
+                QTimer.singleShot(ms, self, lambda: self._restore_layout(force=True))
             self._sync_menus()
             return
         if on:
@@ -331,30 +332,37 @@ class PresentationMode(QObject):
         if not on:
             self.keymap.hide()
             return
-        self.keymap_text.setText(self.keymap_html())
         self.keymap.cover()
-        # As large as fits: the theme's "title" size, smaller only when the window is too small.
-        pt = THEME.pt("title")
-        while pt > 6:
-            f = self.keymap_text.font()
-            f.setPointSize(pt)
-            self.keymap_text.setFont(f)
-            hint = self.keymap_text.sizeHint()
-            if hint.width() <= self.keymap.width() * 0.95 and hint.height() <= self.keymap.height() * 0.95:
-                break
-            pt -= 1
+        # As large as fits: the theme's "title" size or less, side by side or one above the other.
+        best = (0, "")
+        for html in (self.keymap_html(True), self.keymap_html(False)):
+            self.keymap_text.setText(html)
+            pt = THEME.pt("title")
+            while pt > 6 and not self._keymap_fits(pt):
+                pt -= 1
+            best = max(best, (pt, html))
+        self.keymap_text.setText(best[1])
+        self._keymap_fits(best[0])
+
+    def _keymap_fits(self, pt: int) -> bool:
+        f = self.keymap_text.font()
+        f.setPointSize(pt)
+        self.keymap_text.setFont(f)
+        hint = self.keymap_text.sizeHint()
+        return hint.width() <= self.keymap.width() * 0.95 and hint.height() <= self.keymap.height() * 0.95
 
     @staticmethod
-    def keymap_html() -> str:
-        """The key table as two HTML tables (navigation, then presenting)."""
+    def keymap_html(side_by_side: bool = True) -> str:
+        """The key table as two HTML tables (stepping, then presenting)."""
         def table(menu: str, title: str) -> str:
             rows = "".join(f"<tr><td align='right'><b>{key_text(r)}</b>&nbsp;&nbsp;</td><td>{r.description}</td></tr>"
                            for r in KEYS if r.menu == menu)
-            return f"<h2>{title}</h2><table cellspacing='4'>{rows}</table>"
+            return f"<b><u>{title}</u></b><table cellspacing='2'>{rows}</table>"
 
-        return (f"<table><tr><td valign='top'>{table('navigate', 'Stepping')}</td><td>&nbsp;&nbsp;&nbsp;</td>"
-                f"<td valign='top'>{table('view', 'Presenting')}</td></tr></table>"
-                "<p>Any key or click closes this.</p>")
+        stepping, presenting = table("navigate", "Stepping"), table("view", "Presenting")
+        body = (f"<table><tr><td valign='top'>{stepping}</td><td>&nbsp;&nbsp;&nbsp;</td>"
+                f"<td valign='top'>{presenting}</td></tr></table>" if side_by_side else f"{stepping}<br>{presenting}")
+        return f"{body}<p>Any key or click closes this.</p>"
 
     def _swallow(self, event) -> bool:
         """The key handler's first question: is a key now only for un-blanking or closing the key map?"""
@@ -494,8 +502,8 @@ class PresentationMode(QObject):
     def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt override
         kind = event.type()
         if obj is self.window:
-            if kind == QEvent.Resize:
-                self._restore_layout()
+            if kind == QEvent.Resize and time.monotonic() < self._layout_until:
+                QTimer.singleShot(0, self, self._restore_layout)  # not inside the resize itself
                 for overlay in (self.blank, self.keymap):
                     if overlay.isVisible():
                         overlay.setGeometry(self.window.rect())
