@@ -71,6 +71,8 @@ NUMERIC = [
     (["screenshot", "--out", "s.png"], "--channel", ["-1"], "3", ">= 0"),
     (["screenshot", "--out", "s.png"], "--size", ["0x0", "100000x100000", "319x240", "7681x4320", "1600", "axb"],
      "320x240", "from 320x240 to 7680x4320"),
+    (["screenshot", "--out", "s.png"], "--scale", ["0.5", "3.5", "x"], "2.5", "from 1 to 3"),
+    (["gui"], "--scale", ["0", "4"], "1.5", "from 1 to 3"),
 ]
 CASES = [(before, option, bad, wanted) for before, option, bads, _, wanted in NUMERIC for bad in bads]
 

@@ -299,3 +299,16 @@ def test_screenshot_in_presentation_mode_is_the_projector_size_with_a_caption_tw
         assert top.getextrema()[0] < 80  # the caption's dark text is at the very top (no menu bar)
     assert seen["caption pt"] == 2 * 16  # the "title" role at 2x
     assert THEME.scale == 1.0 and THEME.theme == "default"  # put back for the rest of the process
+
+
+def test_the_window_options_take_presentation_scale_and_theme():
+    from vizapp.cli.parser import THEMES, parse_args
+    from widgets.theme import THEMES as THEME_SETS
+
+    assert tuple(THEME_SETS) == THEMES
+    args = parse_args(["--presentation", "--scale", "2", "--theme", "light", "--model", "vit_digits"])
+    assert (args.command, args.presentation, args.scale, args.theme, args.model) == ("gui", True, 2.0, "light", "vit_digits")
+    args = parse_args(["gui", "--scale", "1.5"])
+    assert (args.presentation, args.scale, args.theme) == (False, 1.5, None)
+    shot = parse_args(["screenshot", "--out", "s.png", "--presentation", "--scale", "3", "--theme", "dark"])
+    assert (shot.presentation, shot.scale, shot.theme) == (True, 3.0, "dark")
