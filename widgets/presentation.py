@@ -54,6 +54,10 @@ def caption_text(window) -> str:
     if s.model is None:
         return "No model open"
     parts = [s.model.title + ("" if getattr(s.model, "trained", True) else " (UNTRAINED)")]
+    view = window.attention_view
+    if window.dock_on_screen("attention") and view.result is not None:  # what that dock shows, first
+        head = "mean of the heads" if view.head() is None else f"head {view.head()}"
+        parts.append(f"attention block {view.layer()}, {head}")
     if s.layer:
         parts.append(f"layer {s.layer}")
     if s.channel is not None:
@@ -64,11 +68,7 @@ def caption_text(window) -> str:
         label = names.get(s.target) or (known[s.target] if s.target < len(known) else f"#{s.target}")
         parts.append(f"class {label}")
     elif s.predictions:
-        parts.append(f"class {s.predictions[0].label} (predicted)")
-    view = window.attention_view
-    if window.dock_on_screen("attention") and view.result is not None:
-        head = "mean of the heads" if view.head() is None else f"head {view.head()}"
-        parts.append(f"attention block {view.layer()}, {head}")
+        parts.append(f"predicted {s.predictions[0].label}")
     if s.image is not None:  # last: the first cut when the line is too long
         parts.append(s.image.name)
     return SEPARATOR.join(parts)
@@ -353,16 +353,19 @@ class PresentationMode(QObject):
 
     @staticmethod
     def keymap_html(side_by_side: bool = True) -> str:
-        """The key table as two HTML tables (stepping, then presenting)."""
-        def table(menu: str, title: str) -> str:
-            rows = "".join(f"<tr><td align='right'><b>{key_text(r)}</b>&nbsp;&nbsp;</td><td>{r.description}</td></tr>"
-                           for r in KEYS if r.menu == menu)
-            return f"<b><u>{title}</u></b><table cellspacing='2'>{rows}</table>"
+        """The key table in HTML: stepping and presenting keys side by side, or one table."""
+        def rows(menu: str, title: str) -> str:
+            return (f"<tr><td colspan='2' align='center'><b><u>{title}</u></b></td></tr>"
+                    + "".join(f"<tr><td align='right'><b>{key_text(r)}</b>&nbsp;&nbsp;</td><td>{r.description}</td></tr>"
+                              for r in KEYS if r.menu == menu))
 
-        stepping, presenting = table("navigate", "Stepping"), table("view", "Presenting")
-        body = (f"<table><tr><td valign='top'>{stepping}</td><td>&nbsp;&nbsp;&nbsp;</td>"
-                f"<td valign='top'>{presenting}</td></tr></table>" if side_by_side else f"{stepping}<br>{presenting}")
-        return f"{body}<p>Any key or click closes this.</p>"
+        stepping, presenting = rows("navigate", "Stepping"), rows("view", "Presenting")
+        if side_by_side:
+            body = (f"<table align='center'><tr><td valign='top'><table cellspacing='2'>{stepping}</table></td>"
+                    f"<td>&nbsp;&nbsp;&nbsp;</td><td valign='top'><table cellspacing='2'>{presenting}</table></td></tr></table>")
+        else:
+            body = f"<table align='center' cellspacing='2'>{stepping}{presenting}</table>"
+        return f"{body}<p align='center'>Any key or click closes this.</p>"
 
     def _swallow(self, event) -> bool:
         """The key handler's first question: is a key now only for un-blanking or closing the key map?"""
