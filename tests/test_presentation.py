@@ -312,3 +312,30 @@ def test_the_window_options_take_presentation_scale_and_theme():
     assert (args.presentation, args.scale, args.theme) == (False, 1.5, None)
     shot = parse_args(["screenshot", "--out", "s.png", "--presentation", "--scale", "3", "--theme", "dark"])
     assert (shot.presentation, shot.scale, shot.theme) == (True, 3.0, "dark")
+
+
+def test_the_window_options_set_the_scale_and_theme_without_presenting(window):
+    from argparse import Namespace
+
+    from widgets.app import present
+    from widgets.theme import THEME
+
+    try:
+        present(window, Namespace(presentation=False, scale=1.5, theme="dark"))
+        assert (THEME.scale, THEME.theme, window.presenting) == (1.5, "dark", False)
+        present(window, Namespace(presentation=True, scale=None, theme=None), full_screen=False)
+        assert window.presenting and THEME.scale == 2.0 and not window.menuBar().isVisible()
+        window.set_presentation(False)
+        assert (THEME.scale, THEME.theme) == (1.5, "dark")  # as before presenting
+    finally:
+        window.set_presentation(False)
+        THEME.set_scale(1.0)
+        THEME.set_theme("default")
+
+
+def test_escape_outside_presentation_still_cancels_the_jobs(qtbot, window, monkeypatch):
+    cancelled = []
+    monkeypatch.setattr(window.routes, "cancel", lambda: cancelled.append(True))
+    window.feature_view.setFocus()
+    qtbot.keyClick(window.feature_view, Qt.Key_Escape)
+    assert cancelled == [True] and not window.presenting
