@@ -339,3 +339,19 @@ def test_escape_outside_presentation_still_cancels_the_jobs(qtbot, window, monke
     window.feature_view.setFocus()
     qtbot.keyClick(window.feature_view, Qt.Key_Escape)
     assert cancelled == [True] and not window.presenting
+
+
+def test_an_error_while_presenting_shows_the_status_bar_until_dismissed(qtbot, window):
+    from vizapp.core.notifications import notification_manager
+
+    window.set_presentation(True, 1.25, full_screen=False)
+    try:
+        assert not window.statusBar().isVisible()
+        notification_manager.error("layer 'nope' is not in the model")
+        qtbot.waitUntil(window.statusBar().isVisible, timeout=5_000)
+        assert window.message.text() == "layer 'nope' is not in the model"
+        window.dismiss_button.click()
+        assert not window.statusBar().isVisible()
+    finally:
+        window.set_presentation(False)
+    assert window.statusBar().isVisible()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 
-from PySide6.QtCore import QEvent, QObject, QSize, Qt, QTimer
+from PySide6.QtCore import QEvent, QObject, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QColor, QPalette
 from PySide6.QtWidgets import (
     QApplication,
@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from vizapp.core.notifications import Severity, notification_manager
 from widgets.keys import KEYS, KeyHandler, key_text
 from widgets.theme import THEME, THEMES, bind_font, palette, scale_app_font
 
@@ -151,6 +152,8 @@ class PresentationMode(QObject):
     ``maximised`` (the key of the maximised dock, or None); ``blanked``.
     """
 
+    _sigKept = Signal()  # an error or warning was notified (any thread), to the GUI thread
+
     def __init__(self, window) -> None:
         super().__init__(window)
         self.window = window
@@ -196,6 +199,10 @@ class PresentationMode(QObject):
             getattr(window.session.events, name).connect(self._session_changed)
         window.docks["attention"].visibilityChanged.connect(lambda *_: self.update_caption())
         THEME.changed.connect(self._theme_changed)
+        # An error or warning while the chrome is hidden brings the status bar back until dismissed.
+        self._sigKept.connect(self._show_status)
+        notification_manager.subscribe(self._notified)
+        window.dismiss_button.clicked.connect(self._hide_status)
 
     # --- the mode -------------------------------------------------------------------
     def set(self, on: bool, scale: float | None = None, theme: str | None = None, full_screen: bool = True) -> None:
@@ -276,6 +283,21 @@ class PresentationMode(QObject):
         """Bring the menus and dock titles back while presenting (F10 or M), or hide them again."""
         if self.presenting:
             self._show_chrome(not self.chrome_shown)
+
+    def _notified(self, notification) -> None:
+        if notification.severity is not Severity.INFO:
+            try:
+                self._sigKept.emit()
+            except RuntimeError:  # the window is gone
+                notification_manager.unsubscribe(self._notified)
+
+    def _show_status(self) -> None:
+        if self.presenting and not self.chrome_shown:
+            self.window.statusBar().show()
+
+    def _hide_status(self) -> None:
+        if self.presenting and not self.chrome_shown:
+            self.window.statusBar().hide()
 
     # --- the caption ------------------------------------------------------------------
     def update_caption(self) -> None:
@@ -528,3 +550,4 @@ class PresentationMode(QObject):
         """Leave the mode and stop filtering keys (the window is closing)."""
         self.set(False)
         self.keys.remove()
+        notification_manager.unsubscribe(self._notified)
