@@ -25,6 +25,19 @@ def shapes(make_window):
     THEME.set_theme("default")
 
 
+def _settled_state(qtbot, w):
+    """The window's dock layout once it stops changing (a started window's views may still be
+    re-laying their text when the analysis has just arrived)."""
+    state = None
+    for _ in range(50):
+        qtbot.wait(20)
+        now = w.saveState()
+        if now == state:
+            return now
+        state = now
+    return state
+
+
 def _chrome(w) -> dict:
     return {
         "menu": w.menuBar().isVisible(), "status": w.statusBar().isVisible(),
@@ -41,8 +54,7 @@ def test_presenting_at_2x_hides_the_chrome_and_captions_what_is_on_screen_and_le
     second = w.predictions_view.predictions()[1]
     w.session.set_target(second.index)  # (before the layout is taken: the explain docks re-lay their text)
     qtbot.waitUntil(w.runner.idle, timeout=30_000)
-    qtbot.wait(10)
-    before = _chrome(w), w.saveState(), w.geometry(), w.presentation.caption.font().pointSize()
+    before = _chrome(w), _settled_state(qtbot, w), w.geometry(), w.presentation.caption.font().pointSize()
     assert before[0] == {"menu": True, "status": True, "titles": [True] * len(w.docks), "caption": False,
                          "full screen": False}
     w.set_presentation(True, 2)
@@ -116,7 +128,7 @@ def test_the_light_theme_changes_the_palette_and_the_canvases_and_leaving_restor
 
 def test_a_maximised_dock_fills_the_window_and_the_layout_comes_back_exactly(qtbot, shapes):
     w = shapes
-    state = w.saveState()
+    state = _settled_state(qtbot, w)
     w.presentation.toggle_maximise("predictions")
     assert w.presentation.maximised == "predictions"
     assert [k for k, d in w.docks.items() if d.isVisible()] == ["predictions"]
