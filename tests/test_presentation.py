@@ -367,3 +367,24 @@ def test_an_error_while_presenting_shows_the_status_bar_until_dismissed(qtbot, w
     finally:
         window.set_presentation(False)
     assert window.statusBar().isVisible()
+
+
+def test_keys_work_in_a_floating_dock_and_not_in_a_dialog(qtbot, shapes):
+    from PySide6.QtWidgets import QDialog, QPushButton, QVBoxLayout
+
+    w = shapes
+    dock = w.docks["features"]
+    dock.setFloating(True)
+    qtbot.waitUntil(dock.isVisible, timeout=5_000)
+    qtbot.keyClick(w.feature_view, Qt.Key_Down, Qt.ShiftModifier)  # a key the view itself ignores
+    assert w.session.target == w.predictions_view.predictions()[1].index
+    qtbot.keyClick(w.feature_view.sort, Qt.Key_Right)
+    assert w.session.channel == int(w.feature_view.mosaic.order[0])
+    dialog = QDialog(w)
+    button = QPushButton("ok", dialog)
+    QVBoxLayout(dialog).addWidget(button)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.keyClick(button, Qt.Key_Right)
+    assert w.session.channel == int(w.feature_view.mosaic.order[0])  # the dialog's key, not the window's
+    dialog.close()

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QApplication,
     QComboBox,
+    QDockWidget,
     QKeySequenceEdit,
     QLineEdit,
     QPlainTextEdit,
@@ -168,8 +169,11 @@ class KeyHandler(QObject):
 
     def _ours(self, obj) -> bool:
         """Whether a key sent to ``obj`` is the window's to take."""
-        if not isinstance(obj, QWidget) or obj.window() is not self.window:
-            return False  # a dialog, another window
+        if not isinstance(obj, QWidget):
+            return False
+        top = obj.window()
+        if top is not self.window and not (isinstance(top, QDockWidget) and top.parentWidget() is self.window):
+            return False  # a dialog, another window (a floating dock of ours is ours)
         return QApplication.activePopupWidget() is None  # a menu or a combo's list is open
 
     # --- the filter -----------------------------------------------------------------
