@@ -113,8 +113,10 @@ def test_the_light_theme_changes_the_palette_and_the_canvases_and_leaving_restor
     assert app.palette().color(QPalette.Window) == QColor("#ffffff")
     assert app.palette().color(QPalette.WindowText) == QColor("#000000")
     assert canvas.backgroundBrush().color() == QColor("#ffffff")
-    assert w.training_panel.findChildren(type(canvas).__mro__[1])  # the lab's plots are canvases too
-    for view in w.findChildren(type(canvas).__mro__[1]):
+    from pyqtgraph import GraphicsView
+
+    assert w.training_panel.findChildren(GraphicsView)  # the lab's plots are canvases too
+    for view in w.findChildren(GraphicsView):
         assert view.backgroundBrush().color() == QColor("#ffffff")
     w.presentation.set_theme("dark")  # View > Theme while presenting: the mode's theme
     assert app.palette().color(QPalette.Window) == QColor("#000000") and w.presentation.theme == "dark"
@@ -388,3 +390,30 @@ def test_keys_work_in_a_floating_dock_and_not_in_a_dialog(qtbot, shapes):
     qtbot.keyClick(button, Qt.Key_Right)
     assert w.session.channel == int(w.feature_view.mosaic.order[0])  # the dialog's key, not the window's
     dialog.close()
+
+
+def test_every_label_and_control_text_doubles_at_scale_2(shapes):
+    """Labels (role fonts and the application's) and controls (buttons, combo boxes, tabs,
+    tables) all follow the one scale."""
+    from PySide6.QtWidgets import (
+        QAbstractButton,
+        QAbstractItemView,
+        QComboBox,
+        QLabel,
+        QTabBar,
+        QWidget,
+    )
+
+    w = shapes
+    kinds = (QLabel, QAbstractButton, QComboBox, QTabBar, QAbstractItemView)
+    widgets = [x for x in w.findChildren(QWidget) if isinstance(x, kinds)
+               and not (isinstance(x, QLabel) and not x.text())  # a picture's label
+               and x is not w.presentation.keymap_text]  # as large as fits, when shown
+    before = {id(x): x.font().pointSizeF() for x in widgets}
+    w.set_presentation(True, 2, full_screen=False)
+    small = [f"{type(x).__name__} {x.objectName() or getattr(x, 'text', lambda: '')()!r}: "
+             f"{before[id(x)]} -> {x.font().pointSizeF()}"
+             for x in widgets if x.font().pointSizeF() < 2 * before[id(x)] - 0.01]
+    assert small == []
+    w.set_presentation(False)
+    assert {id(x): x.font().pointSizeF() for x in widgets} == before

@@ -258,6 +258,9 @@ def scale_app_font() -> None:
     f = QApplication.font()
     f.setPointSizeF(_APP_PT * THEME.scale)
     QApplication.setFont(f)
+    from PySide6.QtCore import QEvent
+
+    QApplication.sendPostedEvents(None, QEvent.ApplicationFontChange)  # every widget now, not later
 
 
 def font(role: str = "body", bold: bool = False, base=None):
