@@ -417,3 +417,17 @@ def test_every_label_and_control_text_doubles_at_scale_2(shapes):
     assert small == []
     w.set_presentation(False)
     assert {id(x): x.font().pointSizeF() for x in widgets} == before
+
+
+def test_the_caption_names_the_attention_block_and_head_once_that_dock_shows_a_result(qtbot, shapes, monkeypatch):
+    w = shapes
+    w.set_presentation(True, 1.25, full_screen=False)
+    assert "attention" not in w.presentation.caption.full_text()
+    monkeypatch.setattr(w, "dock_on_screen", lambda key: key == "attention")
+    monkeypatch.setattr(w.attention_view, "result", object())  # a result arrives: no session event says so
+    monkeypatch.setattr(w.attention_view, "layer", lambda: 4)
+    monkeypatch.setattr(w.attention_view, "head", lambda: 2)
+    qtbot.waitUntil(lambda: "attention block 4, head 2" in w.presentation.caption.full_text(), timeout=5_000)
+    assert w.presentation.caption.full_text().split("  ·  ")[:2] == ["TinyVGG on shapes (trained here)",
+                                                                     "attention block 4, head 2"]
+    w.set_presentation(False)

@@ -138,6 +138,7 @@ def screenshot(args) -> int:
                     break
         for _ in range(5):
             app.processEvents()
+        window.presentation.update_caption()  # the raised dock's result may have just arrived
         path = window.export_view(None, args.out)
         got = window.size()
     finally:

@@ -89,6 +89,8 @@ class _Caption(QLabel):
         return self._full
 
     def set_full_text(self, text: str) -> None:
+        if text == self._full:
+            return
         self._full = text
         self.setToolTip(text)
         self._fit()
@@ -198,6 +200,11 @@ class PresentationMode(QObject):
         for name in ("model", "image", "layer", "channel", "target", "predictions"):
             getattr(window.session.events, name).connect(self._session_changed)
         window.docks["attention"].visibilityChanged.connect(lambda *_: self.update_caption())
+        # What no session event announces (an attention result arriving, a head clicked) is
+        # caught up twice a second while presenting.
+        self._poll = QTimer(self)
+        self._poll.setInterval(500)
+        self._poll.timeout.connect(self.update_caption)
         THEME.changed.connect(self._theme_changed)
         # An error or warning while the chrome is hidden brings the status bar back until dismissed.
         self._sigKept.connect(self._show_status)
@@ -227,6 +234,7 @@ class PresentationMode(QObject):
             self._show_chrome(False)
             self.bar.show()
             self.update_caption()
+            self._poll.start()
             if full_screen:
                 w.showFullScreen()
         elif not on and self.presenting:
@@ -234,6 +242,7 @@ class PresentationMode(QObject):
             if self.maximised is not None:
                 self.toggle_maximise()
             self.presenting = False
+            self._poll.stop()
             self.bar.hide()
             self._show_chrome(True)
             before = self._before
