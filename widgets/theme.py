@@ -77,6 +77,8 @@ COLOURS: dict[str, str] = {
     "warning": "#ffb000",     # "dead"/"ties" flags
     "ok": "#59a14f",
     "accent": "#00dcff",      # the selection: query patch, marker, clicked point
+    "hover": "#ffffff",       # the ring under the mouse on a canvas
+    "neighbour": "#ffd400",   # the clicked point's neighbours' rings
     "background": "#202020",  # the dark canvases
     "text": "#f0f0f0",        # text on the dark canvases
     "muted": "#909090",       # a panel's status text
@@ -99,7 +101,7 @@ THEMES: dict[str, dict[str, str]] = {
     "light": {
         **COLOURS,
         "error": "#b00020", "untrained": "#b00020", "untrained_alt": "#b00020",
-        "warning": "#a64b00", "ok": "#1b7a1b", "accent": "#0050ff",
+        "warning": "#a64b00", "ok": "#1b7a1b", "accent": "#0050ff", "hover": "#000000", "neighbour": "#c05000",
         "background": "#ffffff", "text": "#000000", "muted": "#303030", "notes": "#202020",
         "axis": "#202020", "axis_text": "#000000", "axis_dim": "#404040", "axis_dim_text": "#202020",
         "window": "#ffffff", "window_text": "#000000", "base": "#ffffff", "highlight": "#0050ff",
