@@ -75,6 +75,8 @@ NUMERIC = [
     (["scene", "--out", "s.vizscene"], "--scale", ["0.5", "3.01", "nan", "inf", "x"], "2.5", "from 1 to 3"),
     (["screenshot", "--out", "s.png"], "--size", ["0x0", "100000x100000", "319x240", "7681x4320", "1600", "axb"],
      "320x240", "from 320x240 to 7680x4320"),
+    (["screenshot", "--out", "s.png"], "--scale", ["0.5", "3.5", "x"], "2.5", "from 1 to 3"),
+    (["gui"], "--scale", ["0", "4"], "1.5", "from 1 to 3"),
 ]
 # export and record take the window's state as screenshot does, and their own options
 for _cmd, _args in (("export", ["--dock", "features", "--out", "f.png"]),

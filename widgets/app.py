@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["make_app", "run_gui", "screenshot", "wait_until_ready"]
+__all__ = ["make_app", "present", "run_gui", "screenshot", "wait_until_ready"]
 
 
 def make_app():
@@ -41,6 +41,7 @@ def run_gui(args) -> int:
     # Uncaught exceptions (GUI or other threads) become an error in the status bar, not a crash.
     notification_manager.install_hooks()
     window.show()
+    present(window, args)
     if args.scene:
         start_on_scene(window, deck, args)
     else:
@@ -89,6 +90,17 @@ def start_on_scene(window, deck, args) -> None:
         window.lecture.open_deck(deck, args.scene, bool(args.trust))
     else:
         window.lecture.apply(first, os.path.basename(args.scene), bool(args.trust))
+def present(window, args, full_screen: bool = True) -> None:
+    """``--presentation``, ``--scale`` and ``--theme``: presentation mode at that scale and theme,
+    or without ``--presentation`` only the UI scale and colours."""
+    scale, theme = getattr(args, "scale", None), getattr(args, "theme", None)
+    if getattr(args, "presentation", False):
+        window.set_presentation(True, scale, theme, full_screen=full_screen)
+        return
+    if scale is not None:
+        window.presentation.set_scale(scale)
+    if theme is not None:
+        window.presentation.set_theme(theme)
 
 
 def wait_until_ready(window, timeout: float = 600.0) -> bool:
@@ -131,14 +143,24 @@ def screenshot(args) -> int:
     deck = _read_scene(args)  # a bad scene file: one line and exit 2, before any window
     w, h = args.size  # validated by the parser (vizapp.cli.parser: WxH within its bounds)
     app = make_app()
+    from widgets.theme import THEME
+
+    scale, theme = THEME.scale, THEME.theme
     window = MainWindow(restore_layout=False)
     window.resize(w, h)
     window.show()
+    # As projected: presentation mode's chrome and caption at --scale in a window of --size (the
+    # offscreen screen is not resized: full screen would be its size, not the projector's).
+    present(window, args, full_screen=False)
+    window.resize(w, h)
     # An error that stops the screenshot is printed once, as the command's error line;
     # other warnings the window showed are printed after the "saved" line.
     collected = _Collect()
     logging.getLogger("widgets").addHandler(collected)
     if deck is not None:
+        if deck.scenes[0].presentation and not window.presenting:  # as projected, in a window of --size
+            window.set_presentation(True, full_screen=False)
+            window.resize(w, h)
         start_on_scene(window, deck, args)
     else:
         window.start(args.model, args.image, args.layer, args.arch, args.trust, args.device)
@@ -166,11 +188,14 @@ def screenshot(args) -> int:
                     break
         for _ in range(5):
             app.processEvents()
+        window.presentation.update_caption()  # the raised dock's result may have just arrived
         path = window.export_view(None, args.out)
         got = window.size()
     finally:
         window.runner.shutdown()
         window.close()
+        THEME.set_scale(scale)  # a --scale without --presentation too (the theme is per process)
+        THEME.set_theme(theme)
         logging.getLogger("widgets").removeHandler(collected)
     note = "" if (got.width(), got.height()) == (w, h) else f"; the window's smallest size is {got.width()}x{got.height()}"
     print(f"saved {path} ({got.width()}x{got.height()}{note})")

@@ -112,25 +112,30 @@ class AttentionLayout:
         self.discard_label.setMinimumWidth(
             self.discard_label.fontMetrics().horizontalAdvance("discard 95%") + round(THEME.px(6))
         )
-        self.outline.setPen(_pen(QUERY_COLOUR, "thick"))
-        self.strip_outlines.setPen(_pen(QUERY_COLOUR, "line"))
+        query = QColor(THEME.colour("accent"))  # the theme's (a light theme's accent is darker)
+        self.outline.setPen(_pen(query, "thick"))
+        self.strip_outlines.setPen(_pen(query, "line"))
         self.strip_marker.setPen(_pen(QColor("white"), "thick"))
-        self.grid_marker.setPen(_pen(QUERY_COLOUR, "thick"))
+        self.grid_marker.setPen(_pen(query, "thick"))
         self.busy.setFont(font("busy", bold=True))
         self.grid_corner.setFont(font("body", bold=True))
+        self.grid_corner.setColor(THEME.colour("text"))
         for label in self.strip_labels:
             label.setFont(font("small", bold=True))
         for item in (*self.row_labels, *self.col_labels):
             item.setFont(font("body"))
-        self.distance_plot.setTitle("Mean attention distance of every head", color=TEXT, size=THEME.css("title"))
+            item.setColor(THEME.colour("text"))
+        self.distance_plot.setTitle("Mean attention distance of every head", color=THEME.colour("text"), size=THEME.css("title"))
         for side, label in (("bottom", "layer"), ("left", "mean attention distance (px)")):
             axis = self.distance_plot.getAxis(side)
             axis.setStyle(tickFont=font("body"))
-            axis.setLabel(label, color=TEXT, **{"font-size": THEME.css("subheading")})
+            axis.setTextPen(THEME.colour("text"))
+            axis.setPen(THEME.colour("text"))
+            axis.setLabel(label, color=THEME.colour("text"), **{"font-size": THEME.css("subheading")})
         self.distance_mean.setPen(pg.mkPen(MEAN_COLOUR, width=THEME.width("thick")))
         self.distance_dots.setPen(pg.mkPen(DOT_COLOUR, width=THEME.width("hair")))
         self.distance_dots.setSize(THEME.marker("point"))
-        self.distance_mark.setPen(pg.mkPen(QUERY_COLOUR, width=THEME.width("thick")))
+        self.distance_mark.setPen(pg.mkPen(query, width=THEME.width("thick")))
         self.distance_mark.setSize(THEME.marker("mark"))
 
     # --- construction ------------------------------------------------------------
@@ -231,7 +236,7 @@ class AttentionLayout:
 
     def _canvas(self) -> pg.GraphicsLayoutWidget:
         canvas = pg.GraphicsLayoutWidget()
-        canvas.setBackground(BACKGROUND)
+        canvas.setBackground(THEME.colour("background"))
         canvas.setFocusPolicy(Qt.NoFocus)  # clicks leave the focus (and the arrows) with the view
         return canvas
 
@@ -286,14 +291,14 @@ class AttentionLayout:
         self.grid_marker = QGraphicsRectItem()
         self.grid_view.addItem(self.grid_image)
         self.grid_view.addItem(self.grid_marker)
-        self.grid_corner = pg.TextItem("layer ↓  head →", color=TEXT, anchor=(1, 1))
+        self.grid_corner = pg.TextItem("layer ↓  head →", color=THEME.colour("text"), anchor=(1, 1))
         self.grid_view.addItem(self.grid_corner, ignoreBounds=True)
         self.row_labels: list[pg.TextItem] = []
         self.col_labels: list[pg.TextItem] = []
         self.grid_canvas.scene().sigMouseClicked.connect(self._grid_clicked)
 
         # Distance: one dot per head, the mean of each layer as a line.
-        self.distance_plot = pg.PlotWidget(background=BACKGROUND)
+        self.distance_plot = pg.PlotWidget(background=THEME.colour("background"))
         self.distance_plot.setFocusPolicy(Qt.NoFocus)
         self.distance_plot.hideButtons()
         self.distance_plot.setMenuEnabled(False)
@@ -360,7 +365,7 @@ class AttentionLayout:
         self, pool: list[pg.TextItem], labels: list[tuple[str, QPointF]], anchor
     ) -> None:
         while len(pool) < len(labels):
-            item = pg.TextItem("", color=TEXT, anchor=anchor)
+            item = pg.TextItem("", color=THEME.colour("text"), anchor=anchor)
             item.setFont(font("body"))
             self.grid_view.addItem(item, ignoreBounds=True)
             pool.append(item)

@@ -92,11 +92,11 @@ class _Swatch(ItemSample):
         p.drawEllipse(QRectF(3, 3, 14, 14))
 
 
-#: The rings: colour, the theme's marker size and line width roles.
+#: The rings: the theme's colour, marker size and line width roles.
 RINGS = {
-    "hover_ring": ("#ffffff", "point", "thin"),
-    "clicked_ring": (THEME.colour("accent"), "ring_big", "medium"),
-    "neighbour_rings": ("#ffd400", "ring", "line"),
+    "hover_ring": ("hover", "point", "thin"),
+    "clicked_ring": ("accent", "ring_big", "medium"),
+    "neighbour_rings": ("neighbour", "ring", "line"),
 }
 
 
@@ -270,7 +270,7 @@ class EmbeddingView(QWidget):
     def _style_rings(self) -> None:
         for name, (colour, size, width) in RINGS.items():
             ring = getattr(self, name)
-            ring.setPen(pg.mkPen(colour, width=THEME.width(width)))
+            ring.setPen(pg.mkPen(THEME.colour(colour), width=THEME.width(width)))
             ring.setSize(THEME.marker(size))
 
     def _apply_theme(self, *_args) -> None:

@@ -41,6 +41,7 @@ from widgets.controllers.training import TrainingController
 from widgets.deck_editor import add_lecture_actions
 from widgets.docks import DOCKS, DockRow, default_layout
 from widgets.export import Figures, export_view
+from widgets.presentation import PresentationMode
 from widgets.recording import RecordingController
 from widgets.theme import THEME, bind_font
 from widgets.training_panel import TrainingPanel
@@ -113,6 +114,8 @@ class MainWindow(QMainWindow):
         self._default_layout()
         self._default_state = self.saveState(STATE_VERSION)
         self._build_status_bar()
+        # Presentation mode, maximised docks, blanking and the keys (widgets/presentation.py, widgets/keys.py).
+        self.presentation = PresentationMode(self)
         self._build_menus()
 
         # One controller per feature; the routes hand each job's result to its owner.
@@ -129,6 +132,7 @@ class MainWindow(QMainWindow):
         self.training = self._add("training", TrainingController(*parts, probing=self.probing))
         self.lecture = self._add("lecture", LectureController(*parts, window=self, state_version=STATE_VERSION))
         add_lecture_actions(self, self.file_menu)  # File > Open scene…, Save scene…, Open deck…, …
+        self.presentation.keys.scene_stepper = self.step_scene  # PgDn/PgUp: the deck's scenes, else layers
         self.recording = self._add("recording", RecordingController(*parts))
         self.recording.attach(self)
         self.routes = JobRoutes(self.controllers.values())
@@ -195,6 +199,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
         notification_manager.unsubscribe(self._receive_notification)
+        self.presentation.close()  # the layout and scale as they were before presenting
         if self._persist:
             self.save_layout()
         self.training_panel.shutdown()
@@ -243,15 +248,7 @@ class MainWindow(QMainWindow):
         view_menu.addSeparator()
         view_menu.addAction("&Reset layout", self.reset_layout)
         nav = self.menuBar().addMenu("&Navigate")
-        for text, keys, slot in (
-            ("Next layer", "PgDown", lambda: self.session.step_layer(1)),
-            ("Previous layer", "PgUp", lambda: self.session.step_layer(-1)),
-            ("Next channel", "]", lambda: self.feature_view.step_channel(1)),
-            ("Previous channel", "[", lambda: self.feature_view.step_channel(-1)),
-            ("Recompute attention and attributions", "F5", self.refresh_explanations),
-        ):
-            action = nav.addAction(text, slot)
-            action.setShortcut(QKeySequence(keys))
+        self.presentation.build_menus(view_menu, nav)  # from the key table (widgets/keys.py)
         QShortcut(QKeySequence("Escape"), self, self.cancel_jobs)
 
     # --- requests (the controllers' own, for the command line, tests and benchmarks) ---
@@ -325,8 +322,18 @@ class MainWindow(QMainWindow):
         return self.lecture.step(delta)
 
     def refresh_explanations(self) -> None:
-        """Compute the attention and attributions again (F5; after a cancel)."""
+        """Compute the attention and attributions again (Ctrl+R; after a cancel)."""
         self.explain.refresh()
+
+    def set_presentation(self, on: bool, scale: float | None = None, theme: str | None = None,
+                         full_screen: bool = True) -> None:
+        """Presentation mode on (UI ``scale`` 1 to 3, ``theme`` default/light/dark; full screen)
+        or off (all as before): :class:`widgets.presentation.PresentationMode`."""
+        self.presentation.set(on, scale, theme, full_screen)
+
+    @property
+    def presenting(self) -> bool:
+        return self.presentation.presenting
 
     # --- progress and messages ----------------------------------------------------
     def _job_progress(self, kind: str, done: int, total: int, text: str) -> None:

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 __all__ = [
-    "BASE_PT", "TEXT_ROLES", "MARKERS", "WIDTHS", "PIXELS", "COLOURS", "Theme", "THEME", "increase",
-    "font", "bind_font", "css_pt",
+    "BASE_PT", "TEXT_ROLES", "MARKERS", "WIDTHS", "PIXELS", "COLOURS", "THEMES", "Theme", "THEME", "increase",
+    "font", "bind_font", "css_pt", "palette", "app_pt", "scale_app_font",
 ]
 
 #: The base point size: the ``body`` role at scale 1.0.
@@ -77,10 +77,43 @@ COLOURS: dict[str, str] = {
     "warning": "#ffb000",     # "dead"/"ties" flags
     "ok": "#59a14f",
     "accent": "#00dcff",      # the selection: query patch, marker, clicked point
+    "hover": "#ffffff",       # the ring under the mouse on a canvas
+    "neighbour": "#ffd400",   # the clicked point's neighbours' rings
     "background": "#202020",  # the dark canvases
     "text": "#f0f0f0",        # text on the dark canvases
     "muted": "#909090",       # a panel's status text
     "notes": "#a0a0a0",
+    "axis": "#909090",        # a plot's axis lines on a canvas
+    "axis_text": "#e0e0e0",   # its tick labels and axis titles
+    "axis_dim": "#707070",    # a secondary axis (the training curves' epochs)
+    "axis_dim_text": "#b0b0b0",
+    "window": "",             # the application's palette: "" keeps the platform's (the default theme)
+    "window_text": "",
+    "base": "",
+    "highlight": "",
+}
+
+#: The named colour sets (:meth:`Theme.set_theme`): ``default`` is the platform's palette with
+#: dark canvases; ``light`` and ``dark`` are high-contrast sets for a projector in a bright or
+#: a dark room (black on white, white on black, every canvas and plot text following).
+THEMES: dict[str, dict[str, str]] = {
+    "default": COLOURS,
+    "light": {
+        **COLOURS,
+        "error": "#b00020", "untrained": "#b00020", "untrained_alt": "#b00020",
+        "warning": "#a64b00", "ok": "#1b7a1b", "accent": "#0050ff", "hover": "#000000", "neighbour": "#c05000",
+        "background": "#ffffff", "text": "#000000", "muted": "#303030", "notes": "#202020",
+        "axis": "#202020", "axis_text": "#000000", "axis_dim": "#404040", "axis_dim_text": "#202020",
+        "window": "#ffffff", "window_text": "#000000", "base": "#ffffff", "highlight": "#0050ff",
+    },
+    "dark": {
+        **COLOURS,
+        "error": "#ff6b5b", "untrained": "#c0392b", "untrained_alt": "#b3261e",
+        "warning": "#ffc400", "ok": "#7ed957", "accent": "#00e5ff",
+        "background": "#000000", "text": "#ffffff", "muted": "#d0d0d0", "notes": "#d8d8d8",
+        "axis": "#d0d0d0", "axis_text": "#ffffff", "axis_dim": "#a0a0a0", "axis_dim_text": "#e0e0e0",
+        "window": "#000000", "window_text": "#ffffff", "base": "#101010", "highlight": "#00a0c0",
+    },
 }
 
 
@@ -123,12 +156,22 @@ class _WeakEvent:
 
 
 class Theme:
-    """Sizes at the current ``scale``; ``changed(scale)`` is emitted when it changes."""
+    """Sizes at the current ``scale`` and colours of the current ``theme`` (a :data:`THEMES`
+    name); ``changed(scale)`` is emitted when either changes."""
 
-    def __init__(self, base_pt: float = BASE_PT, scale: float = 1.0) -> None:
+    def __init__(self, base_pt: float = BASE_PT, scale: float = 1.0, theme: str = "default") -> None:
         self.base_pt = base_pt
         self.scale = float(scale)
+        self.theme = theme
         self.changed = _WeakEvent()
+
+    def set_theme(self, name: str) -> None:
+        """Use the colour set ``name`` (``default``, ``light`` or ``dark``)."""
+        if name not in THEMES:
+            raise ValueError(f"unknown theme '{name}'; the themes are {', '.join(THEMES)}")
+        if name != self.theme:
+            self.theme = name
+            self.changed.emit(self.scale)
 
     def set_scale(self, scale: float) -> None:
         if scale <= 0:
@@ -160,7 +203,8 @@ class Theme:
         return WIDTHS[role] * self.scale
 
     def colour(self, role: str) -> str:
-        return COLOURS[role]
+        """Colour ``role`` of the current theme (``""`` for the default theme's palette roles)."""
+        return THEMES[self.theme][role]
 
 
 #: The app's theme (one per process).
@@ -169,6 +213,56 @@ THEME = Theme()
 
 def css_pt(role: str) -> str:
     return THEME.css(role)
+
+
+def palette(base=None):
+    """The application's QPalette for the current theme: ``base`` (the platform's, kept by the
+    caller) for the default theme, else high-contrast window, text and highlight colours."""
+    from PySide6.QtGui import QColor, QPalette
+
+    if not THEME.colour("window"):
+        return QPalette(base) if base is not None else QPalette()
+    window, text, field = (QColor(THEME.colour(r)) for r in ("window", "window_text", "base"))
+    highlight = QColor(THEME.colour("highlight"))
+    p = QPalette(window)
+    for role, colour in (
+        (QPalette.Window, window), (QPalette.WindowText, text), (QPalette.Base, field),
+        (QPalette.AlternateBase, window), (QPalette.Text, text), (QPalette.Button, window),
+        (QPalette.ButtonText, text), (QPalette.ToolTipBase, window), (QPalette.ToolTipText, text),
+        (QPalette.Highlight, highlight), (QPalette.HighlightedText, QColor("#ffffff")),
+        (QPalette.BrightText, QColor(THEME.colour("error"))), (QPalette.PlaceholderText, QColor(THEME.colour("muted"))),
+    ):
+        p.setColor(QPalette.All, role, colour)
+    for role in (QPalette.WindowText, QPalette.Text, QPalette.ButtonText):
+        p.setColor(QPalette.Disabled, role, QColor(THEME.colour("muted")))
+    return p
+
+
+_APP_PT: float | None = None  # the application's own font size, before scale_app_font
+
+
+def app_pt() -> float:
+    """The application's font size at scale 1.0 (the platform's, whatever scale_app_font did)."""
+    if _APP_PT is not None:
+        return _APP_PT
+    from PySide6.QtWidgets import QApplication
+
+    return QApplication.font().pointSizeF()
+
+
+def scale_app_font() -> None:
+    """The application's font (every control, table, tab and menu without a role of its own)
+    at the platform's size times ``THEME.scale``."""
+    global _APP_PT
+    from PySide6.QtWidgets import QApplication
+
+    _APP_PT = app_pt()
+    f = QApplication.font()
+    f.setPointSizeF(_APP_PT * THEME.scale)
+    QApplication.setFont(f)
+    from PySide6.QtCore import QEvent
+
+    QApplication.sendPostedEvents(None, QEvent.ApplicationFontChange)  # every widget now, not later
 
 
 def font(role: str = "body", bold: bool = False, base=None):
@@ -198,9 +292,7 @@ class _FontBinding:
         f = w.font()
         pt = 0 if self.role is None else THEME.pt(self.role)
         if self.at_least or self.role is None:  # the role's size or the application's (scaled), the larger
-            from PySide6.QtWidgets import QApplication
-
-            pt = max(pt, round(QApplication.font().pointSize() * THEME.scale))
+            pt = max(pt, round(app_pt() * THEME.scale))
         if pt > 0:
             f.setPointSize(pt)
         if self.bold is not None:

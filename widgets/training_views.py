@@ -92,16 +92,16 @@ def _title(title: str, subtitle: str = "") -> str:
 
 
 def _style_plot(plot: pg.PlotItem, title: str, left: str, bottom: str) -> None:
-    plot.setTitle(title, size=_title_pt(), color=TEXT)
+    plot.setTitle(title, size=_title_pt(), color=THEME.colour("text"))
     for name, text in (("left", left), ("bottom", bottom)):
         axis = plot.getAxis(name)
         axis.setCacheMode(QGraphicsItem.DeviceCoordinateCache)  # big-font ticks: repainted only when they change
         axis.enableAutoSIPrefix(False)  # "loss (x0.001)" over 200 confuses; show 0.2
         axis.setTickFont(big_font(AXIS_ROLE))
-        axis.setTextPen("#e0e0e0")
-        axis.setPen("#909090")
+        axis.setTextPen(THEME.colour("axis_text"))
+        axis.setPen(THEME.colour("axis"))
         if text:
-            axis.setLabel(text, **{"font-size": _label_pt(), "color": "#e0e0e0"})
+            axis.setLabel(text, **{"font-size": _label_pt(), "color": THEME.colour("axis_text")})
     plot.showGrid(x=True, y=True, alpha=0.2)
     plot.setMenuEnabled(False)
     plot.hideButtons()
@@ -154,8 +154,8 @@ class CurvesView(QSplitter):
             plot.showAxis("top")
             top = plot.getAxis("top")
             top.setCacheMode(QGraphicsItem.DeviceCoordinateCache)
-            top.setTextPen("#b0b0b0")
-            top.setPen("#707070")
+            top.setTextPen(THEME.colour("axis_dim_text"))
+            top.setPen(THEME.colour("axis_dim"))
             top.setTicks([[]])
         self._style_top()
         self.addWidget(self.loss_plot)
@@ -171,7 +171,8 @@ class CurvesView(QSplitter):
         for plot in (self.loss_plot.getPlotItem(), self.acc_plot.getPlotItem()):
             top = plot.getAxis("top")
             top.setTickFont(big_font("small"))
-            top.setLabel("epoch", **{"font-size": THEME.css("small"), "color": "#b0b0b0"})
+            top.setTextPen(THEME.colour("axis_dim_text"))
+            top.setLabel("epoch", **{"font-size": THEME.css("small"), "color": THEME.colour("axis_dim_text")})
 
     def _apply_theme(self, *_args) -> None:
         """Titles, axes, legends, pens and symbols at the theme's scale."""
@@ -205,7 +206,7 @@ class CurvesView(QSplitter):
             plot.enableAutoRange(axis="x", enable=False)
         self.loss_plot.getPlotItem().enableAutoRange(axis="y", enable=True)
         self._acc_title = "Accuracy (nearest class centre)" if metric else "Accuracy"
-        self.acc_plot.getPlotItem().setTitle(self._acc_title, size=_title_pt(), color=TEXT)
+        self.acc_plot.getPlotItem().setTitle(self._acc_title, size=_title_pt(), color=THEME.colour("text"))
 
     def set_data(self, steps: dict[str, list[float]], evals: dict[str, list[float]], optimizer: str = "") -> None:
         """Draw the curves.
@@ -229,7 +230,7 @@ class CurvesView(QSplitter):
             title = f"Loss   ·   learning rate {s['lr'][-1]:.3g} ({optimizer})"
             if title != self._lr_title:  # a new title re-lays out the plot: only when it changes
                 self._lr_title = title
-                self.loss_plot.getPlotItem().setTitle(title, size=_title_pt(), color=TEXT)
+                self.loss_plot.getPlotItem().setTitle(title, size=_title_pt(), color=THEME.colour("text"))
 
     def curves(self) -> dict[str, np.ndarray]:
         """The data shown: ``step``, ``loss``, ``acc_step``, ``acc``, ``val_step``,
@@ -250,7 +251,7 @@ class KernelView(pg.GraphicsLayoutWidget):
         self.setBackground(BACKGROUND)
         self.setMinimumSize(200, 200)
         self._title_args = ("First-layer kernels", "")
-        self.title = self.addLabel(_title(*self._title_args), size=_title_pt(), color=TEXT)
+        self.title = self.addLabel(_title(*self._title_args), size=_title_pt(), color=THEME.colour("text"))
         self.nextRow()
         self.view = image_view_box(self)
         self.item = pg.ImageItem(axisOrder="row-major")
@@ -260,7 +261,7 @@ class KernelView(pg.GraphicsLayoutWidget):
 
     def _set_title(self, title: str, subtitle: str = "") -> None:
         self._title_args = (title, subtitle)
-        self.title.setText(_title(title, subtitle), size=_title_pt(), color=TEXT)
+        self.title.setText(_title(title, subtitle), size=_title_pt(), color=THEME.colour("text"))
 
     def _apply_theme(self, *_args) -> None:
         self._set_title(*self._title_args)
@@ -305,7 +306,7 @@ class EmbeddingScatter(QWidget):
         self.canvas.setBackground(BACKGROUND)
         self.canvas.setMinimumSize(240, 200)
         self._title_args = ("Validation embedding", "")
-        self.title = self.canvas.addLabel(_title(*self._title_args), size=_title_pt(), color=TEXT)
+        self.title = self.canvas.addLabel(_title(*self._title_args), size=_title_pt(), color=THEME.colour("text"))
         self.canvas.nextRow()
         self.box = self.canvas.addViewBox()
         self.box.setAspectLocked(True)
@@ -314,7 +315,8 @@ class EmbeddingScatter(QWidget):
         # The legend is one rich-text label beside the plot: it never covers points, and
         # building it costs a millisecond (a pg.LegendItem of ten classes costs tens).
         self.legend = QLabel()
-        bind_font(self.legend, "body", style=lambda: f"background: {BACKGROUND}; color: {TEXT}; padding: {THEME.px(4):g}px;")
+        bind_font(self.legend, "body", style=lambda: f"background: {THEME.colour('background')}; color: {THEME.colour('text')};"
+                  f" padding: {THEME.px(4):g}px;")
         self.legend.setAlignment(Qt.AlignLeft | Qt.AlignVCenter)
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 0, 0, 0)
@@ -328,7 +330,7 @@ class EmbeddingScatter(QWidget):
         THEME.changed.connect(self._apply_theme)
 
     def _apply_theme(self, *_args) -> None:
-        self.title.setText(_title(*self._title_args), size=_title_pt(), color=TEXT)
+        self.title.setText(_title(*self._title_args), size=_title_pt(), color=THEME.colour("text"))
         for item in self.items:
             item.setSize(THEME.marker("dot"))
         self._legend_text(self._classes)
@@ -383,7 +385,7 @@ class EmbeddingScatter(QWidget):
             self.box.setRange(xRange=(-needed, needed), yRange=(-needed, needed), padding=0.0)
         what = "embedding" if metric else "penultimate features"
         self._title_args = ("Validation embedding", f"step {record['step']} · {len(coords)} images · PCA")
-        self.title.setText(_title(*self._title_args), size=_title_pt(), color=TEXT)
+        self.title.setText(_title(*self._title_args), size=_title_pt(), color=THEME.colour("text"))
         self.canvas.setToolTip(f"The validation images' {what} projected on two principal axes, "
                                "rotated onto the previous projection so the points move, not jump")
 
@@ -474,7 +476,7 @@ class ConfusionView(pg.GraphicsLayoutWidget):
         plot.getAxis("left").setTicks([[(i + 0.5, n) for i, n in enumerate(left)]])
         plot.getAxis("bottom").setTicks([[(i + 0.5, n) for i, n in enumerate(below)]])
         plot.getAxis("bottom").setLabel("predicted (nearest class centre)" if metric else "predicted",
-                                        **{"font-size": _label_pt(), "color": "#e0e0e0"})
+                                        **{"font-size": _label_pt(), "color": THEME.colour("axis_text")})
 
     def set_confusion(self, confusion: np.ndarray, classes: list[str], metric: bool = False) -> None:
         """Draw a ``k x k`` count matrix (rows: true class, columns: predicted), shaded by row
@@ -496,7 +498,7 @@ class ConfusionView(pg.GraphicsLayoutWidget):
             text.setTransform(QTransform.fromTranslate(-r.width() / 2, -r.height() / 2))
         acc = np.trace(cm) / max(1, cm.sum())
         self._title = f"Confusion: {acc:.1%} right"
-        self.plot.setTitle(self._title, size=_title_pt(), color=TEXT)
+        self.plot.setTitle(self._title, size=_title_pt(), color=THEME.colour("text"))
 
     def counts(self) -> np.ndarray | None:
         """The count matrix shown, or None."""

@@ -16,7 +16,7 @@ from vizapp.cli.qt_child import QT_COMMAND
 from vizapp.explain.attribution.registry import METHODS as ATTRIBUTION_METHODS
 from vizapp.training.losses import LOSSES
 
-__all__ = ["DOCKS", "MAX_SIZE", "MIN_SIZE", "WINDOW_OPTIONS", "build_parser", "parse_args"]
+__all__ = ["DOCKS", "MAX_SIZE", "MIN_SIZE", "THEMES", "WINDOW_OPTIONS", "build_parser", "parse_args"]
 
 #: The window's docks, in its order: ``screenshot --dock`` raises one of them
 #: (``widgets.main_window.MainWindow.docks`` has the same keys; a test checks it).
@@ -92,18 +92,29 @@ def _window_size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def _scene_scale(text: str) -> float:
-    """An argparse type: a scene's UI scale, a number from 1 to 3 (``vizapp.lecture.SCALE_RANGE``)."""
-    from vizapp.lecture.scene import SCALE_RANGE
-
-    lo, hi = SCALE_RANGE
+def _ui_scale(text: str) -> float:
+    """An argparse type: the window's UI scale, a number from 1 to 3."""
     try:
         value = float(text)
     except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or not lo <= value <= hi:
-        raise argparse.ArgumentTypeError(f"must be a number from {lo:g} to {hi:g} (got {text!r})")
+        raise argparse.ArgumentTypeError(f"must be a number from 1 to 3, like 2 or 1.5 (got {text!r})") from None
+    if not 1.0 <= value <= 3.0:
+        raise argparse.ArgumentTypeError(f"must be a number from 1 to 3 (got {text})")
     return value
+
+
+#: The window's colour themes (``widgets.theme.THEMES``; a test checks they are the same).
+THEMES = ("default", "light", "dark")
+
+
+def _add_presentation_args(p: argparse.ArgumentParser | argparse._ArgumentGroup, dest: str = "") -> None:
+    """``--presentation``, ``--scale`` and ``--theme``: the window as projected in a lecture."""
+    p.add_argument("--presentation", dest=f"{dest}presentation", action="store_true",
+                   help="presentation mode: full screen, menus and dock titles hidden, a large caption line")
+    p.add_argument("--scale", dest=f"{dest}scale", type=_ui_scale, metavar="S",
+                   help="UI scale from 1 to 3 (text, tiles, markers, lines; presentation mode's default: 2)")
+    p.add_argument("--theme", dest=f"{dest}theme", choices=THEMES,
+                   help="colours: default, light (high contrast, bright rooms) or dark (high contrast)")
 
 
 SEED = _integer(0, 2**32 - 1)
@@ -116,7 +127,7 @@ MAX_TOP = 1000
 #: The most Integrated Gradients path steps (each is a forward and backward pass).
 MAX_STEPS = 1000
 #: The window's options, accepted without a command (``python main.py --model vit_digits``) or after ``gui``.
-WINDOW_OPTIONS = ("model", "arch", "image", "layer", "device", "trust", "scene")
+WINDOW_OPTIONS = ("model", "arch", "image", "layer", "device", "trust", "scene", "presentation", "scale", "theme")
 
 
 def _add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -140,6 +151,7 @@ def _add_window_args(p: argparse.ArgumentParser | argparse._ArgumentGroup, dest:
     p.add_argument("--device", dest=f"{dest}device", metavar="DEVICE", help="cpu, cuda, cuda:1 or mps (default: the best available)")
     p.add_argument("--scene", dest=f"{dest}scene", metavar="FILE",
                    help="open on a saved scene (.vizscene); a .vizdeck or a folder of scenes opens its first")
+    _add_presentation_args(p, dest)
 
 
 def _add_shot_args(p: argparse.ArgumentParser) -> None:
@@ -259,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scene", help="a .vizscene file to render (its model, image, layer, ... ; the options above override)")
     p.add_argument("--size", type=_window_size, default=(1600, 1000),
                    help=f"window size WxH, {MIN_SIZE[0]}x{MIN_SIZE[1]} to {MAX_SIZE[0]}x{MAX_SIZE[1]} (default 1600x1000)")
+    _add_presentation_args(p)  # with --presentation, --size is the projector's screen
     p.add_argument("--out", required=True)
 
     p = sub.add_parser("scene", help="write a scene (.vizscene) for the window: model, image, layer, ... (a deck is a folder of them)")
@@ -271,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", type=_integer(0), help="class index to explain (default: the predicted class)")
     p.add_argument("--dock", choices=DOCKS, metavar="DOCK", help=f"the dock raised: {', '.join(DOCKS)}")
     p.add_argument("--presentation", action="store_true", help="open in presentation mode")
-    p.add_argument("--scale", type=_scene_scale, help="UI scale, 1 to 3 (default 1; 2 with --presentation)")
+    p.add_argument("--scale", type=_ui_scale, help="UI scale, 1 to 3 (default 1; 2 with --presentation)")
     p.add_argument("--title", default="", help="the scene's name in a deck")
     p.add_argument("--json", action="store_true", help="print the written scene as JSON")
     p.add_argument("--out", required=True, help="the .vizscene file to write")

@@ -125,8 +125,8 @@ class LectureController(Controller):
             target=s.target, dock=self._raised_dock(),
             views={k: v.view_options() for k, v in self.views.items() if hasattr(v, "view_options")},
             layout=Scene.encode_layout(w.saveState(self.state_version).data()),
-            presentation=self._presentation(), scale=min(max(THEME.scale, 1.0), 3.0),
-            theme=getattr(THEME, "name", None), title=title,
+            presentation=self.window.presenting, scale=min(max(THEME.scale, 1.0), 3.0),
+            theme=THEME.theme, title=title,
         )
 
     def _raised_dock(self) -> str | None:
@@ -136,11 +136,6 @@ class LectureController(Controller):
             if w.tabifiedDockWidgets(dock) and w.dock_on_screen(key):
                 return key
         return None
-
-    def _presentation(self) -> bool:
-        """Whether the window is in presentation mode (``MainWindow.presentation``, where it has one)."""
-        on = getattr(self.window, "presentation", False)
-        return bool(on() if callable(on) else on)
 
     # --- apply -------------------------------------------------------------------
     def apply(self, scene: Scene, where: str = "", trust: bool = False) -> None:
@@ -194,18 +189,16 @@ class LectureController(Controller):
             self.window.open_image(path)
 
     def _apply_presentation(self, scene: Scene) -> None:
-        """The scale through the theme; presentation mode and the theme where the window has them."""
+        """Presentation mode on or off (full screen when it turns on), then the scene's scale and theme."""
+        if scene.presentation != self.window.presenting:
+            self.window.set_presentation(scene.presentation)
         if abs(THEME.scale - scene.scale) > 1e-9:
             THEME.set_scale(scene.scale)
-        set_theme = getattr(THEME, "set_theme", None)
-        if scene.theme and set_theme is not None:
+        if scene.theme:
             try:
-                set_theme(scene.theme)
-            except (KeyError, ValueError):
+                THEME.set_theme(scene.theme)
+            except ValueError:
                 self.missing.append(f"theme {scene.theme}")
-        set_presentation = getattr(self.window, "set_presentation", None)
-        if set_presentation is not None:
-            set_presentation(scene.presentation, scene.scale)
 
     def settled(self) -> bool:
         """No scene is being applied."""
