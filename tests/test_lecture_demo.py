@@ -103,16 +103,16 @@ def test_digits_lecture_preset_is_far_above_chance():
 
 def test_train_preset_on_the_command_line_with_an_override(tmp_path, capsys):
     out = tmp_path / "run"
-    status = cli.main(["train", "--preset", "lecture", "--dataset", "digits", "--epochs", "1", "--n", "300",
+    status = cli.main(["train", "--preset", "lecture", "--dataset", "shapes", "--epochs", "1", "--n", "300",
                        "--lr", "0.003", "--device", "cpu", "--log-every", "1000", "--out", str(out)])
     assert status == 0
     settings = json.loads((out / "card.json").read_text())["settings"]
-    lecture = preset("lecture", "digits")
-    assert (settings["model"], settings["batch_size"], settings["eval_every"]) == (
-        lecture["model"], lecture["batch_size"], lecture["eval_every"])
+    lecture = preset("lecture", "shapes")
+    assert (settings["model"], settings["size"], settings["embed_every"]) == ("tinyvgg", 32, 100) == (
+        lecture["model"], lecture["size"], lecture["embed_every"])  # from the preset, not TrainConfig's defaults
     assert (settings["epochs"], settings["n"], settings["lr"], settings["seed"]) == (1, 300, 0.003, 0)
     evals = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"eval"' in line]
-    assert evals and evals[-1]["step"] == 240 // 32
+    assert [e["step"] for e in evals] == [0, 240 // 32]
 
 
 def test_train_preset_for_a_folder_exits_2_with_one_line(tmp_path, capsys):
@@ -152,10 +152,10 @@ def test_the_forms_lecture_button_fills_the_fields(qtbot, tmp_path):
         assert (form.batch.value(), form.epochs.value(), form.limit.value(), form.seed.value()) == (
             lecture["batch_size"], lecture["epochs"], 0, 3)
         assert not any(box.isChecked() for box in form.augment_boxes.values())
-        assert form.config().eval_every == lecture["eval_every"]  # a field the form keeps without showing it
         form.dataset.setCurrentIndex(form.dataset.findData("shapes"))
         form.lecture.click()
         assert (form.model.currentData(), form.limit.value(), form.image_size.value()) == ("tinyvgg", 12000, 32)
+        assert form.config().embed_every == 100  # a field the form keeps without showing it
         form.set_config(TrainConfig(dataset=str(tmp_path)))  # a folder: no preset
         assert not form.lecture.isEnabled()
         form.shutdown()
