@@ -22,6 +22,8 @@ and model building included) to its last record:
 
 Chance is the held-out split's largest class share (12.5% for shapes, about 10% for the
 10-class sets). No run is ever downloaded or retried; accuracies are what the run ends on.
+A tiny untimed run first pays the process's one-time costs (imports, torch's first
+kernels), as the app has at start-up.
 Torch threads: cores - 1 unless ``--threads`` (1 on a 2-core machine, as the app).
 ``--quick``: the presets only. Run alone: ``python benchmarks/bench_lecture_demo.py``.
 """
@@ -134,6 +136,9 @@ def run(quick: bool = False, threads: int | None = None) -> list[Result]:
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     print(f"seed {SEED}, CPU, torch threads {threads}; load average at the start: "
           f"{', '.join(f'{v:.2f}' for v in load) if load else 'n/a'} (other processes slow every wall time)")
+    # Not timed: the first run of a process pays for imports and torch's first kernels (about
+    # 4 s of CPU here), which the app has paid at start-up before anyone presses Start.
+    _run(TrainConfig(dataset="digits", n=200, epochs=1))
     results: list[Result] = []
     rows = []
     for dataset in DATASETS:
