@@ -101,7 +101,8 @@ def _run(config, former: bool = False) -> dict:
     counts = np.bincount(trainer.val_set.labels.numpy(), minlength=len(trainer.classes))
     return {"wall": wall, "cpu": cpu, "evals": evals, "steps": trainer.step, "epochs": config.epochs,
             "chance": float(counts.max() / counts.sum()), "train": len(trainer.train_set),
-            "val": len(trainer.val_set), "model": config.model, "lr": config.lr, "batch": config.batch_size}
+            "val": len(trainer.val_set), "model": config.model, "lr": trainer.config.lr,
+            "batch": config.batch_size}
 
 
 def _final(run: dict) -> float:

@@ -19,7 +19,7 @@ from models import build_small
 from vizapp import cli
 from vizapp.core.errors import UserError
 from vizapp.training.config import TrainConfig
-from vizapp.training.presets import PRESET_NAMES, PRESETS, apply_preset, preset
+from vizapp.training.presets import PRESET_NAMES, PRESETS, apply_preset, default_lr, preset
 from vizapp.training.trainer import Trainer
 from vizapp.training.trainsets import DATASETS
 
@@ -72,7 +72,13 @@ def test_a_preset_for_a_folder_or_an_unknown_name_is_one_line():
 
 def test_the_defaults_are_the_measured_ones():
     d = TrainConfig()
-    assert (d.dataset, d.model, d.batch_size, d.lr, d.epochs, d.optimizer) == ("shapes", "tinyvgg", 32, 2e-3, 5, "adam")
+    assert (d.dataset, d.model, d.batch_size, d.lr, d.epochs, d.optimizer) == ("shapes", "tinyvgg", 32, None, 5, "adam")
+    assert [default_lr(m) for m in ("tinyvgg", "lenet", "mlp", "resnet", "vit", "hub:efficientnet_lite0")] == [
+        2e-3, 2e-3, 2e-3, 2e-3, 1e-3, 1e-3]
+    trainer = Trainer(TrainConfig(dataset="digits", n=100, model="vit", epochs=1, device="cpu",
+                                  options={"width": 32, "depth": 1, "heads": 2}))
+    assert trainer.config.lr == 1e-3 and trainer.optimizer.param_groups[0]["lr"] == 1e-3
+    trainer.close()
 
 
 def test_small_models_start_with_zero_biases_and_live_units():
@@ -156,6 +162,11 @@ def test_the_forms_lecture_button_fills_the_fields(qtbot, tmp_path):
         form.lecture.click()
         assert (form.model.currentData(), form.limit.value(), form.image_size.value()) == ("tinyvgg", 12000, 32)
         assert form.config().embed_every == 100  # a field the form keeps without showing it
+        form.model.setCurrentIndex(form.model.findData("vit"))  # the default rate follows the model
+        assert form.lr.value() == pytest.approx(1e-3)
+        form.lr.setValue(5e-4)
+        form.model.setCurrentIndex(form.model.findData("lenet"))  # a typed one stays
+        assert form.lr.value() == pytest.approx(5e-4)
         form.set_config(TrainConfig(dataset=str(tmp_path)))  # a folder: no preset
         assert not form.lecture.isEnabled()
         form.shutdown()

@@ -164,6 +164,7 @@ class TrainingForm(QScrollArea):
         self._preview_cache: dict = {}
         self._preview: dict | None = None
         self._folder_previous = 0
+        self._lr_model: str | None = None  # the model whose default learning rate the box may hold
 
         self.dataset = QComboBox()
         for name in DATASETS:
@@ -295,8 +296,10 @@ class TrainingForm(QScrollArea):
 
     def set_config(self, config: TrainConfig) -> None:
         """Fill the form from ``config`` (a folder dataset is added to the data menu; a
-        ``hub:`` model not offered yet is added to the model menu) and keep its other
-        fields for the next run."""
+        ``hub:`` model not offered yet is added to the model menu; no learning rate: the
+        model's default) and keep its other fields for the next run."""
+        from vizapp.training.presets import default_lr
+
         self._base = replace(config, augment=list(config.augment), options=dict(config.options))
         spec = str(config.dataset)
         index = self.dataset.findData(spec)
@@ -319,7 +322,7 @@ class TrainingForm(QScrollArea):
             self.margin.setValue(config.margin)
         self.temperature.setValue(config.temperature)
         self.optimizer.setCurrentIndex(max(0, self.optimizer.findData(config.optimizer)))
-        self.lr.setValue(config.lr)
+        self.lr.setValue(config.lr if config.lr is not None else default_lr(config.model))
         self.batch.setValue(config.batch_size)
         self.weight_decay.setValue(config.weight_decay)
         self.epochs.setValue(config.epochs)
@@ -405,7 +408,15 @@ class TrainingForm(QScrollArea):
         self.lecture.setEnabled(self.dataset.currentData() in self._datasets)
 
     def _model_changed(self, _index: int = 0) -> None:
-        self.freeze.setEnabled(str(self.model.currentData()).startswith("hub:") and not self._locked)
+        from vizapp.training.presets import default_lr
+
+        model = str(self.model.currentData())
+        self.freeze.setEnabled(model.startswith("hub:") and not self._locked)
+        # A learning rate left at the previous model's default follows the model (2e-3 for
+        # the small CNNs, 1e-3 for the ViT and hub models); one the user typed stays.
+        previous, self._lr_model = self._lr_model, model
+        if previous is not None and previous != model and abs(self.lr.value() - default_lr(previous)) < 1e-12:
+            self.lr.setValue(default_lr(model))
 
     def _loss_changed(self, _index: int = 0) -> None:
         loss = _loss(self.loss.currentData())  # what the loss reads, from its module

@@ -16,7 +16,7 @@ from vizapp.cli.qt_child import QT_COMMAND
 from vizapp.explain.attribution.registry import METHODS as ATTRIBUTION_METHODS
 from vizapp.training.config import TrainConfig
 from vizapp.training.losses import LOSSES
-from vizapp.training.presets import PRESET_NAMES
+from vizapp.training.presets import PRESET_NAMES, SMALL_CNN_LR, TRANSFORMER_LR
 
 __all__ = ["DOCKS", "MAX_SIZE", "MIN_SIZE", "WINDOW_OPTIONS", "build_parser", "parse_args"]
 
@@ -182,7 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_integer(1, 100_000), help=f"default {d.epochs}")
     p.add_argument("--seed", type=SEED, help=f"default {d.seed}")
     p.add_argument("--batch-size", type=_integer(2, 4096), help=f"default {d.batch_size}")
-    p.add_argument("--lr", type=_number(0.0, above=True), help=f"default {d.lr:g}")
+    p.add_argument("--lr", type=_number(0.0, above=True),
+                   help=f"Adam's or SGD's learning rate (default {SMALL_CNN_LR:g} for mlp, lenet, tinyvgg and "
+                        f"resnet, {TRANSFORMER_LR:g} for vit and hub models)")
     p.add_argument("--optimizer", choices=("adam", "sgd"), help=f"default {d.optimizer}")
     p.add_argument("--weight-decay", type=_number(0.0), help=f"default {d.weight_decay:g}")
     p.add_argument("--augment", action="append", help="augmentation (repeat): hflip, crop, rotate, ...")
