@@ -18,6 +18,7 @@ import bench_embedding
 import bench_gui_stall
 import bench_image_to_pixels
 import bench_indexing
+import bench_lecture_demo
 import bench_probe_overhead
 import bench_training
 from _common import Result, device_report, parse_args, print_table, setup_threads
@@ -35,6 +36,7 @@ BENCHMARKS = (
     ("attention", bench_attention.run),
     ("attribution", bench_attribution.run),
     ("training", bench_training.run),
+    ("lecture_demo", bench_lecture_demo.run),
 )
 
 

@@ -303,7 +303,7 @@ def test_step_records(reference):
     steps = of_type(reference.records, "step")
     for r in steps:
         assert set(r) == {"type", "step", "epoch", "loss", "lr", "samples_per_s", "acc"}
-        assert r["epoch"] == pytest.approx(r["step"] / 5) and r["lr"] == 1e-3
+        assert r["epoch"] == pytest.approx(r["step"] / 5) and r["lr"] == 2e-3  # LeNet-5's default
         assert math.isfinite(r["loss"]) and r["loss"] > 0
         assert math.isfinite(r["samples_per_s"]) and r["samples_per_s"] > 0
         assert 0.0 <= r["acc"] <= 1.0 and (r["acc"] * 32) == pytest.approx(round(r["acc"] * 32))

@@ -13,6 +13,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from vizapp.core.errors import UserError
@@ -147,16 +148,10 @@ def _cmd_attribute(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from vizapp.training.config import TrainConfig
     from vizapp.training.records import write_json_line
     from vizapp.training.trainer import Trainer
 
-    config = TrainConfig(
-        dataset=args.dataset, model=args.model, loss=args.loss, epochs=args.epochs, seed=args.seed,
-        batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, weight_decay=args.weight_decay,
-        augment=[a.strip() for arg in args.augment for a in arg.split(",") if a.strip()], size=args.size, n=args.n, margin=args.margin, temperature=args.temperature,
-        embed_dim=args.embed_dim, freeze=args.freeze, log_every=args.log_every, device=args.device,
-        resume=args.resume, out=args.out)
+    config = train_config(args)
     trainer = Trainer(config, progress=_stderr_progress)
     for record in trainer.run():
         if record["type"] in ("step", "eval"):
@@ -166,6 +161,28 @@ def _cmd_train(args: argparse.Namespace) -> int:
             print(f"saved {record['path']}: {card['title']}, validation accuracy {card['metrics']['val_acc']}",
                   file=sys.stderr)
     return 0
+
+
+#: ``train``'s options, each named as the TrainConfig field it sets (``--augment`` aside).
+TRAIN_FIELDS = ("dataset", "model", "loss", "epochs", "seed", "batch_size", "lr", "optimizer", "weight_decay",
+                "size", "n", "margin", "temperature", "embed_dim", "freeze", "log_every", "device", "resume", "out")
+
+
+def train_config(args: argparse.Namespace):
+    """The run ``train``'s arguments describe: TrainConfig's defaults, then ``--preset`` for the
+    dataset (if given), then every option given on the command line."""
+    from vizapp.training.config import TrainConfig
+    from vizapp.training.presets import apply_preset
+
+    config = TrainConfig()
+    if args.dataset is not None:
+        config.dataset = args.dataset
+    if args.preset:
+        config = apply_preset(config, args.preset)
+    given = {name: getattr(args, name) for name in TRAIN_FIELDS if getattr(args, name) is not None}
+    if args.augment is not None:
+        given["augment"] = [a.strip() for arg in args.augment for a in arg.split(",") if a.strip()]
+    return replace(config, **given)
 
 
 def _stderr_progress(done: int, total: int, text: str) -> None:

@@ -14,7 +14,9 @@ from collections.abc import Callable, Iterable, Sequence
 # The registries are torch-free: the help lists what is registered, without loading torch.
 from vizapp.cli.qt_child import QT_COMMAND
 from vizapp.explain.attribution.registry import METHODS as ATTRIBUTION_METHODS
+from vizapp.training.config import TrainConfig
 from vizapp.training.losses import LOSSES
+from vizapp.training.presets import PRESET_NAMES, SMALL_CNN_LR, TRANSFORMER_LR
 
 __all__ = ["DOCKS", "MAX_SIZE", "MIN_SIZE", "THEMES", "WINDOW_OPTIONS", "build_parser", "parse_args"]
 
@@ -213,23 +215,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
 
     p = sub.add_parser("train", help="train a small CNN/ViT (or fine-tune a hub model) and save a checkpoint + card")
-    p.add_argument("--dataset", default="shapes", help="shapes, digits, mnist, fashion-mnist, cifar10 or a folder")
-    p.add_argument("--model", default="tinyvgg", help="mlp, lenet, tinyvgg, resnet, vit, or hub:NAME to fine-tune")
-    p.add_argument("--loss", default="ce", help=_one_of(LOSSES))
-    p.add_argument("--epochs", type=_integer(1, 100_000), default=5)
-    p.add_argument("--seed", type=SEED, default=0)
-    p.add_argument("--batch-size", type=_integer(2, 4096), default=64)
-    p.add_argument("--lr", type=_number(0.0, above=True), default=1e-3)
-    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
-    p.add_argument("--weight-decay", type=_number(0.0), default=0.0)
-    p.add_argument("--augment", action="append", default=[], help="augmentation (repeat): hflip, crop, rotate, ...")
+    # Options left out take the preset's value (with --preset), else TrainConfig's default.
+    d = TrainConfig()
+    p.add_argument("--preset", choices=PRESET_NAMES,
+                   help="start from a named set of settings for the dataset (lecture: a 20-30 s CPU run that "
+                        "learns visibly); the options given here override it")
+    p.add_argument("--dataset", help=f"shapes, digits, mnist, fashion-mnist, cifar10 or a folder (default {d.dataset})")
+    p.add_argument("--model", help=f"mlp, lenet, tinyvgg, resnet, vit, or hub:NAME to fine-tune (default {d.model})")
+    p.add_argument("--loss", help=f"{_one_of(LOSSES)} (default {d.loss})")
+    p.add_argument("--epochs", type=_integer(1, 100_000), help=f"default {d.epochs}")
+    p.add_argument("--seed", type=SEED, help=f"default {d.seed}")
+    p.add_argument("--batch-size", type=_integer(2, 4096), help=f"default {d.batch_size}")
+    p.add_argument("--lr", type=_number(0.0, above=True),
+                   help=f"Adam's or SGD's learning rate (default {SMALL_CNN_LR:g} for mlp, lenet, tinyvgg and "
+                        f"resnet, {TRANSFORMER_LR:g} for vit and hub models)")
+    p.add_argument("--optimizer", choices=("adam", "sgd"), help=f"default {d.optimizer}")
+    p.add_argument("--weight-decay", type=_number(0.0), help=f"default {d.weight_decay:g}")
+    p.add_argument("--augment", action="append", help="augmentation (repeat): hflip, crop, rotate, ...")
     p.add_argument("--size", type=_integer(8, 512), help="image size in pixels, 8 to 512 (default: the dataset's)")
     p.add_argument("--n", type=_integer(1), help="use at most this many images (quick runs)")
     p.add_argument("--margin", type=_number(0.0, above=True), help="contrastive (default 1.0) or triplet (default 0.2) margin")
-    p.add_argument("--temperature", type=_number(0.0, above=True), default=0.5, help="InfoNCE temperature")
-    p.add_argument("--embed-dim", type=_integer(1, 4096), default=32, help="embedding size for the metric losses")
-    p.add_argument("--freeze", choices=("all", "some", "none"), default="all", help="hub:NAME: frozen backbone part")
-    p.add_argument("--log-every", type=_integer(1), default=10, help="steps between JSON lines")
+    p.add_argument("--temperature", type=_number(0.0, above=True), help=f"InfoNCE temperature (default {d.temperature:g})")
+    p.add_argument("--embed-dim", type=_integer(1, 4096), help=f"embedding size for the metric losses (default {d.embed_dim})")
+    p.add_argument("--freeze", choices=("all", "some", "none"), help=f"hub:NAME: frozen backbone part (default {d.freeze})")
+    p.add_argument("--log-every", type=_integer(1), help=f"steps between JSON lines (default {d.log_every})")
     p.add_argument("--device", help="cpu, cuda, cuda:1 or mps (default: the best available)")
     p.add_argument("--resume", help="a checkpoint folder of this run to continue from")
     p.add_argument("--out", required=True, help="checkpoint folder (model.safetensors + card.json)")

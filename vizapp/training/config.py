@@ -15,6 +15,15 @@ class TrainConfig:
     ``model`` is a small model name (``mlp``, ``lenet``, ``tinyvgg``, ``resnet``, ``vit``)
     or ``hub:<registry name>`` for transfer learning (``freeze`` says how much of the
     backbone stays fixed). ``margin`` defaults per loss (1.0 contrastive, 0.2 triplet).
+
+    ``lr`` defaults per model (:func:`vizapp.training.presets.default_lr`: 2e-3 for the small
+    CNNs and the MLP, 1e-3 for the ViT and hub models), resolved when the run is built.
+
+    The defaults are a run that learns within a lecture's patience on a two-core CPU: TinyVGG
+    on the shapes set (12 000 drawn), Adam at 2e-3 on batches of 32 for 5 epochs (1500
+    steps) ends above 80% held out (``benchmarks/bench_lecture_demo.py``). The former 64 at
+    1e-3 gave 75 steps an epoch, and one epoch ended at chance.
+    :mod:`vizapp.training.presets` holds the per-dataset "Lecture demo" settings.
     """
 
     dataset: str = "shapes"
@@ -29,10 +38,10 @@ class TrainConfig:
     mining: str = "semihard"
     embed_dim: int = 32
     optimizer: str = "adam"
-    lr: float = 1e-3
+    lr: float | None = None  # None: default_lr(model)
     momentum: float = 0.9
     weight_decay: float = 0.0
-    batch_size: int = 64
+    batch_size: int = 32
     epochs: int = 5
     augment: list[str] = field(default_factory=list)
     seed: int = 0

@@ -62,6 +62,10 @@ class Trainer:
 
         self.config = c = config
         self.loss = loss_module(c.loss)  # an unknown loss is one line naming the choices
+        if c.lr is None:
+            from vizapp.training.presets import default_lr
+
+            c.lr = default_lr(c.model)
         if c.epochs < 1 or c.batch_size < 2 or c.lr <= 0:
             raise UserError("epochs must be >= 1, batch size >= 2 and the learning rate > 0")
         if c.margin is None:
