@@ -13,7 +13,7 @@ from vizapp.core.errors import StorageError
 from vizapp.core.files import write_bytes
 from widgets.theme import bind_font
 
-__all__ = ["export_png", "to_pixmap", "heading", "image_view_box", "LUT_ACTIVATION"]
+__all__ = ["export_png", "to_pixmap", "heading", "image_view_box", "LUT_ACTIVATION", "WrappingLabel"]
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
 
@@ -52,9 +52,42 @@ def to_pixmap(pixels: np.ndarray) -> QPixmap:
     return QPixmap.fromImage(image.copy())
 
 
+class WrappingLabel(QLabel):
+    """A word-wrapped label that asks its layout for the height its text needs at its width.
+
+    A plain wrapped QLabel's minimum height is one width's worth; a narrow dock then squeezes
+    it and the widgets below paint over its last lines. This one raises its minimum height to
+    ``heightForWidth(width)`` whenever its width or text changes.
+    """
+
+    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(text, parent)
+        self.setWordWrap(True)
+
+    def _reserve(self) -> None:
+        need = self.heightForWidth(self.width()) if self.text() else 0
+        if need > 0 and need != self.minimumHeight():
+            self.setMinimumHeight(need)
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt override
+        super().setText(text)
+        self._reserve()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._reserve()
+
+    def changeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().changeEvent(event)
+        from PySide6.QtCore import QEvent
+
+        if event.type() == QEvent.FontChange:
+            self._reserve()
+
+
 def heading(text: str = "", role: str = "body", bold: bool = True, style=None) -> QLabel:
     """A word-wrapped label in the theme's text ``role`` (re-sized when the scale changes)."""
-    label = QLabel(text)
+    label = WrappingLabel(text)
     bind_font(label, role, bold, style)
     label.setWordWrap(True)
     return label

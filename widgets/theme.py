@@ -67,6 +67,11 @@ PIXELS: dict[str, float] = {
     "bar_row_max": 44.0,    # and at most
     "bar_label_min": 11.0,  # a bar's label: at least (half a row otherwise)
     "bar_label_max": 22.0,  # and at most
+    "thumb": 72.0,          # a gallery thumbnail (the Image dock's samples, the embedding's strip)
+    "picture_min": 96.0,    # an image's or an attribution map's smallest side
+    "tile_min": 64.0,       # a top patch's smallest side
+    "head_min": 40.0,       # an attention head's thumbnail in the strip: at least
+    "plot_min": 100.0,      # a plot of the training lab: its smallest side
 }
 
 #: Colours the views share. ``error`` is the one red of every error text.
@@ -128,6 +133,9 @@ class Theme:
     def __init__(self, base_pt: float = BASE_PT, scale: float = 1.0) -> None:
         self.base_pt = base_pt
         self.scale = float(scale)
+        #: The application's font size at scale 1 (set by ``widgets.fit.follow_theme_scale``,
+        #: which then scales the application's font; ``None``: the application's font as is).
+        self.app_pt: float | None = None
         self.changed = _WeakEvent()
 
     def set_scale(self, scale: float) -> None:
@@ -200,7 +208,8 @@ class _FontBinding:
         if self.at_least or self.role is None:  # the role's size or the application's (scaled), the larger
             from PySide6.QtWidgets import QApplication
 
-            pt = max(pt, round(QApplication.font().pointSize() * THEME.scale))
+            app_pt = THEME.app_pt if THEME.app_pt is not None else QApplication.font().pointSizeF()
+            pt = max(pt, round(app_pt * THEME.scale))
         if pt > 0:
             f.setPointSize(pt)
         if self.bold is not None:

@@ -52,7 +52,8 @@ class _Thumb(QFrame):
         self.setCursor(Qt.PointingHandCursor)
         self.picture = QLabel()
         self.picture.setAlignment(Qt.AlignHCenter | Qt.AlignBottom)  # caption right under it
-        self.picture.setMinimumSize(64, 64)
+        side = round(THEME.pixels("tile_min"))  # the theme's scale when the tile is made
+        self.picture.setMinimumSize(side, side)
         self.picture.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
         self.value = heading("", "subheading")
         self.value.setAlignment(Qt.AlignCenter)

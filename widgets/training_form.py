@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from widgets.common import to_pixmap
+from widgets.theme import THEME
 from widgets.training_views import BACKGROUND
 
 if TYPE_CHECKING:
@@ -219,7 +220,7 @@ class TrainingForm(QScrollArea):
             augment_grid.addWidget(box, i // 2, i % 2)
         self.preview_label = QLabel()
         self.preview_label.setAlignment(Qt.AlignCenter)
-        self.preview_label.setMinimumHeight(140)
+        self.preview_label.setMinimumHeight(round(THEME.px(140)))
         self.preview_label.setStyleSheet(f"background: {BACKGROUND};")
         self.preview_caption = QLabel("")
         self.preview_caption.setWordWrap(True)
@@ -246,7 +247,8 @@ class TrainingForm(QScrollArea):
         settings_layout.addStretch(1)
         self.setWidget(self.settings)
         self.setWidgetResizable(True)
-        self.setMinimumWidth(330)
+        self.setMinimumWidth(round(THEME.px(330)))
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
 
         self._preview_timer = QTimer(self)
         self._preview_timer.setSingleShot(True)

@@ -39,7 +39,6 @@ import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import (
-    QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
@@ -52,6 +51,7 @@ from PySide6.QtWidgets import (
 from vizapp.core.notifications import notification_manager
 from widgets.bridge import JobRunner
 from widgets.common import heading
+from widgets.flow_layout import FlowLayout
 from widgets.theme import THEME, bind_font
 from widgets.training_board import REDRAW_MS, TrainingBoard
 from widgets.training_form import PREVIEW_KIND, TrainingForm
@@ -129,21 +129,17 @@ class TrainingPanel(QWidget):
         self.stop_button.clicked.connect(self.stop)
         self.checkpoint_button.clicked.connect(self.checkpoint_now)
         self.open_button.clicked.connect(self.open_checkpoint)
-        buttons = QHBoxLayout()
+        buttons = FlowLayout()  # the buttons wrap in a narrow dock
         for b in (self.start_button, self.pause_button, self.stop_button, self.checkpoint_button, self.open_button):
             bind_font(b, "body", bold=b is self.start_button)
             buttons.addWidget(b)
-        buttons.addStretch(1)
         self.status = heading("Ready: choose the settings and press Start", "heading")
         self.detail = QLabel("")
         bind_font(self.detail, "small")
         self.detail.setWordWrap(True)
         self.detail.setTextInteractionFlags(Qt.TextSelectableByMouse)
         # Text that changes every tick must not change the labels' size: that would re-lay
-        # out (and repaint) every plot below them.
-        self.status.setWordWrap(False)
-        self._apply_theme()
-        THEME.changed.connect(self._apply_theme)
+        # out (and repaint) every plot below them. Both keep two lines (_apply_theme).
         for label in (self.status, self.detail):
             label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
         self.error = QLabel("")
@@ -170,11 +166,14 @@ class TrainingPanel(QWidget):
         rl.addWidget(self.error)
         rl.addWidget(self.board, 1)
         split = QSplitter(Qt.Horizontal)
-        split.addWidget(self.form)
+        split.addWidget(self.form)  # the settings scroll alone (the form is a scroll area)
         split.addWidget(right)
+        split.setChildrenCollapsible(False)
+        self._apply_theme()
+        THEME.changed.connect(self._apply_theme)
         split.setStretchFactor(0, 0)
         split.setStretchFactor(1, 1)
-        split.setSizes([340, 1200])
+        split.setSizes([round(THEME.px(360)), round(THEME.px(1200))])
         layout = QVBoxLayout(self)
         layout.addWidget(split)
 
@@ -186,8 +185,9 @@ class TrainingPanel(QWidget):
 
     # --- theme ------------------------------------------------------------------------
     def _apply_theme(self, *_args) -> None:
-        """The detail line keeps room for two lines of its (theme-sized) font."""
-        self.detail.setFixedHeight(2 * QFontMetrics(self.detail.font()).lineSpacing() + round(THEME.px(4)))
+        """The status and detail lines keep room for two lines of their (theme-sized) fonts."""
+        for label in (self.status, self.detail):
+            label.setFixedHeight(2 * QFontMetrics(label.font()).lineSpacing() + round(THEME.px(4)))
 
     # --- the form ---------------------------------------------------------------------
     def config(self) -> TrainConfig:

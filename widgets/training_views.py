@@ -52,6 +52,16 @@ def _label_pt() -> str:
     return THEME.css(LABEL_ROLE)
 
 
+def _legend_pt() -> str:
+    return THEME.css(SUBTITLE_ROLE)
+
+
+def _plot_min(widget: QWidget) -> None:
+    """A plot's smallest side: the theme's ``plot_min`` (the board's grid shrinks to it)."""
+    side = round(THEME.pixels("plot_min"))
+    widget.setMinimumSize(side, side)
+
+
 def kernel_mosaic(weights: np.ndarray | None, gap: int = 1) -> np.ndarray | None:
     """First-layer weights as one ``H x W x 3`` uint8 mosaic, each filter scaled to its range.
 
@@ -126,15 +136,18 @@ class CurvesView(QSplitter):
         self.acc_plot = pg.PlotWidget()
         for widget in (self.loss_plot, self.acc_plot):
             widget.setBackground(BACKGROUND)
-            widget.setMinimumHeight(220)
+            _plot_min(widget)
         lp, ap = self.loss_plot.getPlotItem(), self.acc_plot.getPlotItem()
         self._loss_title, self._acc_title = "Loss", "Accuracy"
         _style_plot(lp, "Loss", "loss", "step")
         _style_plot(ap, "Accuracy", "accuracy", "step")
-        lp.addLegend(offset=(-10, 10), labelTextSize=_label_pt(), labelTextColor=TEXT,
-                     brush=pg.mkBrush(20, 20, 20, 200))
-        ap.addLegend(offset=(10, 10), labelTextSize=_label_pt(), labelTextColor=TEXT,
-                     brush=pg.mkBrush(20, 20, 20, 200))
+        # The legends sit in the corner each curve leaves empty: a loss falls from the top left
+        # (legend top right), an accuracy rises from the bottom left (legend bottom right);
+        # their entries side by side in a small font, so they stay one short line.
+        lp.addLegend(offset=(-10, 10), labelTextSize=_legend_pt(), labelTextColor=TEXT,
+                     brush=pg.mkBrush(20, 20, 20, 200), colCount=2)
+        ap.addLegend(offset=(-10, -10), labelTextSize=_legend_pt(), labelTextColor=TEXT,
+                     brush=pg.mkBrush(20, 20, 20, 200), colCount=2)
         train, val = self._pens()
         self.train_loss = lp.plot(pen=train, name="train (batch)")
         self.val_loss = lp.plot(pen=val, symbol="o", symbolSize=THEME.marker("val"), symbolBrush=VAL_COLOUR,
@@ -176,11 +189,13 @@ class CurvesView(QSplitter):
     def _apply_theme(self, *_args) -> None:
         """Titles, axes, legends, pens and symbols at the theme's scale."""
         lp, ap = self.loss_plot.getPlotItem(), self.acc_plot.getPlotItem()
+        for widget in (self.loss_plot, self.acc_plot):
+            _plot_min(widget)
         _style_plot(lp, self._lr_title or self._loss_title, "loss", "step")
         _style_plot(ap, self._acc_title, "accuracy", "step")
         self._style_top()
         for plot in (lp, ap):
-            plot.legend.setLabelTextSize(_label_pt())
+            plot.legend.setLabelTextSize(_legend_pt())
         train, val = self._pens()
         for item in (self.train_loss, self.train_acc):
             item.setPen(train)
@@ -248,7 +263,7 @@ class KernelView(pg.GraphicsLayoutWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setBackground(BACKGROUND)
-        self.setMinimumSize(200, 200)
+        _plot_min(self)
         self._title_args = ("First-layer kernels", "")
         self.title = self.addLabel(_title(*self._title_args), size=_title_pt(), color=TEXT)
         self.nextRow()
@@ -263,6 +278,7 @@ class KernelView(pg.GraphicsLayoutWidget):
         self.title.setText(_title(title, subtitle), size=_title_pt(), color=TEXT)
 
     def _apply_theme(self, *_args) -> None:
+        _plot_min(self)
         self._set_title(*self._title_args)
 
     def reset(self) -> None:
@@ -303,7 +319,7 @@ class EmbeddingScatter(QWidget):
         super().__init__(parent)
         self.canvas = pg.GraphicsLayoutWidget()
         self.canvas.setBackground(BACKGROUND)
-        self.canvas.setMinimumSize(240, 200)
+        _plot_min(self.canvas)
         self._title_args = ("Validation embedding", "")
         self.title = self.canvas.addLabel(_title(*self._title_args), size=_title_pt(), color=TEXT)
         self.canvas.nextRow()
@@ -328,6 +344,7 @@ class EmbeddingScatter(QWidget):
         THEME.changed.connect(self._apply_theme)
 
     def _apply_theme(self, *_args) -> None:
+        _plot_min(self.canvas)
         self.title.setText(_title(*self._title_args), size=_title_pt(), color=TEXT)
         for item in self.items:
             item.setSize(THEME.marker("dot"))
@@ -403,7 +420,7 @@ class ConfusionView(pg.GraphicsLayoutWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setBackground(BACKGROUND)
-        self.setMinimumSize(240, 200)
+        _plot_min(self)
         self.plot = self.addPlot()
         cp = self.plot
         _style_plot(cp, "Confusion matrix", "true class", "predicted")
@@ -416,6 +433,8 @@ class ConfusionView(pg.GraphicsLayoutWidget):
         self.item = pg.ImageItem(axisOrder="row-major")
         self.item.setLookupTable(LUT_ACTIVATION)
         cp.addItem(self.item)
+        for side in ("left", "bottom"):  # no numbers until a run names the classes
+            cp.getAxis(side).setTicks([[]])
         self.texts: list[QGraphicsSimpleTextItem] = []
         self._key: tuple = ()
         self._matrix: np.ndarray | None = None
@@ -426,6 +445,7 @@ class ConfusionView(pg.GraphicsLayoutWidget):
         return big_font("body" if k <= 10 else "tiny", bold=True)
 
     def _apply_theme(self, *_args) -> None:
+        _plot_min(self)
         metric = bool(self._key[2]) if self._key else False
         _style_plot(self.plot, self._title, "true class", "predicted (nearest class centre)" if metric else "predicted")
         if self._key:
