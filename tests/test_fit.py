@@ -41,3 +41,72 @@ def test_every_dock_fits_each_lecture_screen(lecture, qtbot):
                 problems.setdefault(f"{size[0]}x{size[1]} {p}", f"({key} raised)")
     lines = [f"{p} {raised}" for p, raised in problems.items()]
     assert lines == [], f"{len(lines)} misfits:\n" + "\n".join(lines)
+
+
+def _font_px(widget) -> float:
+    """The size of ``widget``'s font in points (a pixel-sized font: its pixels)."""
+    f = widget.font()
+    return f.pointSizeF() if f.pointSizeF() > 0 else float(f.pixelSize())
+
+
+def thumbnails(w) -> dict[str, tuple[int, int]]:
+    """The window's thumbnails, tiles and picture minimums, by name: (width, height)."""
+    from widgets.training_views import ConfusionView, KernelView
+
+    sizes = {
+        "image gallery icon": w.image_view.gallery.iconSize().toTuple(),
+        "image original minimum": w.image_view.original.minimumSize().toTuple(),
+        "image model input minimum": w.image_view.model_input.minimumSize().toTuple(),
+        "embedding hover thumbnail": w.embedding_view.thumb.size().toTuple(),
+        "predictions bars minimum": w.predictions_view.minimumSize().toTuple(),
+    }
+    for key, panel in w.attribution_view.panels.items():
+        sizes[f"attribution {key} map minimum"] = panel.picture.minimumSize().toTuple()
+    board = w.training_panel.board
+    for name, view in (("kernels", board.kernel_mosaic_view), ("confusion", board.confusion_view),
+                       ("loss", board.curves_view.loss_plot), ("embedding", board.embedding_scatter.canvas)):
+        assert isinstance(view, (KernelView, ConfusionView)) or name in ("loss", "embedding")
+        sizes[f"training {name} plot minimum"] = view.minimumSize().toTuple()
+    for i, tile in enumerate(w.patches_view.thumbs + getattr(w, "_test_tiles", [])):
+        sizes[f"top patch tile {i} minimum"] = tile.picture.minimumSize().toTuple()
+    return sizes
+
+
+def fonts(w) -> dict[str, float]:
+    """Every label's, button's and combo box's font size in the docks and the status bar, by widget."""
+    from PySide6.QtWidgets import QAbstractButton, QComboBox, QLabel
+
+    found = {}
+    roots = [d.widget() for d in w.docks.values()] + [w.statusBar()]
+    for root in roots:
+        for kind in (QLabel, QAbstractButton, QComboBox):
+            for widget in root.findChildren(kind):
+                text = getattr(widget, "text", widget.currentText if isinstance(widget, QComboBox) else str)()
+                where = widget.parentWidget()
+                found[f"{type(widget).__name__} {text[:30]!r} in {type(where).__name__} {id(widget)}"] = _font_px(widget)
+    return found
+
+
+def test_scale_two_doubles_every_font_and_thumbnail(lecture, qtbot):
+    from widgets.theme import THEME
+
+    from widgets.top_patches_view import _Thumb
+
+    w = lecture
+    w._test_tiles = [_Thumb()]  # a top patch's tile (the view makes them for an index)
+    fit_to(w, qtbot, (1920, 1080))
+    font_1, thumbs_1 = fonts(w), thumbnails(w)
+    assert len(font_1) > 100 and len(thumbs_1) >= 10
+    try:
+        THEME.set_scale(2)
+        qtbot.wait(100)
+        font_2, thumbs_2 = fonts(w), thumbnails(w)
+    finally:
+        THEME.set_scale(1)
+    small = [f"{k}: {font_1[k]} -> {font_2.get(k)}" for k in font_1 if font_2.get(k, 0) < 2 * font_1[k] - 0.5]
+    assert small == [], f"{len(small)} of {len(font_1)} fonts not doubled:\n" + "\n".join(small[:40])
+    thin = [f"{k}: {thumbs_1[k]} -> {thumbs_2[k]}" for k in thumbs_1
+            if any(b < 2 * a - 1 for a, b in zip(thumbs_1[k], thumbs_2[k], strict=True))]
+    assert thin == [], "thumbnails not doubled:\n" + "\n".join(thin)
+    qtbot.wait(50)
+    assert fonts(w) == font_1  # and back at scale 1

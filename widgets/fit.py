@@ -74,6 +74,12 @@ class _AppFont:
         f = self.app.font()
         f.setPointSizeF(THEME.app_pt * THEME.scale)
         self.app.setFont(f)
+        # A widget with a style sheet of its own keeps the font it was polished with: polish
+        # it again (a themed binding re-applies its own sheet itself).
+        for widget in self.app.allWidgets():
+            sheet = widget.styleSheet()
+            if sheet and getattr(widget, "_theme_binding", None) is None:
+                widget.setStyleSheet(sheet)
 
 
 _FOLLOWING: list[_AppFont] = []
