@@ -89,7 +89,6 @@ def fonts(w) -> dict[str, float]:
 
 def test_scale_two_doubles_every_font_and_thumbnail(lecture, qtbot):
     from widgets.theme import THEME
-
     from widgets.top_patches_view import _Thumb
 
     w = lecture

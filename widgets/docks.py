@@ -115,16 +115,18 @@ _SPLITS = {"below": Qt.Vertical, "beside": Qt.Horizontal}
 
 
 def default_layout(window: QMainWindow, docks: dict[str, QDockWidget]) -> None:
-    """Place ``docks`` as the table says for the window's size (:func:`is_compact`): areas,
-    splits and tabs in row order (a row whose anchor is placed later waits for it), the first
-    dock of each tab group raised, then the sizes as fractions of the window."""
+    """Place ``docks`` as the table says for the window's size (:func:`is_compact`): areas and
+    splits, then tabs, each in row order (a row whose anchor is placed later waits for it),
+    the first dock of each tab group raised, then the sizes as fractions of the window."""
     from widgets.theme import THEME
 
     compact = is_compact(window.width(), window.height(), THEME.scale)
     for dock in docks.values():
         window.removeDockWidget(dock)
     placed: set[str] = set()
-    waiting = list(DOCKS)
+    # Areas and splits before tabs: Qt adds a split of a dock that is already tabbed as one
+    # more tab, not beside it.
+    waiting = sorted(DOCKS, key=lambda r: r.placement(compact)[0] == "tab")
     while waiting:
         later = []
         for r in waiting:
