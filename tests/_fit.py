@@ -6,10 +6,11 @@ the widget (class, object name or text):
 - ``elided``: a label's, button's, check box's or combo box's text is wider than the room it
   has (the font's advance of the text against the widget's contents), or a word-wrapped
   label is shorter than the height its text needs at its width (``heightForWidth``);
-- ``outside``: a visible control reaches outside its dock (or, inside a scroll area, outside
+- ``outside``: a visible control or plot reaches outside its dock (or, inside a scroll area, outside
   the area's contents: a scrolling form may scroll, it may not clip);
 - ``overlap``: two visible widgets that share a layout overlap (a squeezed layout paints its
   widgets over each other, as the Image dock's pictures over its "Samples" caption did);
+- ``elided`` also: a plot's title (a pyqtgraph LabelItem) that runs past its view's edge;
 - ``small``: a dock smaller than its own minimum size, or a plot (a pyqtgraph ViewBox) under
   :data:`MIN_PLOT` pixels a side (its axes squeezed away).
 
@@ -27,6 +28,7 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDockWidget,
+    QGraphicsView,
     QLabel,
     QLineEdit,
     QRadioButton,
@@ -188,7 +190,13 @@ def _plots(root: QWidget, scale: float) -> list[str]:
     for view in root.findChildren(pg.GraphicsView):
         if not _shown(view) or _in_item_view(view, root):
             continue
+        seen = view.mapToScene(view.viewport().rect()).boundingRect().adjusted(-SLACK, -SLACK, SLACK, SLACK)
         for item in view.scene().items():
+            if isinstance(item, pg.LabelItem) and item.isVisible() and item.text:  # a plot's title
+                r = item.item.sceneBoundingRect()
+                if not seen.contains(r):
+                    found.append(f"elided: the title {item.text[:30]!r} of a plot in {type(view).__name__} "
+                                 f"is {r.width():.0f} px wide, cut by the view's edge")
             if isinstance(item, pg.ViewBox) and item.isVisible():
                 r = item.sceneBoundingRect()
                 least = MIN_PLOT * scale
@@ -229,6 +237,10 @@ def misfits(window, scale: float = 1.0) -> list[str]:
                 mine = QRect(w.mapTo(frame, w.rect().topLeft()), w.size())
                 if not frame.rect().adjusted(-SLACK, -SLACK, SLACK, SLACK).contains(mine):
                     here.append(f"outside: {describe(w)} at {mine.getRect()} outside {frame.rect().getRect()}")
+            if isinstance(w, QGraphicsView) and _scroll_area_of(w, root) is None:  # a plot or a picture
+                mine = QRect(w.mapTo(dock, w.rect().topLeft()), w.size())
+                if not dock.rect().adjusted(-SLACK, -SLACK, SLACK, SLACK).contains(mine):
+                    here.append(f"outside: {describe(w)} at {mine.getRect()} outside {dock.rect().getRect()}")
             here += _overlaps(w)
         here += _plots(root, scale)
         problems += [f"{key}: {p}" for p in dict.fromkeys(here)]

@@ -226,7 +226,7 @@ class TrainingForm(QScrollArea):
         self.preview_caption.setWordWrap(True)
         for combo in (self.dataset, self.model, self.loss):
             combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
-            combo.setMinimumContentsLength(16)
+            combo.setMinimumContentsLength(14)
         for spin in (self.image_size, self.seed):
             spin.valueChanged.connect(self._schedule_preview)
 
@@ -247,7 +247,9 @@ class TrainingForm(QScrollArea):
         settings_layout.addStretch(1)
         self.setWidget(self.settings)
         self.setWidgetResizable(True)
-        self.setMinimumWidth(round(THEME.px(330)))
+        # As wide as the settings need (they scroll down, never sideways), the bar included.
+        self.setMinimumWidth(self.settings.minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width()
+                             + 2 * self.frameWidth())
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
 
         self._preview_timer = QTimer(self)

@@ -61,6 +61,9 @@ from widgets.training_views import kernel_mosaic
 if TYPE_CHECKING:
     from vizapp.training.config import TrainConfig
 
+#: The board's narrowest width beside the form (pixels at scale 1): three pictures side by side.
+BOARD_MIN = 480
+
 __all__ = ["TrainingPanel", "kernel_mosaic", "REDRAW_MS", "RUN_KIND", "PREVIEW_KIND"]
 # kernel_mosaic (widgets.training_views) and REDRAW_MS (widgets.training_board) stay
 # importable from here.
@@ -129,8 +132,17 @@ class TrainingPanel(QWidget):
         self.stop_button.clicked.connect(self.stop)
         self.checkpoint_button.clicked.connect(self.checkpoint_now)
         self.open_button.clicked.connect(self.open_checkpoint)
+        # "Settings" shows or hides the form; a panel too narrow for the form and the board side
+        # by side starts with the form hidden (_fit_form), so the plots keep their room.
+        self.settings_button = QPushButton("S&ettings")
+        self.settings_button.setCheckable(True)
+        self.settings_button.setChecked(True)
+        self.settings_button.setToolTip("Show or hide the settings beside the plots")
+        self.settings_button.toggled.connect(lambda on: self.form.setVisible(on))
+        self._narrow: bool | None = None
         buttons = FlowLayout()  # the buttons wrap in a narrow dock
-        for b in (self.start_button, self.pause_button, self.stop_button, self.checkpoint_button, self.open_button):
+        for b in (self.settings_button, self.start_button, self.pause_button, self.stop_button,
+                  self.checkpoint_button, self.open_button):
             bind_font(b, "body", bold=b is self.start_button)
             buttons.addWidget(b)
         self.status = heading("Ready: choose the settings and press Start", "heading")
@@ -173,7 +185,7 @@ class TrainingPanel(QWidget):
         THEME.changed.connect(self._apply_theme)
         split.setStretchFactor(0, 0)
         split.setStretchFactor(1, 1)
-        split.setSizes([round(THEME.px(360)), round(THEME.px(1200))])
+        split.setSizes([round(THEME.px(300)), round(THEME.px(1200))])
         layout = QVBoxLayout(self)
         layout.addWidget(split)
 
@@ -188,6 +200,18 @@ class TrainingPanel(QWidget):
         """The status and detail lines keep room for two lines of their (theme-sized) fonts."""
         for label in (self.status, self.detail):
             label.setFixedHeight(2 * QFontMetrics(label.font()).lineSpacing() + round(THEME.px(4)))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._fit_form()
+
+    def _fit_form(self) -> None:
+        """Hide the form when the panel is narrower than it and the board's :data:`BOARD_MIN`
+        pixels (times the theme's scale), show it again when wider; the button follows."""
+        narrow = self.width() < self.form.minimumWidth() + THEME.px(BOARD_MIN)
+        if narrow != self._narrow:
+            self._narrow = narrow
+            self.settings_button.setChecked(not narrow)
 
     # --- the form ---------------------------------------------------------------------
     def config(self) -> TrainConfig:

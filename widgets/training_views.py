@@ -96,13 +96,29 @@ def big_font(role: str, bold: bool = False) -> QFont:
     return font(role, bold)
 
 
+def _plot_title(plot: pg.PlotItem, title: str) -> None:
+    """Set ``plot``'s title and give its row the title's height (pyqtgraph fixes it at 30 px,
+    which cuts a second line or a scaled-up font)."""
+    plot.setTitle(title, size=_title_pt(), color=TEXT)
+    height = int(np.ceil(plot.titleLabel.item.boundingRect().height()))
+    plot.titleLabel.setMaximumHeight(height)
+    plot.layout.setRowFixedHeight(0, height)
+
+
+def _keyed(title: str) -> str:
+    """A curve plot's title over its key: the train line and the validation dots in their colours."""
+    key = (f"<span style='color: {TRAIN_COLOUR}'>━ train</span>&nbsp;&nbsp;"
+           f"<span style='color: {VAL_COLOUR}'>● val</span>")
+    return f"{title}<br><span style='font-size: {_legend_pt()}'>{key}</span>"
+
+
 def _title(title: str, subtitle: str = "") -> str:
     """A view's title over a smaller second line (always two lines, so the layout never moves)."""
     return f"{title}<br><span style='font-size: {THEME.css(SUBTITLE_ROLE)}'>{subtitle or '&nbsp;'}</span>"
 
 
 def _style_plot(plot: pg.PlotItem, title: str, left: str, bottom: str) -> None:
-    plot.setTitle(title, size=_title_pt(), color=TEXT)
+    _plot_title(plot, title)
     for name, text in (("left", left), ("bottom", bottom)):
         axis = plot.getAxis(name)
         axis.setCacheMode(QGraphicsItem.DeviceCoordinateCache)  # big-font ticks: repainted only when they change
@@ -139,15 +155,9 @@ class CurvesView(QSplitter):
             _plot_min(widget)
         lp, ap = self.loss_plot.getPlotItem(), self.acc_plot.getPlotItem()
         self._loss_title, self._acc_title = "Loss", "Accuracy"
-        _style_plot(lp, "Loss", "loss", "step")
-        _style_plot(ap, "Accuracy", "accuracy", "step")
-        # The legends sit in the corner each curve leaves empty: a loss falls from the top left
-        # (legend top right), an accuracy rises from the bottom left (legend bottom right);
-        # their entries side by side in a small font, so they stay one short line.
-        lp.addLegend(offset=(-10, 10), labelTextSize=_legend_pt(), labelTextColor=TEXT,
-                     brush=pg.mkBrush(20, 20, 20, 200), colCount=2)
-        ap.addLegend(offset=(-10, -10), labelTextSize=_legend_pt(), labelTextColor=TEXT,
-                     brush=pg.mkBrush(20, 20, 20, 200), colCount=2)
+        # The key is the title's second line, not a legend over the plot: it never covers a curve.
+        _style_plot(lp, _keyed("Loss"), "loss", "step")
+        _style_plot(ap, _keyed("Accuracy"), "accuracy", "step")
         train, val = self._pens()
         self.train_loss = lp.plot(pen=train, name="train (batch)")
         self.val_loss = lp.plot(pen=val, symbol="o", symbolSize=THEME.marker("val"), symbolBrush=VAL_COLOUR,
@@ -163,6 +173,8 @@ class CurvesView(QSplitter):
             item.curve.setSegmentedLineMode("on")
         ap.setYRange(0.0, 1.0, padding=0.02)
         ap.enableAutoRange(axis="y", enable=False)
+        for widget in (self.loss_plot, self.acc_plot):
+            widget.setToolTip("━ train: each training batch · ● val: the validation set after each epoch")
         for plot in (lp, ap):
             plot.showAxis("top")
             top = plot.getAxis("top")
@@ -191,11 +203,9 @@ class CurvesView(QSplitter):
         lp, ap = self.loss_plot.getPlotItem(), self.acc_plot.getPlotItem()
         for widget in (self.loss_plot, self.acc_plot):
             _plot_min(widget)
-        _style_plot(lp, self._lr_title or self._loss_title, "loss", "step")
-        _style_plot(ap, self._acc_title, "accuracy", "step")
+        _style_plot(lp, _keyed(self._lr_title or self._loss_title), "loss", "step")
+        _style_plot(ap, _keyed(self._acc_title), "accuracy", "step")
         self._style_top()
-        for plot in (lp, ap):
-            plot.legend.setLabelTextSize(_legend_pt())
         train, val = self._pens()
         for item in (self.train_loss, self.train_acc):
             item.setPen(train)
@@ -220,7 +230,7 @@ class CurvesView(QSplitter):
             plot.enableAutoRange(axis="x", enable=False)
         self.loss_plot.getPlotItem().enableAutoRange(axis="y", enable=True)
         self._acc_title = "Accuracy (nearest class centre)" if metric else "Accuracy"
-        self.acc_plot.getPlotItem().setTitle(self._acc_title, size=_title_pt(), color=TEXT)
+        _plot_title(self.acc_plot.getPlotItem(), _keyed(self._acc_title))
 
     def set_data(self, steps: dict[str, list[float]], evals: dict[str, list[float]], optimizer: str = "") -> None:
         """Draw the curves.
@@ -244,7 +254,7 @@ class CurvesView(QSplitter):
             title = f"Loss   ·   learning rate {s['lr'][-1]:.3g} ({optimizer})"
             if title != self._lr_title:  # a new title re-lays out the plot: only when it changes
                 self._lr_title = title
-                self.loss_plot.getPlotItem().setTitle(title, size=_title_pt(), color=TEXT)
+                _plot_title(self.loss_plot.getPlotItem(), _keyed(title))
 
     def curves(self) -> dict[str, np.ndarray]:
         """The data shown: ``step``, ``loss``, ``acc_step``, ``acc``, ``val_step``,
@@ -264,7 +274,7 @@ class KernelView(pg.GraphicsLayoutWidget):
         super().__init__(parent)
         self.setBackground(BACKGROUND)
         _plot_min(self)
-        self._title_args = ("First-layer kernels", "")
+        self._title_args = ("Kernels", "first layer")
         self.title = self.addLabel(_title(*self._title_args), size=_title_pt(), color=TEXT)
         self.nextRow()
         self.view = image_view_box(self)
@@ -285,7 +295,7 @@ class KernelView(pg.GraphicsLayoutWidget):
         """No mosaic (a new run)."""
         self._image = None
         self.item.clear()
-        self._set_title("First-layer kernels")
+        self._set_title("Kernels", "first layer")
 
     def set_kernels(self, record: dict) -> None:
         """Draw a ``kernels`` record (``weights``, ``layer``, ``step``) with :func:`kernel_mosaic`;
@@ -294,12 +304,13 @@ class KernelView(pg.GraphicsLayoutWidget):
         self._image = image
         if image is None:
             self.item.clear()
-            self._set_title("First-layer kernels", "none: the model has no convolution or linear layer")
+            self._set_title("Kernels", "none: the model has no convolution or linear layer")
             return
         first = self.item.image is None or self.item.image.shape != image.shape
         self.item.setImage(image, levels=(0, 255), autoLevels=False)
         shape = "×".join(str(d) for d in record["weights"].shape)
-        self._set_title("First-layer kernels", f"step {record['step']} · {record['layer']} {shape}")
+        self._set_title("Kernels", f"{record['layer']} · step {record['step']}")
+        self.setToolTip(f"The first layer's weights, {record['layer']} {shape}, each filter scaled to its range")
         if first:
             self.view.autoRange(padding=0.02)
 
@@ -320,7 +331,7 @@ class EmbeddingScatter(QWidget):
         self.canvas = pg.GraphicsLayoutWidget()
         self.canvas.setBackground(BACKGROUND)
         _plot_min(self.canvas)
-        self._title_args = ("Validation embedding", "")
+        self._title_args = ("Embedding", "validation set")
         self.title = self.canvas.addLabel(_title(*self._title_args), size=_title_pt(), color=TEXT)
         self.canvas.nextRow()
         self.box = self.canvas.addViewBox()
@@ -399,7 +410,7 @@ class EmbeddingScatter(QWidget):
             self._range = needed
             self.box.setRange(xRange=(-needed, needed), yRange=(-needed, needed), padding=0.0)
         what = "embedding" if metric else "penultimate features"
-        self._title_args = ("Validation embedding", f"step {record['step']} · {len(coords)} images · PCA")
+        self._title_args = ("Embedding", f"step {record['step']} · {len(coords)} images")
         self.title.setText(_title(*self._title_args), size=_title_pt(), color=TEXT)
         self.canvas.setToolTip(f"The validation images' {what} projected on two principal axes, "
                                "rotated onto the previous projection so the points move, not jump")
@@ -423,7 +434,7 @@ class ConfusionView(pg.GraphicsLayoutWidget):
         _plot_min(self)
         self.plot = self.addPlot()
         cp = self.plot
-        _style_plot(cp, "Confusion matrix", "true class", "predicted")
+        _style_plot(cp, "Confusion", "true class", "predicted")
         cp.showGrid(x=False, y=False)
         cp.invertY(True)
         cp.setAspectLocked(True)
@@ -438,7 +449,7 @@ class ConfusionView(pg.GraphicsLayoutWidget):
         self.texts: list[QGraphicsSimpleTextItem] = []
         self._key: tuple = ()
         self._matrix: np.ndarray | None = None
-        self._title = "Confusion matrix"
+        self._title = "Confusion"
         THEME.changed.connect(self._apply_theme)
 
     def _cell_font(self, k: int) -> QFont:
@@ -516,7 +527,7 @@ class ConfusionView(pg.GraphicsLayoutWidget):
             text.setTransform(QTransform.fromTranslate(-r.width() / 2, -r.height() / 2))
         acc = np.trace(cm) / max(1, cm.sum())
         self._title = f"Confusion: {acc:.1%} right"
-        self.plot.setTitle(self._title, size=_title_pt(), color=TEXT)
+        _plot_title(self.plot, self._title)
 
     def counts(self) -> np.ndarray | None:
         """The count matrix shown, or None."""
