@@ -109,3 +109,62 @@ def test_scale_two_doubles_every_font_and_thumbnail(lecture, qtbot):
     assert thin == [], "thumbnails not doubled:\n" + "\n".join(thin)
     qtbot.wait(50)
     assert fonts(w) == font_1  # and back at scale 1
+
+
+@pytest.mark.parametrize("size", ["1024x768", "1280x720"])
+def test_a_screenshot_has_exactly_the_size_asked(size, capsys, qapp, settings_file, tmp_path):
+    from PIL import Image
+
+    from main import main
+
+    out_file = tmp_path / "s.png"
+    status = main(["screenshot", "--model", "tinyvgg_shapes", "--device", "cpu", "--image", "star",
+                   "--size", size, "--out", str(out_file)])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    with Image.open(out_file) as image:
+        assert image.size == tuple(int(x) for x in size.split("x"))
+    assert out == f"saved {out_file} ({size})\n"
+
+
+def test_a_window_takes_its_share_of_the_screen_and_a_big_one_is_clamped(qapp):
+    from PySide6.QtWidgets import QWidget
+
+    from widgets.fit import SCREEN_FRACTION, available, clamp_to_screen, fit_to_screen
+
+    w = QWidget()
+    area = available(w)
+    size = fit_to_screen(w)
+    assert size.toTuple() == (round(area.width() * SCREEN_FRACTION), round(area.height() * SCREEN_FRACTION))
+    assert area.contains(w.geometry())
+    w.setGeometry(area.x() + 50, area.y() + 50, area.width() * 3, area.height() * 2)  # saved on a bigger screen
+    assert clamp_to_screen(w)
+    assert w.width() <= area.width() and w.height() <= area.height() and area.contains(w.frameGeometry())
+    assert not clamp_to_screen(w)  # already inside
+
+
+def test_the_window_fits_1024x768_and_lays_out_compact_below_1400x900(lecture, qtbot):
+    from widgets.docks import is_compact
+
+    w = lecture
+    fit_to(w, qtbot, (1024, 768))
+    hint = w.minimumSizeHint()
+    assert hint.width() <= 1024 and hint.height() <= 768, hint
+    assert is_compact(1280, 720) and is_compact(1024, 768) and not is_compact(1920, 1080)
+    assert is_compact(1920, 1080, scale=2)  # a doubled theme fills a big screen like a small one
+    tabbed = {k for k, d in w.docks.items() if d in w.tabifiedDockWidgets(w.docks["image"])}
+    assert tabbed == {"model", "kernels"}
+    assert w.dock_on_screen("image") and w.dock_on_screen("predictions") and not w.dock_on_screen("model")
+    # The training lab: too narrow for the form beside the board, the form starts hidden.
+    w.docks["training"].raise_()
+    qtbot.wait(50)
+    panel = w.training_panel
+    assert not panel.form.isVisible() and not panel.settings_button.isChecked()
+    panel.settings_button.click()
+    assert panel.form.isVisible()
+    fit_to(w, qtbot, (1920, 1080))
+    assert not is_compact(w.width(), w.height())
+    assert w.dock_on_screen("model") and w.dock_on_screen("kernels") and w.dock_on_screen("predictions")
+    w.docks["training"].raise_()
+    qtbot.wait(50)
+    assert panel.form.isVisible()
