@@ -71,9 +71,9 @@ DOCKS: tuple[DockRow, ...] = (
             compact=("left",), compact_size=(0.28, 0.62)),
     DockRow("features", "Feature maps", "feature_view", "widgets.feature_maps_view:FeatureMapsView", "probing", ("right",), (0.7, 0.62),
             compact_size=(0.72, None)),
-    DockRow("kernels", "Kernels", "kernels_view", "widgets.kernels_view:KernelsView", "probing", ("below", "features"), (0.55, 0.38),
+    DockRow("kernels", "Kernels", "kernels_view", "widgets.kernels_view:KernelsView", "probing", ("below", "features"), (0.38, 0.38),
             compact=("tab", "image")),
-    DockRow("predictions", "Predictions", "predictions_view", "widgets.predictions_view:PredictionsView", "probing", ("beside", "kernels"), (0.45, None),
+    DockRow("predictions", "Predictions", "predictions_view", "widgets.predictions_view:PredictionsView", "probing", ("beside", "kernels"), (0.32, None),
             compact=("below", "image"), compact_size=(None, 0.38)),
     DockRow("patches", "Top patches", "patches_view", "widgets.top_patches_view:TopPatchesView", "collection", ("tab", "features")),
     DockRow("embedding", "Embedding", "embedding_view", "widgets.embedding_view:EmbeddingView", "collection", ("tab", "features")),
@@ -117,7 +117,8 @@ _SPLITS = {"below": Qt.Vertical, "beside": Qt.Horizontal}
 def default_layout(window: QMainWindow, docks: dict[str, QDockWidget]) -> None:
     """Place ``docks`` as the table says for the window's size (:func:`is_compact`): areas and
     splits, then tabs, each in row order (a row whose anchor is placed later waits for it),
-    the first dock of each tab group raised, then the sizes as fractions of the window."""
+    the first dock of each tab group raised, then the sizes as fractions of the window (the
+    splits', then the areas')."""
     from widgets.theme import THEME
 
     compact = is_compact(window.width(), window.height(), THEME.scale)
@@ -157,8 +158,6 @@ def default_layout(window: QMainWindow, docks: dict[str, QDockWidget]) -> None:
         total = w if side == 0 else h
         return [round(total * (f or 0.0)) for f in fractions]
 
-    areas = [r for r in DOCKS if r.placement(compact)[0] in _AREAS]
-    window.resizeDocks([docks[r.key] for r in areas], pixels([r.fractions(compact)[0] for r in areas], 0), Qt.Horizontal)
     for r in DOCKS:
         how, *where = r.placement(compact)
         if how in _SPLITS:
@@ -166,3 +165,5 @@ def default_layout(window: QMainWindow, docks: dict[str, QDockWidget]) -> None:
             anchor = row(where[0])
             sizes = pixels([anchor.fractions(compact)[side], r.fractions(compact)[side]], side)
             window.resizeDocks([docks[anchor.key], docks[r.key]], sizes, _SPLITS[how])
+    areas = [r for r in DOCKS if r.placement(compact)[0] in _AREAS]  # last: the splits may have moved them
+    window.resizeDocks([docks[r.key] for r in areas], pixels([r.fractions(compact)[0] for r in areas], 0), Qt.Horizontal)

@@ -197,9 +197,10 @@ class TrainingPanel(QWidget):
 
     # --- theme ------------------------------------------------------------------------
     def _apply_theme(self, *_args) -> None:
-        """The status and detail lines keep room for two lines of their (theme-sized) fonts."""
-        for label in (self.status, self.detail):
-            label.setFixedHeight(2 * QFontMetrics(label.font()).lineSpacing() + round(THEME.px(4)))
+        """The status line keeps room for two lines of its (theme-sized) font, the detail
+        line (data, model, checkpoint) for three."""
+        for label, lines in ((self.status, 2), (self.detail, 3)):
+            label.setFixedHeight(lines * QFontMetrics(label.font()).lineSpacing() + round(THEME.px(4)))
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)

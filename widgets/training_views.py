@@ -19,7 +19,7 @@ from html import escape
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt
-from PySide6.QtGui import QBrush, QColor, QFont, QTransform
+from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics, QTransform
 from PySide6.QtWidgets import (
     QGraphicsItem,
     QGraphicsSimpleTextItem,
@@ -54,6 +54,10 @@ def _label_pt() -> str:
 
 def _legend_pt() -> str:
     return THEME.css(SUBTITLE_ROLE)
+
+
+#: The confusion matrix names its rows (long class names) only when at least this wide.
+NAMED_ROWS_PX = 320
 
 
 def _plot_min(widget: QWidget) -> None:
@@ -103,6 +107,9 @@ def _plot_title(plot: pg.PlotItem, title: str) -> None:
     height = int(np.ceil(plot.titleLabel.item.boundingRect().height()))
     plot.titleLabel.setMaximumHeight(height)
     plot.layout.setRowFixedHeight(0, height)
+
+
+_KEY_TIP = "━ train: each training batch · ● val: the validation set after each evaluation"
 
 
 def _keyed(title: str) -> str:
@@ -174,7 +181,7 @@ class CurvesView(QSplitter):
         ap.setYRange(0.0, 1.0, padding=0.02)
         ap.enableAutoRange(axis="y", enable=False)
         for widget in (self.loss_plot, self.acc_plot):
-            widget.setToolTip("━ train: each training batch · ● val: the validation set after each epoch")
+            widget.setToolTip(_KEY_TIP)
         for plot in (lp, ap):
             plot.showAxis("top")
             top = plot.getAxis("top")
@@ -251,7 +258,8 @@ class CurvesView(QSplitter):
         self.val_loss.setData(vsteps[has_loss], vloss[has_loss])
         self.val_acc.setData(vsteps, np.asarray(e["val_acc"], dtype=np.float64))
         if s["lr"]:
-            title = f"Loss   ·   learning rate {s['lr'][-1]:.3g} ({optimizer})"
+            title = f"Loss · lr {s['lr'][-1]:.3g}"  # short: a narrow plot's title must not be cut
+            self.loss_plot.setToolTip(f"Learning rate {s['lr'][-1]:.3g} ({optimizer}) · {_KEY_TIP}")
             if title != self._lr_title:  # a new title re-lays out the plot: only when it changes
                 self._lr_title = title
                 _plot_title(self.loss_plot.getPlotItem(), _keyed(title))
@@ -361,12 +369,22 @@ class EmbeddingScatter(QWidget):
             item.setSize(THEME.marker("dot"))
         self._legend_text(self._classes)
 
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._fit_legend()
+
+    def _fit_legend(self) -> None:
+        """The legend beside the points only while the points keep most of the width (else
+        it is the canvas's tooltip)."""
+        self.legend.setVisible(bool(self._classes) and self.legend.sizeHint().width() * 2 < self.width())
+
     def _legend_text(self, classes: list[str]) -> None:
         lines = [f"<span style='color: {PALETTE[k % len(PALETTE)]}; font-size: {THEME.css('title')}'>●</span>"
                  f"&nbsp;{escape(name)}" for k, name in enumerate(classes[:20])]
         if len(classes) > 20:
             lines.append(f"… {len(classes) - 20} more")
         self.legend.setText("<br>".join(lines))
+        self._fit_legend()
 
     def reset(self) -> None:
         """No points (a new run); the class items stay."""
@@ -497,15 +515,48 @@ class ConfusionView(pg.GraphicsLayoutWidget):
                     text.setPos(j + 0.5, i + 0.5)
                     plot.addItem(text, ignoreBounds=True)
                     self.texts.append(text)
-        names = classes if len(classes) == k else [str(i) for i in range(k)]
-        if max((len(n) for n in names), default=0) <= 3:  # digits: the names fit under the columns
-            left, below = names, names
-        else:  # long names do not fit side by side: number the columns, name the rows
-            left, below = [f"{n}  {i}" for i, n in enumerate(names)], [str(i) for i in range(k)]
-        plot.getAxis("left").setTicks([[(i + 0.5, n) for i, n in enumerate(left)]])
-        plot.getAxis("bottom").setTicks([[(i + 0.5, n) for i, n in enumerate(below)]])
+        self._names = classes if len(classes) == k else [str(i) for i in range(k)]
+        self._named_rows = None
+        self._label_axes()
+        self.setToolTip("Rows: the true class · columns: the predicted one · "
+                        + ", ".join(f"{i} {n}" for i, n in enumerate(self._names)))
         plot.getAxis("bottom").setLabel("predicted (nearest class centre)" if metric else "predicted",
                                         **{"font-size": _label_pt(), "color": "#e0e0e0"})
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._label_axes()
+        self._fit_counts()
+
+    def _fit_counts(self) -> None:
+        """The counts only while a cell on screen is taller than their font (else the shading
+        alone; the numbers would run over each other)."""
+        if not getattr(self, "texts", None) or not getattr(self, "_key", None):
+            return
+        k = self._key[1]
+        box = self.plot.getViewBox().sceneBoundingRect()
+        cell = min(box.width(), box.height()) / max(1, k)
+        fits = cell >= QFontMetrics(self._cell_font(k)).height()
+        for text in self.texts:
+            text.setVisible(fits)
+
+    def _label_axes(self) -> None:
+        """Short names (digits) under the columns and beside the rows; long names beside the
+        rows while the view is wide enough for them (:data:`NAMED_ROWS_PX` times the theme's
+        scale), else numbers only (the names are in the tooltip)."""
+        names = getattr(self, "_names", None)
+        if names is None:
+            return
+        short = max((len(n) for n in names), default=0) <= 3
+        named = short or self.width() >= THEME.px(NAMED_ROWS_PX)
+        if named == self._named_rows:
+            return
+        self._named_rows = named
+        numbers = [str(i) for i in range(len(names))]
+        left = names if short else [f"{n}  {i}" for i, n in enumerate(names)] if named else numbers
+        below = names if short else numbers
+        self.plot.getAxis("left").setTicks([[(i + 0.5, n) for i, n in enumerate(left)]])
+        self.plot.getAxis("bottom").setTicks([[(i + 0.5, n) for i, n in enumerate(below)]])
 
     def set_confusion(self, confusion: np.ndarray, classes: list[str], metric: bool = False) -> None:
         """Draw a ``k x k`` count matrix (rows: true class, columns: predicted), shaded by row
@@ -525,8 +576,9 @@ class ConfusionView(pg.GraphicsLayoutWidget):
             text.setBrush(dark if frac[i, j] > 0.6 else light)
             r = text.boundingRect()
             text.setTransform(QTransform.fromTranslate(-r.width() / 2, -r.height() / 2))
+        self._fit_counts()
         acc = np.trace(cm) / max(1, cm.sum())
-        self._title = f"Confusion: {acc:.1%} right"
+        self._title = "Confusion" if self.width() < THEME.px(NAMED_ROWS_PX) else f"Confusion · {acc:.0%} right"
         _plot_title(self.plot, self._title)
 
     def counts(self) -> np.ndarray | None:
