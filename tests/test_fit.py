@@ -168,3 +168,18 @@ def test_the_window_fits_1024x768_and_lays_out_compact_below_1400x900(lecture, q
     w.docks["training"].raise_()
     qtbot.wait(50)
     assert panel.form.isVisible()
+
+
+def test_a_wrapped_label_reserves_its_lines_only_while_shown(qtbot):
+    """A heading asks for the height of its wrapped lines, and a hidden one (another page of a
+    stack) asks for none, so it cannot hold a dock taller than the screen."""
+    from widgets.common import heading
+
+    label = heading("a sentence long enough to wrap onto several lines in a narrow dock " * 3)
+    qtbot.addWidget(label)
+    label.resize(120, 20)
+    label.show()
+    qtbot.waitExposed(label)
+    assert label.minimumHeight() == label.heightForWidth(120) > 3 * label.fontMetrics().lineSpacing()
+    label.hide()
+    assert label.minimumHeight() == 0

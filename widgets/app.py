@@ -115,6 +115,7 @@ def screenshot(args) -> int:
                 app.processEvents()
                 if window.runner.idle():
                     break
+        window.resize(w, h)  # a long status message on the way may have grown it; it has gone
         for _ in range(5):
             app.processEvents()
         path = window.export_view(None, args.out)

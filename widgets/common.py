@@ -65,9 +65,18 @@ class WrappingLabel(QLabel):
         self.setWordWrap(True)
 
     def _reserve(self) -> None:
-        need = self.heightForWidth(self.width()) if self.text() else 0
-        if need > 0 and need != self.minimumHeight():
-            self.setMinimumHeight(need)
+        # Only while shown: a hidden page of a stack must not hold the stack's minimum up.
+        need = self.heightForWidth(self.width()) if self.text() and self.isVisible() else 0
+        if need != self.minimumHeight():
+            self.setMinimumHeight(max(0, need))
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        self._reserve()
+
+    def hideEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().hideEvent(event)
+        self._reserve()
 
     def setText(self, text: str) -> None:  # noqa: N802 - Qt override
         super().setText(text)

@@ -68,7 +68,7 @@ PIXELS: dict[str, float] = {
     "bar_label_min": 11.0,  # a bar's label: at least (half a row otherwise)
     "bar_label_max": 22.0,  # and at most
     "thumb": 72.0,          # a gallery thumbnail (the Image dock's samples, the embedding's strip)
-    "picture_min": 96.0,    # an image's or an attribution map's smallest side
+    "picture_min": 80.0,    # an image's or an attribution map's smallest side
     "tile_min": 64.0,       # a top patch's smallest side
     "head_min": 40.0,       # an attention head's thumbnail in the strip: at least
     "plot_min": 100.0,      # a plot of the training lab: its smallest side
