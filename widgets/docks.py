@@ -4,7 +4,8 @@ A row names the dock (``key``: what ``screenshot --dock``, ``export_view`` and t
 settings use; ``vizapp.cli.DOCKS`` lists the same keys), its title, the window attribute
 that holds the view, how the view is made from the session, the controller that feeds it
 (``widgets/controllers/``), and where it sits in the default layout: a dock area, below or
-beside another dock, or a tab behind one, with its default width and height. The rows are
+beside another dock, or a tab behind one, with its default width and height as shares of
+the window, on a wide and on a small (compact) screen. The rows are
 in the order the docks are placed, listed in the menus, and tabbed.
 
 Adding a view is one row here, one view file, and a controller (or an entry in one).
