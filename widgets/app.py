@@ -186,6 +186,7 @@ def screenshot(args) -> int:
                 app.processEvents()
                 if window.runner.idle():
                     break
+        window.resize(w, h)  # a long status message on the way may have grown it; it has gone
         for _ in range(5):
             app.processEvents()
         window.presentation.update_caption()  # the raised dock's result may have just arrived

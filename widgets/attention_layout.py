@@ -118,6 +118,7 @@ class AttentionLayout:
         self.strip_marker.setPen(_pen(QColor("white"), "thick"))
         self.grid_marker.setPen(_pen(query, "thick"))
         self.busy.setFont(font("busy", bold=True))
+        self._strip_minimum()
         self.grid_corner.setFont(font("body", bold=True))
         self.grid_corner.setColor(THEME.colour("text"))
         for label in self.strip_labels:
@@ -328,11 +329,20 @@ class AttentionLayout:
             self.pages.addWidget(page)
 
     # --- items that only draw ------------------------------------------------------
+    def _strip_minimum(self) -> None:
+        """Every head's thumbnail at least the theme's ``head_min`` pixels a side."""
+        m = getattr(self, "_strip", None)
+        if m is None:
+            return
+        side = THEME.pixels("head_min")
+        self.strip_canvas.setMinimumSize(round(m.cols * side), round(m.rows * side))
+
     def _set_strip(self, maps: np.ndarray) -> None:
         heads = len(maps)
         cols = int(np.ceil(np.sqrt(heads)))
         before = None if self._strip is None else self._strip.image.shape
         m = self._strip = tile_mosaic(maps, cols)
+        self._strip_minimum()
         self.strip_image.setImage(m.image, levels=(0, 255), autoLevels=False)
         if m.image.shape != before:
             self.strip_view.autoRange(padding=0.02)

@@ -75,9 +75,14 @@ class _Picture(QLabel):
         self.pixmap_full = None  # the unscaled overlay, one pixel per image pixel
         self.setAlignment(Qt.AlignCenter)
         self.setWordWrap(True)
-        self.setMinimumSize(120, 120)
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
         bind_font(self, "subheading")
+        THEME.changed.connect(self._apply_theme)
+        self._apply_theme()
+
+    def _apply_theme(self, *_args) -> None:
+        side = round(THEME.pixels("picture_min"))
+        self.setMinimumSize(side, side)
 
     def set_pixels(self, pixels: np.ndarray) -> None:
         self.pixmap_full = to_pixmap(pixels)

@@ -38,11 +38,22 @@ from widgets.attribution_panels import (
     seconds,
 )
 from widgets.common import heading, to_pixmap
+from widgets.flow_layout import FlowLayout, flow_of
 from widgets.theme import THEME, bind_font
 
 __all__ = ["AttributionView", "COLORMAPS", "DEFAULT_METHODS", "lookup_table", "overlay"]
 
 _PREDICTED = -1  # the class combo's data for "predicted class"
+
+
+def _group(*widgets: QWidget) -> QWidget:
+    """``widgets`` side by side as one item of a flow layout (a label stays with its control)."""
+    box = QWidget()
+    row = QHBoxLayout(box)
+    row.setContentsMargins(0, 0, 0, 0)
+    for w in widgets:
+        row.addWidget(w)
+    return box
 
 
 class AttributionView(QWidget):
@@ -83,15 +94,14 @@ class AttributionView(QWidget):
         self._target: int | None = None
 
         self.boxes: dict[str, QCheckBox] = {}
-        methods_row = QGridLayout()
-        methods_row.setHorizontalSpacing(16)
-        for i, (key, label) in enumerate(self.methods.items()):
+        # The rows of controls wrap (a flow layout) so a narrow dock keeps every box readable.
+        methods_row = FlowLayout()
+        for key, label in self.methods.items():
             box = QCheckBox(label)
             box.setChecked(key in DEFAULT_METHODS)
             box.toggled.connect(self._methods_changed)
             self.boxes[key] = box
-            methods_row.addWidget(box, i // 4, i % 4)
-        methods_row.setColumnStretch(4, 1)  # packed to the left
+            methods_row.addWidget(box)
 
         self.class_combo = QComboBox()
         self.class_combo.setMinimumContentsLength(24)
@@ -110,14 +120,8 @@ class AttributionView(QWidget):
             "Off: the engine's default layer (the last spatial map, or a ViT's last block)"
         )
         self.layer_box.toggled.connect(self._layer_toggled)
-        class_row = QHBoxLayout()
-        class_row.addWidget(QLabel("Explain class:"))
-        class_row.addWidget(self.class_combo)
-        class_row.addWidget(QLabel("or index:"))
-        class_row.addWidget(self.class_edit)
-        class_row.addSpacing(16)
-        class_row.addWidget(self.layer_box)
-        class_row.addStretch(1)
+        class_row = flow_of(_group(QLabel("Explain class:"), self.class_combo),
+                            _group(QLabel("or index:"), self.class_edit), self.layer_box)
 
         self.opacity_slider = QSlider(Qt.Horizontal)
         self.opacity_slider.setRange(0, 100)
@@ -137,19 +141,9 @@ class AttributionView(QWidget):
         self.opacity_slider.valueChanged.connect(self._render_all)
         self.cmap_combo.currentIndexChanged.connect(self._render_all)
         self.heat_box.toggled.connect(self._render_all)
-        overlay_row = QHBoxLayout()
-        overlay_row.addWidget(QLabel("Opacity"))
-        overlay_row.addWidget(self.opacity_slider)
-        overlay_row.addWidget(self.opacity_label)
-        overlay_row.addSpacing(16)
-        overlay_row.addWidget(QLabel("Colours"))
-        overlay_row.addWidget(self.cmap_combo)
-        overlay_row.addWidget(QLabel("low"))
-        overlay_row.addWidget(self.legend)
-        overlay_row.addWidget(QLabel("high"))
-        overlay_row.addSpacing(16)
-        overlay_row.addWidget(self.heat_box)
-        overlay_row.addStretch(1)
+        overlay_row = flow_of(_group(QLabel("Opacity"), self.opacity_slider, self.opacity_label),
+                              _group(QLabel("Colours"), self.cmap_combo),
+                              _group(QLabel("low"), self.legend, QLabel("high")), self.heat_box)
 
         self.banner = heading(
             "UNTRAINED model: these maps explain random weights, not learned features", "subheading",
@@ -429,7 +423,7 @@ class AttributionView(QWidget):
             self._legend_for = self.colormap()
             self.legend.setToolTip(f"{self.colormap()}: low → high attribution")
             lut = lookup_table(self.colormap())
-            self.legend.setPixmap(to_pixmap(np.repeat(lut[None], 16, axis=0)).scaled(160, 16))
+            self.legend.setPixmap(to_pixmap(np.repeat(lut[None], 16, axis=0)).scaled(round(THEME.px(160)), round(THEME.px(16))))
         self.layer_box.setEnabled(self.boxes["gradcam"].isChecked())
         for key in self.current_methods():
             self._render(key)

@@ -185,7 +185,6 @@ class EmbeddingView(QWidget):
         self._hover_proxy = pg.SignalProxy(scene.sigMouseMoved, rateLimit=60, slot=self._mouse_moved)
 
         self.thumb = QLabel()
-        self.thumb.setFixedSize(THUMB_PX, THUMB_PX)
         self.thumb.setAlignment(Qt.AlignCenter)
         self.thumb.setStyleSheet(f"background: {THEME.colour('background')};")
         self.info = QLabel("Hover a point to see its image; click it for its neighbours")
@@ -197,9 +196,8 @@ class EmbeddingView(QWidget):
         side.addWidget(self.info)
         side.addWidget(self.selection_label)
         side.addStretch(1)
-        side_box = QWidget()
+        side_box = self.side_box = QWidget()
         side_box.setLayout(side)
-        side_box.setFixedWidth(THUMB_PX + 72)
 
         self.neighbours_title = QLabel("")
         self.strip = QWidget()
@@ -209,7 +207,6 @@ class EmbeddingView(QWidget):
         self.strip_scroll = QScrollArea()
         self.strip_scroll.setWidget(self.strip)
         self.strip_scroll.setWidgetResizable(True)
-        self.strip_scroll.setFixedHeight(128)
         self.strip_scroll.setVisible(False)
 
         controls = QHBoxLayout()
@@ -228,6 +225,7 @@ class EmbeddingView(QWidget):
         layout.addLayout(middle, 1)
         layout.addWidget(self.neighbours_title)
         layout.addWidget(self.strip_scroll)
+        self._sizes()
         THEME.changed.connect(self._apply_theme)
 
     # --- the setter --------------------------------------------------------------
@@ -267,6 +265,17 @@ class EmbeddingView(QWidget):
         (x0, y0), (x1, y1) = embedding.coords.min(axis=0).tolist(), embedding.coords.max(axis=0).tolist()
         self.box.setRange(xRange=(x0, x1), yRange=(y0, y1), padding=0.05)
 
+    def _sizes(self) -> None:
+        """The hovered point's thumbnail, the side column and the neighbours' strip (``thumb``)."""
+        big = round(THEME.px(THUMB_PX))
+        self.thumb.setFixedSize(big, big)
+        self.side_box.setFixedWidth(big + round(THEME.px(72)))
+        icon = round(THEME.pixels("thumb"))
+        for button in self.neighbour_buttons:
+            button.setIconSize(QSize(icon, icon))
+        lines = 2 * self.strip_scroll.fontMetrics().lineSpacing()
+        self.strip_scroll.setFixedHeight(icon + lines + round(THEME.px(16)))
+
     def _style_rings(self) -> None:
         for name, (colour, size, width) in RINGS.items():
             ring = getattr(self, name)
@@ -274,7 +283,8 @@ class EmbeddingView(QWidget):
             ring.setSize(THEME.marker(size))
 
     def _apply_theme(self, *_args) -> None:
-        """Rings, points and the legend's text at the theme's scale."""
+        """Rings, points, the legend's text and the thumbnails at the theme's scale."""
+        self._sizes()
         self._style_rings()
         self.legend.opts["labelTextSize"] = THEME.css("body")
         self._regroup()
@@ -383,7 +393,8 @@ class EmbeddingView(QWidget):
         """Show ``pixels`` (H x W x 3 uint8) for point ``index`` if the mouse is still on it."""
         if index != self._hovered:
             return
-        pix = to_pixmap(pixels).scaled(THUMB_PX, THUMB_PX, Qt.KeepAspectRatio, Qt.SmoothTransformation)
+        side = round(THEME.px(THUMB_PX))
+        pix = to_pixmap(pixels).scaled(side, side, Qt.KeepAspectRatio, Qt.SmoothTransformation)
         self.thumb.setPixmap(pix)
 
     def _clicked(self, event) -> None:
@@ -437,7 +448,7 @@ class EmbeddingView(QWidget):
             button.setAutoRaise(True)
             if j < len(thumbs) and thumbs[j] is not None:
                 button.setIcon(QIcon(to_pixmap(thumbs[j])))
-                button.setIconSize(QSize(72, 72))
+                button.setIconSize(QSize(round(THEME.pixels("thumb")), round(THEME.pixels("thumb"))))
             button.clicked.connect(lambda _=False, p=paths[i]: self.sigImageRequested.emit(p))
             self.strip_layout.insertWidget(j, button)
             self.neighbour_buttons.append(button)

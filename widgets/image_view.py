@@ -35,11 +35,13 @@ class _Picture(QLabel):
         self._pixmap = None
         self._box = None
         self.setAlignment(Qt.AlignCenter)
-        self.setMinimumSize(120, 120)
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
         THEME.changed.connect(self._apply_theme)
+        self._apply_theme()
 
     def _apply_theme(self, *_args) -> None:
+        side = round(THEME.pixels("picture_min"))
+        self.setMinimumSize(side, side)
         self._rescale()  # the box's pen width follows the scale
 
     def set_pixels(self, pixels) -> None:
@@ -100,14 +102,13 @@ class ImageView(QWidget):
         self.gallery.setViewMode(QListView.IconMode)
         self.gallery.setFlow(QListView.LeftToRight)
         self.gallery.setWrapping(False)
-        self.gallery.setIconSize(QSize(72, 72))
-        self.gallery.setFixedHeight(112)
+        self._gallery_theme()
+        THEME.changed.connect(self._gallery_theme)
         self.gallery.setMovement(QListView.Static)
         self.gallery.itemActivated.connect(self._gallery_pick)
         self.gallery.itemClicked.connect(self._gallery_pick)
         self._own: list[str] = []  # the model's own samples (paths), shown first
-        self.gallery_caption = QLabel("Samples (no download needed):")
-        self.gallery_caption.setWordWrap(True)  # a long model title must not widen the dock
+        self.gallery_caption = heading("Samples (no download needed):", None, bold=False)  # wraps
         self.switch_to_own = QCheckBox("Switch to the model's samples")
         self.switch_to_own.setChecked(True)
         self.switch_to_own.setToolTip(
@@ -137,6 +138,14 @@ class ImageView(QWidget):
         session.events.model.connect(self._model_changed)
 
     # --- gallery -----------------------------------------------------------------
+    def _gallery_theme(self, *_args) -> None:
+        """Thumbnails of the theme's ``thumb`` size, and room for them and two lines of name."""
+        side = round(THEME.pixels("thumb"))
+        self.gallery.setIconSize(QSize(side, side))
+        lines = 2 * self.gallery.fontMetrics().lineSpacing()
+        bar = self.gallery.horizontalScrollBar().sizeHint().height()
+        self.gallery.setFixedHeight(side + lines + bar + round(THEME.px(12)))
+
     def set_gallery(self, thumbs: list[tuple[str, str, object]]) -> None:
         """``[(name, path, H x W x 3 uint8)]`` from the engine's ``thumbnails`` job."""
         self.gallery.clear()

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import pyqtgraph as pg
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QVBoxLayout, QWidget
 
 from widgets.common import heading, image_view_box
+from widgets.flow_layout import flow_of
 from widgets.theme import THEME
 
 __all__ = ["KernelsView"]
 
 MODES = [("auto", "Auto"), ("rgb", "RGB filters"), ("grid", "Out × in grid"), ("mean", "Mean over inputs")]
 NORMS = [("filter", "Scale each filter"), ("layer", "One scale for the layer")]
-
 
 class KernelsView(QWidget):
     """Kernels of the conv layer for the selected layer.
@@ -37,7 +37,7 @@ class KernelsView(QWidget):
                 combo.addItem(text, key)
             combo.activated.connect(lambda _i: self.sigOptionsChanged.emit(self.current_mode(), self.current_norm()))
         self.title = heading("Kernels", "body")
-        self.readout = QLabel("Hover a kernel to read its weights")
+        self.readout = heading("Hover a kernel to read its weights", None, bold=False)  # wraps
         self.canvas = pg.GraphicsLayoutWidget()
         self.canvas.setBackground(THEME.colour("background"))
         self.view = image_view_box(self.canvas)
@@ -45,10 +45,7 @@ class KernelsView(QWidget):
         self.view.addItem(self.image)
         self._hover = pg.SignalProxy(self.canvas.scene().sigMouseMoved, rateLimit=30, slot=self._mouse_moved)
 
-        controls = QHBoxLayout()
-        controls.addWidget(self.mode)
-        controls.addWidget(self.norm)
-        controls.addStretch(1)
+        controls = flow_of(self.mode, self.norm)  # they wrap in a narrow dock
         layout = QVBoxLayout(self)
         layout.addWidget(self.title)
         layout.addLayout(controls)

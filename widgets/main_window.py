@@ -41,6 +41,7 @@ from widgets.controllers.training import TrainingController
 from widgets.deck_editor import add_lecture_actions
 from widgets.docks import DOCKS, DockRow, default_layout
 from widgets.export import Figures, export_view
+from widgets.fit import clamp_to_screen, fit_to_screen, follow_theme_scale
 from widgets.presentation import PresentationMode
 from widgets.recording import RecordingController
 from widgets.theme import THEME, bind_font
@@ -97,6 +98,8 @@ class MainWindow(QMainWindow):
         self._persist = restore_layout
         self._last_error = ""
         self._kept = False  # the status label shows an error or warning (stays until dismissed)
+        self._layout_on_show = True  # the default layout is fitted to the size the window is shown at
+        follow_theme_scale()  # the application's font follows THEME.scale (widgets/fit.py)
 
         # The training lab's panel is built here (its dock row names no view class), on the one runner.
         self.training_panel = TrainingPanel(self.runner)
@@ -152,7 +155,7 @@ class MainWindow(QMainWindow):
         if restore_layout:
             self._restore_layout()
         else:
-            self.resize(1600, 1000)
+            fit_to_screen(self)
 
     # --- layout ------------------------------------------------------------------
     def _add(self, name: str, controller):
@@ -188,9 +191,17 @@ class MainWindow(QMainWindow):
         geometry = self.settings.value("window/geometry")
         state = self.settings.value("window/state")
         if geometry is None or not self.restoreGeometry(geometry):
-            self.resize(1600, 1000)
-        if state is not None:
-            self.restoreState(state, STATE_VERSION)
+            fit_to_screen(self)
+        else:
+            clamp_to_screen(self)  # saved on a larger screen
+        if state is not None and self.restoreState(state, STATE_VERSION):
+            self._layout_on_show = False  # the user's layout stays as it was
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        if self._layout_on_show:  # the first show: the default layout for the size shown at
+            self._layout_on_show = False
+            self._default_layout()
 
     def save_layout(self) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())

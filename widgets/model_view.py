@@ -44,6 +44,9 @@ class ModelView(QWidget):
             specs = list_specs()
         self.session = session
         self.picker = QComboBox()
+        # As wide as the dock gives (a long model title must not widen the left column).
+        self.picker.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.picker.setMinimumContentsLength(18)
         self.picker.setToolTip("Models from the registry; 'download' ones fetch their weights on first use")
         for spec in specs:
             self.picker.addItem(spec.title, spec.name)

@@ -29,20 +29,23 @@ class PredictionsView(QWidget):
         super().__init__(parent)
         self._predictions: list = []
         self._message = "Open a model and an image"
-        self.setMinimumHeight(160)
+        self._apply_theme()
         THEME.changed.connect(self._apply_theme)
         if session is not None:  # the image's predictions and the explained class are the session's
             session.events.predictions.connect(self.set_predictions)
             self.sigClassChanged.connect(session.set_target)
 
     def _apply_theme(self, *_args) -> None:
+        """Room for every bar at the theme's smallest row (five rows when there are none yet)."""
+        rows = max(5, len(self._predictions))
+        self.setMinimumHeight(round(rows * THEME.pixels("bar_row_min") + THEME.px(8)))
         self.update()
 
     def set_predictions(self, predictions: list, message: str = "") -> None:
         """``predictions``: ``Prediction(label, index, prob)`` records, best first."""
         self._predictions = list(predictions)
         self._message = message or ("" if predictions else "This model has no classifier head")
-        self.update()
+        self._apply_theme()
 
     def predictions(self) -> list:
         return list(self._predictions)

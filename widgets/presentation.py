@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 
 from vizapp.core.notifications import Severity, notification_manager
 from widgets.keys import KEYS, KeyHandler, key_text
-from widgets.theme import THEME, THEMES, bind_font, palette, scale_app_font
+from widgets.theme import THEME, THEMES, bind_font, palette
 
 __all__ = ["PresentationMode", "SCALES", "THEME_TITLES", "DEFAULT_SCALE", "caption_text"]
 
@@ -430,7 +430,6 @@ class PresentationMode(QObject):
         from pyqtgraph import GraphicsView
 
         QApplication.instance().setPalette(palette(_PLATFORM_PALETTE))
-        scale_app_font()
         for view in self.window.findChildren(GraphicsView):
             view.setBackground(THEME.colour("background"))
         self._sync_menus()

@@ -18,7 +18,7 @@ from typing import Any
 
 __all__ = [
     "BASE_PT", "TEXT_ROLES", "MARKERS", "WIDTHS", "PIXELS", "COLOURS", "THEMES", "Theme", "THEME", "increase",
-    "font", "bind_font", "css_pt", "palette", "app_pt", "scale_app_font",
+    "font", "bind_font", "css_pt", "palette",
 ]
 
 #: The base point size: the ``body`` role at scale 1.0.
@@ -67,6 +67,11 @@ PIXELS: dict[str, float] = {
     "bar_row_max": 44.0,    # and at most
     "bar_label_min": 11.0,  # a bar's label: at least (half a row otherwise)
     "bar_label_max": 22.0,  # and at most
+    "thumb": 72.0,          # a gallery thumbnail (the Image dock's samples, the embedding's strip)
+    "picture_min": 80.0,    # an image's or an attribution map's smallest side
+    "tile_min": 64.0,       # a top patch's smallest side
+    "head_min": 40.0,       # an attention head's thumbnail in the strip: at least
+    "plot_min": 100.0,      # a plot of the training lab: its smallest side
 }
 
 #: Colours the views share. ``error`` is the one red of every error text.
@@ -163,6 +168,9 @@ class Theme:
         self.base_pt = base_pt
         self.scale = float(scale)
         self.theme = theme
+        #: The application's font size at scale 1 (set by ``widgets.fit.follow_theme_scale``,
+        #: which then scales the application's font; ``None``: the application's font as is).
+        self.app_pt: float | None = None
         self.changed = _WeakEvent()
 
     def set_theme(self, name: str) -> None:
@@ -238,33 +246,6 @@ def palette(base=None):
     return p
 
 
-_APP_PT: float | None = None  # the application's own font size, before scale_app_font
-
-
-def app_pt() -> float:
-    """The application's font size at scale 1.0 (the platform's, whatever scale_app_font did)."""
-    if _APP_PT is not None:
-        return _APP_PT
-    from PySide6.QtWidgets import QApplication
-
-    return QApplication.font().pointSizeF()
-
-
-def scale_app_font() -> None:
-    """The application's font (every control, table, tab and menu without a role of its own)
-    at the platform's size times ``THEME.scale``."""
-    global _APP_PT
-    from PySide6.QtWidgets import QApplication
-
-    _APP_PT = app_pt()
-    f = QApplication.font()
-    f.setPointSizeF(_APP_PT * THEME.scale)
-    QApplication.setFont(f)
-    from PySide6.QtCore import QEvent
-
-    QApplication.sendPostedEvents(None, QEvent.ApplicationFontChange)  # every widget now, not later
-
-
 def font(role: str = "body", bold: bool = False, base=None):
     """A QFont of text ``role`` at the theme's scale (a copy of ``base`` when given)."""
     from PySide6.QtGui import QFont
@@ -292,7 +273,10 @@ class _FontBinding:
         f = w.font()
         pt = 0 if self.role is None else THEME.pt(self.role)
         if self.at_least or self.role is None:  # the role's size or the application's (scaled), the larger
-            pt = max(pt, round(app_pt() * THEME.scale))
+            from PySide6.QtWidgets import QApplication
+
+            app_pt = THEME.app_pt if THEME.app_pt is not None else QApplication.font().pointSizeF()
+            pt = max(pt, round(app_pt * THEME.scale))
         if pt > 0:
             f.setPointSize(pt)
         if self.bold is not None:

@@ -52,7 +52,8 @@ class _Thumb(QFrame):
         self.setCursor(Qt.PointingHandCursor)
         self.picture = QLabel()
         self.picture.setAlignment(Qt.AlignHCenter | Qt.AlignBottom)  # caption right under it
-        self.picture.setMinimumSize(64, 64)
+        self._apply_theme()
+        THEME.changed.connect(self._apply_theme)
         self.picture.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
         self.value = heading("", "subheading")
         self.value.setAlignment(Qt.AlignCenter)
@@ -64,6 +65,10 @@ class _Thumb(QFrame):
         layout.addWidget(self.picture, 1)
         layout.addWidget(self.value)
         layout.addWidget(self.caption)
+
+    def _apply_theme(self, *_args) -> None:
+        side = round(THEME.pixels("tile_min"))
+        self.picture.setMinimumSize(side, side)
 
     def set_patch(self, pixels, value: str, caption: str, tooltip: str) -> None:
         self._pixmap = to_pixmap(pixels)

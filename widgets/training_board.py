@@ -46,13 +46,16 @@ class TrainingBoard(QSplitter):
         self.kernel_mosaic_view = KernelView()
         self.embedding_scatter = EmbeddingScatter()
         self.confusion_view = ConfusionView()
-        bottom = QSplitter(Qt.Horizontal)
+        # The curves over the three pictures; every part shrinks to the theme's plot_min.
+        self.pictures = QSplitter(Qt.Horizontal)
         for w in (self.kernel_mosaic_view, self.embedding_scatter, self.confusion_view):
-            bottom.addWidget(w)
-        self.addWidget(self.curves_view)
-        self.addWidget(bottom)
-        self.setStretchFactor(0, 1)
-        self.setStretchFactor(1, 1)
+            self.pictures.addWidget(w)
+        for part in (self.curves_view, self.pictures):
+            part.setChildrenCollapsible(False)
+            self.addWidget(part)
+        self.setChildrenCollapsible(False)
+        for i, stretch in enumerate((3, 2)):  # the curves carry two axes and a key
+            self.setStretchFactor(i, stretch)
         self._pending: list[dict] = []
         self._dirty: set[str] = set()
         self._timer = QTimer(self)

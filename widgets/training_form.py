@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
 )
 
 from widgets.common import to_pixmap
+from widgets.theme import THEME
 from widgets.training_views import BACKGROUND
 
 if TYPE_CHECKING:
@@ -225,13 +226,13 @@ class TrainingForm(QScrollArea):
             augment_grid.addWidget(box, i // 2, i % 2)
         self.preview_label = QLabel()
         self.preview_label.setAlignment(Qt.AlignCenter)
-        self.preview_label.setMinimumHeight(140)
+        self.preview_label.setMinimumHeight(round(THEME.px(140)))
         self.preview_label.setStyleSheet(f"background: {BACKGROUND};")
         self.preview_caption = QLabel("")
         self.preview_caption.setWordWrap(True)
         for combo in (self.dataset, self.model, self.loss):
             combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
-            combo.setMinimumContentsLength(16)
+            combo.setMinimumContentsLength(14)
         for spin in (self.image_size, self.seed):
             spin.valueChanged.connect(self._schedule_preview)
 
@@ -253,7 +254,10 @@ class TrainingForm(QScrollArea):
         settings_layout.addStretch(1)
         self.setWidget(self.settings)
         self.setWidgetResizable(True)
-        self.setMinimumWidth(330)
+        # As wide as the settings need (they scroll down, never sideways), the bar included.
+        self.setMinimumWidth(self.settings.minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width()
+                             + 2 * self.frameWidth())
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
 
         self._preview_timer = QTimer(self)
         self._preview_timer.setSingleShot(True)

@@ -39,7 +39,6 @@ import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import (
-    QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
@@ -52,6 +51,7 @@ from PySide6.QtWidgets import (
 from vizapp.core.notifications import notification_manager
 from widgets.bridge import JobRunner
 from widgets.common import heading
+from widgets.flow_layout import FlowLayout
 from widgets.theme import THEME, bind_font
 from widgets.training_board import REDRAW_MS, TrainingBoard
 from widgets.training_form import PREVIEW_KIND, TrainingForm
@@ -60,6 +60,9 @@ from widgets.training_views import kernel_mosaic
 
 if TYPE_CHECKING:
     from vizapp.training.config import TrainConfig
+
+#: The board's narrowest width beside the form (pixels at scale 1): three pictures side by side.
+BOARD_MIN = 480
 
 __all__ = ["TrainingPanel", "kernel_mosaic", "REDRAW_MS", "RUN_KIND", "PREVIEW_KIND"]
 # kernel_mosaic (widgets.training_views) and REDRAW_MS (widgets.training_board) stay
@@ -129,21 +132,26 @@ class TrainingPanel(QWidget):
         self.stop_button.clicked.connect(self.stop)
         self.checkpoint_button.clicked.connect(self.checkpoint_now)
         self.open_button.clicked.connect(self.open_checkpoint)
-        buttons = QHBoxLayout()
-        for b in (self.start_button, self.pause_button, self.stop_button, self.checkpoint_button, self.open_button):
+        # "Settings" shows or hides the form; a panel too narrow for the form and the board side
+        # by side starts with the form hidden (_fit_form), so the plots keep their room.
+        self.settings_button = QPushButton("S&ettings")
+        self.settings_button.setCheckable(True)
+        self.settings_button.setChecked(True)
+        self.settings_button.setToolTip("Show or hide the settings beside the plots")
+        self.settings_button.toggled.connect(lambda on: self.form.setVisible(on))
+        self._narrow: bool | None = None
+        buttons = FlowLayout()  # the buttons wrap in a narrow dock
+        for b in (self.settings_button, self.start_button, self.pause_button, self.stop_button,
+                  self.checkpoint_button, self.open_button):
             bind_font(b, "body", bold=b is self.start_button)
             buttons.addWidget(b)
-        buttons.addStretch(1)
         self.status = heading("Ready: choose the settings and press Start", "heading")
         self.detail = QLabel("")
         bind_font(self.detail, "small")
         self.detail.setWordWrap(True)
         self.detail.setTextInteractionFlags(Qt.TextSelectableByMouse)
         # Text that changes every tick must not change the labels' size: that would re-lay
-        # out (and repaint) every plot below them.
-        self.status.setWordWrap(False)
-        self._apply_theme()
-        THEME.changed.connect(self._apply_theme)
+        # out (and repaint) every plot below them. Both keep two lines (_apply_theme).
         for label in (self.status, self.detail):
             label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
         self.error = QLabel("")
@@ -170,11 +178,14 @@ class TrainingPanel(QWidget):
         rl.addWidget(self.error)
         rl.addWidget(self.board, 1)
         split = QSplitter(Qt.Horizontal)
-        split.addWidget(self.form)
+        split.addWidget(self.form)  # the settings scroll alone (the form is a scroll area)
         split.addWidget(right)
+        split.setChildrenCollapsible(False)
+        self._apply_theme()
+        THEME.changed.connect(self._apply_theme)
         split.setStretchFactor(0, 0)
         split.setStretchFactor(1, 1)
-        split.setSizes([340, 1200])
+        split.setSizes([round(THEME.px(300)), round(THEME.px(1200))])
         layout = QVBoxLayout(self)
         layout.addWidget(split)
 
@@ -186,8 +197,22 @@ class TrainingPanel(QWidget):
 
     # --- theme ------------------------------------------------------------------------
     def _apply_theme(self, *_args) -> None:
-        """The detail line keeps room for two lines of its (theme-sized) font."""
-        self.detail.setFixedHeight(2 * QFontMetrics(self.detail.font()).lineSpacing() + round(THEME.px(4)))
+        """The status line keeps room for two lines of its (theme-sized) font, the detail
+        line (data, model, checkpoint) for three."""
+        for label, lines in ((self.status, 2), (self.detail, 3)):
+            label.setFixedHeight(lines * QFontMetrics(label.font()).lineSpacing() + round(THEME.px(4)))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._fit_form()
+
+    def _fit_form(self) -> None:
+        """Hide the form when the panel is narrower than it and the board's :data:`BOARD_MIN`
+        pixels (times the theme's scale), show it again when wider; the button follows."""
+        narrow = self.width() < self.form.minimumWidth() + THEME.px(BOARD_MIN)
+        if narrow != self._narrow:
+            self._narrow = narrow
+            self.settings_button.setChecked(not narrow)
 
     # --- the form ---------------------------------------------------------------------
     def config(self) -> TrainConfig:

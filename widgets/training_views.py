@@ -19,7 +19,7 @@ from html import escape
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt
-from PySide6.QtGui import QBrush, QColor, QFont, QTransform
+from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics, QTransform
 from PySide6.QtWidgets import (
     QGraphicsItem,
     QGraphicsSimpleTextItem,
@@ -36,8 +36,6 @@ from widgets.theme import THEME, bind_font, font
 
 __all__ = ["CurvesView", "KernelView", "EmbeddingScatter", "ConfusionView", "kernel_mosaic", "big_font"]
 
-BACKGROUND = THEME.colour("background")
-TEXT = THEME.colour("text")
 TRAIN_COLOUR = "#5ab4ff"
 VAL_COLOUR = "#ffa23a"
 #: Text roles of the plots (sizes come from the theme, at its current scale).
@@ -50,6 +48,20 @@ def _title_pt() -> str:
 
 def _label_pt() -> str:
     return THEME.css(LABEL_ROLE)
+
+
+def _legend_pt() -> str:
+    return THEME.css(SUBTITLE_ROLE)
+
+
+#: The confusion matrix names its rows (long class names) only when at least this wide.
+NAMED_ROWS_PX = 320
+
+
+def _plot_min(widget: QWidget) -> None:
+    """A plot's smallest side: the theme's ``plot_min`` (the board's grid shrinks to it)."""
+    side = round(THEME.pixels("plot_min"))
+    widget.setMinimumSize(side, side)
 
 
 def kernel_mosaic(weights: np.ndarray | None, gap: int = 1) -> np.ndarray | None:
@@ -86,13 +98,32 @@ def big_font(role: str, bold: bool = False) -> QFont:
     return font(role, bold)
 
 
+def _plot_title(plot: pg.PlotItem, title: str) -> None:
+    """Set ``plot``'s title and give its row the title's height (pyqtgraph fixes it at 30 px,
+    which cuts a second line or a scaled-up font)."""
+    plot.setTitle(title, size=_title_pt(), color=THEME.colour("text"))
+    height = int(np.ceil(plot.titleLabel.item.boundingRect().height()))
+    plot.titleLabel.setMaximumHeight(height)
+    plot.layout.setRowFixedHeight(0, height)
+
+
+_KEY_TIP = "━ train: each training batch · ● val: the validation set after each evaluation"
+
+
+def _keyed(title: str) -> str:
+    """A curve plot's title over its key: the train line and the validation dots in their colours."""
+    key = (f"<span style='color: {TRAIN_COLOUR}'>━ train</span>&nbsp;&nbsp;"
+           f"<span style='color: {VAL_COLOUR}'>● val</span>")
+    return f"{title}<br><span style='font-size: {_legend_pt()}'>{key}</span>"
+
+
 def _title(title: str, subtitle: str = "") -> str:
     """A view's title over a smaller second line (always two lines, so the layout never moves)."""
     return f"{title}<br><span style='font-size: {THEME.css(SUBTITLE_ROLE)}'>{subtitle or '&nbsp;'}</span>"
 
 
 def _style_plot(plot: pg.PlotItem, title: str, left: str, bottom: str) -> None:
-    plot.setTitle(title, size=_title_pt(), color=THEME.colour("text"))
+    _plot_title(plot, title)
     for name, text in (("left", left), ("bottom", bottom)):
         axis = plot.getAxis(name)
         axis.setCacheMode(QGraphicsItem.DeviceCoordinateCache)  # big-font ticks: repainted only when they change
@@ -125,16 +156,13 @@ class CurvesView(QSplitter):
         self.loss_plot = pg.PlotWidget()
         self.acc_plot = pg.PlotWidget()
         for widget in (self.loss_plot, self.acc_plot):
-            widget.setBackground(BACKGROUND)
-            widget.setMinimumHeight(220)
+            widget.setBackground(THEME.colour("background"))
+            _plot_min(widget)
         lp, ap = self.loss_plot.getPlotItem(), self.acc_plot.getPlotItem()
         self._loss_title, self._acc_title = "Loss", "Accuracy"
-        _style_plot(lp, "Loss", "loss", "step")
-        _style_plot(ap, "Accuracy", "accuracy", "step")
-        lp.addLegend(offset=(-10, 10), labelTextSize=_label_pt(), labelTextColor=TEXT,
-                     brush=pg.mkBrush(20, 20, 20, 200))
-        ap.addLegend(offset=(10, 10), labelTextSize=_label_pt(), labelTextColor=TEXT,
-                     brush=pg.mkBrush(20, 20, 20, 200))
+        # The key is the title's second line, not a legend over the plot: it never covers a curve.
+        _style_plot(lp, _keyed("Loss"), "loss", "step")
+        _style_plot(ap, _keyed("Accuracy"), "accuracy", "step")
         train, val = self._pens()
         self.train_loss = lp.plot(pen=train, name="train (batch)")
         self.val_loss = lp.plot(pen=val, symbol="o", symbolSize=THEME.marker("val"), symbolBrush=VAL_COLOUR,
@@ -150,6 +178,8 @@ class CurvesView(QSplitter):
             item.curve.setSegmentedLineMode("on")
         ap.setYRange(0.0, 1.0, padding=0.02)
         ap.enableAutoRange(axis="y", enable=False)
+        for widget in (self.loss_plot, self.acc_plot):
+            widget.setToolTip(_KEY_TIP)
         for plot in (lp, ap):
             plot.showAxis("top")
             top = plot.getAxis("top")
@@ -177,11 +207,11 @@ class CurvesView(QSplitter):
     def _apply_theme(self, *_args) -> None:
         """Titles, axes, legends, pens and symbols at the theme's scale."""
         lp, ap = self.loss_plot.getPlotItem(), self.acc_plot.getPlotItem()
-        _style_plot(lp, self._lr_title or self._loss_title, "loss", "step")
-        _style_plot(ap, self._acc_title, "accuracy", "step")
+        for widget in (self.loss_plot, self.acc_plot):
+            _plot_min(widget)
+        _style_plot(lp, _keyed(self._lr_title or self._loss_title), "loss", "step")
+        _style_plot(ap, _keyed(self._acc_title), "accuracy", "step")
         self._style_top()
-        for plot in (lp, ap):
-            plot.legend.setLabelTextSize(_label_pt())
         train, val = self._pens()
         for item in (self.train_loss, self.train_acc):
             item.setPen(train)
@@ -206,7 +236,7 @@ class CurvesView(QSplitter):
             plot.enableAutoRange(axis="x", enable=False)
         self.loss_plot.getPlotItem().enableAutoRange(axis="y", enable=True)
         self._acc_title = "Accuracy (nearest class centre)" if metric else "Accuracy"
-        self.acc_plot.getPlotItem().setTitle(self._acc_title, size=_title_pt(), color=THEME.colour("text"))
+        _plot_title(self.acc_plot.getPlotItem(), _keyed(self._acc_title))
 
     def set_data(self, steps: dict[str, list[float]], evals: dict[str, list[float]], optimizer: str = "") -> None:
         """Draw the curves.
@@ -227,10 +257,11 @@ class CurvesView(QSplitter):
         self.val_loss.setData(vsteps[has_loss], vloss[has_loss])
         self.val_acc.setData(vsteps, np.asarray(e["val_acc"], dtype=np.float64))
         if s["lr"]:
-            title = f"Loss   ·   learning rate {s['lr'][-1]:.3g} ({optimizer})"
+            title = f"Loss · lr {s['lr'][-1]:.3g}"  # short: a narrow plot's title must not be cut
+            self.loss_plot.setToolTip(f"Learning rate {s['lr'][-1]:.3g} ({optimizer}) · {_KEY_TIP}")
             if title != self._lr_title:  # a new title re-lays out the plot: only when it changes
                 self._lr_title = title
-                self.loss_plot.getPlotItem().setTitle(title, size=_title_pt(), color=THEME.colour("text"))
+                _plot_title(self.loss_plot.getPlotItem(), _keyed(title))
 
     def curves(self) -> dict[str, np.ndarray]:
         """The data shown: ``step``, ``loss``, ``acc_step``, ``acc``, ``val_step``,
@@ -248,9 +279,9 @@ class KernelView(pg.GraphicsLayoutWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setBackground(BACKGROUND)
-        self.setMinimumSize(200, 200)
-        self._title_args = ("First-layer kernels", "")
+        self.setBackground(THEME.colour("background"))
+        _plot_min(self)
+        self._title_args = ("Kernels", "first layer")
         self.title = self.addLabel(_title(*self._title_args), size=_title_pt(), color=THEME.colour("text"))
         self.nextRow()
         self.view = image_view_box(self)
@@ -264,13 +295,14 @@ class KernelView(pg.GraphicsLayoutWidget):
         self.title.setText(_title(title, subtitle), size=_title_pt(), color=THEME.colour("text"))
 
     def _apply_theme(self, *_args) -> None:
+        _plot_min(self)
         self._set_title(*self._title_args)
 
     def reset(self) -> None:
         """No mosaic (a new run)."""
         self._image = None
         self.item.clear()
-        self._set_title("First-layer kernels")
+        self._set_title("Kernels", "first layer")
 
     def set_kernels(self, record: dict) -> None:
         """Draw a ``kernels`` record (``weights``, ``layer``, ``step``) with :func:`kernel_mosaic`;
@@ -279,12 +311,13 @@ class KernelView(pg.GraphicsLayoutWidget):
         self._image = image
         if image is None:
             self.item.clear()
-            self._set_title("First-layer kernels", "none: the model has no convolution or linear layer")
+            self._set_title("Kernels", "none: the model has no convolution or linear layer")
             return
         first = self.item.image is None or self.item.image.shape != image.shape
         self.item.setImage(image, levels=(0, 255), autoLevels=False)
         shape = "×".join(str(d) for d in record["weights"].shape)
-        self._set_title("First-layer kernels", f"step {record['step']} · {record['layer']} {shape}")
+        self._set_title("Kernels", f"{record['layer']} · step {record['step']}")
+        self.setToolTip(f"The first layer's weights, {record['layer']} {shape}, each filter scaled to its range")
         if first:
             self.view.autoRange(padding=0.02)
 
@@ -303,9 +336,9 @@ class EmbeddingScatter(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.canvas = pg.GraphicsLayoutWidget()
-        self.canvas.setBackground(BACKGROUND)
-        self.canvas.setMinimumSize(240, 200)
-        self._title_args = ("Validation embedding", "")
+        self.canvas.setBackground(THEME.colour("background"))
+        _plot_min(self.canvas)
+        self._title_args = ("Embedding", "validation set")
         self.title = self.canvas.addLabel(_title(*self._title_args), size=_title_pt(), color=THEME.colour("text"))
         self.canvas.nextRow()
         self.box = self.canvas.addViewBox()
@@ -330,10 +363,20 @@ class EmbeddingScatter(QWidget):
         THEME.changed.connect(self._apply_theme)
 
     def _apply_theme(self, *_args) -> None:
+        _plot_min(self.canvas)
         self.title.setText(_title(*self._title_args), size=_title_pt(), color=THEME.colour("text"))
         for item in self.items:
             item.setSize(THEME.marker("dot"))
         self._legend_text(self._classes)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._fit_legend()
+
+    def _fit_legend(self) -> None:
+        """The legend beside the points only while the points keep most of the width (else
+        it is the canvas's tooltip)."""
+        self.legend.setVisible(bool(self._classes) and self.legend.sizeHint().width() * 2 < self.width())
 
     def _legend_text(self, classes: list[str]) -> None:
         lines = [f"<span style='color: {PALETTE[k % len(PALETTE)]}; font-size: {THEME.css('title')}'>●</span>"
@@ -341,6 +384,7 @@ class EmbeddingScatter(QWidget):
         if len(classes) > 20:
             lines.append(f"… {len(classes) - 20} more")
         self.legend.setText("<br>".join(lines))
+        self._fit_legend()
 
     def reset(self) -> None:
         """No points (a new run); the class items stay."""
@@ -384,7 +428,7 @@ class EmbeddingScatter(QWidget):
             self._range = needed
             self.box.setRange(xRange=(-needed, needed), yRange=(-needed, needed), padding=0.0)
         what = "embedding" if metric else "penultimate features"
-        self._title_args = ("Validation embedding", f"step {record['step']} · {len(coords)} images · PCA")
+        self._title_args = ("Embedding", f"step {record['step']} · {len(coords)} images")
         self.title.setText(_title(*self._title_args), size=_title_pt(), color=THEME.colour("text"))
         self.canvas.setToolTip(f"The validation images' {what} projected on two principal axes, "
                                "rotated onto the previous projection so the points move, not jump")
@@ -404,11 +448,11 @@ class ConfusionView(pg.GraphicsLayoutWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setBackground(BACKGROUND)
-        self.setMinimumSize(240, 200)
+        self.setBackground(THEME.colour("background"))
+        _plot_min(self)
         self.plot = self.addPlot()
         cp = self.plot
-        _style_plot(cp, "Confusion matrix", "true class", "predicted")
+        _style_plot(cp, "Confusion", "true class", "predicted")
         cp.showGrid(x=False, y=False)
         cp.invertY(True)
         cp.setAspectLocked(True)
@@ -418,16 +462,19 @@ class ConfusionView(pg.GraphicsLayoutWidget):
         self.item = pg.ImageItem(axisOrder="row-major")
         self.item.setLookupTable(LUT_ACTIVATION)
         cp.addItem(self.item)
+        for side in ("left", "bottom"):  # no numbers until a run names the classes
+            cp.getAxis(side).setTicks([[]])
         self.texts: list[QGraphicsSimpleTextItem] = []
         self._key: tuple = ()
         self._matrix: np.ndarray | None = None
-        self._title = "Confusion matrix"
+        self._title = "Confusion"
         THEME.changed.connect(self._apply_theme)
 
     def _cell_font(self, k: int) -> QFont:
         return big_font("body" if k <= 10 else "tiny", bold=True)
 
     def _apply_theme(self, *_args) -> None:
+        _plot_min(self)
         metric = bool(self._key[2]) if self._key else False
         _style_plot(self.plot, self._title, "true class", "predicted (nearest class centre)" if metric else "predicted")
         if self._key:
@@ -468,15 +515,48 @@ class ConfusionView(pg.GraphicsLayoutWidget):
                     text.setPos(j + 0.5, i + 0.5)
                     plot.addItem(text, ignoreBounds=True)
                     self.texts.append(text)
-        names = classes if len(classes) == k else [str(i) for i in range(k)]
-        if max((len(n) for n in names), default=0) <= 3:  # digits: the names fit under the columns
-            left, below = names, names
-        else:  # long names do not fit side by side: number the columns, name the rows
-            left, below = [f"{n}  {i}" for i, n in enumerate(names)], [str(i) for i in range(k)]
-        plot.getAxis("left").setTicks([[(i + 0.5, n) for i, n in enumerate(left)]])
-        plot.getAxis("bottom").setTicks([[(i + 0.5, n) for i, n in enumerate(below)]])
+        self._names = classes if len(classes) == k else [str(i) for i in range(k)]
+        self._named_rows = None
+        self._label_axes()
+        self.setToolTip("Rows: the true class · columns: the predicted one · "
+                        + ", ".join(f"{i} {n}" for i, n in enumerate(self._names)))
         plot.getAxis("bottom").setLabel("predicted (nearest class centre)" if metric else "predicted",
                                         **{"font-size": _label_pt(), "color": THEME.colour("axis_text")})
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._label_axes()
+        self._fit_counts()
+
+    def _fit_counts(self) -> None:
+        """The counts only while a cell on screen is taller than their font (else the shading
+        alone; the numbers would run over each other)."""
+        if not getattr(self, "texts", None) or not getattr(self, "_key", None):
+            return
+        k = self._key[1]
+        box = self.plot.getViewBox().sceneBoundingRect()
+        cell = min(box.width(), box.height()) / max(1, k)
+        fits = cell >= QFontMetrics(self._cell_font(k)).height()
+        for text in self.texts:
+            text.setVisible(fits)
+
+    def _label_axes(self) -> None:
+        """Short names (digits) under the columns and beside the rows; long names beside the
+        rows while the view is wide enough for them (:data:`NAMED_ROWS_PX` times the theme's
+        scale), else numbers only (the names are in the tooltip)."""
+        names = getattr(self, "_names", None)
+        if names is None:
+            return
+        short = max((len(n) for n in names), default=0) <= 3
+        named = short or self.width() >= THEME.px(NAMED_ROWS_PX)
+        if named == self._named_rows:
+            return
+        self._named_rows = named
+        numbers = [str(i) for i in range(len(names))]
+        left = names if short else [f"{n}  {i}" for i, n in enumerate(names)] if named else numbers
+        below = names if short else numbers
+        self.plot.getAxis("left").setTicks([[(i + 0.5, n) for i, n in enumerate(left)]])
+        self.plot.getAxis("bottom").setTicks([[(i + 0.5, n) for i, n in enumerate(below)]])
 
     def set_confusion(self, confusion: np.ndarray, classes: list[str], metric: bool = False) -> None:
         """Draw a ``k x k`` count matrix (rows: true class, columns: predicted), shaded by row
@@ -496,9 +576,10 @@ class ConfusionView(pg.GraphicsLayoutWidget):
             text.setBrush(dark if frac[i, j] > 0.6 else light)
             r = text.boundingRect()
             text.setTransform(QTransform.fromTranslate(-r.width() / 2, -r.height() / 2))
+        self._fit_counts()
         acc = np.trace(cm) / max(1, cm.sum())
-        self._title = f"Confusion: {acc:.1%} right"
-        self.plot.setTitle(self._title, size=_title_pt(), color=THEME.colour("text"))
+        self._title = "Confusion" if self.width() < THEME.px(NAMED_ROWS_PX) else f"Confusion · {acc:.0%} right"
+        _plot_title(self.plot, self._title)
 
     def counts(self) -> np.ndarray | None:
         """The count matrix shown, or None."""
