@@ -263,3 +263,37 @@ def test_attention_and_embedding_options_round_trip(window):
     assert w.attention_view.view_options() == options
     w.embedding_view.set_view_options({"method": "umap", "colour_by": "predicted"})
     assert w.embedding_view.view_options() == {"method": "umap", "colour_by": "predicted"}
+
+
+def test_a_presenting_deck_steps_on_page_down_wherever_the_focus_is(qtbot, shapes, tmp_path):
+    """A scene saved in presentation mode at 2x turns the mode on when opened; then the
+    clicker's PgDn/PgUp step the deck's scenes (not layers), even with the gallery focused."""
+    from PySide6.QtCore import Qt
+
+    from widgets.theme import THEME
+
+    w = shapes
+    deck = Deck("week 2", [
+        Scene(model="tinyvgg_shapes", image="star", layer="conv1_1", presentation=True, scale=2.0),
+        Scene(model="tinyvgg_shapes", image="ring", layer="conv2_2", presentation=True, scale=2.0),
+    ])
+    write_deck(tmp_path / "week2.vizdeck", deck)
+    try:
+        w.lecture.open_path(tmp_path / "week2.vizdeck")
+        settle(qtbot, w)
+        assert w.presenting and THEME.scale == 2.0
+        assert w.lecture.capture().presentation is True
+        gallery = w.image_view.gallery
+        gallery.setFocus()
+        qtbot.keyClick(gallery, Qt.Key_PageDown)
+        settle(qtbot, w)
+        assert w.lecture.position == 1
+        assert (w.session.image.name, w.session.layer) == ("ring.png", "conv2_2")
+        qtbot.keyClick(gallery, Qt.Key_PageUp)
+        settle(qtbot, w)
+        assert w.lecture.position == 0
+        assert (w.session.image.name, w.session.layer) == ("star.png", "conv1_1")
+    finally:
+        w.set_presentation(False)
+        THEME.set_scale(1.0)
+    assert not w.presenting

@@ -52,7 +52,6 @@ HINTS = {
 }
 #: What the dock says before any model is open (the explain controller adds the models to try).
 IDLE_MESSAGE = "No attention yet: open a Vision Transformer and an image"
-BACKGROUND = THEME.colour("background")
 TEXT = THEME.colour("text")
 #: Tile mosaics: 0 is the gaps (grey), 1..255 the maps (inferno), so a map's zeros stay dark.
 LUT_TILES = np.vstack([[[70, 70, 70]], pg.colormap.get("inferno").getLookupTable(nPts=255)]).astype(

@@ -39,7 +39,6 @@ from PySide6.QtWidgets import (
 
 from widgets.common import to_pixmap
 from widgets.theme import THEME
-from widgets.training_views import BACKGROUND
 
 if TYPE_CHECKING:
     from vizapp.training.config import TrainConfig
@@ -227,7 +226,7 @@ class TrainingForm(QScrollArea):
         self.preview_label = QLabel()
         self.preview_label.setAlignment(Qt.AlignCenter)
         self.preview_label.setMinimumHeight(round(THEME.px(140)))
-        self.preview_label.setStyleSheet(f"background: {BACKGROUND};")
+        self.preview_label.setStyleSheet(f"background: {THEME.colour('background')};")
         self.preview_caption = QLabel("")
         self.preview_caption.setWordWrap(True)
         for combo in (self.dataset, self.model, self.loss):
