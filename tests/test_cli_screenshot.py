@@ -54,3 +54,23 @@ def test_the_saved_line_gives_the_real_size(capsys, qapp, settings_file, tmp_pat
         w, h = image.size
     assert (w, h) != (320, 240)  # the window has a minimum size (about 1125x620)
     assert out == f"saved {out_file} ({w}x{h}; the window's smallest size is {w}x{h})\n"
+
+
+def test_maximise_needs_a_dock_and_fills_the_window_with_it(capsys, qapp, settings_file, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    status, out, err = shoot(capsys, "--image", "star", "--maximise", "--out", tmp_path / "m.png")
+    assert status == 2 and out == ""
+    assert err == "vizapp: error: --maximise: name the dock to fill the window with --dock\n"
+    pictures = {}
+    for name, extra in (("plain", ()), ("max", ("--maximise",))):
+        path = tmp_path / f"{name}.png"
+        status, out, err = shoot(capsys, "--image", "star", "--dock", "predictions", *extra,
+                                 "--size", "1024x768", "--out", path)
+        assert status == 0, err
+        with Image.open(path) as image:
+            pictures[name] = np.asarray(image.convert("L"), dtype=np.int16)
+    assert pictures["plain"].shape == pictures["max"].shape == (768, 1024)
+    # The predictions' bars fill the window: far more of it differs than a status line would.
+    assert (np.abs(pictures["plain"] - pictures["max"]) > 30).mean() > 0.2

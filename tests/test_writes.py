@@ -32,7 +32,7 @@ ALLOWED = [
     ("vizapp/cli/commands.py", "embedding.save(args.out)", "Embedding.save: write_npz"),
     ("vizapp/collection/index_store.py", 'open_memmap(path, mode="w+"', "create_features: space reserved before the map"),
     ("vizapp/collection/index_store.py", 'open(path, "r+b")', "create_features: reserving the space"),
-    ("widgets/common.py", 'pixmap.save(buffer, "PNG")', "encoded in memory, then write_bytes"),
+    ("widgets/export.py", "image.save(buffer, fmt)", "encoded in memory, then write_bytes"),
     ("widgets/image_view.py", 'image.save(buffer, "PNG")', "encoded in memory (drag and drop)"),
     ("models/checkpoint.py", "atomic_write(", "the write goes to atomic_write's temporary file"),
     ("models/checkpoint.py", "save_file(state, tmp,", "write_weights, called by atomic_write with its temporary file"),

@@ -141,6 +141,8 @@ def screenshot(args) -> int:
 
     machine_config()  # a bad per-machine config file: one line and exit 2, before any window
     deck = _read_scene(args)  # a bad scene file: one line and exit 2, before any window
+    if args.maximise and not args.dock:
+        raise UserError("--maximise: name the dock to fill the window with --dock")
     w, h = args.size  # validated by the parser (vizapp.cli.parser: WxH within its bounds)
     app = make_app()
     from widgets.theme import THEME
@@ -179,6 +181,8 @@ def screenshot(args) -> int:
             window.session.select_channel(args.channel)
         if args.dock:
             window.docks[args.dock].raise_()
+            if args.maximise:
+                window.presentation.toggle_maximise(args.dock)
             deadline = time.monotonic() + 600
             while time.monotonic() < deadline:  # the raised dock's jobs start on the next events
                 app.processEvents()

@@ -225,6 +225,7 @@ class PresentationMode(QObject):
                 "geometry": w.geometry(), "state": w.windowState(), "layout": w.saveState(_LAYOUT_VERSION),
                 "scale": THEME.scale, "theme": THEME.theme, "full_screen": full_screen,
                 "constraint": w.layout().sizeConstraint(),
+                "sizes": {k: d.size() for k, d in w.docks.items() if w.dock_on_screen(k)},
                 "menu": w.menuBar().isVisibleTo(w), "status": w.statusBar().isVisibleTo(w), "focus": w.focusWidget(),
             }
             self.presenting = True
@@ -257,9 +258,9 @@ class PresentationMode(QObject):
                     w.setGeometry(before["geometry"])
             # The docks' sizes exactly as they were: now, and again while the window settles (the
             # platform gives the old size back later, the views re-lay out at the old scale).
-            self._layout_until = time.monotonic() + 1.0
+            self._layout_until = time.monotonic() + 3.0
             self._restore_layout()
-            for ms in (0, 50, 250, 750):
+            for ms in (0, 50, 250, 750, 1500, 2500):
                 QTimer.singleShot(ms, self, lambda: self._restore_layout(force=True))
             self._sync_menus()
             return
@@ -273,8 +274,20 @@ class PresentationMode(QObject):
         self._sync_menus()
 
     def _restore_layout(self, force: bool = False) -> None:
-        if not self.presenting and self._before and (force or time.monotonic() < self._layout_until):
-            self.window.restoreState(self._before["layout"], _LAYOUT_VERSION)
+        before, w = self._before, self.window
+        if not self.presenting and before and (force or time.monotonic() < self._layout_until):
+            # A view still at the big scale's minimum when the geometry came back grew the window.
+            windowed = not before["state"] & (Qt.WindowMaximized | Qt.WindowFullScreen)
+            if windowed and before["full_screen"] and w.geometry() != before["geometry"]:
+                w.setMinimumSize(w.layout().totalMinimumSize())
+                w.setGeometry(before["geometry"])
+            w.restoreState(before["layout"], _LAYOUT_VERSION)
+            # restoreState gives a split back as the views' size hints allow at that moment (a
+            # view still re-laying its text from the big scale): the docks on screen, as they were.
+            sizes = before["sizes"]
+            docks = [w.docks[k] for k in sizes]
+            w.resizeDocks(docks, [sizes[k].height() for k in sizes], Qt.Vertical)
+            w.resizeDocks(docks, [sizes[k].width() for k in sizes], Qt.Horizontal)
 
     def toggle(self) -> None:
         self.set(not self.presenting)

@@ -101,7 +101,7 @@ def _ui_scale(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a number from 1 to 3, like 2 or 1.5 (got {text!r})") from None
     if not 1.0 <= value <= 3.0:
-        raise argparse.ArgumentTypeError(f"must be a number from 1 to 3 (got {text})")
+        raise argparse.ArgumentTypeError(f"must be a number from 1 to 3 (got {text!r})")
     return value
 
 
@@ -277,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer")
     p.add_argument("--channel", type=_integer(0), help="channel to select (0-based)")
     p.add_argument("--dock", choices=DOCKS, metavar="DOCK", help=f"raise this dock first: {', '.join(DOCKS)}")
+    p.add_argument("--maximise", action="store_true", help="the --dock fills the window, as Z does in the app")
     p.add_argument("--scene", help="a .vizscene file to render (its model, image, layer, ... ; the options above override)")
     p.add_argument("--size", type=_window_size, default=(1600, 1000),
                    help=f"window size WxH, {MIN_SIZE[0]}x{MIN_SIZE[1]} to {MAX_SIZE[0]}x{MAX_SIZE[1]} (default 1600x1000)")

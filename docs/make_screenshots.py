@@ -1,0 +1,111 @@
+"""Render the lecture screenshots in ``docs/lecture/``.
+
+Five views (feature maps, top patches, attention, attribution, the training lab after a
+Lecture demo run) at 1280x720 and 1024x768, each as on a desk (the whole window at scale 1)
+and as projected (presentation mode at 2x with the view maximised, as Z does). Every picture
+but the training lab's is one ``vizapp screenshot`` command line, printed as it runs, so a
+lecturer can copy it; the lab is trained first, then captured.
+
+    python docs/make_screenshots.py            # all twenty, about 10 minutes on 2 cores
+    python docs/make_screenshots.py attention  # the views whose names are given
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "docs" / "lecture"
+SIZES = ((1280, 720), (1024, 768))
+#: The view, the dock, and the model and image it is shown on.
+VIEWS = {
+    "features": ("features", ["--layer", "blocks.1.0.conv_dw", "--channel", "5"]),
+    "patches": ("patches", []),
+    "attention": ("attention", ["--model", "vit_digits", "--image", "digit3"]),
+    "attribution": ("attribution", []),
+}
+PRESENTING = ["--presentation", "--scale", "2", "--maximise"]
+
+
+def name(view: str, size: tuple[int, int], presenting: bool) -> Path:
+    return OUT / f"{view}-{size[0]}x{size[1]}{'-presentation' if presenting else ''}.png"
+
+
+def shoot(view: str, size: tuple[int, int], presenting: bool, env: dict) -> None:
+    dock, extra = VIEWS[view]
+    argv = [sys.executable, "main.py", "screenshot", *extra, "--dock", dock, "--size", f"{size[0]}x{size[1]}",
+            *(PRESENTING if presenting else []), "--out", str(name(view, size, presenting))]
+    print("$", " ".join(argv[1:]), flush=True)
+    subprocess.run(argv, cwd=ROOT, env=env, check=True)
+
+
+def train_and_shoot(size: tuple[int, int], presenting: bool) -> None:
+    """The training lab after the shapes Lecture demo (run in this process: ``--lab``)."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from widgets.app import make_app
+    from widgets.main_window import MainWindow
+
+    app = make_app()
+    window = MainWindow(restore_layout=False)
+    window.resize(*size)
+    window.show()
+    if presenting:
+        window.set_presentation(True, 2.0, full_screen=False)
+        window.resize(*size)
+    window.docks["training"].raise_()
+    if presenting:
+        window.presentation.toggle_maximise("training")
+    panel = window.training_panel
+    panel.form.dataset.setCurrentIndex(panel.form.dataset.findData("shapes"))
+    panel.form.apply_preset("lecture")
+    if not panel.start():
+        raise SystemExit(f"the training lab did not start: {panel.error_text()}")
+    deadline = time.monotonic() + 900
+    while panel.running() and time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(0.05)
+    for _ in range(20):
+        app.processEvents()
+        time.sleep(0.02)
+    window.resize(*size)
+    for _ in range(5):
+        app.processEvents()
+    print(f"{panel.status_text()}")
+    saved = window.export_view(None, name("training", size, presenting))
+    print(f"saved {saved}")
+    window.close()
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--lab"]:
+        w, h = map(int, argv[1].split("x"))
+        train_and_shoot((w, h), argv[2] == "presentation")
+        return 0
+    wanted = argv or [*VIEWS, "training"]
+    OUT.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        # Nothing of the user's: a scratch settings file, runs folder and (empty) machine config.
+        config = Path(scratch) / "config.toml"
+        config.write_text("")
+        env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "VIZAPP_SETTINGS": str(Path(scratch) / "s.ini"),
+               "VIZAPP_RUNS": str(Path(scratch) / "runs"), "VIZAPP_CONFIG": str(config), "PYTHONPATH": str(ROOT)}
+        for view in wanted:
+            for size in SIZES:
+                for presenting in (False, True):
+                    if view == "training":
+                        mode = "presentation" if presenting else "desk"
+                        print(f"$ (training lab, {size[0]}x{size[1]}, {mode})", flush=True)
+                        subprocess.run([sys.executable, __file__, "--lab", f"{size[0]}x{size[1]}", mode],
+                                       cwd=ROOT, env=env, check=True)
+                    else:
+                        shoot(view, size, presenting, env)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
