@@ -2,7 +2,8 @@
 
 Five views (feature maps, top patches, attention, attribution, the training lab after a
 Lecture demo run) at 1280x720 and 1024x768, each as on a desk (the whole window at scale 1)
-and as projected (presentation mode at 2x with the view maximised, as Z does). Every picture
+and as projected (presentation mode at 2x, or 1.5x for the views with many panels, the view
+maximised as Z does). Every picture
 but the training lab's is one ``vizapp screenshot`` command line, printed as it runs, so a
 lecturer can copy it; the lab is trained first, then captured.
 
@@ -22,14 +23,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "lecture"
 SIZES = ((1280, 720), (1024, 768))
-#: The view, the dock, and the model and image it is shown on.
+#: The view, the dock, the model and image it is shown on, and its presentation scale (the
+#: attention dock's and the lab's many panels at 1.5x: at 2x they do not fit 720 pixels).
 VIEWS = {
-    "features": ("features", ["--layer", "blocks.1.0.conv_dw", "--channel", "5"]),
-    "patches": ("patches", []),
-    "attention": ("attention", ["--model", "vit_digits", "--image", "digit3"]),
-    "attribution": ("attribution", []),
+    "features": ("features", ["--layer", "blocks.1.0.conv_dw", "--channel", "5"], 2),
+    "patches": ("patches", ["--layer", "blocks.2", "--collection", "samples"], 2),
+    "attention": ("attention", ["--model", "vit_digits", "--image", "digit3"], 1.25),
+    "attribution": ("attribution", [], 2),
 }
-PRESENTING = ["--presentation", "--scale", "2", "--maximise"]
+LAB_SCALE = 1.5
 
 
 def name(view: str, size: tuple[int, int], presenting: bool) -> Path:
@@ -37,9 +39,10 @@ def name(view: str, size: tuple[int, int], presenting: bool) -> Path:
 
 
 def shoot(view: str, size: tuple[int, int], presenting: bool, env: dict) -> None:
-    dock, extra = VIEWS[view]
+    dock, extra, scale = VIEWS[view]
+    presentation = ["--presentation", "--scale", str(scale), "--maximise"] if presenting else []
     argv = [sys.executable, "main.py", "screenshot", *extra, "--dock", dock, "--size", f"{size[0]}x{size[1]}",
-            *(PRESENTING if presenting else []), "--out", str(name(view, size, presenting))]
+            *presentation, "--out", str(name(view, size, presenting))]
     print("$", " ".join(argv[1:]), flush=True)
     subprocess.run(argv, cwd=ROOT, env=env, check=True)
 
@@ -47,19 +50,23 @@ def shoot(view: str, size: tuple[int, int], presenting: bool, env: dict) -> None
 def train_and_shoot(size: tuple[int, int], presenting: bool) -> None:
     """The training lab after the shapes Lecture demo (run in this process: ``--lab``)."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from widgets.app import make_app
+    from widgets.app import make_app, wait_until_ready
     from widgets.main_window import MainWindow
 
     app = make_app()
     window = MainWindow(restore_layout=False)
     window.resize(*size)
     window.show()
+    window.start()  # the offline default model and image, as at launch
+    if not wait_until_ready(window):
+        raise SystemExit(f"the window did not load: {window.last_error}")
     if presenting:
-        window.set_presentation(True, 2.0, full_screen=False)
+        window.set_presentation(True, LAB_SCALE, full_screen=False)
         window.resize(*size)
     window.docks["training"].raise_()
     if presenting:
         window.presentation.toggle_maximise("training")
+        window.training_panel.settings_button.setChecked(False)  # the plots get the screen
     panel = window.training_panel
     panel.form.dataset.setCurrentIndex(panel.form.dataset.findData("shapes"))
     panel.form.apply_preset("lecture")
@@ -73,6 +80,7 @@ def train_and_shoot(size: tuple[int, int], presenting: bool) -> None:
         app.processEvents()
         time.sleep(0.02)
     window.resize(*size)
+    window.clear_message()  # "training finished: checkpoint in <a scratch folder>"
     for _ in range(5):
         app.processEvents()
     print(f"{panel.status_text()}")

@@ -74,3 +74,21 @@ def test_maximise_needs_a_dock_and_fills_the_window_with_it(capsys, qapp, settin
     assert pictures["plain"].shape == pictures["max"].shape == (768, 1024)
     # The predictions' bars fill the window: far more of it differs than a status line would.
     assert (np.abs(pictures["plain"] - pictures["max"]) > 30).mean() > 0.2
+
+
+def test_a_collection_that_cannot_be_indexed_is_one_error_line(capsys, qapp, settings_file, tmp_path):
+    gone = tmp_path / "no-such-folder"
+    status, out, err = shoot(capsys, "--image", "star", "--collection", gone, "--dock", "patches",
+                             "--out", tmp_path / "p.png")
+    assert status == 2 and out == ""
+    assert err.count("\n") == 1 and str(gone) in err and err.startswith("vizapp: error: ")
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_a_collection_is_indexed_for_the_top_patches(capsys, qapp, settings_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("VIZAPP_CACHE", str(tmp_path / "cache"))
+    status, out, err = shoot(capsys, "--image", "star", "--layer", "conv2_2", "--collection", "samples",
+                             "--dock", "patches", "--size", "1024x768", "--out", tmp_path / "p.png")
+    assert status == 0, err
+    indexes = list((tmp_path / "cache" / "index").rglob("*"))
+    assert indexes, "the samples were not indexed"

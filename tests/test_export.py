@@ -176,14 +176,22 @@ def test_stepped_layers_and_a_count(shapes):
 
 
 def test_the_window_records_steps_and_encodes_them(shapes, qtbot, tmp_path):
+    from vizapp.core.notifications import notification_manager
+
     w = shapes
     path = tmp_path / "steps.gif"
-    w.recording.start_steps("features", "channels", path, count=3)
-    assert w.recording.recording and "● REC stepping through channels" in w.docks["features"].windowTitle()
-    qtbot.waitUntil(lambda: path.exists() and w.runner.lane_idle("record"), timeout=60_000)
+    said: list[str] = []
+    listen = lambda n: said.append(n.message)  # noqa: E731 - (the status label's info fades on a timer)
+    notification_manager.subscribe(listen)
+    try:
+        w.recording.start_steps("features", "channels", path, count=3)
+        assert w.recording.recording and "● REC stepping through channels" in w.docks["features"].windowTitle()
+        qtbot.waitUntil(lambda: path.exists() and w.runner.lane_idle("record") and said, timeout=60_000)
+    finally:
+        notification_manager.unsubscribe(listen)
     assert not w.recording.recording and w.docks["features"].windowTitle() == "Feature maps"
     assert iio.imread(path, index=None).shape[0] == 3
-    assert w.message.text() == f"saved {path}"
+    assert said[-1] == f"saved {path}"
 
 
 def test_mp4_reads_back_frame_by_frame(tmp_path):

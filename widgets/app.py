@@ -132,6 +132,17 @@ class _Collect(logging.Handler):
             self.messages.append(text)
 
 
+def _until_idle(app, window, timeout: float = 600.0) -> None:
+    """Process events until the window's jobs (those just asked for too) have run."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(0.05)
+        app.processEvents()
+        if window.runner.idle():
+            return
+
+
 def screenshot(args) -> int:
     """``main.py screenshot``: the main window in a given state, saved as a PNG."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -179,17 +190,16 @@ def screenshot(args) -> int:
             if args.channel >= maps.shape[0]:
                 raise UserError(f"--channel {args.channel}: layer '{layer}' has channels 0 to {maps.shape[0] - 1}")
             window.session.select_channel(args.channel)
+        if args.collection:
+            window.set_collection(args.collection)
+            _until_idle(app, window)
+            if window.session.index is None:
+                raise UserError(window.last_error or f"--collection {args.collection}: nothing was indexed")
         if args.dock:
             window.docks[args.dock].raise_()
             if args.maximise:
                 window.presentation.toggle_maximise(args.dock)
-            deadline = time.monotonic() + 600
-            while time.monotonic() < deadline:  # the raised dock's jobs start on the next events
-                app.processEvents()
-                time.sleep(0.05)
-                app.processEvents()
-                if window.runner.idle():
-                    break
+            _until_idle(app, window)  # the raised dock's jobs start on the next events
         window.resize(w, h)  # a long status message on the way may have grown it; it has gone
         for _ in range(5):
             app.processEvents()
