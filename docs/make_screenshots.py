@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "lecture"
 SIZES = ((1280, 720), (1024, 768))
 #: The view, the dock, the model and image it is shown on, and its presentation scale (the
-#: attention dock's and the lab's many panels at 1.5x: at 2x they do not fit 720 pixels).
+#: attention dock at 1.25x and the lab at 1.5x: their many panels do not fit 720 pixels at 2x).
 VIEWS = {
     "features": ("features", ["--layer", "blocks.1.0.conv_dw", "--channel", "5"], 2),
     "patches": ("patches", ["--layer", "blocks.2", "--collection", "samples"], 2),
@@ -66,7 +66,6 @@ def train_and_shoot(size: tuple[int, int], presenting: bool) -> None:
     window.docks["training"].raise_()
     if presenting:
         window.presentation.toggle_maximise("training")
-        window.training_panel.settings_button.setChecked(False)  # the plots get the screen
     panel = window.training_panel
     panel.form.dataset.setCurrentIndex(panel.form.dataset.findData("shapes"))
     panel.form.apply_preset("lecture")
@@ -80,6 +79,8 @@ def train_and_shoot(size: tuple[int, int], presenting: bool) -> None:
         app.processEvents()
         time.sleep(0.02)
     window.resize(*size)
+    if presenting:
+        panel.settings_button.setChecked(False)  # the settings folded away: the plots get the screen
     window.clear_message()  # "training finished: checkpoint in <a scratch folder>"
     for _ in range(5):
         app.processEvents()
