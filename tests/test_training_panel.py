@@ -378,3 +378,24 @@ def test_export_png_writes_the_panel(panel, tmp_path):
     path = export_png(panel, tmp_path / "panel.png", scale=1.0)
     image = QImage(str(path))
     assert not image.isNull() and image.width() == panel.width()
+
+
+def test_the_board_keeps_its_curves_share_as_it_resizes(qtbot):
+    """Folding the settings away or leaving a big scale resizes the board: the curves keep 3/5
+    of its height (a splitter alone keeps pixels, and the curves collapsed to their minimum)."""
+    from widgets.training_board import TrainingBoard
+
+    board = TrainingBoard()
+    qtbot.addWidget(board)
+    board.resize(900, 500)
+    board.show()
+    for height in (900, 600, 1100):
+        board.resize(1200, height)
+        qtbot.waitUntil(lambda h=height: board.height() == h, timeout=5_000)
+        curves, pictures = board.sizes()
+        assert abs(curves / (curves + pictures) - 0.6) < 0.02, (height, curves, pictures)
+    board.splitterMoved.emit(100, 1)  # the user's own split stays
+    board.setSizes([200, 700])
+    board.resize(1200, 1000)
+    qtbot.wait(10)
+    assert board.sizes()[0] < board.sizes()[1]

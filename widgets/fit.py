@@ -77,10 +77,15 @@ class _AppFont:
         QApplication.sendPostedEvents(None, QEvent.ApplicationFontChange)  # every widget now, not later
         # A widget with a style sheet of its own keeps the font it was polished with: polish
         # it again (a themed binding re-applies its own sheet itself).
-        for widget in self.app.allWidgets():
-            sheet = widget.styleSheet()
-            if sheet and getattr(widget, "_theme_binding", None) is None:
-                widget.setStyleSheet(sheet)
+        # Only the windows on screen: a closed window's widgets may be on their way out (walking
+        # every widget of the application crashed on one being deleted).
+        for top in self.app.topLevelWidgets():
+            if not top.isVisible():
+                continue
+            for widget in (top, *top.findChildren(QWidget)):
+                sheet = widget.styleSheet()
+                if sheet and getattr(widget, "_theme_binding", None) is None:
+                    widget.setStyleSheet(sheet)
 
 
 _FOLLOWING: list[_AppFont] = []

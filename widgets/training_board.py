@@ -54,14 +54,27 @@ class TrainingBoard(QSplitter):
             part.setChildrenCollapsible(False)
             self.addWidget(part)
         self.setChildrenCollapsible(False)
-        for i, stretch in enumerate((3, 2)):  # the curves carry two axes and a key
+        self._shares = (3, 2)  # the curves carry two axes and a key
+        for i, stretch in enumerate(self._shares):
             self.setStretchFactor(i, stretch)
+        self._dragged = False  # the user moved the handle: their split stays
+        self.splitterMoved.connect(lambda *_: setattr(self, "_dragged", True))
         self._pending: list[dict] = []
         self._dirty: set[str] = set()
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._drain)
         self.reset()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        """The curves and the pictures keep their 3:2 shares as the board grows or shrinks (a
+        splitter alone keeps pixels: the settings folded away or a scale change could leave the
+        curves at their minimum while the pictures took the rest)."""
+        super().resizeEvent(event)
+        if not self._dragged:
+            total = sum(self.sizes())
+            if total > 0:
+                self.setSizes([round(total * share / sum(self._shares)) for share in self._shares])
 
     # --- records in -------------------------------------------------------------------
     def reset(self, optimizer: str = "") -> None:
