@@ -2,7 +2,7 @@
 
 Five views (feature maps, top patches, attention, attribution, the training lab after a
 Lecture demo run) at 1280x720 and 1024x768, each as on a desk (the whole window at scale 1)
-and as projected (presentation mode at 2x, or 1.5x for the views with many panels, the view
+and as projected (presentation mode at 2x, or 1.25x for the views with many panels, the view
 maximised as Z does). Every picture
 but the training lab's is one ``vizapp screenshot`` command line, printed as it runs, so a
 lecturer can copy it; the lab is trained first, then captured.
@@ -24,14 +24,14 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "lecture"
 SIZES = ((1280, 720), (1024, 768))
 #: The view, the dock, the model and image it is shown on, and its presentation scale (the
-#: attention dock at 1.25x and the lab at 1.5x: their many panels do not fit 720 pixels at 2x).
+#: attention dock and the lab at 1.25x: their many panels do not fit 720 pixels at 2x).
 VIEWS = {
     "features": ("features", ["--layer", "blocks.1.0.conv_dw", "--channel", "5"], 2),
     "patches": ("patches", ["--layer", "blocks.2", "--collection", "samples"], 2),
     "attention": ("attention", ["--model", "vit_digits", "--image", "digit3"], 1.25),
     "attribution": ("attribution", [], 2),
 }
-LAB_SCALE = 1.5
+LAB_SCALE = 1.25
 
 
 def name(view: str, size: tuple[int, int], presenting: bool) -> Path:

@@ -186,7 +186,7 @@ def test_the_window_records_steps_and_encodes_them(shapes, qtbot, tmp_path):
     try:
         w.recording.start_steps("features", "channels", path, count=3)
         assert w.recording.recording and "● REC stepping through channels" in w.docks["features"].windowTitle()
-        qtbot.waitUntil(lambda: path.exists() and w.runner.lane_idle("record") and said, timeout=60_000)
+        qtbot.waitUntil(lambda: path.exists() and w.runner.lane_idle("record") and bool(said), timeout=60_000)
     finally:
         notification_manager.unsubscribe(listen)
     assert not w.recording.recording and w.docks["features"].windowTitle() == "Feature maps"
