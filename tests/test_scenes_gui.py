@@ -113,8 +113,7 @@ def test_a_deck_steps_forward_and_back_with_the_next_model_prepared(qtbot, shape
     assert where() == ("tinyvgg_shapes", "ring.png", "conv2_2", 7)
     assert w.lecture.capture().dock == "attribution"
     # Showing scene 2 prepared scene 3's model in the background.
-    qtbot.waitUntil(lambda: w.runner.idle("prefetch"), timeout=60_000)
-    assert ("vit_digits", "") in w.lecture.cached_models()
+    qtbot.waitUntil(lambda: ("vit_digits", "") in w.lecture.cached_models(), timeout=60_000)
     prepared = w.lecture._models[("vit_digits", "")].model
     assert w.step_scene(1) is True
     settle(qtbot, w)
