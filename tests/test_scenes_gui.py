@@ -23,14 +23,29 @@ def settle(qtbot, w, timeout=60_000) -> None:
 
 
 def pixels(w, path) -> np.ndarray:
+    """The window's picture once it has stopped changing (wrapped labels at their lines)."""
     from PySide6.QtWidgets import QApplication
 
+    from widgets.common import WrappingLabel
+
     w.clear_message()  # the status bar's messages differ ("saved ..."): a blank bar, laid out again
-    for _ in range(3):
-        QApplication.processEvents()
-    image = QImage(str(w.export_view(None, path))).convertToFormat(QImage.Format_RGB888)
-    arr = np.frombuffer(image.constBits(), np.uint8).reshape(image.height(), image.bytesPerLine())
-    return arr[:, : image.width() * 3].copy()
+
+    def grab() -> np.ndarray:
+        for _ in range(3):
+            for label in w.findChildren(WrappingLabel):
+                label._reserve()  # its lines at its width now, whatever widths it went through
+            QApplication.processEvents()
+        image = QImage(str(w.export_view(None, path))).convertToFormat(QImage.Format_RGB888)
+        arr = np.frombuffer(image.constBits(), np.uint8).reshape(image.height(), image.bytesPerLine())
+        return arr[:, : image.width() * 3].copy()
+
+    picture = grab()
+    for _ in range(20):  # a busy machine delivers the last redraws late
+        again = grab()
+        if np.array_equal(again, picture):
+            break
+        picture = again
+    return picture
 
 
 def state(w) -> dict:
