@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["make_app", "present", "run_gui", "screenshot", "wait_until_ready"]
+__all__ = ["checked_start", "make_app", "present", "run_gui", "screenshot", "wait_until_ready"]
 
 
 def make_app():
@@ -132,6 +132,25 @@ class _Collect(logging.Handler):
             self.messages.append(text)
 
 
+def checked_start(window, args) -> None:
+    """Wait for the window to load what ``args`` asked for, then check ``--layer`` and select
+    ``--channel``; a ``UserError`` naming the argument when either is not there."""
+    from vizapp.core.errors import UserError
+
+    if not wait_until_ready(window):
+        raise UserError(window.last_error or "the window did not finish loading in time")
+    if args.layer and window.session.layer != args.layer:
+        raise UserError(f"layer '{args.layer}' is not in {window.session.model.title}")
+    if args.channel is not None:
+        maps = getattr(window.feature_view.analysis, "maps", None)
+        layer = window.session.layer
+        if maps is None:
+            raise UserError(f"--channel: layer '{layer}' has no channel maps to select from")
+        if args.channel >= maps.shape[0]:
+            raise UserError(f"--channel {args.channel}: layer '{layer}' has channels 0 to {maps.shape[0] - 1}")
+        window.session.select_channel(args.channel)
+
+
 def _until_idle(app, window, timeout: float = 600.0) -> None:
     """Process events until the window's jobs (those just asked for too) have run."""
     deadline = time.monotonic() + timeout
@@ -178,18 +197,7 @@ def screenshot(args) -> int:
     else:
         window.start(args.model, args.image, args.layer, args.arch, args.trust, args.device)
     try:
-        if not wait_until_ready(window):
-            raise UserError(window.last_error or "the window did not finish loading in time")
-        if args.layer and window.session.layer != args.layer:
-            raise UserError(f"layer '{args.layer}' is not in {window.session.model.title}")
-        if args.channel is not None:
-            maps = getattr(window.feature_view.analysis, "maps", None)
-            layer = window.session.layer
-            if maps is None:
-                raise UserError(f"--channel: layer '{layer}' has no channel maps to select from")
-            if args.channel >= maps.shape[0]:
-                raise UserError(f"--channel {args.channel}: layer '{layer}' has channels 0 to {maps.shape[0] - 1}")
-            window.session.select_channel(args.channel)
+        checked_start(window, args)
         if args.collection:
             window.set_collection(args.collection)
             _until_idle(app, window)

@@ -73,18 +73,23 @@ def _open_folder(window) -> None:
         _open(window, path)
 
 
-def _save_scene_dialog(window) -> None:
-    path, _ = QFileDialog.getSaveFileName(window, "Save scene", f"scene{SCENE_SUFFIX}", _SCENES)
+def _save_as(parent, title: str, start: str, filters: str, suffix: str, save) -> None:
+    """Ask for a file to save to (``suffix`` added when missing), ``save(path)``, and say so."""
+    path, _ = QFileDialog.getSaveFileName(parent, title, start, filters)
     if not path:
         return
-    if not path.endswith(SCENE_SUFFIX):
-        path += SCENE_SUFFIX
+    if not path.endswith(suffix):
+        path += suffix
     try:
-        saved = window.lecture.save_scene(path)
+        saved = save(path)
     except UserError as exc:
         notify(str(exc), error=True)
     else:
         notify(f"saved {saved}")
+
+
+def _save_scene_dialog(window) -> None:
+    _save_as(window, "Save scene", f"scene{SCENE_SUFFIX}", _SCENES, SCENE_SUFFIX, window.lecture.save_scene)
 
 
 class DeckEditor(QDialog):
@@ -216,14 +221,4 @@ class DeckEditor(QDialog):
 
     def _save_dialog(self) -> None:
         start = str(self.lecture.deck_path or f"{self.deck.title or 'lecture'}{DECK_SUFFIX}")
-        path, _ = QFileDialog.getSaveFileName(self, "Save deck", start, _DECKS)
-        if not path:
-            return
-        if not path.endswith(DECK_SUFFIX):
-            path += DECK_SUFFIX
-        try:
-            saved = self.lecture.save_deck(path)
-        except UserError as exc:
-            notify(str(exc), error=True)
-        else:
-            notify(f"saved {saved}")
+        _save_as(self, "Save deck", start, _DECKS, DECK_SUFFIX, self.lecture.save_deck)

@@ -24,8 +24,7 @@ def headless_window(args) -> Iterator:
     from PySide6.QtCore import qInstallMessageHandler
 
     from vizapp.core.config import machine_config
-    from vizapp.core.errors import UserError
-    from widgets.app import make_app, wait_until_ready
+    from widgets.app import checked_start, make_app
     from widgets.main_window import MainWindow
 
     machine_config()  # a bad per-machine config file: one line and exit 2, before any window
@@ -39,18 +38,7 @@ def headless_window(args) -> Iterator:
     quiet.setLevel(logging.ERROR)  # the window's own status messages are not this command's output
     window.start(args.model, args.image, args.layer, args.arch, args.trust, args.device)
     try:
-        if not wait_until_ready(window):
-            raise UserError(window.last_error or "the window did not finish loading in time")
-        if args.layer and window.session.layer != args.layer:
-            raise UserError(f"layer '{args.layer}' is not in {window.session.model.title}")
-        if args.channel is not None:
-            maps = getattr(window.feature_view.analysis, "maps", None)
-            layer = window.session.layer
-            if maps is None:
-                raise UserError(f"--channel: layer '{layer}' has no channel maps to select from")
-            if args.channel >= maps.shape[0]:
-                raise UserError(f"--channel {args.channel}: layer '{layer}' has channels 0 to {maps.shape[0] - 1}")
-            window.session.select_channel(args.channel)
+        checked_start(window, args)
         if getattr(args, "dock", None):
             window.docks[args.dock].raise_()
         settle(app, window)
