@@ -438,3 +438,14 @@ def test_convolve_out_must_be_a_file_in_a_folder_that_exists(capsys, tmp_path):
     assert status == 2 and one_error_line(err) == f"--out {tmp_path}: is a folder; name the .npz file to write"
     status, out, err = run_cli(capsys, "convolve", "--image", "chelsea", "--kernel", "box")
     assert status == 2 and one_error_line(err) == "the following arguments are required: --out"
+
+
+def test_the_hooks_are_removed_even_on_an_error(lite0, cat):
+    modules = [m for m in lite0.module.modules() if isinstance(m, torch.nn.Conv2d)]
+    explain(lite0, cat, "blocks.1.0.conv_dw", 0)
+    classic_vs_learned(lite0, cat, count=2)
+    with pytest.raises(ConvolutionError):
+        explain(lite0, cat, "conv_stem", 0, stride=0)
+    with pytest.raises(ConvolutionError):
+        explain(lite0, cat, "conv_stem", 0, kernel="box", input_channel=9)
+    assert not any(m._forward_pre_hooks or m._forward_hooks for m in modules)
