@@ -100,6 +100,15 @@ def test_a_missing_camera_is_a_clear_message_without_warnings(capfd):
     assert 99 not in live.cameras(limit=4)
 
 
+def test_opencv_probing_a_missing_camera_prints_nothing(monkeypatch, capfd):
+    """Where there is no /dev to look at (Windows, macOS) OpenCV itself tries the index: quietly."""
+    monkeypatch.setattr(live, "_linux_devices", lambda: None)
+    with pytest.raises(LiveError, match=r"^no camera 99: "):
+        open_camera(99)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
 def test_open_source_grammar(video):
     with pytest.raises(LiveError, match="camera:x"):
         open_source("camera:x")
@@ -383,3 +392,69 @@ def test_cli_live_exit_2_with_one_line(capsys, video, args, message):
     out, err = capsys.readouterr()
     assert status == 2 and out == ""
     assert message in err and err.count("\n") == 1
+
+
+class _FakeCapture:
+    """Stands in for ``cv2.VideoCapture(index)``: opens or not, then gives ``frames`` frames."""
+
+    def __init__(self, opened: bool, frames: int) -> None:
+        self.opened, self.left, self.released = opened, frames, False
+
+    def isOpened(self):  # noqa: N802 - OpenCV's name
+        return self.opened
+
+    def read(self):
+        if self.left <= 0:
+            return False, None
+        self.left -= 1
+        frame = np.zeros((48, 64, 3), np.uint8)
+        frame[..., 2] = 255  # red in OpenCV's BGR
+        return True, frame
+
+    def set(self, prop, value):
+        return True
+
+    def get(self, prop):
+        return 30.0
+
+    def release(self):
+        self.released = True
+
+
+@pytest.mark.parametrize(("opened", "frames", "message"), [
+    (False, 0, r"^camera 0 is busy: another program holds it"),
+    (True, 0, r"^camera 0 is busy: another program holds it"),
+])
+def test_a_camera_that_is_there_but_gives_nothing_is_busy(monkeypatch, opened, frames, message):
+    import cv2
+
+    fake = _FakeCapture(opened, frames)
+    monkeypatch.setattr(live, "_linux_devices", lambda: [0])
+    monkeypatch.setattr(live.os, "access", lambda *a: True)
+    monkeypatch.setattr(live, "FIRST_FRAME_SECONDS", 0.1)
+    monkeypatch.setattr(cv2, "VideoCapture", lambda index: fake)
+    with pytest.raises(LiveError, match=message):
+        open_camera(0)
+    assert fake.released
+
+
+def test_a_camera_streams_unpaced_then_is_lost(monkeypatch):
+    import cv2
+
+    made = []
+    monkeypatch.setattr(live, "_linux_devices", lambda: [0])
+    monkeypatch.setattr(live.os, "access", lambda *a: True)
+    monkeypatch.setattr(live, "STALL_SECONDS", 0.2)
+    monkeypatch.setattr(cv2, "VideoCapture", lambda index: made.append(_FakeCapture(True, 5)) or made[-1])
+    assert live.cameras() == [0] and made[0].released  # probed and let go
+    source = open_source("camera")
+    fake = made[-1]
+    assert (source.name, source.size, source.fps, source.frames, source.live) == ("camera 0", (64, 48), 30.0, None, True)
+    slot = LatestFrame()
+    with pytest.raises(LiveError, match=r"^camera 0 stopped delivering frames \(unplugged\?\)$"):
+        pump(source, slot, realtime=True)
+    assert slot.serial == 5 and not source.rewind()
+    frame, _ = slot.take()
+    assert tuple(frame[0, 0]) == (255, 0, 0)
+    source.close()
+    assert fake.released
