@@ -300,6 +300,11 @@ def test_live_frames_match_analyse_image_frame_by_frame(shapes, video):
     records, summary = _drain(live_frames(shapes, str(video), None, mirror=True))
     assert summary["frames"] == 30 and records[-1].serial == 30
     assert records[0].frame[4:28, 52:92, 0].mean() > 200  # red is on the right now
+    # looping: past the end the video starts again; mirror asked per frame
+    flips = iter([False, True] * 40)
+    records, summary = _drain(live_frames(shapes, str(video), None, 34, loop=True, mirror=lambda: next(flips)))
+    assert summary["frames"] == 34 and [r.serial for r in records[28:]] == [29, 30, 1, 2, 3, 4]
+    assert [r.frame[4:28, 4:44, 0].mean() > 200 for r in records[:4]] == [True, False, True, False]
 
 
 def test_live_frames_realtime_drops_what_the_model_cannot_keep_up_with(shapes, tmp_path):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import threading
 import time
+from array import array
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -205,10 +207,14 @@ def live_summary(records, seconds: float, dropped: int = 0) -> dict:
     """Mean, median and 95th percentile of each stage over ``records`` (:class:`LiveFrame` or
     their ``to_json()`` dicts), with the frames analysed per second of ``seconds`` and ``dropped``."""
     rows = [r.to_json() if isinstance(r, LiveFrame) else r for r in records]
-    out: dict = {"frames": len(rows), "dropped": int(dropped), "seconds": round(seconds, 3),
-                 "fps": round(len(rows) / seconds, 2) if seconds > 0 else 0.0}
+    return _summary({stage: [r[stage] for r in rows] for stage in LIVE_STAGES}, len(rows), seconds, dropped)
+
+
+def _summary(stages: dict, count: int, seconds: float, dropped: int) -> dict:
+    out: dict = {"frames": count, "dropped": int(dropped), "seconds": round(seconds, 3),
+                 "fps": round(count / seconds, 2) if seconds > 0 else 0.0}
     for stage in LIVE_STAGES:
-        values = np.array([r[stage] for r in rows], dtype=float)
+        values = np.asarray(stages[stage], dtype=float)
         out[stage] = ({"mean": round(float(values.mean()), 3), "median": round(float(np.median(values)), 3),
                        "p95": round(float(np.percentile(values, 95)), 3)} if values.size else None)
     return out
@@ -251,7 +257,8 @@ def live_frames(
     frames: int | None = None,
     *,
     realtime: bool = False,
-    mirror: bool = False,
+    loop: bool = False,
+    mirror: bool | Callable[[], bool] = False,
     sort: str = "index",
     norm: str = "channel",
     topk: int = 5,
@@ -268,8 +275,9 @@ def live_frames(
     (:class:`~vizapp.core.errors.Cancelled`). Without ``realtime`` every frame is analysed, as
     fast as the model goes; with it a reader thread plays the source at its own speed through a
     :class:`~vizapp.inputs.live.LatestFrame` and the frames the model cannot keep up with are
-    dropped (counted in ``dropped``). A camera lost mid-stream raises
-    :class:`~vizapp.inputs.live.LiveError`.
+    dropped (counted in ``dropped``). ``loop`` starts a video again at its end; ``mirror`` (a
+    bool, or a callable asked per frame, for a window's toggle) flips frames left-right. A camera
+    lost mid-stream raises :class:`~vizapp.inputs.live.LiveError`.
     """
     import os
 
@@ -284,8 +292,11 @@ def live_frames(
     owned = not isinstance(source, FrameSource)
     if owned:
         source = open_source(source if isinstance(source, str) else os.fspath(source))
-    total = frames or source.frames or 0
-    records: list[dict] = []
+    total = frames or (0 if loop else source.frames) or 0
+    mirrored = mirror if callable(mirror) else (lambda: bool(mirror))
+    # Only the stage times are kept (8 bytes each): a camera left running for hours stays flat.
+    stages = {stage: array("d") for stage in LIVE_STAGES}
+    count = 0
     slot = reader = timed = None
     stop = CancelToken()
     failure: list[BaseException] = []
@@ -296,14 +307,14 @@ def live_frames(
 
             def read_all() -> None:
                 try:
-                    pump(timed, slot, cancel=stop, realtime=True, mirror=lambda: mirror)
+                    pump(timed, slot, cancel=stop, realtime=True, loop=loop, mirror=mirrored)
                 except BaseException as exc:  # noqa: BLE001 - handed to the consumer below
                     failure.append(exc)
                     slot.close()
 
             reader = threading.Thread(target=read_all, name="vizapp-live-reader", daemon=True)
             reader.start()
-        while frames is None or len(records) < frames:
+        while frames is None or count < frames:
             if cancel is not None:
                 cancel.check()
             if realtime:
@@ -318,9 +329,11 @@ def live_frames(
             else:
                 t0 = time.perf_counter()
                 frame = source.read()
+                if frame is None and loop and count and source.rewind():
+                    frame = source.read()
                 if frame is None:
                     break
-                if mirror:
+                if mirrored():
                     frame = np.ascontiguousarray(frame[:, ::-1])
                 serial = source.position
                 decode_ms = 0.0
@@ -330,11 +343,13 @@ def live_frames(
             t2 = time.perf_counter()
             analysis = _layer_views(model, result, layer, sort, norm, notes)
             t3 = time.perf_counter()
-            record = LiveFrame(len(records), serial, frame, analysis, decode_ms + 1000 * (t1 - t0),
+            record = LiveFrame(count, serial, frame, analysis, decode_ms + 1000 * (t1 - t0),
                                1000 * (t2 - t1), 1000 * (t3 - t2), slot.dropped if slot is not None else 0,
                                source.name)
-            records.append(record.to_json())
-            progress(len(records), total, f"{source.name}: frame {len(records)}")
+            for stage in LIVE_STAGES:
+                stages[stage].append(getattr(record, stage))
+            count += 1
+            progress(count, total, f"{source.name}: frame {count}")
             yield record
         if failure:
             raise failure[0]
@@ -345,7 +360,7 @@ def live_frames(
         if owned:
             source.close()
     dropped = slot.dropped if slot is not None else 0
-    return live_summary(records, time.perf_counter() - start, dropped)
+    return _summary(stages, count, time.perf_counter() - start, dropped)
 
 
 def attention(model, image, target=None, gradient: bool = False, *, progress: Progress = no_progress,
