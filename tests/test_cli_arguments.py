@@ -85,6 +85,12 @@ NUMERIC = [
     (["screenshot", "--out", "s.png"], "--scale", ["0.5", "3.5", "x"], "2.5", "from 1 to 3"),
     (["gui"], "--scale", ["0", "4"], "1.5", "from 1 to 3"),
 ]
+# live: a video (no file is opened before the arguments are checked) or camera N
+NUMERIC += [
+    (["live", *M, "--video", "v.avi"], "--frames", ["0", "-1", "x"], "1", ">= 1"),
+    (["live", *M, "--video", "v.avi"], "--top", ["0", "1001"], "1000", "from 1 to 1000"),
+    (["live", *M], "--camera", ["-1", "64", "x"], "63", "from 0 to 63"),
+]
 # export and record take the window's state as screenshot does, and their own options
 for _cmd, _args in (("export", ["--dock", "features", "--out", "f.png"]),
                     ("record", ["--dock", "features", "--step", "channels", "--out", "r.gif"])):
