@@ -77,7 +77,7 @@ def test_the_dock_table_builds_the_docks_menus_and_layout(window):
             widget = widget.widget()
         assert widget is getattr(w, r.attr) is w.views[r.key]
     tabs = [r.key for r in DOCKS if r.place == ("tab", "features")]
-    assert tabs == ["patches", "embedding", "attention", "attribution", "training"]
+    assert tabs == ["patches", "embedding", "attention", "attribution", "convolution", "training"]
 
     def tabbed():
         return {k for k, d in w.docks.items() if d in w.tabifiedDockWidgets(w.docks["features"])}

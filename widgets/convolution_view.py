@@ -1,0 +1,645 @@
+"""The Convolution dock: a convolution happening, one output position at a time.
+
+The window slides over the input (the image as the selected conv layer sees it, or one
+channel of the layer's input), with a kernel that is the layer's own filter for the selected
+output channel (all its input channels, summed, plus the bias), a classic one
+(``vizapp.explain.convolution.CLASSIC``) or the user's 3 x 3 / 5 x 5 grid, under the stride,
+padding and dilation chosen (by default the layer's own). Each step shows the window's real
+(dilated) samples on the padded input, the numbers (``widgets/convolution_panels.py``) and the
+output map filling in; then ReLU and the 2 x 2 pool the same way (the stage selector). Space
+plays and pauses, the arrows step (Right/Left one position, Down/Up one output row) while
+the keys are this dock's (``widgets/keys.py``: the focus in it, or it maximised); a click on
+the output jumps there. The second page puts the classic filters on the image beside the
+first conv layer's learned maps.
+
+The convolution controller (``widgets/controllers/convolution.py``) runs the jobs and feeds
+:meth:`ConvolutionView.set_convolution` and :meth:`ConvolutionView.set_classic`; everything here
+is numpy (a ``Convolution`` result's ``window``/``pool_window`` do the engine's arithmetic).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF, QSignalBlocker, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QPainterPath, QPen
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QGraphicsPathItem,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QStackedWidget,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from widgets.common import heading, image_view_box
+from widgets.convolution_panels import (
+    STAGES,
+    KernelEditor,
+    Stepper,
+    StepNumbers,
+    diverging_rgba,
+    identity,
+    rgb_of,
+)
+from widgets.flow_layout import flow_of
+from widgets.theme import THEME
+
+__all__ = ["ConvolutionView", "SPEEDS", "OWN_FILTER", "CUSTOM"]
+
+#: Positions per second of the play button's speeds.
+SPEEDS = (1, 2, 5, 10, 25, 100, 500, 2500)
+OWN_FILTER, CUSTOM = "filter", "custom"
+IDLE = "Open a model and an image: the first conv layer's filter slides over the image here"
+
+
+def _labelled(text: str, widget: QWidget) -> QWidget:
+    box = QWidget()
+    row = QHBoxLayout(box)
+    row.setContentsMargins(0, 0, 0, 0)
+    row.addWidget(QLabel(text))
+    row.addWidget(widget)
+    return box
+
+
+def _spin(low: int, high: int, value: int, tip: str) -> QSpinBox:
+    spin = QSpinBox()
+    spin.setRange(low, high)
+    spin.setValue(value)
+    spin.setToolTip(tip)
+    return spin
+
+
+def _pen(role: str = "accent", width: str = "line") -> QPen:
+    pen = QPen(QColor(THEME.colour(role)), THEME.width(width))
+    pen.setCosmetic(True)
+    return pen
+
+
+class ConvolutionView(QWidget):
+    """The convolution explainer (see the module's docstring).
+
+    Signals
+    -------
+    sigRequested()
+        The layer, filter, input, kernel or a setting changed: compute the convolution again
+        (the controller reads :meth:`request`).
+    sigClassicRequested()
+        The "Classic vs learned" page is on screen without maps for the current image.
+    """
+
+    sigRequested = Signal()
+    sigClassicRequested = Signal()
+
+    def __init__(self, session, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        from vizapp.explain.convolution import CLASSIC
+
+        self.session = session
+        self.conv = None  # vizapp.explain.convolution.Convolution on screen
+        self.classic = None  # the classic_vs_learned dict on screen
+        self.layers: dict[str, tuple[int, int, int, bool]] = {}  # conv layer -> (in, out, groups, bias)
+        self.stepper = Stepper()
+        self._stage = "conv"
+        self._pending_step: int | None = None
+        self._input_rgb: dict[str, np.ndarray] = {}
+        self._budget = 0.0
+        self.setFocusPolicy(Qt.StrongFocus)
+
+        self.title = heading("Convolution", "title")
+        self.note = heading("", "body", bold=False, style=lambda: f"color: {THEME.colour('warning')};")
+        # Stepping.
+        self.stage = QComboBox()
+        for key, text in STAGES.items():
+            self.stage.addItem(text, key)
+        self.stage.setToolTip("Step through the convolution, then ReLU, then the 2×2 pool")
+        self.stage.activated.connect(lambda _i: self.set_stage(self.stage.currentData()))
+        self.play_button = QPushButton("▶ Play")
+        self.play_button.setCheckable(True)
+        self.play_button.setToolTip("Play / pause the sliding window (Space)")
+        self.play_button.toggled.connect(self._play_toggled)
+        self.back_button = QPushButton("◀")
+        self.back_button.setToolTip("One position back (Left; Up: one row)")
+        self.back_button.clicked.connect(lambda: self.step(-1))
+        self.next_button = QPushButton("▶")
+        self.next_button.setToolTip("One position on (Right; Down: one row)")
+        self.next_button.clicked.connect(lambda: self.step(1))
+        self.end_button = QPushButton("To the end")
+        self.end_button.setToolTip("Fill the whole map in")
+        self.end_button.clicked.connect(lambda: self.go(self.stepper.count - 1))
+        self.speed = QComboBox()
+        for s in SPEEDS:
+            self.speed.addItem(f"{s} / s", s)
+        self.speed.setCurrentIndex(SPEEDS.index(10))
+        self.speed.setToolTip("Positions per second while playing")
+        # What is convolved.
+        self.layer = QComboBox()
+        self.layer.setToolTip("The conv layer (follows the selected layer when it is a convolution)")
+        self.layer.activated.connect(lambda _i: self._changed())
+        self.channel = _spin(0, 0, 0, "The output channel: which of the layer's filters")
+        self.channel.valueChanged.connect(lambda _v: self._changed())
+        self.input = QComboBox()
+        self.input.setToolTip("All the layer's input channels, or one of them")
+        self.input.activated.connect(lambda _i: self._changed())
+        self.kernel = QComboBox()
+        self.kernel.addItem("the layer's filter", OWN_FILTER)
+        for name in CLASSIC:
+            self.kernel.addItem(name.replace("_", " "), name)
+        self.kernel.addItem("my own grid", CUSTOM)
+        self.kernel.setToolTip("The layer's learned filter, a classic one, or a grid you type")
+        self.kernel.activated.connect(lambda _i: self._kernel_changed())
+        self.size = QComboBox()
+        for k in (3, 5):
+            self.size.addItem(f"{k}×{k}", k)
+        self.size.activated.connect(lambda _i: self._kernel_changed())
+        self.editor = KernelEditor(3)
+        self.editor.sigChanged.connect(self._changed)
+        # The settings.
+        self.own = QCheckBox("layer's own stride, padding, dilation")
+        self.own.setChecked(True)
+        self.own.toggled.connect(lambda _on: self._changed())
+        self.stride = _spin(1, 8, 1, "Stride S: the step between two windows")
+        self.padding = _spin(0, 8, 0, "Padding P: rows and columns added around the input")
+        self.padding_mode = QComboBox()
+        for mode in ("zeros", "reflect"):
+            self.padding_mode.addItem(mode, mode)
+        self.dilation = _spin(1, 6, 1, "Dilation D: the gap between the kernel's samples")
+        self.pool = QComboBox()
+        self.pool.addItem("max pool", "max")
+        self.pool.addItem("average pool", "avg")
+        for spin in (self.stride, self.padding, self.dilation):
+            spin.valueChanged.connect(lambda _v: self._changed())
+        for combo in (self.padding_mode, self.pool):
+            combo.activated.connect(lambda _i: self._changed())
+
+        self._build_pages()
+        self.caption = heading("", "small", bold=False)
+        self.formula = heading("", "subheading")
+        self.message = heading(IDLE, "title", bold=False)
+        self.message.setAlignment(Qt.AlignCenter)
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.pages)
+        self.stack.addWidget(self.message)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.title)
+        layout.addWidget(self.note)
+        layout.addLayout(flow_of(self.stage, self.back_button, self.play_button, self.next_button,
+                                 self.end_button, self.speed))
+        layout.addLayout(flow_of(_labelled("layer", self.layer), _labelled("filter", self.channel),
+                                 _labelled("input", self.input), _labelled("kernel", self.kernel), self.size))
+        layout.addLayout(flow_of(self.own, _labelled("stride", self.stride), _labelled("padding", self.padding),
+                                 self.padding_mode, _labelled("dilation", self.dilation), self.pool))
+        layout.addWidget(self.stack, 1)
+        layout.addWidget(self.caption)
+        layout.addWidget(self.formula)
+        self._timer = QTimer(self)
+        self._timer.setInterval(40)
+        self._timer.timeout.connect(self._tick)
+        self._kernel_changed(request=False)
+        self.set_message(IDLE)
+        THEME.changed.connect(self._apply_theme)
+        session.events.channel.connect(self._session_channel)
+
+    def _build_pages(self) -> None:
+        self.canvas = pg.GraphicsLayoutWidget()
+        self.in_view = image_view_box(self.canvas)
+        self.canvas.nextRow()
+        self.out_view = image_view_box(self.canvas)
+        self.in_image = pg.ImageItem(axisOrder="row-major")
+        self.out_image = pg.ImageItem(axisOrder="row-major")
+        self.in_view.addItem(self.in_image)
+        self.out_view.addItem(self.out_image)
+        self.window_path = QGraphicsPathItem()  # the window's samples on the input
+        self.in_view.addItem(self.window_path)
+        self.out_marker = QGraphicsPathItem()  # the output position being computed
+        self.out_view.addItem(self.out_marker)
+        self.canvas.scene().sigMouseClicked.connect(self._canvas_clicked)
+        self.numbers = StepNumbers()
+        right = QWidget()
+        column = QVBoxLayout(right)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(self.editor)
+        column.addWidget(self.numbers, 1)
+        step_page = QWidget()
+        row = QHBoxLayout(step_page)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.canvas, 2)
+        row.addWidget(right, 5)
+        self.classic_canvas = pg.GraphicsLayoutWidget()
+        self.classic_view = image_view_box(self.classic_canvas)
+        self.learned_view = image_view_box(self.classic_canvas)
+        self.classic_image = pg.ImageItem(axisOrder="row-major")
+        self.learned_image = pg.ImageItem(axisOrder="row-major")
+        self.classic_view.addItem(self.classic_image)
+        self.learned_view.addItem(self.learned_image)
+        self._tile_labels: list = []
+        self.pages = QTabWidget()
+        self.pages.addTab(step_page, "Step by step")
+        self.pages.addTab(self.classic_canvas, "Classic vs learned")
+        self.pages.currentChanged.connect(self._page_changed)
+
+    def _apply_theme(self, *_args) -> None:
+        for canvas in (self.canvas, self.classic_canvas):
+            canvas.setBackground(THEME.colour("background"))
+        self.window_path.setPen(_pen())
+        self.out_marker.setPen(_pen())
+        for label in self._tile_labels:
+            label.setColor(THEME.colour("text"))
+            label.setFont(_tile_font())
+
+    # --- what to compute -----------------------------------------------------------
+    def set_conv_layers(self, layers: dict[str, tuple[int, int, int, bool]]) -> None:
+        """The model's conv layers: name -> (in channels, out channels, groups, has bias)."""
+        self.layers = dict(layers)
+        with QSignalBlocker(self.layer):
+            self.layer.clear()
+            for name in self.layers:
+                self.layer.addItem(name, name)
+        self.follow_layer(self.session.layer)
+
+    def follow_layer(self, name: str | None) -> None:
+        """The session selected ``name``: a conv layer is shown; another keeps the dock's conv
+        layer and says so."""
+        if name in self.layers:
+            with QSignalBlocker(self.layer):
+                self.layer.setCurrentIndex(self.layer.findData(name))
+            self.note.setText("")
+        elif not self.layers:
+            self.note.setText("This model has no Conv2d layer to explain")
+        else:
+            self.note.setText(f"The selected layer '{name}' is not a convolution: showing "
+                              f"{self.layer.currentData()}; pick a conv layer here or in the Model dock")
+        self.note.setVisible(bool(self.note.text()))
+        self._layer_shown()
+        if name in self.layers and self.session.channel is not None:
+            self._session_channel(self.session.channel)
+
+    def _layer_shown(self) -> None:
+        info = self.layers.get(self.layer.currentData())
+        cin, cout = (info[0] // info[2], info[1]) if info else (1, 1)
+        with QSignalBlocker(self.channel), QSignalBlocker(self.input):
+            self.channel.setRange(0, max(0, cout - 1))
+            keep = self.input.currentData()
+            self.input.clear()
+            self.input.addItem("all its input channels" if cin > 1 else "its input", None)
+            if info is not None and info[2] == 1 and cin > 1:
+                for c in range(cin):
+                    self.input.addItem(f"input channel {c}", c)
+            row = self.input.findData(keep)
+            self.input.setCurrentIndex(max(0, row))
+
+    def _session_channel(self, channel: int | None) -> None:
+        if channel is not None and self.layer.currentData() == self.session.layer and channel != self.channel.value():
+            self.channel.setValue(min(channel, self.channel.maximum()))  # -> a request
+
+    def _kernel_changed(self, request: bool = True) -> None:
+        kind = self.kernel.currentData()
+        self.size.setVisible(kind != OWN_FILTER)
+        self.editor.setVisible(kind == CUSTOM)
+        if kind == CUSTOM and self.editor.rowCount() != self.size.currentData():
+            self.editor.set_weights(identity(self.size.currentData()))  # -> a request
+            return
+        if request:
+            self._changed()
+
+    def _changed(self) -> None:
+        for spin in (self.stride, self.padding, self.dilation):
+            spin.setEnabled(not self.own.isChecked())
+        self.sigRequested.emit()
+
+    def request(self) -> dict:
+        """What to compute: ``layer``, ``channel`` and ``analysis.convolution``'s options."""
+        kind, own = self.kernel.currentData(), self.own.isChecked()
+        options = {
+            "input_channel": self.input.currentData(),
+            "kernel": kind if kind not in (OWN_FILTER, CUSTOM) else None,
+            "kernel_size": self.size.currentData(),
+            "weights": self.editor.weights() if kind == CUSTOM else None,
+            "stride": None if own else self.stride.value(),
+            "padding": None if own else self.padding.value(),
+            "padding_mode": self.padding_mode.currentData(),
+            "dilation": None if own else self.dilation.value(),
+            "pool": self.pool.currentData(),
+        }
+        return {"layer": self.layer.currentData(), "channel": self.channel.value(), **options}
+
+    # --- results ---------------------------------------------------------------------
+    def set_message(self, text: str) -> None:
+        """Show ``text`` instead of the convolution (no model, no conv layer, a refused setting)."""
+        self.play_button.setChecked(False)
+        self.message.setText(text)
+        self.stack.setCurrentWidget(self.message)
+        self.caption.setText("")
+        self.formula.setText("")
+
+    def set_convolution(self, conv) -> None:
+        """Show ``conv`` (a ``vizapp.explain.convolution.Convolution``), at the same position
+        (clamped to the new output) unless a scene asked for one."""
+        self.conv = conv
+        self._input_rgb = {}
+        self.stack.setCurrentWidget(self.pages)
+        if self.own.isChecked():
+            with QSignalBlocker(self.stride), QSignalBlocker(self.padding), QSignalBlocker(self.dilation):
+                self.stride.setValue(conv.stride)
+                self.padding.setValue(conv.padding)
+                self.dilation.setValue(conv.dilation)
+        self.stepper.reshape(self._stage_shape())
+        if self._pending_step is not None:
+            self.stepper.go(self._pending_step)
+            self._pending_step = None
+        self.formula.setText(self.formula_text())
+        self._render(reframe=True)
+
+    def formula_text(self) -> str:
+        """The output size with the current numbers, the effective kernel and the layer's parameters."""
+        from vizapp.explain.convolution import effective_kernel
+
+        c = self.conv
+        k, d = c.kernel.shape[-1], c.dilation
+        h, w = c.output.shape
+        parts = [f"Output {h}×{w}: {c.formula()}"]
+        if d > 1:
+            parts.append(f"dilated kernel D(K−1)+1 = {d}·({k}−1)+1 = {effective_kernel(k, d)}")
+        info = self.layers.get(self.layer.currentData())
+        if c.layer_params is not None and info is not None:
+            cin, cout, groups, bias = info
+            text = f"{k}·{k}·{cin // groups}·{cout}" + (f" + {cout}" if bias else "")
+            parts.append(f"{self.layer.currentData()}: K·K·C_in·C_out{' + C_out' if bias else ''} = "
+                         f"{text} = {c.layer_params:,} parameters")
+        return " · ".join(parts)
+
+    # --- stepping ------------------------------------------------------------------------
+    def stage_name(self) -> str:
+        return self._stage
+
+    def set_stage(self, stage: str) -> None:
+        """``"conv"``, ``"relu"`` or ``"pool"``: step that stage's output (from its first position)."""
+        if stage not in STAGES:
+            raise ValueError(f"stage must be one of {', '.join(STAGES)}, not '{stage}'")
+        self._stage = stage
+        with QSignalBlocker(self.stage):
+            self.stage.setCurrentIndex(self.stage.findData(stage))
+        if self.conv is not None:
+            self.stepper.reshape(self._stage_shape())
+            self.stepper.go(0)
+            self._render(reframe=True)
+
+    def _stage_shape(self) -> tuple[int, int]:
+        c = self.conv
+        return c.pooled.shape if self._stage == "pool" else c.output.shape
+
+    def position(self) -> tuple[int, int]:
+        """The output position shown, ``(row, column)``."""
+        return self.stepper.ij
+
+    def go(self, position: int) -> None:
+        if self.conv is not None:
+            self.stepper.go(position)
+            self._render()
+
+    def go_to(self, i: int, j: int) -> None:
+        """Jump to output position ``(i, j)`` (the map fills in up to it)."""
+        if self.conv is not None:
+            self.stepper.go_ij(min(max(0, i), self.stepper.shape[0] - 1), min(max(0, j), self.stepper.shape[1] - 1))
+            self._render()
+
+    def step(self, delta: int) -> None:
+        """``delta`` positions on (negative: back), clamped."""
+        self.go(self.stepper.position + delta)
+
+    def step_row(self, delta: int) -> None:
+        """``delta`` output rows down (negative: up), the column kept."""
+        self.go(self.stepper.position + delta * self.stepper.shape[1])
+
+    def toggle_play(self) -> None:
+        self.play_button.setChecked(not self.play_button.isChecked())
+
+    def playing(self) -> bool:
+        return self._timer.isActive()
+
+    def _play_toggled(self, on: bool) -> None:
+        self.play_button.setText("⏸ Pause" if on else "▶ Play")
+        if on and self.conv is not None:
+            if self.stepper.at_end():
+                self.stepper.go(0)
+            self._budget = 0.0
+            self._timer.start()
+        else:
+            self._timer.stop()
+            if on:
+                self.play_button.setChecked(False)
+
+    def _tick(self) -> None:
+        self._budget += self.speed.currentData() * self._timer.interval() / 1000
+        steps = int(self._budget)
+        if steps:
+            self._budget -= steps
+            self.step(steps)
+        if self.stepper.at_end():
+            self.play_button.setChecked(False)
+
+    def shown_output(self) -> np.ndarray:
+        """The stage's output map as shown: its values where reached, NaN where not yet."""
+        c = self.conv
+        full = {"conv": c.output, "relu": c.relu, "pool": c.pooled}[self._stage]
+        return np.where(self.stepper.reached(), full, np.nan).astype(np.float32)
+
+    # --- drawing ------------------------------------------------------------------------------
+    def _input_picture(self) -> np.ndarray:
+        """The stage's input as pixels: the padded input (RGB for 3 channels, else its first
+        channel) for the convolution, the conv output for ReLU, the ReLU map for the pool."""
+        if self._stage not in self._input_rgb:
+            c = self.conv
+            if self._stage == "conv":
+                x = c.padded[:3] if c.padded.shape[0] == 3 else c.padded[:1]
+                lo, hi = float(x.min()), float(x.max())
+                x = (x - lo) / (hi - lo if hi > lo else 1.0)
+                pixels = (np.moveaxis(x, 0, -1) * 255).astype(np.uint8)
+                pixels = np.repeat(pixels, 3, axis=-1) if pixels.shape[-1] == 1 else pixels
+            else:
+                pixels = rgb_of(c.output if self._stage == "relu" else c.relu)
+            self._input_rgb[self._stage] = np.ascontiguousarray(pixels)
+        return self._input_rgb[self._stage]
+
+    def _render(self, reframe: bool = False) -> None:
+        c = self.conv
+        if c is None:
+            return
+        i, j = self.stepper.ij
+        self.in_image.setImage(self._input_picture(), levels=(0, 255), autoLevels=False)
+        full = {"conv": c.output, "relu": c.relu, "pool": c.pooled}[self._stage]
+        scale = float(np.abs(c.output).max()) or 1.0
+        self.out_image.setImage(diverging_rgba(full, self.stepper.reached(), scale), levels=(0, 255), autoLevels=False)
+        path = QPainterPath()
+        if self._stage == "conv":
+            window = c.window(i, j)
+            for r in window.rows:
+                for col in window.cols:
+                    path.addRect(QRectF(float(col), float(r), 1.0, 1.0))
+            span = QRectF(float(window.cols[0]), float(window.rows[0]),
+                          float(window.cols[-1] - window.cols[0] + 1), float(window.rows[-1] - window.rows[0] + 1))
+            path.addRect(span)
+            self.numbers.set_conv(window, c.kernel, c.bias)
+        elif self._stage == "relu":
+            path.addRect(QRectF(j, i, 1, 1))
+            self.numbers.set_relu(float(c.output[i, j]), float(c.relu[i, j]), i, j)
+        else:
+            pw = c.pool_window(i, j)
+            path.addRect(QRectF(float(pw.cols[0]), float(pw.rows[0]), len(pw.cols), len(pw.rows)))
+            self.numbers.set_pool(pw, c.pool)
+        self.window_path.setPath(path)
+        marker = QPainterPath()
+        marker.addRect(QRectF(j, i, 1, 1))
+        self.out_marker.setPath(marker)
+        self._apply_theme()
+        if reframe:
+            self.in_view.autoRange(padding=0.02)
+            self.out_view.autoRange(padding=0.02)
+        h, w = full.shape
+        what = {"conv": f"{c.kernel_name} over {c.input_name}", "relu": "ReLU of the convolution's output",
+                "pool": f"2×2 {'max' if c.pool == 'max' else 'average'} pool of the ReLU map, stride 2"}[self._stage]
+        self.caption.setText(f"{STAGES[self._stage]}: {what}. Output ({i}, {j}) of {h}×{w}, step "
+                             f"{self.stepper.position + 1} of {self.stepper.count}. Space plays, arrows step, "
+                             "click the output to jump")
+
+    def _canvas_clicked(self, event) -> None:
+        if event.button() != Qt.LeftButton or self.conv is None:
+            return
+        if not self.out_view.sceneBoundingRect().contains(event.scenePos()):
+            return
+        p = self.out_view.mapSceneToView(event.scenePos())
+        h, w = self.stepper.shape
+        if 0 <= p.x() < w and 0 <= p.y() < h:
+            self.setFocus()
+            self.go_to(int(p.y()), int(p.x()))
+
+    # --- classic vs learned ---------------------------------------------------------------------
+    def classic_shown(self) -> bool:
+        return self.stack.currentWidget() is self.pages and self.pages.currentIndex() == 1
+
+    def _page_changed(self, index: int) -> None:
+        if index == 1 and self.classic is None:
+            self.sigClassicRequested.emit()
+
+    def clear_classic(self) -> None:
+        """The model or image changed: the classic page's maps are out of date."""
+        self.classic = None
+        if self.classic_shown():
+            self.sigClassicRequested.emit()
+
+    def set_classic(self, result: dict) -> None:
+        """Show ``vizapp.explain.convolution.classic_vs_learned``'s maps, two mosaics side by side."""
+        self.classic = result
+        for label in self._tile_labels:
+            label.scene() and label.scene().removeItem(label)
+        self._tile_labels = []
+        names = ["image", *result["classic"]]
+        maps = [result["image"], *result["classic"].values()]
+        learned = list(result["learned"])
+        layer = result["layer"]
+        tiles = [f"{layer} #{k}" for k in result["learned_index"]]
+        for view, item, pictures, titles in ((self.classic_view, self.classic_image, maps, names),
+                                             (self.learned_view, self.learned_image, learned, tiles)):
+            mosaic, origins = _mosaic(pictures, 3 if view is self.classic_view else 4)
+            item.setImage(mosaic, levels=(0, 255), autoLevels=False)
+            for (x, y), title in zip(origins, titles, strict=True):
+                label = pg.TextItem(title, color=THEME.colour("text"), anchor=(0, 1))
+                label.setFont(_tile_font())
+                label.setPos(x, y)
+                view.addItem(label)
+                self._tile_labels.append(label)
+            view.autoRange(padding=0.02)
+        self.caption.setText(f"Left: hand-designed filters on the image in grey. Right: the {len(learned)} most "
+                             f"active feature maps of {layer}, the first layer: what the network learned instead")
+
+    # --- scenes (widgets/controllers/lecture.py) --------------------------------------------------
+    def view_options(self) -> dict:
+        """Stage, position, page, kernel, input, settings and speed, for a scene."""
+        weights = self.editor.weights()
+        return {"stage": self._stage, "step": self.stepper.position, "page": self.pages.currentIndex(),
+                "kernel": self.kernel.currentData(), "size": self.size.currentData(),
+                "weights": weights.tolist(), "input": self.input.currentData(), "own": self.own.isChecked(),
+                "stride": self.stride.value(), "padding": self.padding.value(),
+                "padding_mode": self.padding_mode.currentData(), "dilation": self.dilation.value(),
+                "pool": self.pool.currentData(), "speed": self.speed.currentData()}
+
+    def set_view_options(self, options: dict) -> None:
+        """Apply :meth:`view_options`' keys (unknown keys and values are skipped); the position is
+        taken once the convolution for the new settings arrives."""
+        from widgets.options import set_check, set_combo, set_slider
+
+        blockers = [QSignalBlocker(w) for w in (self.kernel, self.size, self.own, self.stride, self.padding,
+                                                 self.dilation, self.padding_mode, self.pool, self.input)]
+        changed = any([
+            set_combo(self.kernel, options.get("kernel")),
+            _set_data(self.size, options.get("size")),
+            set_check(self.own, options.get("own")),
+            set_slider(self.stride, options.get("stride")), set_slider(self.padding, options.get("padding")),
+            set_slider(self.dilation, options.get("dilation")),
+            set_combo(self.padding_mode, options.get("padding_mode")), set_combo(self.pool, options.get("pool")),
+            _set_data(self.input, options.get("input")),
+        ])
+        del blockers
+        _set_data(self.speed, options.get("speed"))
+        weights = options.get("weights")
+        if self.kernel.currentData() == CUSTOM and isinstance(weights, list):
+            try:
+                grid = np.asarray(weights, np.float32)
+            except (TypeError, ValueError):
+                grid = None
+            if grid is not None and grid.ndim == 2 and grid.shape[0] == grid.shape[1] in (3, 5):
+                with QSignalBlocker(self.editor):
+                    self.editor.set_weights(grid)
+                    _set_data(self.size, grid.shape[0])
+                changed = True
+        if options.get("stage") in STAGES and options["stage"] != self._stage:
+            self.set_stage(options["stage"])
+        step = options.get("step")
+        if isinstance(step, int) and not isinstance(step, bool):
+            if changed or self.conv is None:
+                self._pending_step = step
+            else:
+                self.go(step)
+        if options.get("page") in (0, 1):
+            self.pages.setCurrentIndex(options["page"])
+        if changed:
+            self._kernel_changed()
+
+
+def _set_data(combo: QComboBox, value) -> bool:
+    """Select the item whose data is ``value`` (any type); whether the selection changed."""
+    rows = [r for r in range(combo.count()) if combo.itemData(r) == value and type(combo.itemData(r)) is type(value)]
+    if not rows or rows[0] == combo.currentIndex():
+        return False
+    combo.setCurrentIndex(rows[0])
+    return True
+
+
+def _tile_font():
+    from widgets.theme import font
+
+    return font("small", bold=True)
+
+
+def _mosaic(maps: list[np.ndarray], cols: int) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """``maps`` (each H x W, scaled to its own range) tiled ``cols`` across as one RGB image with a
+    gap for each tile's title; the tiles' top-left corners."""
+    h, w = (max(m.shape[i] for m in maps) for i in (0, 1))
+    gap = max(2, h // 6)
+    rows = -(-len(maps) // cols)
+    out = np.zeros((rows * (h + gap), cols * (w + gap) - gap, 3), np.uint8)
+    origins = []
+    for n, m in enumerate(maps):
+        r, c = divmod(n, cols)
+        y, x = r * (h + gap) + gap, c * (w + gap)
+        m = np.asarray(m, np.float32)
+        lo, hi = float(m.min()), float(m.max())
+        grey = ((m - lo) / (hi - lo if hi > lo else 1.0) * 255).astype(np.uint8)
+        out[y:y + m.shape[0], x:x + m.shape[1]] = grey[..., None]
+        origins.append((float(x), float(y)))
+    return out, origins
