@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["checked_start", "make_app", "present", "run_gui", "screenshot", "wait_until_ready"]
+__all__ = ["checked_start", "make_app", "present", "run_gui", "screenshot", "set_view_options", "wait_until_ready"]
 
 
 def make_app():
@@ -151,6 +151,20 @@ def checked_start(window, args) -> None:
         window.session.select_channel(args.channel)
 
 
+def set_view_options(window, options) -> None:
+    """``--view-option``: each ``(dock, key, value)`` given to that dock's view's ``set_view_options``."""
+    from vizapp.core.errors import UserError
+
+    by_dock: dict[str, dict] = {}
+    for dock, key, value in options:
+        by_dock.setdefault(dock, {})[key] = value
+    for dock, values in by_dock.items():
+        view = window.views[dock]
+        if not hasattr(view, "set_view_options"):
+            raise UserError(f"--view-option: the {dock} dock has no view options")
+        view.set_view_options(values)
+
+
 def _until_idle(app, window, timeout: float = 600.0) -> None:
     """Process events until the window's jobs (those just asked for too) have run."""
     deadline = time.monotonic() + timeout
@@ -208,6 +222,9 @@ def screenshot(args) -> int:
             if args.maximise:
                 window.presentation.toggle_maximise(args.dock)
             _until_idle(app, window)  # the raised dock's jobs start on the next events
+        if getattr(args, "view_option", None):
+            set_view_options(window, args.view_option)
+            _until_idle(app, window)
         window.resize(w, h)  # a long status message on the way may have grown it; it has gone
         for _ in range(5):
             app.processEvents()

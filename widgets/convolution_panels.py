@@ -18,12 +18,23 @@ from dataclasses import dataclass
 import numpy as np
 from PySide6.QtCore import QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPen
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QSizePolicy, QTableWidget, QTableWidgetItem, QWidget
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QSizePolicy,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QWidget,
+)
 
 from widgets.theme import THEME
 
-__all__ = ["MAX_CHANNEL_ROWS", "NUMBER_KERNEL_MAX", "STAGES", "KernelEditor", "Stepper", "StepNumbers",
-           "diverging_rgba", "fmt", "identity", "rgb_of"]
+__all__ = ["MAX_CHANNEL_ROWS", "NUMBER_KERNEL_MAX", "STAGES", "KernelEditor", "Stepper", "StepNumbers", "combo",
+           "diverging_rgba", "fmt", "identity", "labelled", "mosaic", "pen", "rgb_of", "set_data", "spin", "tile_font"]
 
 #: The stages the window steps through, in order, and their names on screen.
 STAGES = {"conv": "Convolution", "relu": "ReLU", "pool": "2×2 pool"}
@@ -34,11 +45,11 @@ NUMBER_KERNEL_MAX = 5
 _CHANNEL_NAMES = ("R", "G", "B")
 
 
-def fmt(v: float) -> str:
-    """A number as it is shown: two decimals below 10, one below 100, none above (−0 is 0)."""
+def fmt(v: float, decimals: int = 2) -> str:
+    """A number as it is shown: ``decimals`` below 10, one below 100, none above (−0 is 0)."""
     v = float(v)
     a = abs(v)
-    text = f"{v:.2f}" if a < 10 else f"{v:.1f}" if a < 100 else f"{v:.0f}"
+    text = f"{v:.{decimals}f}" if a < 10 else f"{v:.1f}" if a < 100 else f"{v:.0f}"
     if text.lstrip("-").strip("0.") == "":
         text = text.lstrip("-")
     return text.replace("-", "−")
@@ -169,12 +180,12 @@ class StepNumbers(QWidget):
 
     def _sum_text(self) -> str:
         s = self.shown
-        sums = [fmt(v) for v in s["channel_sums"][: len(s["names"])]]
+        sums = [fmt(v, 3) for v in s["channel_sums"][: len(s["names"])]]
         if s["rest"] is not None:
-            sums.append(f"{fmt(s['rest'])} ({s['channels'] - len(s['names'])} more channels)")
-        added = " + ".join(sums) if len(sums) > 1 else sums[0]
-        bias = f" + bias {fmt(s['bias'])}" if s["bias"] else ""
-        return f"{added}{bias} = {fmt(s['total'])}"
+            sums.append(f"{fmt(s['rest'], 3)} ({s['channels'] - len(s['names'])} more channels)")
+        bias = f" + bias {fmt(s['bias'], 3)}" if s["bias"] else ""
+        added = " + ".join(sums) if len(sums) > 1 or bias else ""
+        return f"output ({s['i']}, {s['j']}) = {added}{bias}{' = ' if added else ''}{fmt(s['total'], 3)}"
 
     # --- painting ----------------------------------------------------------------
     def _font(self, pixels: float, bold: bool = False) -> QFont:
@@ -268,11 +279,11 @@ class StepNumbers(QWidget):
                 p.drawText(QRectF(x, y, sign_w, k * cell_h), Qt.AlignCenter, ("×", "=", "→")[n])
                 x += sign_w
             p.setFont(self._font(size, True))
-            p.drawText(QRectF(x, y, w - x, k * cell_h), Qt.AlignLeft | Qt.AlignVCenter, fmt(s["channel_sums"][c]))
+            p.drawText(QRectF(x, y, w - x, k * cell_h), Qt.AlignLeft | Qt.AlignVCenter, fmt(s["channel_sums"][c], 3))
             p.setFont(self._font(size))
             y += k * cell_h + 0.6 * fm.height()
         # The total: the channels added up, plus the bias.
-        text = f"Σ {s['sum_text']}"
+        text = s["sum_text"]
         total = min(size * 1.3, self._fit_line(text, w, h - y))
         p.setFont(self._font(total, True))
         p.setPen(QColor(THEME.colour("accent")) if THEME.colour("window") == "" else text_colour)
@@ -359,3 +370,72 @@ def identity(size: int) -> np.ndarray:
     out = np.zeros((size, size), np.float32)
     out[size // 2, size // 2] = 1.0
     return out
+
+
+# --- small builders of the view's controls -------------------------------------------------
+
+
+def combo() -> QComboBox:
+    """A combo box as wide as its longest item (its items change with the model)."""
+    box = QComboBox()
+    box.setSizeAdjustPolicy(QComboBox.AdjustToContents)
+    return box
+
+
+def labelled(text: str, widget: QWidget) -> QWidget:
+    """``widget`` after a label, as one item of a wrapping row."""
+    box = QWidget()
+    row = QHBoxLayout(box)
+    row.setContentsMargins(0, 0, 0, 0)
+    row.addWidget(QLabel(text))
+    row.addWidget(widget)
+    return box
+
+
+def spin(low: int, high: int, value: int, tip: str) -> QSpinBox:
+    box = QSpinBox()
+    box.setRange(low, high)
+    box.setValue(value)
+    box.setToolTip(tip)
+    return box
+
+
+def pen(role: str = "accent", width: str = "line") -> QPen:
+    """A cosmetic pen of colour ``role`` and width ``width`` (theme roles)."""
+    p = QPen(QColor(THEME.colour(role)), THEME.width(width))
+    p.setCosmetic(True)
+    return p
+
+
+def set_data(box: QComboBox, value) -> bool:
+    """Select the item whose data is ``value`` (of the same type); whether the selection changed."""
+    rows = [r for r in range(box.count()) if box.itemData(r) == value and type(box.itemData(r)) is type(value)]
+    if not rows or rows[0] == box.currentIndex():
+        return False
+    box.setCurrentIndex(rows[0])
+    return True
+
+
+def tile_font():
+    from widgets.theme import font
+
+    return font("small", bold=True)
+
+
+def mosaic(maps: list[np.ndarray], cols: int) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """``maps`` (each H x W, scaled to its own range) tiled ``cols`` across as one RGB image with a
+    gap for each tile's title; the tiles' top-left corners."""
+    h, w = (max(m.shape[i] for m in maps) for i in (0, 1))
+    gap = max(2, h // 6)
+    rows = -(-len(maps) // cols)
+    out = np.zeros((rows * (h + gap), cols * (w + gap) - gap, 3), np.uint8)
+    origins = []
+    for n, m in enumerate(maps):
+        r, c = divmod(n, cols)
+        y, x = r * (h + gap) + gap, c * (w + gap)
+        m = np.asarray(m, np.float32)
+        lo, hi = float(m.min()), float(m.max())
+        grey = ((m - lo) / (hi - lo if hi > lo else 1.0) * 255).astype(np.uint8)
+        out[y:y + m.shape[0], x:x + m.shape[1]] = grey[..., None]
+        origins.append((float(x), float(y)))
+    return out, origins

@@ -22,15 +22,12 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, QSignalBlocker, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QPainterPath, QPen
+from PySide6.QtGui import QPainterPath
 from PySide6.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QGraphicsPathItem,
     QHBoxLayout,
-    QLabel,
     QPushButton,
-    QSpinBox,
     QStackedWidget,
     QTabWidget,
     QVBoxLayout,
@@ -41,11 +38,18 @@ from widgets.common import heading, image_view_box
 from widgets.convolution_panels import (
     STAGES,
     KernelEditor,
-    Stepper,
     StepNumbers,
+    Stepper,
+    combo,
     diverging_rgba,
     identity,
+    labelled,
+    mosaic,
+    pen,
     rgb_of,
+    set_data,
+    spin,
+    tile_font,
 )
 from widgets.flow_layout import flow_of
 from widgets.theme import THEME
@@ -56,29 +60,6 @@ __all__ = ["ConvolutionView", "SPEEDS", "OWN_FILTER", "CUSTOM"]
 SPEEDS = (1, 2, 5, 10, 25, 100, 500, 2500)
 OWN_FILTER, CUSTOM = "filter", "custom"
 IDLE = "Open a model and an image: the first conv layer's filter slides over the image here"
-
-
-def _labelled(text: str, widget: QWidget) -> QWidget:
-    box = QWidget()
-    row = QHBoxLayout(box)
-    row.setContentsMargins(0, 0, 0, 0)
-    row.addWidget(QLabel(text))
-    row.addWidget(widget)
-    return box
-
-
-def _spin(low: int, high: int, value: int, tip: str) -> QSpinBox:
-    spin = QSpinBox()
-    spin.setRange(low, high)
-    spin.setValue(value)
-    spin.setToolTip(tip)
-    return spin
-
-
-def _pen(role: str = "accent", width: str = "line") -> QPen:
-    pen = QPen(QColor(THEME.colour(role)), THEME.width(width))
-    pen.setCosmetic(True)
-    return pen
 
 
 class ConvolutionView(QWidget):
@@ -114,7 +95,7 @@ class ConvolutionView(QWidget):
         self.title = heading("Convolution", "title")
         self.note = heading("", "body", bold=False, style=lambda: f"color: {THEME.colour('warning')};")
         # Stepping.
-        self.stage = QComboBox()
+        self.stage = combo()
         for key, text in STAGES.items():
             self.stage.addItem(text, key)
         self.stage.setToolTip("Step through the convolution, then ReLU, then the 2×2 pool")
@@ -132,50 +113,52 @@ class ConvolutionView(QWidget):
         self.end_button = QPushButton("To the end")
         self.end_button.setToolTip("Fill the whole map in")
         self.end_button.clicked.connect(lambda: self.go(self.stepper.count - 1))
-        self.speed = QComboBox()
+        self.speed = combo()
         for s in SPEEDS:
             self.speed.addItem(f"{s} / s", s)
         self.speed.setCurrentIndex(SPEEDS.index(10))
         self.speed.setToolTip("Positions per second while playing")
         # What is convolved.
-        self.layer = QComboBox()
+        self.layer = combo()
         self.layer.setToolTip("The conv layer (follows the selected layer when it is a convolution)")
         self.layer.activated.connect(lambda _i: self._changed())
-        self.channel = _spin(0, 0, 0, "The output channel: which of the layer's filters")
+        self.channel = spin(0, 0, 0, "The output channel: which of the layer's filters")
         self.channel.valueChanged.connect(lambda _v: self._changed())
-        self.input = QComboBox()
+        self.input = combo()
         self.input.setToolTip("All the layer's input channels, or one of them")
         self.input.activated.connect(lambda _i: self._changed())
-        self.kernel = QComboBox()
+        self.kernel = combo()
         self.kernel.addItem("the layer's filter", OWN_FILTER)
         for name in CLASSIC:
             self.kernel.addItem(name.replace("_", " "), name)
         self.kernel.addItem("my own grid", CUSTOM)
         self.kernel.setToolTip("The layer's learned filter, a classic one, or a grid you type")
         self.kernel.activated.connect(lambda _i: self._kernel_changed())
-        self.size = QComboBox()
+        self.size = combo()
         for k in (3, 5):
             self.size.addItem(f"{k}×{k}", k)
         self.size.activated.connect(lambda _i: self._kernel_changed())
         self.editor = KernelEditor(3)
         self.editor.sigChanged.connect(self._changed)
         # The settings.
-        self.own = QCheckBox("layer's own stride, padding, dilation")
+        self.own = QCheckBox("default settings")
+        self.own.setToolTip("The layer's own stride, padding and dilation for its filter; stride 1 and the "
+                            "padding that keeps the size for another kernel. Untick to set them")
         self.own.setChecked(True)
         self.own.toggled.connect(lambda _on: self._changed())
-        self.stride = _spin(1, 8, 1, "Stride S: the step between two windows")
-        self.padding = _spin(0, 8, 0, "Padding P: rows and columns added around the input")
-        self.padding_mode = QComboBox()
+        self.stride = spin(1, 8, 1, "Stride S: the step between two windows")
+        self.padding = spin(0, 8, 0, "Padding P: rows and columns added around the input")
+        self.padding_mode = combo()
         for mode in ("zeros", "reflect"):
             self.padding_mode.addItem(mode, mode)
-        self.dilation = _spin(1, 6, 1, "Dilation D: the gap between the kernel's samples")
-        self.pool = QComboBox()
+        self.dilation = spin(1, 6, 1, "Dilation D: the gap between the kernel's samples")
+        self.pool = combo()
         self.pool.addItem("max pool", "max")
         self.pool.addItem("average pool", "avg")
-        for spin in (self.stride, self.padding, self.dilation):
-            spin.valueChanged.connect(lambda _v: self._changed())
-        for combo in (self.padding_mode, self.pool):
-            combo.activated.connect(lambda _i: self._changed())
+        for box in (self.stride, self.padding, self.dilation):
+            box.valueChanged.connect(lambda _v: self._changed())
+        for box in (self.padding_mode, self.pool):
+            box.activated.connect(lambda _i: self._changed())
 
         self._build_pages()
         self.caption = heading("", "small", bold=False)
@@ -190,10 +173,10 @@ class ConvolutionView(QWidget):
         layout.addWidget(self.note)
         layout.addLayout(flow_of(self.stage, self.back_button, self.play_button, self.next_button,
                                  self.end_button, self.speed))
-        layout.addLayout(flow_of(_labelled("layer", self.layer), _labelled("filter", self.channel),
-                                 _labelled("input", self.input), _labelled("kernel", self.kernel), self.size))
-        layout.addLayout(flow_of(self.own, _labelled("stride", self.stride), _labelled("padding", self.padding),
-                                 self.padding_mode, _labelled("dilation", self.dilation), self.pool))
+        layout.addLayout(flow_of(labelled("layer", self.layer), labelled("filter", self.channel),
+                                 labelled("input", self.input), labelled("kernel", self.kernel), self.size))
+        layout.addLayout(flow_of(self.own, labelled("stride", self.stride), labelled("padding", self.padding),
+                                 self.padding_mode, labelled("dilation", self.dilation), self.pool))
         layout.addWidget(self.stack, 1)
         layout.addWidget(self.caption)
         layout.addWidget(self.formula)
@@ -210,6 +193,8 @@ class ConvolutionView(QWidget):
         self.in_view = image_view_box(self.canvas)
         self.canvas.nextRow()
         self.out_view = image_view_box(self.canvas)
+        for row in (0, 1):  # the input over the output, the same height
+            self.canvas.ci.layout.setRowStretchFactor(row, 1)
         self.in_image = pg.ImageItem(axisOrder="row-major")
         self.out_image = pg.ImageItem(axisOrder="row-major")
         self.in_view.addItem(self.in_image)
@@ -246,11 +231,11 @@ class ConvolutionView(QWidget):
     def _apply_theme(self, *_args) -> None:
         for canvas in (self.canvas, self.classic_canvas):
             canvas.setBackground(THEME.colour("background"))
-        self.window_path.setPen(_pen())
-        self.out_marker.setPen(_pen())
+        self.window_path.setPen(pen())
+        self.out_marker.setPen(pen())
         for label in self._tile_labels:
             label.setColor(THEME.colour("text"))
-            label.setFont(_tile_font())
+            label.setFont(tile_font())
 
     # --- what to compute -----------------------------------------------------------
     def set_conv_layers(self, layers: dict[str, tuple[int, int, int, bool]]) -> None:
@@ -308,8 +293,8 @@ class ConvolutionView(QWidget):
             self._changed()
 
     def _changed(self) -> None:
-        for spin in (self.stride, self.padding, self.dilation):
-            spin.setEnabled(not self.own.isChecked())
+        for box in (self.stride, self.padding, self.dilation, self.padding_mode):
+            box.setEnabled(not self.own.isChecked())
         self.sigRequested.emit()
 
     def request(self) -> dict:
@@ -322,7 +307,7 @@ class ConvolutionView(QWidget):
             "weights": self.editor.weights() if kind == CUSTOM else None,
             "stride": None if own else self.stride.value(),
             "padding": None if own else self.padding.value(),
-            "padding_mode": self.padding_mode.currentData(),
+            "padding_mode": None if own else self.padding_mode.currentData(),
             "dilation": None if own else self.dilation.value(),
             "pool": self.pool.currentData(),
         }
@@ -344,10 +329,12 @@ class ConvolutionView(QWidget):
         self._input_rgb = {}
         self.stack.setCurrentWidget(self.pages)
         if self.own.isChecked():
-            with QSignalBlocker(self.stride), QSignalBlocker(self.padding), QSignalBlocker(self.dilation):
+            with QSignalBlocker(self.stride), QSignalBlocker(self.padding), QSignalBlocker(self.dilation), \
+                    QSignalBlocker(self.padding_mode):
                 self.stride.setValue(conv.stride)
                 self.padding.setValue(conv.padding)
                 self.dilation.setValue(conv.dilation)
+                self.padding_mode.setCurrentIndex(max(0, self.padding_mode.findData(conv.padding_mode)))
         self.stepper.reshape(self._stage_shape())
         if self._pending_step is not None:
             self.stepper.go(self._pending_step)
@@ -356,22 +343,17 @@ class ConvolutionView(QWidget):
         self._render(reframe=True)
 
     def formula_text(self) -> str:
-        """The output size with the current numbers, the effective kernel and the layer's parameters."""
-        from vizapp.explain.convolution import effective_kernel
-
+        """The output size with the current numbers (the effective kernel D(K−1)+1 when dilated)
+        and, for a layer's own filter, the layer's parameter count K·K·C_in·C_out + C_out."""
         c = self.conv
-        k, d = c.kernel.shape[-1], c.dilation
         h, w = c.output.shape
-        parts = [f"Output {h}×{w}: {c.formula()}"]
-        if d > 1:
-            parts.append(f"dilated kernel D(K−1)+1 = {d}·({k}−1)+1 = {effective_kernel(k, d)}")
-        info = self.layers.get(self.layer.currentData())
-        if c.layer_params is not None and info is not None:
-            cin, cout, groups, bias = info
-            text = f"{k}·{k}·{cin // groups}·{cout}" + (f" + {cout}" if bias else "")
-            parts.append(f"{self.layer.currentData()}: K·K·C_in·C_out{' + C_out' if bias else ''} = "
-                         f"{text} = {c.layer_params:,} parameters")
-        return " · ".join(parts)
+        text = f"Output {h}×{w}: {c.formula()}"
+        params = c.params_formula() if hasattr(c, "params_formula") else ""
+        if params:
+            bias = " + C_out" if c.layer_bias else ""
+            params = params.replace(" (no bias)", "") + " parameters" + ("" if c.layer_bias else " (no bias)")
+            text += f" · {self.layer.currentData()}: K·K·C_in·C_out{bias} = {params}"
+        return text.replace("*", "·")
 
     # --- stepping ------------------------------------------------------------------------
     def stage_name(self) -> str:
@@ -497,10 +479,11 @@ class ConvolutionView(QWidget):
         marker.addRect(QRectF(j, i, 1, 1))
         self.out_marker.setPath(marker)
         self._apply_theme()
-        if reframe:
-            self.in_view.autoRange(padding=0.02)
-            self.out_view.autoRange(padding=0.02)
         h, w = full.shape
+        if reframe:
+            ph, pw = self._input_picture().shape[:2]
+            self.in_view.setRange(QRectF(0, 0, pw, ph), padding=0.02)
+            self.out_view.setRange(QRectF(0, 0, w, h), padding=0.02)
         what = {"conv": f"{c.kernel_name} over {c.input_name}", "relu": "ReLU of the convolution's output",
                 "pool": f"2×2 {'max' if c.pool == 'max' else 'average'} pool of the ReLU map, stride 2"}[self._stage]
         self.caption.setText(f"{STAGES[self._stage]}: {what}. Output ({i}, {j}) of {h}×{w}, step "
@@ -542,20 +525,20 @@ class ConvolutionView(QWidget):
         maps = [result["image"], *result["classic"].values()]
         learned = list(result["learned"])
         layer = result["layer"]
-        tiles = [f"{layer} #{k}" for k in result["learned_index"]]
+        tiles = [f"#{k}" for k in result["learned_index"]]
         for view, item, pictures, titles in ((self.classic_view, self.classic_image, maps, names),
                                              (self.learned_view, self.learned_image, learned, tiles)):
-            mosaic, origins = _mosaic(pictures, 3 if view is self.classic_view else 4)
-            item.setImage(mosaic, levels=(0, 255), autoLevels=False)
+            tiled, origins = mosaic(pictures, 3 if view is self.classic_view else 4)
+            item.setImage(tiled, levels=(0, 255), autoLevels=False)
             for (x, y), title in zip(origins, titles, strict=True):
                 label = pg.TextItem(title, color=THEME.colour("text"), anchor=(0, 1))
-                label.setFont(_tile_font())
+                label.setFont(tile_font())
                 label.setPos(x, y)
                 view.addItem(label)
                 self._tile_labels.append(label)
             view.autoRange(padding=0.02)
         self.caption.setText(f"Left: hand-designed filters on the image in grey. Right: the {len(learned)} most "
-                             f"active feature maps of {layer}, the first layer: what the network learned instead")
+                             f"active feature maps of {layer} (#channel), the first layer: what the network learned")
 
     # --- scenes (widgets/controllers/lecture.py) --------------------------------------------------
     def view_options(self) -> dict:
@@ -577,15 +560,15 @@ class ConvolutionView(QWidget):
                                                  self.dilation, self.padding_mode, self.pool, self.input)]
         changed = any([
             set_combo(self.kernel, options.get("kernel")),
-            _set_data(self.size, options.get("size")),
+            set_data(self.size, options.get("size")),
             set_check(self.own, options.get("own")),
             set_slider(self.stride, options.get("stride")), set_slider(self.padding, options.get("padding")),
             set_slider(self.dilation, options.get("dilation")),
             set_combo(self.padding_mode, options.get("padding_mode")), set_combo(self.pool, options.get("pool")),
-            _set_data(self.input, options.get("input")),
+            set_data(self.input, options.get("input")),
         ])
         del blockers
-        _set_data(self.speed, options.get("speed"))
+        set_data(self.speed, options.get("speed"))
         weights = options.get("weights")
         if self.kernel.currentData() == CUSTOM and isinstance(weights, list):
             try:
@@ -595,7 +578,7 @@ class ConvolutionView(QWidget):
             if grid is not None and grid.ndim == 2 and grid.shape[0] == grid.shape[1] in (3, 5):
                 with QSignalBlocker(self.editor):
                     self.editor.set_weights(grid)
-                    _set_data(self.size, grid.shape[0])
+                    set_data(self.size, grid.shape[0])
                 changed = True
         if options.get("stage") in STAGES and options["stage"] != self._stage:
             self.set_stage(options["stage"])
@@ -609,37 +592,3 @@ class ConvolutionView(QWidget):
             self.pages.setCurrentIndex(options["page"])
         if changed:
             self._kernel_changed()
-
-
-def _set_data(combo: QComboBox, value) -> bool:
-    """Select the item whose data is ``value`` (any type); whether the selection changed."""
-    rows = [r for r in range(combo.count()) if combo.itemData(r) == value and type(combo.itemData(r)) is type(value)]
-    if not rows or rows[0] == combo.currentIndex():
-        return False
-    combo.setCurrentIndex(rows[0])
-    return True
-
-
-def _tile_font():
-    from widgets.theme import font
-
-    return font("small", bold=True)
-
-
-def _mosaic(maps: list[np.ndarray], cols: int) -> tuple[np.ndarray, list[tuple[float, float]]]:
-    """``maps`` (each H x W, scaled to its own range) tiled ``cols`` across as one RGB image with a
-    gap for each tile's title; the tiles' top-left corners."""
-    h, w = (max(m.shape[i] for m in maps) for i in (0, 1))
-    gap = max(2, h // 6)
-    rows = -(-len(maps) // cols)
-    out = np.zeros((rows * (h + gap), cols * (w + gap) - gap, 3), np.uint8)
-    origins = []
-    for n, m in enumerate(maps):
-        r, c = divmod(n, cols)
-        y, x = r * (h + gap) + gap, c * (w + gap)
-        m = np.asarray(m, np.float32)
-        lo, hi = float(m.min()), float(m.max())
-        grey = ((m - lo) / (hi - lo if hi > lo else 1.0) * 255).astype(np.uint8)
-        out[y:y + m.shape[0], x:x + m.shape[1]] = grey[..., None]
-        origins.append((float(x), float(y)))
-    return out, origins
