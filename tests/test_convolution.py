@@ -317,3 +317,135 @@ def test_grayscale_resizes_the_shorter_side(cat):
     w, h = cat.size
     assert g.shape == (100, round(w * 100 / h)) and g.dtype == np.float32
     assert 0 <= g.min() and g.max() <= 1
+
+
+def test_the_job_functions(lite0, cat):
+    from vizapp import analysis
+    from vizapp.core.errors import Cancelled
+    from vizapp.core.jobs import CancelToken
+
+    seen = []
+    c = analysis.convolution(lite0, cat, "conv_stem", 2, progress=lambda *a: seen.append(a), cancel=CancelToken(),
+                             kernel="laplacian", stride=2)
+    assert c.kernel_name == "laplacian" and c.stride == 2 and c.output.shape == (112, 112) and seen
+    r = analysis.classic_vs_learned(lite0, cat, progress=lambda *a: None, cancel=CancelToken())
+    assert r["learned"].shape == (16, 112, 112)
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        analysis.convolution(lite0, cat, "conv_stem", 2, cancel=token)
+
+
+def test_classic_on_image():
+    from vizapp.explain.convolution import classic_on_image
+
+    image = np.zeros((40, 60, 3), np.uint8)
+    image[:, 30:] = 255
+    c = classic_on_image(image, "sobel_x", size=20)
+    assert c.input.shape == (1, 20, 30) and c.output.shape == (20, 30) and c.padding == 1
+    assert np.abs(c.output[1:-1, 14:16]).min() > 1 and np.abs(c.output[1:-1, 2:12]).max() == 0
+    c = classic_on_image(image, "box", kernel_size=5, size=20, dilation=2)
+    assert c.padding == 4 and c.output.shape == (20, 30)
+    with pytest.raises(ConvolutionError, match="classic kernel or a grid"):
+        classic_on_image(image)
+
+
+# --- vizapp convolve ---------------------------------------------------------------------------
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    import main
+
+    status = main.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def one_error_line(err: str) -> str:
+    assert err.startswith("vizapp: error: ") and err.endswith("\n") and err.count("\n") == 1, err
+    assert "Traceback" not in err and "usage:" not in err
+    return err[len("vizapp: error: "):-1]
+
+
+def test_convolve_with_a_classic_kernel_writes_the_npz(capsys, tmp_path, cat):
+    import json
+
+    out = tmp_path / "conv.npz"
+    status, text, err = run_cli(capsys, "convolve", "--image", "chelsea", "--kernel", "sobel_x", "--stride", "2",
+                                "--out", out, "--json")
+    assert status == 0, err
+    shown = json.loads(text)
+    w, h = cat.size
+    width = round(w * 224 / h)
+    assert shown["input"] == [1, 224, width] and shown["output"] == [112, (width - 1) // 2 + 1]
+    assert shown["parameters"] is None and shown["formula"].startswith(f"width floor(({width} + 2*1 - 3) / 2) + 1")
+    with np.load(out) as data:
+        assert {"input", "kernel", "bias", "output", "relu", "pooled", "stride", "padding", "dilation"} <= set(data.files)
+        assert data["kernel"].shape == (1, 3, 3) and data["output"].shape == (112, shown["output"][1])
+        assert data["pooled"].shape == (56, shown["output"][1] // 2)
+        assert int(data["stride"]) == 2 and int(data["padding"]) == 1 and int(data["dilation"]) == 1
+        np.testing.assert_array_equal(data["input"][0], grayscale(cat, 224))
+        expected = convolve(data["input"], data["kernel"], stride=2, padding=1).output
+        np.testing.assert_array_equal(data["output"], expected)
+        np.testing.assert_array_equal(data["relu"], np.maximum(expected, 0))
+
+
+def test_convolve_with_a_model_filter(capsys, tmp_path, lite0, cat):
+    import json
+
+    out = tmp_path / "stem.npz"
+    status, text, err = run_cli(capsys, "convolve", "--image", "chelsea", "--model", "efficientnet_lite0",
+                                "--layer", "conv_stem", "--channel", "5", "--device", "cpu", "--out", out, "--json")
+    assert status == 0, err
+    shown = json.loads(text)
+    assert shown["parameters"] == 864 and shown["formula"] == "floor((224 + 2*1 - 3) / 2) + 1 = 112"
+    with np.load(out) as data:
+        assert data["input"].shape == (3, 224, 224) and data["kernel"].shape == (3, 3, 3)
+        assert data["output"].shape == (112, 112) and data["pooled"].shape == (56, 56)
+        assert float(data["bias"]) == 0.0 and int(data["stride"]) == 2
+        np.testing.assert_allclose(data["output"], _layer_output(lite0, cat, "conv_stem")[5], atol=1e-4)
+
+
+@pytest.mark.parametrize(("argv", "named"), [
+    (["--model", "efficientnet_lite0", "--layer", "nope", "--channel", "0"], "layer 'nope' is not in the model"),
+    (["--model", "efficientnet_lite0", "--layer", "bn1", "--channel", "0"], "layer 'bn1' is a BatchNormAct2d"),
+    (["--model", "efficientnet_lite0", "--layer", "conv_stem", "--channel", "32"], "channel 32: 'conv_stem' has 32"),
+    (["--model", "efficientnet_lite0", "--layer", "conv_stem"], "--channel: --model without --kernel"),
+    (["--kernel", "blur"], "kernel 'blur' is not a classic kernel"),
+    (["--kernel", "box", "--padding", "300"], "argument --padding: must be an integer from 0 to 64"),
+    (["--kernel", "box", "--kernel-size", "4"], "argument --kernel-size: must be 3 or 5 (got 4)"),
+    (["--kernel", "box", "--dilation", "64", "--padding", "0", "--size", "8"], "padding 0, dilation 64: a 3x3 kernel"),
+    (["--kernel", "box", "--padding", "8", "--padding-mode", "reflect", "--size", "8"], "padding 8 with reflect"),
+    (["--layer", "conv_stem", "--kernel", "box"], "--layer: needs --model"),
+    ([], "give --model M --layer L --channel C"),
+])
+def test_convolve_bad_input_is_one_line_exit_2(capsys, tmp_path, argv, named):
+    status, out, err = run_cli(capsys, "convolve", "--image", "chelsea", *argv, "--device", "cpu", "--json",
+                               "--out", tmp_path / "c.npz")
+    assert status == 2 and out == ""
+    assert named in one_error_line(err)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_convolve_out_must_be_a_file_in_a_folder_that_exists(capsys, tmp_path):
+    status, out, err = run_cli(capsys, "convolve", "--image", "chelsea", "--kernel", "box",
+                               "--out", tmp_path / "missing" / "c.npz")
+    assert status == 2 and out == ""
+    assert one_error_line(err) == f"--out {tmp_path / 'missing' / 'c.npz'}: the folder {tmp_path / 'missing'} " \
+                                  "does not exist; create it or name another file"
+    assert list(tmp_path.iterdir()) == []
+    status, out, err = run_cli(capsys, "convolve", "--image", "chelsea", "--kernel", "box", "--out", tmp_path)
+    assert status == 2 and one_error_line(err) == f"--out {tmp_path}: is a folder; name the .npz file to write"
+    status, out, err = run_cli(capsys, "convolve", "--image", "chelsea", "--kernel", "box")
+    assert status == 2 and one_error_line(err) == "the following arguments are required: --out"
+
+
+def test_the_hooks_are_removed_even_on_an_error(lite0, cat):
+    modules = [m for m in lite0.module.modules() if isinstance(m, torch.nn.Conv2d)]
+    explain(lite0, cat, "blocks.1.0.conv_dw", 0)
+    classic_vs_learned(lite0, cat, count=2)
+    with pytest.raises(ConvolutionError):
+        explain(lite0, cat, "conv_stem", 0, stride=0)
+    with pytest.raises(ConvolutionError):
+        explain(lite0, cat, "conv_stem", 0, kernel="box", input_channel=9)
+    assert not any(m._forward_pre_hooks or m._forward_hooks for m in modules)

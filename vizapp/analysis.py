@@ -21,6 +21,8 @@ __all__ = [
     "analyse_image",
     "analyse_kernels",
     "catalog",
+    "classic_vs_learned",
+    "convolution",
     "decode_image",
     "embed_index",
     "index_layer",
@@ -146,6 +148,38 @@ def attribution(model, image, method: str, target=None, layer: str | None = None
     from vizapp.explain.attribution import attribute
 
     return attribute(model, image, method, target, layer, progress=progress, cancel=cancel)
+
+
+def convolution(model, image, layer: str, channel: int, *, progress: Progress = no_progress,
+                cancel: CancelToken | None = None, **options):
+    """One output channel of conv ``layer`` for ``image``, step by step (a
+    :class:`~vizapp.explain.convolution.Convolution`; ``options`` are
+    :func:`~vizapp.explain.convolution.explain`'s: ``input_channel``, ``kernel``, ``kernel_size``,
+    ``weights``, ``stride``, ``padding``, ``padding_mode``, ``dilation``, ``pool``)."""
+    from vizapp.explain.convolution import explain
+
+    progress(0, 0, f"convolving {layer}, channel {channel}")
+    if cancel is not None:
+        cancel.check()
+    result = explain(model, image, layer, channel, **options)
+    if cancel is not None:
+        cancel.check()
+    return result
+
+
+def classic_vs_learned(model, image, *, progress: Progress = no_progress, cancel: CancelToken | None = None,
+                       **options) -> dict:
+    """The classic filters on ``image`` beside the first conv layer's maps (see
+    :func:`vizapp.explain.convolution.classic_vs_learned`; ``options``: ``kernels``, ``count``)."""
+    from vizapp.explain import convolution as conv
+
+    progress(0, 0, f"classic filters and {model.title}'s first layer")
+    if cancel is not None:
+        cancel.check()
+    result = conv.classic_vs_learned(model, image, **options)
+    if cancel is not None:
+        cancel.check()
+    return result
 
 
 def move_to_device(model, device: str, *, progress: Progress = no_progress, cancel: CancelToken | None = None) -> str:

@@ -1,5 +1,5 @@
 """What each headless command does: ``models``, ``layers``, ``predict``, ``features``,
-``attention``, ``attribute``, ``train``, ``index``, ``top-patches``, ``embed`` and ``doctor``
+``attention``, ``attribute``, ``convolve``, ``train``, ``index``, ``top-patches``, ``embed`` and ``doctor``
 (:mod:`vizapp.cli.doctor`).
 
 Each takes the parsed arguments (:mod:`vizapp.cli.parser`) and returns the exit status; bad
@@ -144,6 +144,81 @@ def _cmd_attribute(args: argparse.Namespace) -> int:
           f"attribution {a.raw.shape}, {a.seconds:.2f} s")
     for note in a.notes:
         print(f"vizapp: {note}", file=sys.stderr)
+    return 0
+
+
+def _convolution(args: argparse.Namespace):
+    """The :class:`~vizapp.explain.convolution.Convolution` ``convolve``'s options ask for."""
+    from vizapp.cli.parser import CONV_SIZE
+    from vizapp.explain import convolution as cv
+    from vizapp.inputs.images import load_image
+
+    if args.kernel_size is not None and args.kernel is None:
+        raise UserError("--kernel-size: only with --kernel NAME (a model's filter has its layer's size)")
+    if args.kernel is not None:
+        cv.classic_kernel(args.kernel, args.kernel_size or 3)  # a bad name fails before the model loads
+    settings = {"stride": args.stride, "padding": args.padding, "padding_mode": args.padding_mode,
+                "dilation": args.dilation, "pool": args.pool}
+    if args.model is None:
+        for option, value in (("--layer", args.layer), ("--channel", args.channel),
+                              ("--input-channel", args.input_channel), ("--arch", args.arch)):
+            if value is not None:
+                raise UserError(f"{option}: needs --model (without one, --kernel NAME convolves the image in grayscale)")
+        if args.kernel is None:
+            raise UserError("give --model M --layer L --channel C (the model's filter) or --kernel NAME (a classic one)")
+        return cv.classic_on_image(
+            load_image(args.image), args.kernel, kernel_size=args.kernel_size or 3, size=args.size or CONV_SIZE,
+            stride=args.stride or 1, padding=args.padding, padding_mode=args.padding_mode or "zeros",
+            dilation=args.dilation or 1, pool=args.pool)
+    if args.size is not None:
+        raise UserError("--size: only without --model (the model's preprocessing sizes the image)")
+    if args.kernel is None:
+        missing = [option for option, value in (("--layer", args.layer), ("--channel", args.channel)) if value is None]
+        if missing:
+            raise UserError(f"{' and '.join(missing)}: --model without --kernel applies one filter of a layer; "
+                            "give --layer L --channel C (see 'vizapp layers')")
+        if args.input_channel is not None:
+            raise UserError("--input-channel: only with --kernel NAME (a model's filter reads all its input channels)")
+    loaded = _load(args)
+    layer = args.layer
+    if layer is None:
+        layers = cv.conv_layers(loaded)
+        if not layers:
+            raise UserError(f"{args.model} has no Conv2d layer to convolve with")
+        layer = layers[0]
+    return cv.explain(loaded, load_image(args.image), layer, args.channel or 0, input_channel=args.input_channel,
+                      kernel=args.kernel, kernel_size=args.kernel_size or 3, **settings)
+
+
+def _cmd_convolve(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from vizapp.explain.convolution import effective_kernel
+
+    out = Path(args.out)
+    if out.is_dir():
+        raise UserError(f"--out {args.out}: is a folder; name the .npz file to write")
+    if not out.absolute().parent.is_dir():
+        raise UserError(f"--out {args.out}: the folder {out.parent} does not exist; create it or name another file")
+    c = _convolution(args)
+    path = _save_npz(
+        args.out, input=c.input, kernel=c.kernel, bias=np.float32(c.bias), output=c.output, relu=c.relu,
+        pooled=c.pooled, stride=np.int64(c.stride), padding=np.int64(c.padding), dilation=np.int64(c.dilation),
+        padding_mode=np.array(c.padding_mode), pool=np.array(c.pool), formula=np.array(c.formula()),
+        input_name=np.array(c.input_name), kernel_name=np.array(c.kernel_name),
+        layer_params=np.int64(-1 if c.layer_params is None else c.layer_params))
+    if args.json:
+        print(json.dumps({
+            "out": str(path), "input_name": c.input_name, "kernel_name": c.kernel_name,
+            "input": list(c.input.shape), "kernel": list(c.kernel.shape), "bias": c.bias,
+            "output": list(c.output.shape), "relu": list(c.relu.shape), "pooled": list(c.pooled.shape),
+            "stride": c.stride, "padding": c.padding, "padding_mode": c.padding_mode, "dilation": c.dilation,
+            "effective_kernel": effective_kernel(c.size, c.dilation), "pool": c.pool, "formula": c.formula(),
+            "parameters": c.layer_params, "parameters_formula": c.params_formula() or None,
+        }, indent=1))
+    else:
+        print(f"saved {path}: {c.kernel_name} on {c.input_name}: input {c.input.shape}, kernel {c.kernel.shape}, "
+              f"output {c.output.shape}, pooled {c.pooled.shape}; {c.formula()}")
     return 0
 
 
@@ -334,6 +409,7 @@ COMMANDS: dict[str, Handler] = {
     "features": _cmd_features,
     "attention": _cmd_attention,
     "attribute": _cmd_attribute,
+    "convolve": _cmd_convolve,
     "train": _cmd_train,
     "index": _cmd_index,
     "top-patches": _cmd_top_patches,

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 # The registries are torch-free: the help lists what is registered, without loading torch.
 from vizapp.cli.qt_child import QT_COMMAND
 from vizapp.explain.attribution.registry import METHODS as ATTRIBUTION_METHODS
+from vizapp.explain.convolution import CLASSIC, KERNEL_SIZES, PADDING_MODES, POOLS
 from vizapp.training.config import TrainConfig
 from vizapp.training.losses import LOSSES
 from vizapp.training.presets import PRESET_NAMES, SMALL_CNN_LR, TRANSFORMER_LR
@@ -81,6 +82,18 @@ def _number(lo: float, *, above: bool = False, below: float | None = None) -> Ca
     return parse
 
 
+def _kernel_size(text: str) -> int:
+    """An argparse type: a classic kernel's side, one of :data:`KERNEL_SIZES`."""
+    wanted = " or ".join(str(k) for k in KERNEL_SIZES)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {wanted} (got {text!r})") from None
+    if value not in KERNEL_SIZES:
+        raise argparse.ArgumentTypeError(f"must be {wanted} (got {value})")
+    return value
+
+
 def _window_size(text: str) -> tuple[int, int]:
     """An argparse type: ``WxH`` within :data:`MIN_SIZE` .. :data:`MAX_SIZE`."""
     (w0, h0), (w1, h1) = MIN_SIZE, MAX_SIZE
@@ -145,6 +158,9 @@ WORKERS = _integer(0, 64)
 MAX_TOP = 1000
 #: The most Integrated Gradients path steps (each is a forward and backward pass).
 MAX_STEPS = 1000
+#: ``convolve --stride``, ``--padding`` and ``--dilation`` at most; ``--size``'s default.
+MAX_CONV = 64
+CONV_SIZE = 224
 #: The window's options, accepted without a command (``python main.py --model vit_digits``) or after ``gui``.
 WINDOW_OPTIONS = ("model", "arch", "image", "layer", "device", "trust", "scene", "presentation", "scale", "theme")
 
@@ -230,6 +246,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_integer(1, MAX_STEPS), default=50,
                    help=f"Integrated Gradients path steps (1 to {MAX_STEPS})")
     p.add_argument("--out", required=True)
+
+    p = sub.add_parser("convolve", help="one convolution step by step: input, kernel, output, ReLU and 2x2 pool (.npz)")
+    _add_model_args(p, required=False)
+    p.add_argument("--image", required=True, help=IMAGE_HELP)
+    p.add_argument("--layer", help="with --model: a Conv2d (see 'layers'; default with --kernel: the first conv)")
+    p.add_argument("--channel", type=_integer(0), help="with --model: the output channel whose filter to apply")
+    p.add_argument("--kernel", metavar="NAME", help=f"a classic kernel instead of the model's filter: {_one_of(CLASSIC)}")
+    p.add_argument("--input-channel", type=_integer(0),
+                   help="with --model --kernel: the channel of the layer's input to convolve (default: the image in grayscale)")
+    p.add_argument("--kernel-size", type=_kernel_size, help="the classic kernel's size, 3 or 5 (default 3)")
+    p.add_argument("--stride", type=_integer(1, MAX_CONV), help=f"1 to {MAX_CONV} (default: the layer's own, else 1)")
+    p.add_argument("--padding", type=_integer(0, MAX_CONV),
+                   help=f"0 to {MAX_CONV} (default: the layer's own, else K // 2 * dilation: the input's size)")
+    p.add_argument("--padding-mode", choices=PADDING_MODES, help="zeros or reflect (default: the layer's own, else zeros)")
+    p.add_argument("--dilation", type=_integer(1, MAX_CONV), help=f"1 to {MAX_CONV} (default: the layer's own, else 1)")
+    p.add_argument("--pool", choices=POOLS, default="max", help="the 2x2 pool after the ReLU: max or avg (default max)")
+    p.add_argument("--size", type=_integer(8, 4096), help="without --model: the image's shorter side in pixels, "
+                   f"8 to 4096 (default {CONV_SIZE}); with --model its preprocessing sizes the image")
+    p.add_argument("--json", action="store_true", help="print the shapes, the output-size formula and the parameter count")
+    p.add_argument("--out", required=True, help="the .npz file to write (its folder must exist)")
 
     p = sub.add_parser("train", help="train a small CNN/ViT (or fine-tune a hub model) and save a checkpoint + card")
     # Options left out take the preset's value (with --preset), else TrainConfig's default.

@@ -32,6 +32,7 @@ __all__ = [
     "PoolWindow",
     "Window",
     "classic_kernel",
+    "classic_on_image",
     "classic_vs_learned",
     "conv_layers",
     "convolve",
@@ -388,6 +389,43 @@ def grayscale(image, size: int | None = None) -> np.ndarray:
     return np.ascontiguousarray(rgb @ LUMA, dtype=np.float32)
 
 
+def classic_on_image(image, kernel: str | None = None, *, kernel_size: int = 3, weights: np.ndarray | None = None,
+                     size: int = 224, stride: int = 1, padding: int | None = None, padding_mode: str = "zeros",
+                     dilation: int = 1, pool: str = "max") -> Convolution:
+    """A classic kernel (or a ``K x K`` grid of ``weights``) on ``image`` without a model.
+
+    The input is the image's luma in [0, 1], resized so its shorter side is ``size`` (not
+    cropped); ``padding`` defaults to ``K // 2 * dilation``, which keeps the image's size at
+    stride 1.
+    """
+    if (kernel is None) == (weights is None):
+        raise ConvolutionError("give a classic kernel or a grid of weights")
+    grid, name = _user_kernel(kernel, kernel_size, weights)
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise ConvolutionError(f"size {size!r}: must be an integer >= 1")
+    gray = grayscale(image, size)
+    return convolve(gray, grid, 0.0, stride=stride,
+                    padding=_same_padding(grid.shape[0], dilation) if padding is None else padding,
+                    padding_mode=padding_mode, dilation=dilation, pool=pool,
+                    input_name=f"image in grayscale [0, 1], shorter side {size}", kernel_name=name)
+
+
+def _user_kernel(kernel: str | None, size: int, weights) -> tuple[np.ndarray, str]:
+    """``(K x K float32, its name)``: the classic ``kernel`` at ``size``, or the ``weights`` grid."""
+    if weights is None:
+        return classic_kernel(kernel, size), kernel
+    grid = np.asarray(weights, dtype=np.float32)
+    if grid.ndim != 2 or grid.shape[0] != grid.shape[1] or grid.shape[0] < 1:
+        raise ConvolutionError(f"weights: expected a square K x K grid, got shape {grid.shape}")
+    return grid, f"custom {grid.shape[0]}x{grid.shape[0]}"
+
+
+def _same_padding(k: int, dilation) -> int:
+    """The padding that keeps the size at stride 1 (``dilation`` checked by :func:`convolve`)."""
+    d = dilation if isinstance(dilation, (int, np.integer)) and not isinstance(dilation, bool) and dilation > 0 else 1
+    return (k // 2) * int(d)
+
+
 def _to_pil(image):
     from PIL import Image
 
@@ -549,14 +587,7 @@ def explain(model, image, layer: str, channel: int, *, input_channel: int | None
             padding_mode=own_mode if padding_mode is None else padding_mode,
             dilation=own_dilation if dilation is None else dilation,
             pool=pool, input_name=name, kernel_name=f"{layer} filter {channel}", **layer_info)
-    if weights is not None:
-        grid = np.asarray(weights, dtype=np.float32)
-        if grid.ndim != 2 or grid.shape[0] != grid.shape[1] or grid.shape[0] < 1:
-            raise ConvolutionError(f"weights: expected a square K x K grid, got shape {grid.shape}")
-        kname = f"custom {grid.shape[0]}x{grid.shape[0]}"
-    else:
-        grid = classic_kernel(kernel, kernel_size)
-        kname = kernel
+    grid, kname = _user_kernel(kernel, kernel_size, weights)
     if input_channel is None:
         data = _display_gray(model, image)
         name = f"image as {who} sees it, grayscale in [0, 1]"
@@ -572,7 +603,7 @@ def explain(model, image, layer: str, channel: int, *, input_channel: int | None
     d = 1 if dilation is None else dilation
     return convolve(
         data, grid, 0.0, stride=1 if stride is None else stride,
-        padding=(grid.shape[0] // 2) * (d if isinstance(d, int) else 1) if padding is None else padding,
+        padding=_same_padding(grid.shape[0], d) if padding is None else padding,
         padding_mode="zeros" if padding_mode is None else padding_mode, dilation=d, pool=pool,
         input_name=name, kernel_name=kname)
 
