@@ -21,9 +21,10 @@ OWNERS = {
     "collection": "collection", "index": "collection", "patches": "collection", "overview": "collection",
     "embedding": "collection", "hover": "collection", "neighbours": "collection",
     "attention": "explain", "attribution:gradcam": "explain", "attribution:saliency": "explain",
+    "convolution": "convolution", "convolution:classic": "convolution",
 }
 INTERACTIVE = {"model", "device", "analysis", "image", "collection", "index", "patches", "overview",
-               "embedding", "neighbours", "attention", "attribution:"}
+               "embedding", "neighbours", "attention", "attribution:", "convolution", "convolution:classic"}
 
 
 def test_every_job_kind_has_one_owner(window):

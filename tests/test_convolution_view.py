@@ -152,8 +152,8 @@ def test_classic_and_typed_kernels_and_the_settings_change_the_result(conv, qtbo
              and view.conv.padding == 2 and view.conv.stride == 2)
     c = view.conv
     side = output_size(32, 3, 2, 2, 2)
-    assert c.output.shape == (side, side) == (15, 15)
-    assert "floor((32 + 2·2 - 5) / 2) + 1 = 15" in view.formula.text()
+    assert c.output.shape == (side, side) == (16, 16)
+    assert "floor((32 + 2·2 - 5) / 2) + 1 = 16" in view.formula.text()
     assert "effective kernel 2·(3 - 1) + 1 = 5" in view.formula.text()
     assert "3·3·3·10 + 10 = 280 parameters" in view.formula.text()
     np.testing.assert_allclose(c.output, reference(c), atol=1e-4)
@@ -244,11 +244,15 @@ def test_classic_vs_learned_and_a_scene_keep_the_dock(conv, qtbot):
 
 def test_screenshot_takes_view_options():
     from vizapp.cli.parser import parse_args
+    from vizapp.core.errors import UserError
+    from widgets.app import view_option
 
     args = parse_args(["screenshot", "--out", "x.png", "--dock", "convolution",
                        "--view-option", "convolution.kernel=sobel_x", "--view-option", "convolution.step=40"])
-    assert args.view_option == [("convolution", "kernel", "sobel_x"), ("convolution", "step", 40)]
-    with pytest.raises(SystemExit):
-        parse_args(["screenshot", "--out", "x.png", "--view-option", "nodock.kernel=1"])
-    with pytest.raises(SystemExit):
-        parse_args(["screenshot", "--out", "x.png", "--view-option", "convolution"])
+    assert [view_option(t) for t in args.view_option] == [("convolution", "kernel", "sobel_x"),
+                                                          ("convolution", "step", 40)]
+    assert view_option("convolution.weights=[[0, 1], [1, 0]]")[2] == [[0, 1], [1, 0]]
+    with pytest.raises(UserError, match="'nodock' is not a dock"):
+        view_option("nodock.kernel=1")
+    with pytest.raises(UserError, match="DOCK.KEY=VALUE"):
+        view_option("convolution")

@@ -190,7 +190,8 @@ class StepNumbers(QWidget):
     # --- painting ----------------------------------------------------------------
     def _font(self, pixels: float, bold: bool = False) -> QFont:
         f = QFont(self.font())
-        f.setPixelSize(max(1, int(pixels)))  # fitted to the room, at most the theme's huge role
+        fitted = max(1, int(pixels))  # fitted to the room, at most the theme's huge role
+        f.setPixelSize(fitted)
         f.setBold(bold)
         return f
 

@@ -107,23 +107,6 @@ def _window_size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def _view_option(text: str) -> tuple[str, str, object]:
-    """An argparse type: ``DOCK.KEY=VALUE``, one of a view's ``view_options()`` (VALUE read as JSON
-    when it is JSON: ``5``, ``false``, ``[[0, 1], [1, 0]]``; else as text)."""
-    import json
-
-    where, eq, value = text.partition("=")
-    dock, dot, key = where.partition(".")
-    if not eq or not dot or not key:
-        raise argparse.ArgumentTypeError(f"must be DOCK.KEY=VALUE, like convolution.step=40 (got {text!r})")
-    if dock not in DOCKS:
-        raise argparse.ArgumentTypeError(f"{dock!r} is not a dock; the docks are {', '.join(DOCKS)}")
-    try:
-        return dock, key, json.loads(value)
-    except ValueError:
-        return dock, key, value
-
-
 def _ui_scale(text: str) -> float:
     """An argparse type: the window's UI scale, a number from 1 to 3."""
     try:
@@ -333,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--maximise", action="store_true", help="the --dock fills the window, as Z does in the app")
     p.add_argument("--collection", help="index this folder of images (or 'samples') at the layer first, for the Top patches dock")
     p.add_argument("--scene", help="a .vizscene file to render (its model, image, layer, ... ; the options above override)")
-    p.add_argument("--view-option", action="append", type=_view_option, metavar="DOCK.KEY=VALUE",
+    p.add_argument("--view-option", action="append", metavar="DOCK.KEY=VALUE",
                    help="set one of a view's options, as a scene keeps them (repeat), e.g. convolution.kernel=sobel_x "
                         "convolution.step=40")
     p.add_argument("--size", type=_window_size, default=(1600, 1000),
