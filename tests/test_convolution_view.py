@@ -155,7 +155,7 @@ def test_classic_and_typed_kernels_and_the_settings_change_the_result(conv, qtbo
     assert c.output.shape == (side, side) == (16, 16)
     assert "floor((32 + 2·2 - 5) / 2) + 1 = 16" in view.formula.text()
     assert "effective kernel 2·(3 - 1) + 1 = 5" in view.formula.text()
-    assert "3·3·3·10 + 10 = 280 parameters" in view.formula.text()
+    assert "3·3·3·10 + 10 = 280 parameters (K·K·C_in·C_out + C_out)" in view.formula.text()
     np.testing.assert_allclose(c.output, reference(c), atol=1e-4)
     window = c.window(*view.position())
     assert list(window.rows[1:] - window.rows[:-1]) == [2, 2]  # the dilated samples
@@ -217,10 +217,10 @@ def test_a_layer_that_is_not_a_convolution_says_so(conv, qtbot):
     view.own.setChecked(False)
     view.padding.setValue(0)
     view.dilation.setValue(6)  # 6 * (3 - 1) + 1 = 13 > 12
-    wait_for(qtbot, w, lambda: view.stack.currentWidget() is view.message)
+    wait_for(qtbot, w, lambda: view.message_shown())
     assert "dilation" in view.message.text().lower() and view.dilation.isEnabled()
     view.dilation.setValue(1)
-    wait_for(qtbot, w, lambda: view.stack.currentWidget() is view.pages and view.conv.dilation == 1)
+    wait_for(qtbot, w, lambda: not view.message_shown() and view.conv.dilation == 1)
 
 
 def test_classic_vs_learned_and_a_scene_keep_the_dock(conv, qtbot):

@@ -250,15 +250,15 @@ class StepNumbers(QWidget):
         # the signs between them and the channel's sum; rows: k lines a channel, a header and the total.
         cell_chars = 5.6 if numbers else 2.2
         chars = 3 + 3 * k * cell_chars + 3 * 2.4 + 7.5
-        lines = rows * (k + 0.6) + 1.3 + 2.4
-        size = min(self._largest(), w / (chars * 0.62), h / (lines * 1.35))
+        lines = rows * (k + 0.4) + 1.2 + 1.6
+        size = min(self._largest(), w / (chars * 0.62), h / (lines * 1.3))
         p.setFont(self._font(size))
         fm = QFontMetricsF(p.font())
         char = fm.horizontalAdvance("0")
-        cell_w, cell_h = cell_chars * char, fm.height() * 1.3
+        cell_w, cell_h = cell_chars * char, fm.height() * 1.1
         name_w, sign_w = 3 * char, 2.4 * char
         grid_w = k * cell_w
-        y = fm.height() * 1.3
+        y = fm.height() * 1.15
         # Column headers.
         x0 = name_w
         heads = ("input patch", "weights", "products")
@@ -282,7 +282,7 @@ class StepNumbers(QWidget):
             p.setFont(self._font(size, True))
             p.drawText(QRectF(x, y, w - x, k * cell_h), Qt.AlignLeft | Qt.AlignVCenter, fmt(s["channel_sums"][c], 3))
             p.setFont(self._font(size))
-            y += k * cell_h + 0.6 * fm.height()
+            y += k * cell_h + 0.4 * fm.height()
         # The total: the channels added up, plus the bias.
         text = s["sum_text"]
         total = min(size * 1.3, self._fit_line(text, w, h - y))

@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, QSignalBlocker, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QRectF, QSignalBlocker, Qt, QTimer, Signal
 from PySide6.QtGui import QPainterPath
 from PySide6.QtWidgets import (
     QCheckBox,
     QGraphicsPathItem,
     QHBoxLayout,
     QPushButton,
-    QStackedWidget,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -92,7 +91,7 @@ class ConvolutionView(QWidget):
         self._budget = 0.0
         self.setFocusPolicy(Qt.StrongFocus)
 
-        self.title = heading("Convolution", "title")
+        self.title = heading("Convolution", "body")
         self.note = heading("", "body", bold=False, style=lambda: f"color: {THEME.colour('warning')};")
         # Stepping.
         self.stage = combo()
@@ -134,10 +133,10 @@ class ConvolutionView(QWidget):
         self.kernel.addItem("my own grid", CUSTOM)
         self.kernel.setToolTip("The layer's learned filter, a classic one, or a grid you type")
         self.kernel.activated.connect(lambda _i: self._kernel_changed())
-        self.size = combo()
+        self.ksize = combo()
         for k in (3, 5):
-            self.size.addItem(f"{k}×{k}", k)
-        self.size.activated.connect(lambda _i: self._kernel_changed())
+            self.ksize.addItem(f"{k}×{k}", k)
+        self.ksize.activated.connect(lambda _i: self._kernel_changed())
         self.editor = KernelEditor(3)
         self.editor.sigChanged.connect(self._changed)
         # The settings.
@@ -160,24 +159,31 @@ class ConvolutionView(QWidget):
         for box in (self.padding_mode, self.pool):
             box.activated.connect(lambda _i: self._changed())
 
+        self.settings_button = QPushButton("Settings")
+        self.settings_button.setCheckable(True)
+        self.settings_button.setChecked(True)
+        self.settings_button.setToolTip("Show or fold away the layer, kernel, stride, padding and dilation")
+        self.settings_button.toggled.connect(lambda on: self.settings.setVisible(on))
         self._build_pages()
         self.caption = heading("", "small", bold=False)
-        self.formula = heading("", "subheading")
+        self.formula = heading("", "body")
         self.message = heading(IDLE, "title", bold=False)
         self.message.setAlignment(Qt.AlignCenter)
-        self.stack = QStackedWidget()
-        self.stack.addWidget(self.pages)
-        self.stack.addWidget(self.message)
         layout = QVBoxLayout(self)
         layout.addWidget(self.title)
         layout.addWidget(self.note)
         layout.addLayout(flow_of(self.stage, self.back_button, self.play_button, self.next_button,
-                                 self.end_button, self.speed))
-        layout.addLayout(flow_of(labelled("layer", self.layer), labelled("filter", self.channel),
-                                 labelled("input", self.input), labelled("kernel", self.kernel), self.size))
-        layout.addLayout(flow_of(self.own, labelled("stride", self.stride), labelled("padding", self.padding),
-                                 self.padding_mode, labelled("dilation", self.dilation), self.pool))
-        layout.addWidget(self.stack, 1)
+                                 self.end_button, self.speed, self.settings_button))
+        self.settings = QWidget()  # what is convolved and how: folds away to give a projector the numbers
+        rows = QVBoxLayout(self.settings)
+        rows.setContentsMargins(0, 0, 0, 0)
+        rows.addLayout(flow_of(labelled("layer", self.layer), labelled("filter", self.channel),
+                               labelled("input", self.input), labelled("kernel", self.kernel), self.ksize))
+        rows.addLayout(flow_of(self.own, labelled("stride", self.stride), labelled("padding", self.padding),
+                               self.padding_mode, labelled("dilation", self.dilation), self.pool))
+        layout.addWidget(self.settings)
+        layout.addWidget(self.pages, 1)  # or, instead, the message (a hidden one holds no room)
+        layout.addWidget(self.message, 1)
         layout.addWidget(self.caption)
         layout.addWidget(self.formula)
         self._timer = QTimer(self)
@@ -203,17 +209,25 @@ class ConvolutionView(QWidget):
         self.in_view.addItem(self.window_path)
         self.out_marker = QGraphicsPathItem()  # the output position being computed
         self.out_view.addItem(self.out_marker)
+        self.out_frame = QGraphicsPathItem()  # the whole output's edge: what is still to fill in
+        self.out_view.addItem(self.out_frame)
+        # Cross-hairs through the window and the output position: easy to find on a projector.
+        self.hairs = [pg.InfiniteLine(angle=a) for _view in (0, 1) for a in (0, 90)]
+        for n, line in enumerate(self.hairs):
+            (self.in_view if n < 2 else self.out_view).addItem(line)
         self.canvas.scene().sigMouseClicked.connect(self._canvas_clicked)
+        self.canvas.setToolTip("Click an output pixel to jump there")
         self.numbers = StepNumbers()
         right = QWidget()
         column = QVBoxLayout(right)
         column.setContentsMargins(0, 0, 0, 0)
         column.addWidget(self.editor)
         column.addWidget(self.numbers, 1)
-        step_page = QWidget()
-        row = QHBoxLayout(step_page)
+        step_page = self.step_page = QWidget()
+        step_page.installEventFilter(self)
+        row = self._step_row = QHBoxLayout(step_page)
         row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(self.canvas, 2)
+        row.addWidget(self.canvas, 3)
         row.addWidget(right, 5)
         self.classic_canvas = pg.GraphicsLayoutWidget()
         self.classic_view = image_view_box(self.classic_canvas)
@@ -228,11 +242,48 @@ class ConvolutionView(QWidget):
         self.pages.addTab(self.classic_canvas, "Classic vs learned")
         self.pages.currentChanged.connect(self._page_changed)
 
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt override
+        if obj is self.step_page and event.type() == QEvent.Resize:
+            self._arrange()
+        return False
+
+    def _arrange(self) -> None:
+        """A wide, low page (a projector's, under the caption) puts the input beside the output;
+        otherwise the input is over the output. The numbers take the rest."""
+        side = self.step_page.width() > 2.6 * self.step_page.height()
+        layout = self.canvas.ci
+        if side == (layout.getItem(0, 1) is self.out_view):
+            return
+        layout.removeItem(self.out_view)
+        layout.addItem(self.out_view, row=0 if side else 1, col=1 if side else 0)
+        grid = layout.layout
+        grid.setRowStretchFactor(0, 1)
+        grid.setColumnStretchFactor(0, 1)
+        grid.setRowStretchFactor(1, 0 if side else 1)  # the empty row or column takes no room
+        grid.setColumnStretchFactor(1, 1 if side else 0)
+        self._step_row.setStretch(0, 4 if side else 3)
+        self._step_row.setStretch(1, 5)
+        QTimer.singleShot(0, self, self._reframe)
+
+    def _reframe(self) -> None:
+        """Each map fills its box (after a new result, stage or arrangement)."""
+        if self.conv is None:
+            return
+        ph, pw = self._input_picture().shape[:2]
+        h, w = self.stepper.shape
+        self.in_view.setRange(QRectF(0, 0, pw, ph), padding=0.02)
+        self.out_view.setRange(QRectF(0, 0, w, h), padding=0.02)
+
     def _apply_theme(self, *_args) -> None:
         for canvas in (self.canvas, self.classic_canvas):
             canvas.setBackground(THEME.colour("background"))
         self.window_path.setPen(pen())
         self.out_marker.setPen(pen())
+        self.out_frame.setPen(pen("muted", "hair"))
+        faint = pen("accent", "hair")
+        faint.setStyle(Qt.DashLine)
+        for line in self.hairs:
+            line.setPen(faint)
         for label in self._tile_labels:
             label.setColor(THEME.colour("text"))
             label.setFont(tile_font())
@@ -284,10 +335,10 @@ class ConvolutionView(QWidget):
 
     def _kernel_changed(self, request: bool = True) -> None:
         kind = self.kernel.currentData()
-        self.size.setVisible(kind != OWN_FILTER)
+        self.ksize.setVisible(kind != OWN_FILTER)
         self.editor.setVisible(kind == CUSTOM)
-        if kind == CUSTOM and self.editor.rowCount() != self.size.currentData():
-            self.editor.set_weights(identity(self.size.currentData()))  # -> a request
+        if kind == CUSTOM and self.editor.rowCount() != self.ksize.currentData():
+            self.editor.set_weights(identity(self.ksize.currentData()))  # -> a request
             return
         if request:
             self._changed()
@@ -303,7 +354,7 @@ class ConvolutionView(QWidget):
         options = {
             "input_channel": self.input.currentData(),
             "kernel": kind if kind not in (OWN_FILTER, CUSTOM) else None,
-            "kernel_size": self.size.currentData(),
+            "kernel_size": self.ksize.currentData(),
             "weights": self.editor.weights() if kind == CUSTOM else None,
             "stride": None if own else self.stride.value(),
             "padding": None if own else self.padding.value(),
@@ -318,7 +369,9 @@ class ConvolutionView(QWidget):
         """Show ``text`` instead of the convolution (no model, no conv layer, a refused setting)."""
         self.play_button.setChecked(False)
         self.message.setText(text)
-        self.stack.setCurrentWidget(self.message)
+        self.pages.setVisible(False)
+        self.message.setVisible(True)
+        self.title.setText("Convolution")
         self.caption.setText("")
         self.formula.setText("")
 
@@ -327,7 +380,8 @@ class ConvolutionView(QWidget):
         (clamped to the new output) unless a scene asked for one."""
         self.conv = conv
         self._input_rgb = {}
-        self.stack.setCurrentWidget(self.pages)
+        self.message.setVisible(False)
+        self.pages.setVisible(True)
         if self.own.isChecked():
             with QSignalBlocker(self.stride), QSignalBlocker(self.padding), QSignalBlocker(self.dilation), \
                     QSignalBlocker(self.padding_mode):
@@ -347,12 +401,11 @@ class ConvolutionView(QWidget):
         and, for a layer's own filter, the layer's parameter count K·K·C_in·C_out + C_out."""
         c = self.conv
         h, w = c.output.shape
-        text = f"Output {h}×{w}: {c.formula()}"
-        params = c.params_formula() if hasattr(c, "params_formula") else ""
+        text = f"Output size {h}×{w}: {c.formula()}"
+        params = c.params_formula()
         if params:
-            bias = " + C_out" if c.layer_bias else ""
-            params = params.replace(" (no bias)", "") + " parameters" + ("" if c.layer_bias else " (no bias)")
-            text += f" · {self.layer.currentData()}: K·K·C_in·C_out{bias} = {params}"
+            rule = "K·K·C_in·C_out + C_out" if c.layer_bias else "K·K·C_in·C_out, no bias"
+            text += f" · {self.layer.currentData()} has {params.replace(' (no bias)', '')} parameters ({rule})"
         return text.replace("*", "·")
 
     # --- stepping ------------------------------------------------------------------------
@@ -478,17 +531,21 @@ class ConvolutionView(QWidget):
         marker = QPainterPath()
         marker.addRect(QRectF(j, i, 1, 1))
         self.out_marker.setPath(marker)
+        frame = QPainterPath()
+        frame.addRect(QRectF(0, 0, full.shape[1], full.shape[0]))
+        self.out_frame.setPath(frame)
+        centre = path.boundingRect().center()
+        for line, value in zip(self.hairs, (centre.y(), centre.x(), i + 0.5, j + 0.5), strict=True):
+            line.setValue(value)
         self._apply_theme()
         h, w = full.shape
         if reframe:
-            ph, pw = self._input_picture().shape[:2]
-            self.in_view.setRange(QRectF(0, 0, pw, ph), padding=0.02)
-            self.out_view.setRange(QRectF(0, 0, w, h), padding=0.02)
+            self._reframe()
         what = {"conv": f"{c.kernel_name} over {c.input_name}", "relu": "ReLU of the convolution's output",
                 "pool": f"2×2 {'max' if c.pool == 'max' else 'average'} pool of the ReLU map, stride 2"}[self._stage]
-        self.caption.setText(f"{STAGES[self._stage]}: {what}. Output ({i}, {j}) of {h}×{w}, step "
-                             f"{self.stepper.position + 1} of {self.stepper.count}. Space plays, arrows step, "
-                             "click the output to jump")
+        self.title.setText(f"{STAGES[self._stage]}: {what}")
+        self.caption.setText(f"Output ({i}, {j}) of {h}×{w} · step {self.stepper.position + 1} / "
+                             f"{self.stepper.count} · Space plays, arrows step")
 
     def _canvas_clicked(self, event) -> None:
         if event.button() != Qt.LeftButton or self.conv is None:
@@ -503,7 +560,11 @@ class ConvolutionView(QWidget):
 
     # --- classic vs learned ---------------------------------------------------------------------
     def classic_shown(self) -> bool:
-        return self.stack.currentWidget() is self.pages and self.pages.currentIndex() == 1
+        return not self.message_shown() and self.pages.currentIndex() == 1
+
+    def message_shown(self) -> bool:
+        """Whether a message shows instead of the convolution."""
+        return not self.message.isHidden()
 
     def _page_changed(self, index: int) -> None:
         if index == 1 and self.classic is None:
@@ -545,22 +606,23 @@ class ConvolutionView(QWidget):
         """Stage, position, page, kernel, input, settings and speed, for a scene."""
         weights = self.editor.weights()
         return {"stage": self._stage, "step": self.stepper.position, "page": self.pages.currentIndex(),
-                "kernel": self.kernel.currentData(), "size": self.size.currentData(),
+                "kernel": self.kernel.currentData(), "size": self.ksize.currentData(),
                 "weights": weights.tolist(), "input": self.input.currentData(), "own": self.own.isChecked(),
                 "stride": self.stride.value(), "padding": self.padding.value(),
                 "padding_mode": self.padding_mode.currentData(), "dilation": self.dilation.value(),
-                "pool": self.pool.currentData(), "speed": self.speed.currentData()}
+                "pool": self.pool.currentData(), "speed": self.speed.currentData(),
+                "settings": self.settings_button.isChecked()}
 
     def set_view_options(self, options: dict) -> None:
         """Apply :meth:`view_options`' keys (unknown keys and values are skipped); the position is
         taken once the convolution for the new settings arrives."""
         from widgets.options import set_check, set_combo, set_slider
 
-        blockers = [QSignalBlocker(w) for w in (self.kernel, self.size, self.own, self.stride, self.padding,
+        blockers = [QSignalBlocker(w) for w in (self.kernel, self.ksize, self.own, self.stride, self.padding,
                                                  self.dilation, self.padding_mode, self.pool, self.input)]
         changed = any([
             set_combo(self.kernel, options.get("kernel")),
-            set_data(self.size, options.get("size")),
+            set_data(self.ksize, options.get("size")),
             set_check(self.own, options.get("own")),
             set_slider(self.stride, options.get("stride")), set_slider(self.padding, options.get("padding")),
             set_slider(self.dilation, options.get("dilation")),
@@ -569,6 +631,7 @@ class ConvolutionView(QWidget):
         ])
         del blockers
         set_data(self.speed, options.get("speed"))
+        set_check(self.settings_button, options.get("settings"))
         weights = options.get("weights")
         if self.kernel.currentData() == CUSTOM and isinstance(weights, list):
             try:
@@ -578,7 +641,7 @@ class ConvolutionView(QWidget):
             if grid is not None and grid.ndim == 2 and grid.shape[0] == grid.shape[1] in (3, 5):
                 with QSignalBlocker(self.editor):
                     self.editor.set_weights(grid)
-                    set_data(self.size, grid.shape[0])
+                    set_data(self.ksize, grid.shape[0])
                 changed = True
         if options.get("stage") in STAGES and options["stage"] != self._stage:
             self.set_stage(options["stage"])
