@@ -118,7 +118,7 @@ class Stepper:
 
 
 class StepNumbers(QWidget):
-    """One step's numbers, painted as large as its room allows (see the module's docstring).
+    """One step's numbers, painted as large as its room allows, up to twice the ``huge`` role.
 
     Feed it with :meth:`set_conv`, :meth:`set_relu`, :meth:`set_pool` or :meth:`set_text`;
     :attr:`shown` is what it shows (the arrays and the strings drawn), for the tests and the
@@ -196,8 +196,8 @@ class StepNumbers(QWidget):
         return f
 
     def _largest(self) -> float:
-        """The theme's ``huge`` role in pixels: the numbers are never larger."""
-        return THEME.pt("huge") * self.logicalDpiY() / 72
+        """Twice the theme's ``huge`` role, in pixels: the numbers are never larger."""
+        return 2 * THEME.pt("huge") * self.logicalDpiY() / 72
 
     def paintEvent(self, _event) -> None:  # noqa: N802 - Qt override
         p = QPainter(self)

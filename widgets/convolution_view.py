@@ -261,7 +261,7 @@ class ConvolutionView(QWidget):
         grid.setColumnStretchFactor(0, 1)
         grid.setRowStretchFactor(1, 0 if side else 1)  # the empty row or column takes no room
         grid.setColumnStretchFactor(1, 1 if side else 0)
-        self._step_row.setStretch(0, 4 if side else 3)
+        self._step_row.setStretch(0, 3)
         self._step_row.setStretch(1, 5)
         QTimer.singleShot(0, self, self._reframe)
 
@@ -322,12 +322,19 @@ class ConvolutionView(QWidget):
             self.channel.setRange(0, max(0, cout - 1))
             keep = self.input.currentData()
             self.input.clear()
-            self.input.addItem("all its input channels" if cin > 1 else "its input", None)
+            self.input.addItem("", None)
             if info is not None and info[2] == 1 and cin > 1:
                 for c in range(cin):
                     self.input.addItem(f"input channel {c}", c)
             row = self.input.findData(keep)
             self.input.setCurrentIndex(max(0, row))
+        self._name_whole_input()
+
+    def _name_whole_input(self) -> None:
+        """The input's first item: the layer's whole input for its filter, the grey image for another kernel."""
+        info = self.layers.get(self.layer.currentData())
+        whole = "all its input channels" if info is None or info[0] // info[2] > 1 else "its input"
+        self.input.setItemText(0, whole if self.kernel.currentData() == OWN_FILTER else "the image in grey")
 
     def _session_channel(self, channel: int | None) -> None:
         if channel is not None and self.layer.currentData() == self.session.layer and channel != self.channel.value():
@@ -336,6 +343,8 @@ class ConvolutionView(QWidget):
     def _kernel_changed(self, request: bool = True) -> None:
         kind = self.kernel.currentData()
         self.ksize.setVisible(kind != OWN_FILTER)
+        self.channel.setEnabled(kind == OWN_FILTER)  # another kernel has no filter number
+        self._name_whole_input()
         self.editor.setVisible(kind == CUSTOM)
         if kind == CUSTOM and self.editor.rowCount() != self.ksize.currentData():
             self.editor.set_weights(identity(self.ksize.currentData()))  # -> a request
