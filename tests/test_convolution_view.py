@@ -256,3 +256,37 @@ def test_screenshot_takes_view_options():
         view_option("nodock.kernel=1")
     with pytest.raises(UserError, match="DOCK.KEY=VALUE"):
         view_option("convolution")
+
+
+def test_the_dock_fits_1280x720_on_a_desk_and_projected_at_2x(conv, qtbot):
+    from _fit import misfits
+
+    w = conv
+    view = w.convolution_view
+    w.resize(1280, 720)
+    w.reset_layout()
+    w.resize(1280, 720)
+    w.docks["convolution"].raise_()
+    view.kernel.setCurrentIndex(view.kernel.findData("custom"))  # the grid editor shows too
+    view.kernel.activated.emit(view.kernel.currentIndex())
+    wait_for(qtbot, w, lambda: view.conv.kernel_name.startswith("custom"))
+    qtbot.wait(50)
+    assert misfits(w) == []
+    view.kernel.setCurrentIndex(view.kernel.findData("filter"))
+    view.kernel.activated.emit(view.kernel.currentIndex())
+    wait_for(qtbot, w, lambda: view.conv.kernel_name.startswith("conv1_1"))
+    try:
+        w.set_presentation(True, 2, full_screen=False)
+        w.resize(1280, 720)
+        w.presentation.toggle_maximise("convolution")
+        view.settings_button.setChecked(False)
+        qtbot.wait(100)
+        assert misfits(w) == []
+        assert view.numbers.width() > 300 and view.numbers.height() > 150
+        assert view.in_view.width() > 150 and view.out_view.width() > 150  # side by side on a wide page
+        here = view.stepper.position
+        w.setFocus()
+        qtbot.keyClick(w, Qt.Key_Right)  # the maximised dock has the keys, wherever the focus is
+        assert view.stepper.position == here + 1
+    finally:
+        w.set_presentation(False)
