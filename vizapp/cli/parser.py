@@ -234,18 +234,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p, required=False)
     p.add_argument("--image", required=True, help=IMAGE_HELP)
     p.add_argument("--layer", help="with --model: a Conv2d (see 'layers'; default with --kernel: the first conv)")
-    p.add_argument("--channel", type=_integer(0), help="with --model: the output channel whose filter to apply")
+    p.add_argument("--channel", type=_integer(0), metavar="C", help="with --model: the output channel whose filter to apply")
     p.add_argument("--kernel", metavar="NAME", help=f"a classic kernel instead of the model's filter: {_one_of(CLASSIC)}")
-    p.add_argument("--input-channel", type=_integer(0),
+    p.add_argument("--input-channel", type=_integer(0), metavar="I",
                    help="with --model --kernel: the channel of the layer's input to convolve (default: the image in grayscale)")
-    p.add_argument("--kernel-size", type=_kernel_size, help="the classic kernel's size, 3 or 5 (default 3)")
-    p.add_argument("--stride", type=_integer(1, MAX_CONV), help=f"1 to {MAX_CONV} (default: the layer's own, else 1)")
-    p.add_argument("--padding", type=_integer(0, MAX_CONV),
+    p.add_argument("--kernel-size", type=_kernel_size, metavar="K", help="the classic kernel's size, 3 or 5 (default 3)")
+    p.add_argument("--stride", type=_integer(1, MAX_CONV), metavar="S", help=f"1 to {MAX_CONV} (default: the layer's own, else 1)")
+    p.add_argument("--padding", type=_integer(0, MAX_CONV), metavar="P",
                    help=f"0 to {MAX_CONV} (default: the layer's own, else K // 2 * dilation: the input's size)")
     p.add_argument("--padding-mode", choices=PADDING_MODES, help="zeros or reflect (default: the layer's own, else zeros)")
-    p.add_argument("--dilation", type=_integer(1, MAX_CONV), help=f"1 to {MAX_CONV} (default: the layer's own, else 1)")
+    p.add_argument("--dilation", type=_integer(1, MAX_CONV), metavar="D", help=f"1 to {MAX_CONV} (default: the layer's own, else 1)")
     p.add_argument("--pool", choices=POOLS, default="max", help="the 2x2 pool after the ReLU: max or avg (default max)")
-    p.add_argument("--size", type=_integer(8, 4096), help="without --model: the image's shorter side in pixels, "
+    p.add_argument("--size", type=_integer(8, 4096), metavar="N", help="without --model: the image's shorter side in pixels, "
                    f"8 to 4096 (default {CONV_SIZE}); with --model its preprocessing sizes the image")
     p.add_argument("--json", action="store_true", help="print the shapes, the output-size formula and the parameter count")
     p.add_argument("--out", required=True, help="the .npz file to write (its folder must exist)")
