@@ -130,7 +130,12 @@ def test_classic_and_typed_kernels_and_the_settings_change_the_result(conv, qtbo
     assert c.output.shape == (32, 32) and c.output.shape != learned.shape  # stride 1, the size kept
     np.testing.assert_allclose(c.output, reference(c), atol=1e-4)
     assert "floor((32 + 2·1 - 3) / 1) + 1 = 32" in view.formula.text()
-    # The typed grid.
+    view.ksize.setCurrentIndex(view.ksize.findData(5))
+    view.ksize.activated.emit(view.ksize.currentIndex())
+    wait_for(qtbot, w, lambda: view.conv.kernel.shape == (1, 5, 5))
+    np.testing.assert_array_equal(view.conv.kernel[0], classic_kernel("sobel_x", 5))
+    # The typed grid (3 x 3 again).
+    view.ksize.setCurrentIndex(view.ksize.findData(3))
     view.kernel.setCurrentIndex(view.kernel.findData("custom"))
     view.kernel.activated.emit(view.kernel.currentIndex())
     assert view.editor.isVisible()
@@ -290,3 +295,28 @@ def test_the_dock_fits_1280x720_on_a_desk_and_projected_at_2x(conv, qtbot):
         assert view.stepper.position == here + 1
     finally:
         w.set_presentation(False)
+
+
+def test_a_kernel_larger_than_5x5_is_coloured_cells_with_a_hover_read_out(qtbot):
+    from PySide6.QtCore import QPoint
+
+    from vizapp.explain.convolution import convolve
+    from widgets.convolution_panels import StepNumbers, fmt
+
+    rng = np.random.default_rng(0)
+    c = convolve(rng.normal(size=(4, 12, 12)).astype(np.float32), rng.normal(size=(4, 7, 7)).astype(np.float32),
+                 0.5, padding=1)
+    panel = StepNumbers()
+    qtbot.addWidget(panel)
+    panel.resize(900, 500)
+    panel.show()
+    qtbot.waitExposed(panel)
+    window = c.window(2, 3)
+    panel.set_conv(window, c.kernel, c.bias)
+    panel.grab()  # paints it
+    assert panel.shown["patch"].shape == (3, 7, 7) and panel.shown["rest"] == pytest.approx(float(window.channel_sums[3]))
+    assert "1 more channels" in panel.shown["sum_text"] and panel.shown["sum_text"].endswith(fmt(window.total, 3))
+    assert len(panel._cells) == 3 * 3 * 49  # three channels' patch, weights and products, one cell each
+    rect, text = panel._cells[49 + 8]  # the first channel's weights, row 1, column 1
+    qtbot.mouseMove(panel, QPoint(int(rect.center().x()), int(rect.center().y())))
+    assert panel.toolTip() == text == f"weights [1, 1] = {fmt(c.kernel[0, 1, 1])}"
