@@ -191,6 +191,7 @@ class ConvolutionView(QWidget):
         self._timer.timeout.connect(self._tick)
         self._kernel_changed(request=False)
         self.set_message(IDLE)
+        self._apply_theme()
         THEME.changed.connect(self._apply_theme)
         session.events.channel.connect(self._session_channel)
 
@@ -512,7 +513,7 @@ class ConvolutionView(QWidget):
 
     def _render(self, reframe: bool = False) -> None:
         c = self.conv
-        if c is None:
+        if c is None or self.pages.currentIndex() != 0:
             return
         i, j = self.stepper.ij
         self.in_image.setImage(self._input_picture(), levels=(0, 255), autoLevels=False)
@@ -546,7 +547,6 @@ class ConvolutionView(QWidget):
         centre = path.boundingRect().center()
         for line, value in zip(self.hairs, (centre.y(), centre.x(), i + 0.5, j + 0.5), strict=True):
             line.setValue(value)
-        self._apply_theme()
         h, w = full.shape
         if reframe:
             self._reframe()
@@ -576,8 +576,15 @@ class ConvolutionView(QWidget):
         return not self.message.isHidden()
 
     def _page_changed(self, index: int) -> None:
-        if index == 1 and self.classic is None:
+        self.formula.setVisible(index == 0)  # the step page's sizes
+        if index == 0:
+            self._render(reframe=True)
+        elif self.classic is None:
+            self.title.setText("Classic vs learned")
+            self.caption.setText("Computing the classic filters and the first layer's maps…")
             self.sigClassicRequested.emit()
+        else:
+            self._classic_caption()
 
     def clear_classic(self) -> None:
         """The model or image changed: the classic page's maps are out of date."""
@@ -594,21 +601,27 @@ class ConvolutionView(QWidget):
         names = ["image", *result["classic"]]
         maps = [result["image"], *result["classic"].values()]
         learned = list(result["learned"])
-        layer = result["layer"]
         tiles = [f"#{k}" for k in result["learned_index"]]
         for view, item, pictures, titles in ((self.classic_view, self.classic_image, maps, names),
                                              (self.learned_view, self.learned_image, learned, tiles)):
             tiled, origins = mosaic(pictures, 3 if view is self.classic_view else 4)
             item.setImage(tiled, levels=(0, 255), autoLevels=False)
             for (x, y), title in zip(origins, titles, strict=True):
-                label = pg.TextItem(title, color=THEME.colour("text"), anchor=(0, 1))
+                label = pg.TextItem(title, anchor=(0, 1))
                 label.setFont(tile_font())
                 label.setPos(x, y)
                 view.addItem(label)
                 self._tile_labels.append(label)
             view.autoRange(padding=0.02)
-        self.caption.setText(f"Left: hand-designed filters on the image in grey. Right: the {len(learned)} most "
-                             f"active feature maps of {layer} (#channel), the first layer: what the network learned")
+        self._apply_theme()
+        if self.pages.currentIndex() == 1:
+            self._classic_caption()
+
+    def _classic_caption(self) -> None:
+        r = self.classic
+        self.title.setText(f"Classic vs learned: hand-designed filters beside {r['layer']}'s maps")
+        self.caption.setText(f"Left: classic filters on the image in grey. Right: the {len(r['learned'])} most active "
+                             f"feature maps of {r['layer']} (#channel), the first layer: what the network learned")
 
     # --- scenes (widgets/controllers/lecture.py) --------------------------------------------------
     def view_options(self) -> dict:
