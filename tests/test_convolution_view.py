@@ -134,6 +134,12 @@ def test_classic_and_typed_kernels_and_the_settings_change_the_result(conv, qtbo
     view.ksize.activated.emit(view.ksize.currentIndex())
     wait_for(qtbot, w, lambda: view.conv.kernel.shape == (1, 5, 5))
     np.testing.assert_array_equal(view.conv.kernel[0], classic_kernel("sobel_x", 5))
+    # One channel of the layer's input instead of the grey image.
+    assert view.input.isEnabled()
+    view.input.setCurrentIndex(view.input.findData(1))
+    view.input.activated.emit(view.input.currentIndex())
+    wait_for(qtbot, w, lambda: view.conv.input_name.endswith("channel 1"))
+    assert view.conv.input.shape == (1, 32, 32)
     # The typed grid (3 x 3 again).
     view.ksize.setCurrentIndex(view.ksize.findData(3))
     view.kernel.setCurrentIndex(view.kernel.findData("custom"))

@@ -124,7 +124,8 @@ class ConvolutionView(QWidget):
         self.channel = spin(0, 0, 0, "The output channel: which of the layer's filters")
         self.channel.valueChanged.connect(lambda _v: self._changed())
         self.input = combo()
-        self.input.setToolTip("All the layer's input channels, or one of them")
+        self.input.setToolTip("For a classic or typed kernel: the image in grey, or one channel of the layer's input "
+                              "(the layer's filter reads them all)")
         self.input.activated.connect(lambda _i: self._changed())
         self.kernel = combo()
         self.kernel.addItem("the layer's filter", OWN_FILTER)
@@ -345,6 +346,7 @@ class ConvolutionView(QWidget):
         kind = self.kernel.currentData()
         self.ksize.setVisible(kind != OWN_FILTER)
         self.channel.setEnabled(kind == OWN_FILTER)  # another kernel has no filter number
+        self.input.setEnabled(kind != OWN_FILTER)  # the layer's filter reads all its input channels
         self._name_whole_input()
         self.editor.setVisible(kind == CUSTOM)
         if kind == CUSTOM and self.editor.rowCount() != self.ksize.currentData():
@@ -362,7 +364,7 @@ class ConvolutionView(QWidget):
         """What to compute: ``layer``, ``channel`` and ``analysis.convolution``'s options."""
         kind, own = self.kernel.currentData(), self.own.isChecked()
         options = {
-            "input_channel": self.input.currentData(),
+            "input_channel": self.input.currentData() if kind != OWN_FILTER else None,
             "kernel": kind if kind not in (OWN_FILTER, CUSTOM) else None,
             "kernel_size": self.ksize.currentData(),
             "weights": self.editor.weights() if kind == CUSTOM else None,
