@@ -9,6 +9,7 @@ lecturer can copy it; the lab is trained first, then captured.
 
     python docs/make_screenshots.py            # all twenty, about 10 minutes on 2 cores
     python docs/make_screenshots.py attention  # the views whose names are given
+    python docs/make_screenshots.py convolution convolution-sobel  # docs/convolution*.png
 """
 
 from __future__ import annotations
@@ -32,6 +33,16 @@ VIEWS = {
     "attribution": ("attribution", [], 2),
 }
 LAB_SCALE = 1.25
+#: Pictures of ``docs/`` itself, one each at 1280x720: the Convolution dock maximised, mid-step
+#: (the first layer's filter 5 of Lite0 on the cat; Sobel x, stride 1, padding 1, on the camera).
+PICTURES = {
+    "convolution": ["--model", "efficientnet_lite0", "--image", "chelsea", "--layer", "conv_stem", "--channel", "5",
+                    "--view-option", "convolution.step=4509"],
+    "convolution-sobel": ["--model", "efficientnet_lite0", "--image", "camera", "--layer", "conv_stem",
+                          "--view-option", "convolution.kernel=sobel_x", "--view-option", "convolution.own=false",
+                          "--view-option", "convolution.stride=1", "--view-option", "convolution.padding=1",
+                          "--view-option", "convolution.step=24762"],
+}
 
 
 def name(view: str, size: tuple[int, int], presenting: bool) -> Path:
@@ -43,6 +54,14 @@ def shoot(view: str, size: tuple[int, int], presenting: bool, env: dict) -> None
     presentation = ["--presentation", "--scale", str(scale), "--maximise"] if presenting else []
     argv = [sys.executable, "main.py", "screenshot", *extra, "--dock", dock, "--size", f"{size[0]}x{size[1]}",
             *presentation, "--out", str(name(view, size, presenting))]
+    print("$", " ".join(argv[1:]), flush=True)
+    subprocess.run(argv, cwd=ROOT, env=env, check=True)
+
+
+def picture(name: str, env: dict) -> None:
+    """One of :data:`PICTURES`: its dock maximised in a 1280x720 window."""
+    argv = [sys.executable, "main.py", "screenshot", *PICTURES[name], "--dock", "convolution", "--maximise",
+            "--size", "1280x720", "--out", str(ROOT / "docs" / f"{name}.png")]
     print("$", " ".join(argv[1:]), flush=True)
     subprocess.run(argv, cwd=ROOT, env=env, check=True)
 
@@ -95,7 +114,7 @@ def main(argv: list[str]) -> int:
         w, h = map(int, argv[1].split("x"))
         train_and_shoot((w, h), argv[2] == "presentation")
         return 0
-    wanted = argv or [*VIEWS, "training"]
+    wanted = argv or [*VIEWS, "training", *PICTURES]
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         # Nothing of the user's: a scratch settings file, runs folder and (empty) machine config.
@@ -104,6 +123,9 @@ def main(argv: list[str]) -> int:
         env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "VIZAPP_SETTINGS": str(Path(scratch) / "s.ini"),
                "VIZAPP_RUNS": str(Path(scratch) / "runs"), "VIZAPP_CONFIG": str(config), "PYTHONPATH": str(ROOT)}
         for view in wanted:
+            if view in PICTURES:
+                picture(view, env)
+                continue
             for size in SIZES:
                 for presenting in (False, True):
                     if view == "training":

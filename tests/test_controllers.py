@@ -21,9 +21,10 @@ OWNERS = {
     "collection": "collection", "index": "collection", "patches": "collection", "overview": "collection",
     "embedding": "collection", "hover": "collection", "neighbours": "collection",
     "attention": "explain", "attribution:gradcam": "explain", "attribution:saliency": "explain",
+    "convolution": "convolution", "convolution:classic": "convolution",
 }
 INTERACTIVE = {"model", "device", "analysis", "image", "collection", "index", "patches", "overview",
-               "embedding", "neighbours", "attention", "attribution:"}
+               "embedding", "neighbours", "attention", "attribution:", "convolution", "convolution:classic"}
 
 
 def test_every_job_kind_has_one_owner(window):
@@ -77,7 +78,7 @@ def test_the_dock_table_builds_the_docks_menus_and_layout(window):
             widget = widget.widget()
         assert widget is getattr(w, r.attr) is w.views[r.key]
     tabs = [r.key for r in DOCKS if r.place == ("tab", "features")]
-    assert tabs == ["patches", "embedding", "attention", "attribution", "training"]
+    assert tabs == ["patches", "embedding", "attention", "attribution", "convolution", "training"]
 
     def tabbed():
         return {k for k, d in w.docks.items() if d in w.tabifiedDockWidgets(w.docks["features"])}

@@ -8,7 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["checked_start", "make_app", "present", "run_gui", "screenshot", "wait_until_ready"]
+__all__ = ["checked_start", "make_app", "present", "run_gui", "screenshot", "set_view_options", "view_option",
+           "wait_until_ready"]
 
 
 def make_app():
@@ -151,6 +152,40 @@ def checked_start(window, args) -> None:
         window.session.select_channel(args.channel)
 
 
+def view_option(text: str) -> tuple[str, str, object]:
+    """One ``--view-option DOCK.KEY=VALUE`` as ``(dock, key, value)``: VALUE is read as JSON when it is
+    JSON (``5``, ``false``, ``[[0, 1], [1, 0]]``), else as text; a ``UserError`` naming the option."""
+    import json
+
+    from vizapp.cli.parser import DOCKS
+    from vizapp.core.errors import UserError
+
+    where, eq, value = text.partition("=")
+    dock, dot, key = where.partition(".")
+    if not eq or not dot or not key:
+        raise UserError(f"--view-option {text}: write DOCK.KEY=VALUE, like convolution.step=40")
+    if dock not in DOCKS:
+        raise UserError(f"--view-option {text}: '{dock}' is not a dock; the docks are {', '.join(DOCKS)}")
+    try:
+        return dock, key, json.loads(value)
+    except ValueError:
+        return dock, key, value
+
+
+def set_view_options(window, options: list[tuple[str, str, object]]) -> None:
+    """``--view-option``: each :func:`view_option` given to that dock's view's ``set_view_options``."""
+    from vizapp.core.errors import UserError
+
+    by_dock: dict[str, dict] = {}
+    for dock, key, value in options:
+        by_dock.setdefault(dock, {})[key] = value
+    for dock, values in by_dock.items():
+        view = window.views[dock]
+        if not hasattr(view, "set_view_options"):
+            raise UserError(f"--view-option: the {dock} dock has no view options")
+        view.set_view_options(values)
+
+
 def _until_idle(app, window, timeout: float = 600.0) -> None:
     """Process events until the window's jobs (those just asked for too) have run."""
     deadline = time.monotonic() + timeout
@@ -173,6 +208,7 @@ def screenshot(args) -> int:
     deck = _read_scene(args)  # a bad scene file: one line and exit 2, before any window
     if args.maximise and not args.dock:
         raise UserError("--maximise: name the dock to fill the window with --dock")
+    view_options = [view_option(text) for text in getattr(args, "view_option", None) or ()]  # checked first
     w, h = args.size  # validated by the parser (vizapp.cli.parser: WxH within its bounds)
     app = make_app()
     from widgets.theme import THEME
@@ -208,6 +244,9 @@ def screenshot(args) -> int:
             if args.maximise:
                 window.presentation.toggle_maximise(args.dock)
             _until_idle(app, window)  # the raised dock's jobs start on the next events
+        if view_options:
+            set_view_options(window, view_options)
+            _until_idle(app, window)
         window.resize(w, h)  # a long status message on the way may have grown it; it has gone
         for _ in range(5):
             app.processEvents()

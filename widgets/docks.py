@@ -80,6 +80,8 @@ DOCKS: tuple[DockRow, ...] = (
     DockRow("embedding", "Embedding", "embedding_view", "widgets.embedding_view:EmbeddingView", "collection", ("tab", "features")),
     DockRow("attention", "Attention", "attention_view", "widgets.attention_view:AttentionView", "explain", ("tab", "features")),
     DockRow("attribution", "Attribution", "attribution_view", "widgets.attribution_view:AttributionView", "explain", ("tab", "features")),
+    DockRow("convolution", "Convolution", "convolution_view", "widgets.convolution_view:ConvolutionView", "convolution",
+            ("tab", "features")),
     DockRow("training", "Training lab", "training_panel", None, "training", ("tab", "features")),
     # (the window builds the training panel itself: it takes the window's runner too)
 )

@@ -40,6 +40,10 @@ class KeyRow:
     keys: tuple[str, ...]
     description: str
     menu: str = "navigate"
+    #: A dock's own row: it acts only while that dock is in use (its controller binds it with
+    #: :meth:`KeyHandler.bind_dock`), before the rows of the same key; otherwise the key keeps
+    #: its other meaning.
+    dock: str | None = None
 
 
 KEYS: tuple[KeyRow, ...] = (
@@ -53,6 +57,12 @@ KEYS: tuple[KeyRow, ...] = (
     KeyRow("class_prev", ("Shift+Up", "Shift+C"), "Explain the previous class of the top-k"),
     KeyRow("scene_next", ("PgDown",), "Next scene (no deck: next layer)"),
     KeyRow("scene_prev", ("PgUp",), "Previous scene (no deck: previous layer)"),
+    # The Convolution dock's stepping, while the focus is in it or it is maximised.
+    KeyRow("conv_play", ("Space",), "Convolution dock: play / pause the sliding window", dock="convolution"),
+    KeyRow("conv_next", ("Right",), "Convolution dock: next position", dock="convolution"),
+    KeyRow("conv_prev", ("Left",), "Convolution dock: previous position", dock="convolution"),
+    KeyRow("conv_row_next", ("Down",), "Convolution dock: next output row", dock="convolution"),
+    KeyRow("conv_row_prev", ("Up",), "Convolution dock: previous output row", dock="convolution"),
     KeyRow("recompute", ("Ctrl+R",), "Recompute attention and attributions"),
     KeyRow("present", ("F5",), "Start presentation mode", "view"),
     KeyRow("present_toggle", ("F11",), "Presentation mode on / off", "view"),
@@ -92,12 +102,13 @@ def _combo(key, modifiers) -> tuple[int, int]:
     return int(key), int(modifiers) & _MODIFIERS
 
 
-def _table() -> dict[tuple[int, int], str]:
-    table: dict[tuple[int, int], str] = {}
+def _table() -> dict[tuple[int, int], list[str]]:
+    """Each key's actions, in table order (a dock's row shares its key with a window-wide one)."""
+    table: dict[tuple[int, int], list[str]] = {}
     for r in KEYS:
         for text in r.keys:
             combination = QKeySequence(text)[0]
-            table[_combo(combination.key(), combination.keyboardModifiers())] = r.action
+            table.setdefault(_combo(combination.key(), combination.keyboardModifiers()), []).append(r.action)
     return table
 
 
@@ -137,7 +148,9 @@ class KeyHandler(QObject):
         self.swallow = swallow
         self.scene_stepper: Callable[[int], bool] | None = None
         self._table = _table()
-        missing = [r.action for r in KEYS if r.action not in self.actions and not r.action.startswith("scene_")]
+        self._docks: dict[str, Callable[[], bool]] = {}  # dock -> whether it is in use now (bind_dock)
+        missing = [r.action for r in KEYS
+                   if r.action not in self.actions and not r.action.startswith("scene_") and r.dock is None]
         if missing:
             raise ValueError(f"no handler for the key actions {', '.join(missing)}")
         QApplication.instance().installEventFilter(self)
@@ -156,7 +169,14 @@ class KeyHandler(QObject):
             if self.scene_stepper is not None and self.scene_stepper(delta):
                 return
             action = "layer_next" if delta > 0 else "layer_prev"
-        self.actions[action]()
+        if action in self.actions:  # (a dock's row whose dock nobody bound does nothing)
+            self.actions[action]()
+
+    def bind_dock(self, dock: str, actions: dict[str, Callable[[], object]], in_use: Callable[[], bool]) -> None:
+        """Run ``actions`` (``dock``'s rows of :data:`KEYS`) while ``in_use()`` says the dock has
+        the keys; otherwise their keys keep their other meaning."""
+        self.actions.update(actions)
+        self._docks[dock] = in_use
 
     def action_for(self, event) -> str | None:
         """The table's action for key ``event`` (exact keys first, then without Shift: ``?`` is
@@ -165,7 +185,11 @@ class KeyHandler(QObject):
         found = self._table.get((key, mods))
         if found is None and mods & _SHIFT:
             found = self._table.get((key, mods & ~_SHIFT))
-        return found
+        rows = [row(a) for a in found or ()]
+        for r in rows:  # a dock's own row first, while its dock is in use
+            if r.dock is not None and r.dock in self._docks and self._docks[r.dock]():
+                return r.action
+        return next((r.action for r in rows if r.dock is None), None)
 
     def _ours(self, obj) -> bool:
         """Whether a key sent to ``obj`` is the window's to take."""

@@ -33,6 +33,7 @@ from vizapp.session import Session
 from widgets.bridge import SHARED_LANE, JobRunner
 from widgets.controllers import JobRoutes, notify
 from widgets.controllers.collection import CollectionController
+from widgets.controllers.convolution import ConvolutionController
 from widgets.controllers.explain import ExplainController
 from widgets.controllers.inputs import InputsController
 from widgets.controllers.lecture import LectureController
@@ -132,6 +133,7 @@ class MainWindow(QMainWindow):
         self.probing = self._add("probing", ProbingController(*parts, inputs=self.inputs))
         self.collection = self._add("collection", CollectionController(*parts, inputs=self.inputs))
         self.explain = self._add("explain", ExplainController(*parts))
+        self.convolution = self._add("convolution", ConvolutionController(*parts, presentation=self.presentation))
         self.training = self._add("training", TrainingController(*parts, probing=self.probing))
         self.lecture = self._add("lecture", LectureController(*parts, window=self, state_version=STATE_VERSION))
         add_lecture_actions(self, self.file_menu)  # File > Open scene…, Save scene…, Open deck…, …

@@ -24,7 +24,7 @@ __all__ = ["DOCKS", "MAX_SIZE", "MIN_SIZE", "THEMES", "WINDOW_OPTIONS", "build_p
 #: The window's docks, in its order: ``screenshot --dock`` raises one of them
 #: (``widgets.main_window.MainWindow.docks`` has the same keys; a test checks it).
 DOCKS = ("model", "image", "features", "kernels", "predictions", "patches", "embedding",
-         "attention", "attribution", "training")
+         "attention", "attribution", "convolution", "training")
 #: Commands the program runs itself (``doctor``'s Qt child): no help line, not in error messages.
 HIDDEN_COMMANDS = (QT_COMMAND,)
 #: ``record --step``, ``--out`` and the most frames of one recording.
@@ -318,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--maximise", action="store_true", help="the --dock fills the window, as Z does in the app")
     p.add_argument("--collection", help="index this folder of images (or 'samples') at the layer first, for the Top patches dock")
     p.add_argument("--scene", help="a .vizscene file to render (its model, image, layer, ... ; the options above override)")
+    p.add_argument("--view-option", action="append", metavar="DOCK.KEY=VALUE",
+                   help="set one of a view's options, as a scene keeps them (repeat), e.g. convolution.kernel=sobel_x "
+                        "convolution.step=40")
     p.add_argument("--size", type=_window_size, default=(1600, 1000),
                    help=f"window size WxH, {MIN_SIZE[0]}x{MIN_SIZE[1]} to {MAX_SIZE[0]}x{MAX_SIZE[1]} (default 1600x1000)")
     _add_presentation_args(p)  # with --presentation, --size is the projector's screen
