@@ -268,3 +268,21 @@ def test_the_machine_config_and_weights_folders_rows(tmp_path, monkeypatch):
     finally:
         reset_machine_config()
     assert row.status == doctor.FAIL and str(config) in row.detail and "offline_only" in row.detail
+
+
+def test_the_camera_rows_are_notes_with_or_without_a_camera(monkeypatch):
+    """OpenCV's version and the cameras found; a machine with none is a note, never a failure."""
+    import cv2
+
+    from vizapp.inputs import live
+
+    ctx = doctor.Context(start_qt=False)
+    monkeypatch.setattr(live, "cameras", lambda limit=4: [])
+    assert doctor.check_camera(ctx) == [Check("OpenCV", NOTE, cv2.__version__),
+                                        Check("cameras", NOTE, "none found: live input can still play a video file")]
+    monkeypatch.setattr(live, "cameras", lambda limit=4: [0, 2])
+    assert doctor.check_camera(ctx)[1] == Check("cameras", NOTE, "2 found (index 0, 2)")
+    monkeypatch.setattr(live, "opencv_version", lambda: None)
+    (row,) = doctor.check_camera(ctx)
+    assert row.status == FAIL and "opencv-python-headless" in row.detail
+    assert doctor.check_camera in doctor.CHECKS

@@ -201,3 +201,19 @@ def test_with_weights_names_a_model_not_cached_on_the_builder(tmp_path, monkeypa
     build = _build_script()
     with pytest.raises(build.BuildError, match=r"^--with-weights resnet50: its weights are not cached on this machine"):
         build.copy_weights(["resnet50"], tmp_path / "dist" / "vizapp")
+
+
+def test_opencv_for_live_input_is_found_by_the_import_scan():
+    """vizapp.inputs.live imports cv2 inside a function (on first use); PyInstaller's scan reads
+    nested imports, so cv2 and its hook (pyinstaller-hooks-contrib's hook-cv2: the loader's
+    config files and, on Windows, the FFmpeg DLL) come in with our own modules."""
+    pytest.importorskip("PyInstaller")
+    from PyInstaller.lib.modulegraph.modulegraph import ModuleGraph
+
+    graph = ModuleGraph(path=[str(ROOT), *sys.path], excludes=["numpy", "torch", "models"])
+    graph.import_hook("vizapp.inputs.live")
+    assert graph.find_node("cv2") is not None
+    import _pyinstaller_hooks_contrib
+
+    hooks = Path(_pyinstaller_hooks_contrib.__file__).parent
+    assert list(hooks.rglob("hook-cv2.py"))

@@ -292,6 +292,20 @@ def check_config(ctx: Context) -> list[Check]:
     return rows
 
 
+def check_camera(ctx: Context) -> list[Check]:
+    """OpenCV (live camera and video input) and the cameras it opens; no camera is only a note."""
+    from vizapp.inputs.live import cameras, opencv_version
+
+    version = opencv_version()
+    if version is None:
+        return [Check("OpenCV", FAIL, "not importable: live camera and video input need it "
+                                      "(pip install opencv-python-headless, or reinstall vizapp)")]
+    found = cameras()
+    listed = (f"{len(found)} found (index {', '.join(map(str, found))})" if found
+              else "none found: live input can still play a video file")
+    return [Check("OpenCV", NOTE, version), Check("cameras", NOTE, listed)]
+
+
 #: Every check, in the table's order: one line per check function.
 CHECKS: list[Callable[[Context], list[Check]]] = [
     check_versions,
@@ -302,6 +316,7 @@ CHECKS: list[Callable[[Context], list[Check]]] = [
     check_folders,
     check_disk,
     check_resources,
+    check_camera,
 ]
 
 
