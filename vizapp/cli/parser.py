@@ -129,7 +129,16 @@ MAX_TOP = 1000
 #: The most Integrated Gradients path steps (each is a forward and backward pass).
 MAX_STEPS = 1000
 #: The window's options, accepted without a command (``python main.py --model vit_digits``) or after ``gui``.
-WINDOW_OPTIONS = ("model", "arch", "image", "layer", "device", "trust", "scene", "presentation", "scale", "theme")
+WINDOW_OPTIONS = ("model", "arch", "image", "layer", "device", "trust", "scene", "presentation", "scale", "theme",
+                  "video", "camera")
+#: ``screenshot --frames``: the most frames of a video the window follows before the picture.
+MAX_FOLLOW = 10_000
+
+
+def _camera(text: str) -> str:
+    """An argparse type: a camera number, as the live source's spec (``camera:N``)."""
+    number = text.removeprefix("camera:")  # the const, which some Pythons pass through the type too
+    return f"camera:{_integer(0, 99)(number)}"
 
 
 def _add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -153,6 +162,10 @@ def _add_window_args(p: argparse.ArgumentParser | argparse._ArgumentGroup, dest:
     p.add_argument("--device", dest=f"{dest}device", metavar="DEVICE", help="cpu, cuda, cuda:1 or mps (default: the best available)")
     p.add_argument("--scene", dest=f"{dest}scene", metavar="FILE",
                    help="open on a saved scene (.vizscene); a .vizdeck or a folder of scenes opens its first")
+    p.add_argument("--video", dest=f"{dest}video", metavar="FILE",
+                   help="follow a video file live: every view follows its frames (Space freezes)")
+    p.add_argument("--camera", dest=f"{dest}camera", metavar="N", nargs="?", const="camera:0", type=_camera,
+                   help="follow camera N live (default 0): every view follows its frames (Space freezes)")
     _add_presentation_args(p, dest)
 
 
@@ -280,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--maximise", action="store_true", help="the --dock fills the window, as Z does in the app")
     p.add_argument("--collection", help="index this folder of images (or 'samples') at the layer first, for the Top patches dock")
     p.add_argument("--scene", help="a .vizscene file to render (its model, image, layer, ... ; the options above override)")
+    p.add_argument("--video", metavar="FILE", help="follow this video live first (--frames frames), then take the picture")
+    p.add_argument("--frames", type=_integer(1, MAX_FOLLOW),
+                   help=f"with --video: frames to follow before the picture, 1 to {MAX_FOLLOW} (default 30)")
     p.add_argument("--size", type=_window_size, default=(1600, 1000),
                    help=f"window size WxH, {MIN_SIZE[0]}x{MIN_SIZE[1]} to {MAX_SIZE[0]}x{MAX_SIZE[1]} (default 1600x1000)")
     _add_presentation_args(p)  # with --presentation, --size is the projector's screen
@@ -343,8 +359,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         for name in WINDOW_OPTIONS:  # gui's own option wins over one given before it
             if getattr(args, name) in (None, False):
                 setattr(args, name, getattr(args, f"window_{name}"))
+        if args.video and args.camera:
+            parser.error("argument --camera: not with --video (the window follows one live source)")
     for name in WINDOW_OPTIONS:
         delattr(args, f"window_{name}")
+    if args.command == "screenshot":
+        if args.frames is not None and args.video is None:
+            parser.error("argument --frames: only with --video (the frames of the video to follow)")
+        args.frames = args.frames or 30
     if args.command == "export":
         if args.all and args.format:
             parser.error("argument --format: only with --dock (--all writes a PNG of each dock and an SVG where it has plots)")

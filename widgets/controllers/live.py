@@ -47,7 +47,7 @@ def read_live(spec: str, slot, opened, mirror, realtime: bool = True, *, progres
 
     with open_source(spec) as source:
         opened(source)
-        return pump(source, slot, cancel=cancel, realtime=realtime, mirror=mirror, progress=progress)
+        return pump(source, slot, cancel=cancel, realtime=realtime, mirror=mirror)  # no per-frame progress
 
 
 def find_cameras(*, progress, cancel) -> list[int]:
@@ -109,6 +109,7 @@ class LiveController(Controller):
         self.source: tuple | None = None  # (name, fps, (w, h), frames) once opened
         self.slot = None
         self.frozen = False
+        self.error = ""  # the reader's failure, if it failed
         self.mirrored = False
         self.loop = False
         self.realtime = True
@@ -116,6 +117,7 @@ class LiveController(Controller):
         self.frame: ImageRecord | None = None  # the last frame handed to the session
         self.limit: int | None = None  # stop handing frames after this many (screenshot --frames)
         self.meter = None
+        self._dropped_before = self._serial_before = 0  # a looping video's earlier passes
         self._ending = False  # the video ended: show what is left in the slot, then stop
         self._settling = False
         self._waking = threading.Event()  # a frame signal is on its way (coalesces the wake-ups)
@@ -127,6 +129,8 @@ class LiveController(Controller):
         self.runner.set_lane("cameras", "cameras")
         self.runner.sigFinished.connect(lambda *_: self._poke())
         self.runner.sigFailed.connect(lambda *_: self._poke())
+        self.runner.sigBusy.connect(self._drained)
+        self._said = ""  # a message waiting for the shared lane to drain
         self._timer = QTimer()  # the readout, and a poke when a cancelled job left nothing to deliver
         self._timer.setInterval(250)
         self._timer.timeout.connect(self._tick)
@@ -214,7 +218,7 @@ class LiveController(Controller):
     @property
     def dropped(self) -> int:
         """Frames the reader replaced before the window took them (dropped, never queued)."""
-        return 0 if self.slot is None else int(self.slot.dropped)
+        return self._dropped_before + (0 if self.slot is None else int(self.slot.dropped))
 
     def open_camera(self, index: int = 0) -> None:
         self.start(f"camera:{int(index)}")
@@ -229,10 +233,10 @@ class LiveController(Controller):
         from vizapp.inputs.live import FpsMeter
 
         self.stop(quiet=True)
-        self.spec, self.realtime, self.limit = spec, realtime, limit
+        self.spec, self.realtime, self.limit, self.error = spec, realtime, limit, ""
         self.source, self.shown, self.frame, self._ending = None, 0, None, False
+        self._dropped_before = self._serial_before = 0
         self.meter = FpsMeter()
-        self.slot = _waking_slot(self._wake)
         self._start_reader()
         self._timer.start()
         if self.window is not None:
@@ -241,6 +245,11 @@ class LiveController(Controller):
             self.bar.show()
 
     def _start_reader(self) -> None:
+        """A new slot (the reader closes its slot when it stops) and the reader job."""
+        if self.slot is not None and self.active and self.shown:  # looping: the counts go on
+            self._dropped_before += int(self.slot.dropped)
+            self._serial_before += int(self.slot.serial)
+        self.slot = _waking_slot(self._wake)
         self.submit("live", read_live, self.spec, self.slot, self._signals.opened.emit,
                     lambda: self.mirrored, self.realtime)
 
@@ -261,7 +270,7 @@ class LiveController(Controller):
         if self.window is not None:
             self.bar.hide()
         if not quiet:
-            notify(message or f"live stopped: {name}; its last frame stays the image")
+            self._announce(message or f"live stopped: {name}; its last frame stays the image")
 
     def freeze_action_checked(self) -> bool:
         return self.window is not None and self.freeze_action.isChecked()
@@ -305,12 +314,49 @@ class LiveController(Controller):
             return
         self.submit("keep-frame", keep_frame, frame.pixels, frame.name, frames_dir())
 
+    def follow(self, spec: str, frames: int, timeout_s: float = 600.0) -> None:
+        """Start live on ``spec`` and process events until ``frames`` frames were shown and their
+        results are on screen (or the video ended); live stays on, holding the last one (the
+        headless ``screenshot --video``). A :class:`~vizapp.core.errors.UserError` when the
+        source fails."""
+        from vizapp.core.errors import UserError
+
+        self.start(spec, limit=frames)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            QApplication.processEvents()
+            if self.error:
+                raise UserError(self.error)
+            done = not self.active or self.shown >= frames
+            if done and self.runner.lane_idle(SHARED_LANE):
+                QApplication.processEvents()
+                self._update_readout()
+                return
+            time.sleep(0.01)
+        raise UserError(f"{spec}: {self.shown} of {frames} frames shown in {timeout_s:g} s")
+
     def cancel(self) -> None:
         """Escape stops what the user waits on; live is not (Stop ends it)."""
 
     def _image_requested(self, _source) -> None:
         if self.active:  # the user's image wins over the live source
             self.stop("live stopped: opening the image")
+
+    def _announce(self, text: str) -> None:
+        """Say ``text`` once the shared lane is idle (the window clears an information message
+        when its jobs drain, so one said while the last frame's analysis runs would vanish)."""
+        self._said = text
+        if self.runner.lane_idle(SHARED_LANE):
+            self._say()
+
+    def _drained(self, busy: bool) -> None:
+        if not busy and self._said and self.runner.lane_idle(SHARED_LANE):
+            QTimer.singleShot(0, self._signals, self._say)  # after the window's own handler cleared it
+
+    def _say(self) -> None:
+        text, self._said = self._said, ""
+        if text:
+            notify(text)
 
     # --- frames -----------------------------------------------------------------------
     def _wake(self) -> None:
@@ -352,7 +398,7 @@ class LiveController(Controller):
                 self._ended()
             return
         frame, serial = got
-        self._hand(frame, f"{self._name()} · frame {serial}")
+        self._hand(frame, f"{self._name()} · frame {self._serial_before + serial}")
 
     def _name(self) -> str:
         return self.source[0] if self.source else str(self.spec)
@@ -401,16 +447,17 @@ class LiveController(Controller):
                 self._fill_camera_menu()
         elif kind == "keep-frame":
             self.session.set_image(result)
-            notify(f"kept the frame as {result.path}")
+            self._announce(f"kept the frame as {result.path}")
         elif kind == "live" and self.active:
             if result == "end" and self.loop:
-                self._start_reader()  # the same slot and counters: the video again from the start
+                self._start_reader()  # the video again from the start, the counts going on
             else:
                 self._ending = True
                 self._poke()
 
     def failed(self, kind: str, message: str) -> None:
         if kind == "live":
+            self.error = message
             self.stop(quiet=True)  # a lost camera or an unreadable file: the image on screen stays
             notify(message, error=True)
         else:
