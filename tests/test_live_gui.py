@@ -203,8 +203,9 @@ def test_the_command_line_takes_video_and_camera():
     from vizapp.cli.parser import parse_args
 
     assert parse_args(["--video", "clip.avi"]).video == "clip.avi"
-    assert parse_args(["gui", "--camera"]).camera == "camera:0"
-    assert parse_args(["--camera", "2"]).camera == "camera:2"
+    assert parse_args(["gui", "--camera"]).camera == 0
+    assert parse_args(["--camera", "2"]).camera == 2
+    assert parse_args(["--camera", "0", "gui"]).camera == 0
     args = parse_args(["screenshot", "--video", "clip.avi", "--frames", "5", "--out", "x.png"])
     assert (args.video, args.frames) == ("clip.avi", 5)
     for argv in (["--video", "a.avi", "--camera"], ["screenshot", "--frames", "5", "--out", "x.png"],

@@ -46,8 +46,8 @@ def run_gui(args) -> int:
         start_on_scene(window, deck, args)
     else:
         window.start(args.model, args.image, args.layer, args.arch, args.trust, args.device)
-    if args.video or args.camera:  # --video FILE / --camera [N]: the window follows it live
-        window.live.start(args.video or args.camera)
+    if args.video or args.camera is not None:  # --video FILE / --camera [N]: the window follows it live
+        window.live.start(args.video or f"camera:{args.camera}")
     try:
         return app.exec()
     finally:

@@ -133,12 +133,8 @@ WINDOW_OPTIONS = ("model", "arch", "image", "layer", "device", "trust", "scene",
                   "video", "camera")
 #: ``screenshot --frames``: the most frames of a video the window follows before the picture.
 MAX_FOLLOW = 10_000
-
-
-def _camera(text: str) -> str:
-    """An argparse type: a camera number, as the live source's spec (``camera:N``)."""
-    number = text.removeprefix("camera:")  # the const, which some Pythons pass through the type too
-    return f"camera:{_integer(0, 99)(number)}"
+#: ``--camera N``: camera numbers (OpenCV's indexes).
+CAMERA = _integer(0, 99)
 
 
 def _add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -164,7 +160,7 @@ def _add_window_args(p: argparse.ArgumentParser | argparse._ArgumentGroup, dest:
                    help="open on a saved scene (.vizscene); a .vizdeck or a folder of scenes opens its first")
     p.add_argument("--video", dest=f"{dest}video", metavar="FILE",
                    help="follow a video file live: every view follows its frames (Space freezes)")
-    p.add_argument("--camera", dest=f"{dest}camera", metavar="N", nargs="?", const="camera:0", type=_camera,
+    p.add_argument("--camera", dest=f"{dest}camera", metavar="N", nargs="?", const=0, type=CAMERA,
                    help="follow camera N live (default 0): every view follows its frames (Space freezes)")
     _add_presentation_args(p, dest)
 
@@ -349,7 +345,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    given = [name for name in WINDOW_OPTIONS if getattr(args, f"window_{name}") not in (None, False)]
+    given = [name for name in WINDOW_OPTIONS if getattr(args, f"window_{name}") is not None
+             and getattr(args, f"window_{name}") is not False]
     if args.command not in (None, "gui") and given:
         parser.error(f"argument --{given[0]}: the window's options go without a command or after 'gui'; "
                      f"for '{args.command}' put --{given[0]} after the command's name")
@@ -357,9 +354,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args = parser.parse_args(["gui"], namespace=args)
     if args.command == "gui":
         for name in WINDOW_OPTIONS:  # gui's own option wins over one given before it
-            if getattr(args, name) in (None, False):
+            if getattr(args, name) is None or getattr(args, name) is False:  # (--camera 0 is given)
                 setattr(args, name, getattr(args, f"window_{name}"))
-        if args.video and args.camera:
+        if args.video and args.camera is not None:
             parser.error("argument --camera: not with --video (the window follows one live source)")
     for name in WINDOW_OPTIONS:
         delattr(args, f"window_{name}")
