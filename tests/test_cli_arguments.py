@@ -80,6 +80,12 @@ NUMERIC = [
     (["gui"], "--camera", ["-1", "100", "x"], "2", "from 0 to 99"),
     (["screenshot", "--video", "v.avi", "--out", "s.png"], "--frames", ["0", "10001", "x"], "5", "from 1 to 10000"),
 ]
+# live: a video (no file is opened before the arguments are checked) or camera N
+NUMERIC += [
+    (["live", *M, "--video", "v.avi"], "--frames", ["0", "-1", "x"], "1", ">= 1"),
+    (["live", *M, "--video", "v.avi"], "--top", ["0", "1001"], "1000", "from 1 to 1000"),
+    (["live", *M], "--camera", ["-1", "64", "x"], "63", "from 0 to 63"),
+]
 # export and record take the window's state as screenshot does, and their own options
 for _cmd, _args in (("export", ["--dock", "features", "--out", "f.png"]),
                     ("record", ["--dock", "features", "--step", "channels", "--out", "r.gif"])):

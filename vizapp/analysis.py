@@ -6,6 +6,10 @@ plain numpy records; the GUI runs them on its worker thread, tests call them dir
 
 from __future__ import annotations
 
+import threading
+import time
+from array import array
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +28,9 @@ __all__ = [
     "decode_image",
     "embed_index",
     "index_layer",
+    "LiveFrame",
+    "live_frames",
+    "live_summary",
     "neighbours",
     "move_to_device",
     "open_collection",
@@ -95,20 +102,33 @@ def analyse_image(
     cancel: CancelToken | None = None,
 ) -> LayerAnalysis:
     """Predictions, the model's-eye input, and ``layer``'s maps and mosaic for ``image``."""
+    pil = image.to_pil() if hasattr(image, "to_pil") else image
+    progress(0, 0, f"running {model.title}")
+    result, notes = _forward(model, pil, layer, topk, cancel)
+    return _layer_views(model, result, layer, sort, norm, notes)
+
+
+def _forward(model, pil, layer: str | None, topk: int, cancel: CancelToken | None):
+    """``analyse_image``'s forward pass (falling back to the CPU when the device runs out of
+    memory): ``(InferenceResult, notes)``."""
     from vizapp.probing.device import move_model
     from vizapp.probing.inference import run
-    from vizapp.probing.mosaic import as_channel_maps, feature_mosaic
 
-    pil = image.to_pil() if hasattr(image, "to_pil") else image
     layers = [layer] if layer and not model.scripted else []
     notes = []
-    progress(0, 0, f"running {model.title}")
     try:
         result = run(model, pil, layers, topk=topk, cancel=cancel)
     except OutOfMemory:
         notes.append(f"{model.device} ran out of memory: {model.title} moved to the CPU")
         move_model(model, "cpu")
         result = run(model, pil, layers, topk=topk, cancel=cancel)
+    return result, notes
+
+
+def _layer_views(model, result, layer: str | None, sort: str, norm: str, notes: list[str]) -> LayerAnalysis:
+    """``analyse_image``'s views after the forward pass: the layer's maps and mosaic."""
+    from vizapp.probing.mosaic import as_channel_maps, feature_mosaic
+
     if layer and model.scripted:
         notes.append("TorchScript model: feature maps need the eager model")
     calls = result.calls.get(layer, 1) if layer else 1
@@ -130,6 +150,217 @@ def analyse_image(
         sort=sort,
         norm=norm,
     )
+
+
+@dataclass
+class LiveFrame:
+    """One frame of a camera or video through the model (:func:`live_frames`): what
+    :func:`analyse_image` gives for it, and how long each stage took (milliseconds)."""
+
+    index: int                 # frames analysed before this one
+    serial: int                # the source's frame number (1-based; gaps where frames were dropped)
+    frame: np.ndarray          # H x W x 3 uint8 RGB, as read (mirrored when asked)
+    analysis: LayerAnalysis
+    decode_ms: float           # reading and decoding the frame (on the reader thread when realtime)
+    forward_ms: float          # preprocessing and the forward pass with the layer captured, top-k
+    views_ms: float            # the layer's maps and feature mosaic
+    dropped: int = 0           # frames dropped so far (realtime: the model was slower than the source)
+    source: str = ""           # the source's name ("camera 0", the video's file name)
+
+    def as_image(self):
+        """This frame as an :class:`~vizapp.session.ImageRecord` (to keep it as the image)."""
+        from vizapp.session import ImageRecord
+
+        return ImageRecord(self.frame, f"{self.source}, frame {self.serial}", None)
+
+    @property
+    def total_ms(self) -> float:
+        return self.decode_ms + self.forward_ms + self.views_ms
+
+    @property
+    def top1(self) -> int | None:
+        """The most probable class's index (None for a model without a classifier head)."""
+        return self.analysis.predictions[0].index if self.analysis.predictions else None
+
+    @property
+    def label(self) -> str | None:
+        return self.analysis.predictions[0].label if self.analysis.predictions else None
+
+    def to_json(self) -> dict:
+        """The record ``vizapp live --json`` prints (no arrays)."""
+        return {
+            "frame": self.index, "serial": self.serial,
+            "decode_ms": round(self.decode_ms, 3), "forward_ms": round(self.forward_ms, 3),
+            "views_ms": round(self.views_ms, 3), "total_ms": round(self.total_ms, 3),
+            "top1": self.top1, "label": self.label,
+            "prob": self.analysis.predictions[0].prob if self.analysis.predictions else None,
+            "predictions": [p.to_json() for p in self.analysis.predictions],
+            "dropped": self.dropped,
+        }
+
+
+#: The stages :func:`live_summary` reports, as :class:`LiveFrame` attributes.
+LIVE_STAGES = ("decode_ms", "forward_ms", "views_ms", "total_ms")
+
+
+def live_summary(records, seconds: float, dropped: int = 0) -> dict:
+    """Mean, median and 95th percentile of each stage over ``records`` (:class:`LiveFrame` or
+    their ``to_json()`` dicts), with the frames analysed per second of ``seconds`` and ``dropped``."""
+    rows = [r.to_json() if isinstance(r, LiveFrame) else r for r in records]
+    return _summary({stage: [r[stage] for r in rows] for stage in LIVE_STAGES}, len(rows), seconds, dropped)
+
+
+def _summary(stages: dict, count: int, seconds: float, dropped: int) -> dict:
+    out: dict = {"frames": count, "dropped": int(dropped), "seconds": round(seconds, 3),
+                 "fps": round(count / seconds, 2) if seconds > 0 else 0.0}
+    for stage in LIVE_STAGES:
+        values = np.asarray(stages[stage], dtype=float)
+        out[stage] = ({"mean": round(float(values.mean()), 3), "median": round(float(np.median(values)), 3),
+                       "p95": round(float(np.percentile(values, 95)), 3)} if values.size else None)
+    return out
+
+
+class _TimedReads:
+    """A frame source whose reads are timed (for the realtime reader thread): what ``pump``
+    reads, with each read's milliseconds kept by the serial ``LatestFrame.put`` will give it."""
+
+    def __init__(self, source) -> None:
+        self._source = source
+        self.reads = 0
+        self.times: dict[int, float] = {}
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name):
+        return getattr(self._source, name)
+
+    def read(self):
+        start = time.perf_counter()
+        frame = self._source.read()
+        if frame is not None:
+            with self._lock:
+                self.reads += 1
+                self.times[self.reads] = 1000 * (time.perf_counter() - start)
+                if len(self.times) > 64:  # frames nobody took: forget their times
+                    for key in sorted(self.times)[:-32]:
+                        del self.times[key]
+        return frame
+
+    def time_of(self, serial: int) -> float:
+        with self._lock:
+            return self.times.pop(serial, 0.0)
+
+
+def live_frames(
+    model,
+    source,
+    layer: str | None,
+    frames: int | None = None,
+    *,
+    realtime: bool = False,
+    loop: bool = False,
+    mirror: bool | Callable[[], bool] = False,
+    sort: str = "index",
+    norm: str = "channel",
+    topk: int = 5,
+    progress: Progress = no_progress,
+    cancel: CancelToken | None = None,
+):
+    """A camera or video through ``model``, frame by frame: a generator of :class:`LiveFrame`
+    (each what :func:`analyse_image` gives for that frame, with its stages timed) whose return
+    value is :func:`live_summary`'s dict.
+
+    ``source`` is a :class:`vizapp.inputs.live.FrameSource` (left open) or a spec for
+    :func:`~vizapp.inputs.live.open_source` (``"camera"``, ``"camera:1"``, a video's path; opened
+    and closed here). Stops after ``frames`` frames, at the end of a video, or on ``cancel``
+    (:class:`~vizapp.core.errors.Cancelled`). Without ``realtime`` every frame is analysed, as
+    fast as the model goes; with it a reader thread plays the source at its own speed through a
+    :class:`~vizapp.inputs.live.LatestFrame` and the frames the model cannot keep up with are
+    dropped (counted in ``dropped``). ``loop`` starts a video again at its end; ``mirror`` (a
+    bool, or a callable asked per frame, for a window's toggle) flips frames left-right. A camera
+    lost mid-stream raises :class:`~vizapp.inputs.live.LiveError`.
+    """
+    import os
+
+    from PIL import Image
+
+    from vizapp.inputs.live import FrameSource, LatestFrame, open_source, pump
+
+    if layer and not model.scripted:
+        from vizapp.probing.probe import resolve_layers
+
+        resolve_layers(model.module, [layer])  # a wrong name fails before the source opens
+    owned = not isinstance(source, FrameSource)
+    if owned:
+        source = open_source(source if isinstance(source, str) else os.fspath(source))
+    total = frames or (0 if loop else source.frames) or 0
+    mirrored = mirror if callable(mirror) else (lambda: bool(mirror))
+    # Only the stage times are kept (8 bytes each): a camera left running for hours stays flat.
+    stages = {stage: array("d") for stage in LIVE_STAGES}
+    count = 0
+    slot = reader = timed = None
+    stop = CancelToken()
+    failure: list[BaseException] = []
+    start = time.perf_counter()
+    try:
+        if realtime:
+            slot, timed = LatestFrame(), _TimedReads(source)
+
+            def read_all() -> None:
+                try:
+                    pump(timed, slot, cancel=stop, realtime=True, loop=loop, mirror=mirrored)
+                except BaseException as exc:  # noqa: BLE001 - handed to the consumer below
+                    failure.append(exc)
+                    slot.close()
+
+            reader = threading.Thread(target=read_all, name="vizapp-live-reader", daemon=True)
+            reader.start()
+        while frames is None or count < frames:
+            if cancel is not None:
+                cancel.check()
+            if realtime:
+                got = slot.take(timeout=0.1)
+                if got is None:
+                    if slot.closed:
+                        break
+                    continue
+                t0 = time.perf_counter()
+                frame, serial = got
+                decode_ms = timed.time_of(serial)
+            else:
+                t0 = time.perf_counter()
+                frame = source.read()
+                if frame is None and loop and count and source.rewind():
+                    frame = source.read()
+                if frame is None:
+                    break
+                if mirrored():
+                    frame = np.ascontiguousarray(frame[:, ::-1])
+                serial = source.position
+                decode_ms = 0.0
+            pil = Image.fromarray(frame, "RGB")
+            t1 = time.perf_counter()
+            result, notes = _forward(model, pil, layer, topk, cancel)
+            t2 = time.perf_counter()
+            analysis = _layer_views(model, result, layer, sort, norm, notes)
+            t3 = time.perf_counter()
+            record = LiveFrame(count, serial, frame, analysis, decode_ms + 1000 * (t1 - t0),
+                               1000 * (t2 - t1), 1000 * (t3 - t2), slot.dropped if slot is not None else 0,
+                               source.name)
+            for stage in LIVE_STAGES:
+                stages[stage].append(getattr(record, stage))
+            count += 1
+            progress(count, total, f"{source.name}: frame {count}")
+            yield record
+        if failure:
+            raise failure[0]
+    finally:
+        stop.cancel()
+        if reader is not None:
+            reader.join(timeout=10)
+        if owned:
+            source.close()
+    dropped = slot.dropped if slot is not None else 0
+    return _summary(stages, count, time.perf_counter() - start, dropped)
 
 
 def attention(model, image, target=None, gradient: bool = False, *, progress: Progress = no_progress,

@@ -1,5 +1,5 @@
 """What each headless command does: ``models``, ``layers``, ``predict``, ``features``,
-``attention``, ``attribute``, ``train``, ``index``, ``top-patches``, ``embed`` and ``doctor``
+``attention``, ``attribute``, ``train``, ``index``, ``top-patches``, ``embed``, ``live`` and ``doctor``
 (:mod:`vizapp.cli.doctor`).
 
 Each takes the parsed arguments (:mod:`vizapp.cli.parser`) and returns the exit status; bad
@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -319,6 +320,61 @@ def _cmd_scene(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_live(args: argparse.Namespace) -> int:
+    from vizapp.analysis import live_frames, live_summary
+    from vizapp.core.files import write_json
+    from vizapp.inputs.live import open_camera, open_video
+
+    model = _load(args)
+    if args.layer and not model.scripted:  # a wrong layer is reported before the camera opens
+        from vizapp.probing.probe import resolve_layers
+
+        resolve_layers(model.module, [args.layer])
+    source = open_camera(args.camera) if args.video is None else open_video(args.video)
+    records: list[dict] = []
+    start = time.perf_counter()
+    with source:
+        frames = live_frames(model, source, args.layer, args.frames, realtime=args.realtime,
+                             mirror=args.mirror, topk=args.top)
+        try:
+            while True:
+                try:
+                    record = next(frames)
+                except StopIteration as end:
+                    summary = end.value
+                    break
+                row = record.to_json()
+                records.append(row)
+                if args.json:
+                    print(json.dumps(row), flush=True)
+                else:
+                    top = f"{row['label']} ({100 * row['prob']:.1f}%)" if row["label"] is not None else "no classes"
+                    print(f"frame {row['frame']:>5}: decode {row['decode_ms']:7.2f} ms  "
+                          f"forward {row['forward_ms']:7.2f} ms  views {row['views_ms']:7.2f} ms  {top}", flush=True)
+        except KeyboardInterrupt:  # a camera runs until Ctrl+C: still report what was measured
+            frames.close()
+            summary = live_summary(records, time.perf_counter() - start, records[-1]["dropped"] if records else 0)
+    summary = {"source": source.name, "model": args.model, "layer": args.layer, "realtime": args.realtime,
+               **summary}
+    if args.json:
+        print(json.dumps({"summary": summary}), flush=True)
+    else:
+        print(_live_table(summary))
+    if args.out:
+        write_json(args.out, {"frames": records, "summary": summary}, indent=1)
+    return 0
+
+
+def _live_table(summary: dict) -> str:
+    lines = [f"{summary['frames']} frames in {summary['seconds']:.2f} s: {summary['fps']:.2f} fps, "
+             f"{summary['dropped']} dropped"]
+    for stage in ("decode_ms", "forward_ms", "views_ms", "total_ms"):
+        s = summary.get(stage)
+        if s:
+            lines.append(f"  {stage[:-3]:<8} mean {s['mean']:8.2f} ms  median {s['median']:8.2f} ms  p95 {s['p95']:8.2f} ms")
+    return "\n".join(lines)
+
+
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from vizapp.cli.doctor import cmd_doctor
 
@@ -339,5 +395,6 @@ COMMANDS: dict[str, Handler] = {
     "top-patches": _cmd_top_patches,
     "embed": _cmd_embed,
     "scene": _cmd_scene,
+    "live": _cmd_live,
     "doctor": _cmd_doctor,
 }

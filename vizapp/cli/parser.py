@@ -126,6 +126,8 @@ BATCH = _integer(1, 4096)
 WORKERS = _integer(0, 64)
 #: The most top-k rows anything keeps per channel (``predict --top``, ``index --topk``).
 MAX_TOP = 1000
+#: The highest camera index ``live --camera`` takes.
+MAX_CAMERA = 63
 #: The most Integrated Gradients path steps (each is a forward and backward pass).
 MAX_STEPS = 1000
 #: The window's options, accepted without a command (``python main.py --model vit_digits``) or after ``gui``.
@@ -331,6 +333,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=_integer(1, 60), default=2, help="frames a second, 1 to 60 (default 2)")
     p.add_argument("--scale", type=SCALE, default=1, help="pixels per screen pixel: 1, 2 or 3 (default 1)")
     p.add_argument("--out", required=True, help="a .gif or .mp4 file")
+
+    p = sub.add_parser("live", help="run a video or a camera through a model headless: per-frame timings (decode, forward, views)")
+    _add_model_args(p)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--video", metavar="FILE", help="a video file (MP4, MJPG .avi, ... : what OpenCV reads)")
+    source.add_argument("--camera", nargs="?", const=0, type=_integer(0, MAX_CAMERA), metavar="N",
+                        help=f"camera N (0 to {MAX_CAMERA}; default 0)")
+    p.add_argument("--layer", help="also draw this layer's feature mosaic per frame (a named_modules() name, see 'layers')")
+    p.add_argument("--frames", type=_integer(1), metavar="N",
+                   help="stop after N frames (default: the whole video; a camera runs until Ctrl+C)")
+    p.add_argument("--realtime", action="store_true",
+                   help="play the source at its own speed and drop the frames the model cannot keep up with")
+    p.add_argument("--mirror", action="store_true", help="flip each frame left-right (a camera facing you)")
+    p.add_argument("--top", type=_integer(1, MAX_TOP), default=5, help=f"classes per frame (1 to {MAX_TOP})")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON line per frame, then a line {\"summary\": ...} (mean, median, p95 per stage, fps, dropped)")
+    p.add_argument("--out", metavar="FILE", help="also write every frame's record and the summary as one JSON document")
 
     p = sub.add_parser("doctor", help="check this machine: Qt window, GPU, offline models, folders, disk; exit 1 on a failure")
     p.add_argument("--json", action="store_true", help="a list of {check, status, detail} for scripts")

@@ -169,7 +169,7 @@ class FrameSource:
         return True
 
     def close(self) -> None:
-        """Release the device or file; calling it again does nothing."""
+        """Release the device or file (from any thread); calling it again does nothing."""
         if not self._closed:
             self._closed = True
             self._pending = None
@@ -196,26 +196,30 @@ class FrameSource:
 
 
 class _Capture(FrameSource):
-    """A source over one ``cv2.VideoCapture``."""
+    """A source over one ``cv2.VideoCapture``. A ``VideoCapture`` is not thread-safe: a lock
+    keeps :meth:`close` from another thread (the window) waiting for a read in progress."""
 
     def __init__(self, capture) -> None:
         super().__init__()
         self._capture = capture
+        self._lock = threading.Lock()
 
     def grab(self) -> np.ndarray | None:
-        if self._closed:
-            return None
-        try:
-            ok, frame = self._capture.read()
-        except Exception:  # noqa: BLE001 - OpenCV raises cv2.error on a device gone bad
-            return None
+        with self._lock:
+            if self._closed:
+                return None
+            try:
+                ok, frame = self._capture.read()
+            except Exception:  # noqa: BLE001 - OpenCV raises cv2.error on a device gone bad
+                return None
         return frame if ok and frame is not None and frame.size else None
 
     def _release(self) -> None:
-        try:
-            self._capture.release()
-        except Exception:  # noqa: BLE001
-            pass
+        with self._lock:
+            try:
+                self._capture.release()
+            except Exception:  # noqa: BLE001
+                pass
 
     def _first_frame(self, seconds: float) -> np.ndarray | None:
         deadline = time.monotonic() + seconds
@@ -241,11 +245,12 @@ class VideoSource(_Capture):
 
     def _restart(self) -> bool:
         cv2 = _cv2()
-        if self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0) and self._capture.get(cv2.CAP_PROP_POS_FRAMES) == 0:
-            return True
-        self._release()  # a container that cannot seek: open it again
-        self._capture = cv2.VideoCapture(str(self.path))
-        return bool(self._capture.isOpened())
+        with self._lock:
+            if self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0) and self._capture.get(cv2.CAP_PROP_POS_FRAMES) == 0:
+                return True
+            self._capture.release()  # a container that cannot seek: open it again
+            self._capture = cv2.VideoCapture(str(self.path))
+            return bool(self._capture.isOpened())
 
 
 class CameraSource(_Capture):
@@ -307,8 +312,8 @@ def open_camera(index: int = 0) -> FrameSource:
         raise LiveError(f"no camera {index}: camera numbers start at 0")
     missing = (f"no camera {index}: check that it is connected (and that this program may use "
                f"the camera), or pick another camera")
-    busy = (f"camera {index} is busy or gives no picture: another program holds it; "
-            f"close that program and try again")
+    busy = (f"camera {index} is busy: another program holds it (close that program and try again), "
+            f"or it gives no picture (pick another camera)")
     devices = _linux_devices()
     if devices is not None:
         if index not in devices:
