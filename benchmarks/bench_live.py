@@ -20,6 +20,7 @@ Run alone: ``python benchmarks/bench_live.py [--quick] [--threads N]``.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import tempfile
@@ -122,6 +123,24 @@ def _window(app, clip: Path, counts: tuple[int, ...], timeout_s: float) -> dict:
     ticker.setInterval(TICK_MS)
     ticker.timeout.connect(lambda: ticks.append(time.perf_counter()))
     loop = QEventLoop()
+    collections: list[tuple[float, float, int]] = []  # (start, end, generation) of the GC's passes
+    gc_start: list[float] = []
+
+    def gc_watch(phase: str, info: dict) -> None:
+        if phase == "start":
+            gc_start[:] = [time.perf_counter()]
+        elif gc_start:
+            collections.append((gc_start[0], time.perf_counter(), info["generation"]))
+
+    restarts: list[float] = []
+    real_start = live._start_reader
+
+    def start_reader() -> None:  # the video's end with Loop on opens it again (on the live lane)
+        restarts.append(time.perf_counter())
+        real_start()
+
+    live._start_reader = start_reader
+    gc.callbacks.append(gc_watch)
     warm = 10  # the first frames (the reader starting, caches warming) are not in the rate
 
     def check() -> None:
@@ -146,6 +165,7 @@ def _window(app, clip: Path, counts: tuple[int, ...], timeout_s: float) -> dict:
     loop.exec()
     ticker.stop()
     poll.stop()
+    gc.callbacks.remove(gc_watch)
     wall = time.perf_counter() - t0
     shown, dropped, error = live.shown, live.dropped, live.error or window.last_error
     live.stop(quiet=True)
@@ -156,9 +176,16 @@ def _window(app, clip: Path, counts: tuple[int, ...], timeout_s: float) -> dict:
         raise SystemExit(f"live showed {shown} frames in {wall:.0f} s, not {counts[-1]}: {error}")
     t = np.asarray(ticks)
     gaps = np.diff(t) * 1000.0
+    worst = []
+    for i in np.argsort(gaps)[::-1][:5]:
+        start, end = t[i], t[i + 1]
+        why = [f"gc gen {g} {1000 * (e - b):.0f} ms" for b, e, g in collections if b < end and e > start]
+        why += ["the video reopened (Loop)" for r in restarts if start - 0.05 <= r <= end]
+        worst.append(f"{gaps[i]:.1f} ms" + (f" ({', '.join(why)})" if why else ""))
     (ta, _), (tb, _) = marks[warm], marks[counts[-1]]
     return {"fps": (counts[-1] - warm) / (tb - ta), "shown": shown, "dropped": dropped, "wall": wall,
             "gap_max": float(gaps.max()), "gap_p99": percentile(gaps, 99), "gaps": int(gaps.size),
+            "over50": int((gaps > 50).sum()), "worst": worst,
             "rss": {n: marks[n][1] for n in counts}}
 
 
@@ -180,7 +207,7 @@ def run(quick: bool = False, threads: int | None = None) -> list[Result]:
     print(f"\nwindow (MainWindow offscreen, the clip played at {CLIP_FPS} fps, looping): {win['shown']} frames "
           f"shown, {win['dropped']} dropped, in {win['wall']:.1f} s; {win['fps']:.1f} frames shown per second")
     print(f"  GUI ticks ({TICK_MS} ms timer): {win['gaps']} gaps, p99 {win['gap_p99']:.1f} ms, "
-          f"max {win['gap_max']:.1f} ms")
+          f"max {win['gap_max']:.1f} ms; > 50 ms: {win['over50']}; worst: {'; '.join(win['worst'])}")
     print(f"  RSS after {counts[0]} frames {win['rss'][counts[0]]:.0f} MB, after {counts[-1]} "
           f"{win['rss'][counts[-1]]:.0f} MB: {ratio:.3f}x")
     return [
