@@ -230,3 +230,28 @@ def test_screenshot_follows_the_video_then_takes_the_picture(capsys, qapp, setti
     bad = main(["screenshot", "--model", MODEL, "--device", "cpu", "--video", str(tmp_path / "none.avi"),
                 "--out", str(tmp_path / "no.png")])
     assert bad == 2 and "none.avi: no such video file" in capsys.readouterr().err
+
+
+def test_the_camera_menu_lists_what_the_scan_job_finds_and_a_busy_camera_is_one_message(qtbot, shapes, monkeypatch):
+    import vizapp.inputs.live as live
+
+    w = shapes
+    monkeypatch.setattr(live, "cameras", lambda limit=4: [0, 2])
+    w.live.camera_menu.aboutToShow.emit()  # the menu opening starts the scan (a job, off the GUI thread)
+    qtbot.waitUntil(lambda: "Camera 2" in [a.text() for a in w.live.camera_menu.actions()], timeout=10_000)
+    texts = [a.text() for a in w.live.camera_menu.actions() if a.text()]
+    assert texts == ["Camera 0", "Camera 2", "Look for cameras again"]
+
+    def busy(spec):
+        raise live.LiveError("camera 2 is busy or gives no picture: another program holds it; close that program and try again")
+
+    monkeypatch.setattr(live, "open_source", busy)
+    before = w.session.image
+    next(a for a in w.live.camera_menu.actions() if a.text() == "Camera 2").trigger()
+    assert w.live.spec == "camera:2"
+    qtbot.waitUntil(lambda: not w.live.active and settled(w), timeout=10_000)
+    assert w.last_error.startswith("camera 2 is busy") and w.session.image is before
+
+    monkeypatch.setattr(live, "cameras", lambda limit=4: [])
+    w.live.look_for_cameras()
+    qtbot.waitUntil(lambda: "No camera found" in [a.text() for a in w.live.camera_menu.actions()], timeout=10_000)
