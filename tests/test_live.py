@@ -463,3 +463,14 @@ def test_a_camera_streams_unpaced_then_is_lost(monkeypatch):
     assert tuple(frame[0, 0]) == (255, 0, 0)
     source.close()
     assert fake.released
+
+
+def test_closing_a_waiting_camera_ends_the_pump_quietly(monkeypatch):
+    """The window closes the source from its own thread while the reader waits for a frame."""
+    monkeypatch.setattr(live, "STALL_SECONDS", 30.0)
+    monkeypatch.setattr(live, "STALL_READS", 10**6)
+    source = _Failing(good=1)
+    slot = LatestFrame()
+    threading.Timer(0.3, source.close).start()
+    assert pump(source, slot) == "closed"
+    assert slot.serial == 1

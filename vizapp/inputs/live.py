@@ -42,9 +42,9 @@ __all__ = [
     "FpsMeter",
 ]
 
-#: A camera that gives no frame for this long (or this many reads in a row) is lost.
+#: A camera that gives no frame for this long (or this many failed reads in a row, 10 ms apart) is lost.
 STALL_SECONDS = 1.0
-STALL_READS = 30
+STALL_READS = 100
 #: How long a camera that opened may take to give its first frame before it counts as busy.
 FIRST_FRAME_SECONDS = 3.0
 
@@ -148,7 +148,8 @@ class FrameSource:
         self.position += 1
         return _to_rgb(raw)
 
-    def _wait_for_frame(self) -> np.ndarray:
+    def _wait_for_frame(self) -> np.ndarray | None:
+        """Retry a camera's failed read; None when the source is closed meanwhile (from another thread)."""
         failures, start = 1, time.monotonic()
         while not self._closed:
             if failures >= STALL_READS or time.monotonic() - start > STALL_SECONDS:
@@ -158,7 +159,7 @@ class FrameSource:
             if raw is not None:
                 return raw
             failures += 1
-        raise LiveError(f"{self.name} was closed")
+        return None
 
     def rewind(self) -> bool:
         """Start a video again from its first frame (for looping); False for a camera."""

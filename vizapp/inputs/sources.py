@@ -3,8 +3,8 @@
 Each source is a module of this package with ``resolve(text) -> Path | None`` (what ``text``
 names, or ``None`` when the text is not for this source) and ``examples()`` (a few valid names
 for the error message). A file that exists wins over a sample of the same name. A new source
-is one module here plus one line in :data:`SOURCES` (a live source, the camera or a video of
-a later issue, adds a frames generator the window runs as a generator job).
+is one module here plus one line in :data:`SOURCES` (live frames, a camera or a video, are
+:mod:`vizapp.inputs.live`'s, with their own menu).
 """
 
 from __future__ import annotations
