@@ -158,10 +158,8 @@ class LiveController(Controller):
         bar.setMovable(False)
         bar.setFloatable(False)
         bar.toggleViewAction().setVisible(False)
-        self.title = bind_font(QLabel(""), "label", True)
-        self.fps_label = bind_font(QLabel(""), "label")
-        bar.addWidget(self.title)
-        bar.addSeparator()
+        # One short line, the rate first (a projector's width at 2x leaves room for little more).
+        self.fps_label = bind_font(QLabel(""), "label", True)
         bar.addWidget(self.fps_label)
         bar.addSeparator()
         self.freeze_action = bar.addAction("Freeze (Space)")
@@ -178,6 +176,7 @@ class LiveController(Controller):
         self.keep_action = bar.addAction("Keep frame", self.keep)
         self.keep_action.setToolTip("Stop live and keep this frame as the image (saved as a PNG)")
         self.stop_action = bar.addAction("Stop", self.stop)
+        window.addToolBarBreak(Qt.TopToolBarArea)  # its own row, under presentation mode's caption
         window.addToolBar(Qt.TopToolBarArea, bar)
         bar.hide()
 
@@ -240,8 +239,7 @@ class LiveController(Controller):
         self._start_reader()
         self._timer.start()
         if self.window is not None:
-            self.title.setText(f"● live: opening {spec}")
-            self.fps_label.setText("")
+            self.fps_label.setText(f"● opening {spec}")
             self.bar.show()
 
     def _start_reader(self) -> None:
@@ -316,8 +314,8 @@ class LiveController(Controller):
 
     def follow(self, spec: str, frames: int, timeout_s: float = 600.0) -> None:
         """Start live on ``spec`` and process events until ``frames`` frames were shown and their
-        results are on screen (or the video ended); live stays on, holding the last one (the
-        headless ``screenshot --video``). A :class:`~vizapp.core.errors.UserError` when the
+        results are on screen (or the video ended); the reader stops there, the live bar keeps its
+        figures and the last frame stays (the headless ``screenshot --video``). A :class:`~vizapp.core.errors.UserError` when the
         source fails."""
         from vizapp.core.errors import UserError
 
@@ -331,6 +329,8 @@ class LiveController(Controller):
             if done and self.runner.lane_idle(SHARED_LANE):
                 QApplication.processEvents()
                 self._update_readout()
+                self._timer.stop()  # the bar keeps these figures for the picture ...
+                self.runner.cancel("live")  # ... and the reader stops counting frames nobody takes
                 return
             time.sleep(0.01)
         raise UserError(f"{spec}: {self.shown} of {frames} frames shown in {timeout_s:g} s")
@@ -416,24 +416,21 @@ class LiveController(Controller):
         self._poke()
 
     def readout(self) -> str:
-        """The live bar's rate line: frames shown per second, the source's, the dropped ones."""
+        """The live bar's line: frames shown per second (the source's), frames dropped, the source."""
         if not self.active:
             return ""
+        if self.source is None:
+            return f"● opening {self.spec}"
         fps = self.meter.fps if self.meter is not None else 0.0
-        parts = [f"{fps:.1f} fps shown"]
-        if self.source and self.source[1] > 0:
-            parts.append(f"source {self.source[1]:.0f} fps")
-        parts.append(f"{self.shown} shown, {self.dropped} dropped")
-        if self.frozen:
-            parts.insert(0, "FROZEN")
-        return " · ".join(parts)
+        rate = f"{fps:.1f} fps" + (f" (source {self.source[1]:.0f})" if self.source[1] > 0 else "")
+        state = "FROZEN · " if self.frozen else ""
+        return f"● {state}{rate} · {self.dropped} dropped · {self._name()}"
 
     def _update_readout(self) -> None:
         if self.window is None or not self.active:
             return
-        name = self._name()
-        self.title.setText(f"● live: {name}" if self.source else f"● live: opening {name}")
         self.fps_label.setText(self.readout())
+        self.fps_label.setToolTip(f"{self.shown} frames shown, {self.dropped} dropped (the newest frame wins)")
 
     def _ended(self) -> None:
         name = self._name()
