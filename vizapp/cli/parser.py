@@ -289,11 +289,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channel", type=_integer(0), help="channel to select (0-based)")
     p.add_argument("--dock", choices=DOCKS, metavar="DOCK", help=f"raise this dock first: {', '.join(DOCKS)}")
     p.add_argument("--maximise", action="store_true", help="the --dock fills the window, as Z does in the app")
-    p.add_argument("--collection", help="index this folder of images (or 'samples') at the layer first, for the Top patches dock")
-    p.add_argument("--scene", help="a .vizscene file to render (its model, image, layer, ... ; the options above override)")
     p.add_argument("--video", metavar="FILE", help="follow this video live first (--frames frames), then take the picture")
     p.add_argument("--frames", type=_integer(1, MAX_FOLLOW),
                    help=f"with --video: frames to follow before the picture, 1 to {MAX_FOLLOW} (default 30)")
+    p.add_argument("--collection", help="index this folder of images (or 'samples') at the layer first, for the Top patches dock")
+    p.add_argument("--scene", help="a .vizscene file to render (its model, image, layer, ... ; the options above override)")
     p.add_argument("--size", type=_window_size, default=(1600, 1000),
                    help=f"window size WxH, {MIN_SIZE[0]}x{MIN_SIZE[1]} to {MAX_SIZE[0]}x{MAX_SIZE[1]} (default 1600x1000)")
     _add_presentation_args(p)  # with --presentation, --size is the projector's screen
