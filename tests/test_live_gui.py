@@ -255,3 +255,19 @@ def test_the_camera_menu_lists_what_the_scan_job_finds_and_a_busy_camera_is_one_
     monkeypatch.setattr(live, "cameras", lambda limit=4: [])
     w.live.look_for_cameras()
     qtbot.waitUntil(lambda: "No camera found" in [a.text() for a in w.live.camera_menu.actions()], timeout=10_000)
+
+
+def test_opening_a_model_while_live_keeps_live_and_the_frames_go_through_it(qtbot, shapes, tmp_path):
+    w = shapes
+    video = make_video(tmp_path / "model.avi", frames=300, fps=30)
+    w.live.start(str(video))
+    qtbot.waitUntil(lambda: w.live.shown >= 2, timeout=30_000)
+    assert w.live.quiet("analysis") and not w.live.quiet("model")  # a frame's jobs show no progress bar
+    w.open_model("vit_digits")
+    qtbot.waitUntil(lambda: w.session.model.title.lower().startswith("vit") and w.ready, timeout=60_000)
+    shown = w.live.shown
+    qtbot.waitUntil(lambda: w.live.shown >= shown + 2 and w.runner.lane_idle(), timeout=30_000)
+    assert w.live.active and w.session.image.name.startswith("model.avi · frame ")
+    assert w.session.predictions and w.session.predictions[0].label in w.session.model.class_names
+    w.live.stop()
+    assert not w.live.active

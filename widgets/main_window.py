@@ -351,7 +351,7 @@ class MainWindow(QMainWindow):
 
     # --- progress and messages ----------------------------------------------------
     def _job_progress(self, kind: str, done: int, total: int, text: str) -> None:
-        if self.runner.lane_of(kind) != SHARED_LANE or self.live.active:
+        if self.runner.lane_of(kind) != SHARED_LANE or self.live.quiet(kind):
             return  # like sigBusy, the bar and Cancel follow the shared lane; a lab run shows its own, live its rate
         self.progress.setVisible(True)
         self.cancel_button.setVisible(True)

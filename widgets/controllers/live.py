@@ -219,6 +219,14 @@ class LiveController(Controller):
         """Frames the reader replaced before the window took them (dropped, never queued)."""
         return self._dropped_before + (0 if self.slot is None else int(self.slot.dropped))
 
+    #: Jobs that still show their progress while live (the user waits on them; the frames' own
+    #: jobs would flash the progress bar and status line a dozen times a second).
+    LOUD = ("model", "device", "catalog", "image")
+
+    def quiet(self, kind: str) -> bool:
+        """Whether the window shows no progress for job ``kind`` now (a frame's job while live)."""
+        return self.active and kind not in self.LOUD
+
     def open_camera(self, index: int = 0) -> None:
         self.start(f"camera:{int(index)}")
 
