@@ -19,6 +19,7 @@ import bench_gui_stall
 import bench_image_to_pixels
 import bench_indexing
 import bench_lecture_demo
+import bench_live
 import bench_probe_overhead
 import bench_training
 from _common import Result, device_report, parse_args, print_table, setup_threads
@@ -37,6 +38,7 @@ BENCHMARKS = (
     ("attribution", bench_attribution.run),
     ("training", bench_training.run),
     ("lecture_demo", bench_lecture_demo.run),
+    ("live", bench_live.run),
 )
 
 

@@ -7,9 +7,14 @@ maximised as Z does). Every picture
 but the training lab's is one ``vizapp screenshot`` command line, printed as it runs, so a
 lecturer can copy it; the lab is trained first, then captured.
 
+The window following a video (``docs/live.png``) is one more ``vizapp screenshot --video``
+line, on a clip :func:`make_clip` writes first (a moving crop over the "chelsea" cat, then the
+"coffee" cup, so the predictions change as it moves).
+
     python docs/make_screenshots.py            # all twenty, about 10 minutes on 2 cores
     python docs/make_screenshots.py attention  # the views whose names are given
     python docs/make_screenshots.py convolution convolution-sobel  # docs/convolution*.png
+    python docs/make_screenshots.py live       # docs/live.png only
 """
 
 from __future__ import annotations
@@ -43,6 +48,50 @@ PICTURES = {
                           "--view-option", "convolution.stride=1", "--view-option", "convolution.padding=1",
                           "--view-option", "convolution.step=24762"],
 }
+#: The live picture: its size, the frames the window follows first, the clip's frame size and rate.
+LIVE_SIZE, LIVE_FRAMES, CLIP_SIZE, CLIP_FPS = (1280, 720), 30, (320, 240), 15
+
+
+def make_clip(path: str | Path, frames_each: int = 90) -> Path:
+    """Write a clip like a camera's: a 4:3 crop that pans and zooms over the "chelsea" sample,
+    then over "coffee" (``frames_each`` frames each, MJPG .avi at :data:`CLIP_FPS`)."""
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    from vizapp.inputs.sources import resolve_image_source
+
+    path = Path(path)
+    w, h = CLIP_SIZE
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), CLIP_FPS, (w, h))
+    try:
+        for name in ("chelsea", "coffee"):
+            with Image.open(resolve_image_source(name)) as im:
+                picture = np.asarray(im.convert("RGB"))
+            ph, pw = picture.shape[:2]
+            for i in range(frames_each):
+                t = i / max(1, frames_each - 1)
+                zoom = 1.0 - 0.35 * np.sin(np.pi * t)  # in and out again
+                ch = int(min(ph, pw * h / w) * zoom)
+                cw = int(ch * w / h)
+                x = int((pw - cw) * (0.5 + 0.5 * np.sin(2 * np.pi * t) * 0.8))
+                y = int((ph - ch) * (0.5 + 0.3 * np.cos(2 * np.pi * t)))
+                crop = picture[y:y + ch, x:x + cw]
+                frame = cv2.resize(crop, (w, h), interpolation=cv2.INTER_AREA)
+                writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    finally:
+        writer.release()
+    return path
+
+
+def shoot_live(env: dict, scratch: str) -> None:
+    """``docs/live.png``: the window following the clip, Lite0, the live bar's rate in view."""
+    clip = make_clip(Path(scratch) / "chelsea-coffee.avi")
+    argv = [sys.executable, "main.py", "screenshot", "--model", "efficientnet_lite0", "--video", str(clip),
+            "--frames", str(LIVE_FRAMES), "--size", f"{LIVE_SIZE[0]}x{LIVE_SIZE[1]}",
+            "--out", str(ROOT / "docs" / "live.png")]
+    print("$", " ".join(argv[1:]), flush=True)
+    subprocess.run(argv, cwd=ROOT, env=env, check=True)
 
 
 def name(view: str, size: tuple[int, int], presenting: bool) -> Path:
@@ -114,7 +163,7 @@ def main(argv: list[str]) -> int:
         w, h = map(int, argv[1].split("x"))
         train_and_shoot((w, h), argv[2] == "presentation")
         return 0
-    wanted = argv or [*VIEWS, "training", *PICTURES]
+    wanted = argv or [*VIEWS, "training", *PICTURES, "live"]
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         # Nothing of the user's: a scratch settings file, runs folder and (empty) machine config.
@@ -125,6 +174,9 @@ def main(argv: list[str]) -> int:
         for view in wanted:
             if view in PICTURES:
                 picture(view, env)
+                continue
+            if view == "live":
+                shoot_live(env, scratch)
                 continue
             for size in SIZES:
                 for presenting in (False, True):

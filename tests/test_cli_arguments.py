@@ -84,6 +84,8 @@ NUMERIC = [
      "320x240", "from 320x240 to 7680x4320"),
     (["screenshot", "--out", "s.png"], "--scale", ["0.5", "3.5", "x"], "2.5", "from 1 to 3"),
     (["gui"], "--scale", ["0", "4"], "1.5", "from 1 to 3"),
+    (["gui"], "--camera", ["-1", "100", "x"], "2", "from 0 to 99"),
+    (["screenshot", "--video", "v.avi", "--out", "s.png"], "--frames", ["0", "10001", "x"], "5", "from 1 to 10000"),
 ]
 # live: a video (no file is opened before the arguments are checked) or camera N
 NUMERIC += [

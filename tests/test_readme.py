@@ -105,6 +105,8 @@ def test_readme_line_runs(line, scratch, monkeypatch, capsys, request):
         assert args.command == "gui" and args.model == option(argv, "--model")
         if "--scene" in argv:  # a scene, deck or folder the lines above wrote
             assert Path(args.scene).exists()
+        elif "--video" in argv or "--camera" in argv:  # live: the source is opened by the window
+            assert args.video == option(argv, "--video") and (args.camera is not None) == ("--camera" in argv)
         else:
             assert Path(args.image).is_file()
     if "--out" in argv and argv[0] != "train":

@@ -47,6 +47,8 @@ def run_gui(args) -> int:
         start_on_scene(window, deck, args)
     else:
         window.start(args.model, args.image, args.layer, args.arch, args.trust, args.device)
+    if args.video or args.camera is not None:  # --video FILE / --camera [N]: the window follows it live
+        window.live.start(args.video or f"camera:{args.camera}")
     try:
         return app.exec()
     finally:
@@ -234,6 +236,8 @@ def screenshot(args) -> int:
         window.start(args.model, args.image, args.layer, args.arch, args.trust, args.device)
     try:
         checked_start(window, args)
+        if args.video:  # follow --frames frames of the video, then the picture (the live bar shows the rate)
+            window.live.follow(args.video, args.frames)
         if args.collection:
             window.set_collection(args.collection)
             _until_idle(app, window)

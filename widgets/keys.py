@@ -74,6 +74,8 @@ KEYS: tuple[KeyRow, ...] = (
     KeyRow("scale_down", ("Ctrl+-",), "Smaller (UI scale)", "view"),
     KeyRow("scale_reset", ("Ctrl+0",), "UI scale 1x", "view"),
     KeyRow("keymap", ("?", "F1"), "Show these keys", "view"),
+    # Live camera or video (widgets/controllers/live.py): Space is the live view's only while live.
+    KeyRow("live_freeze", ("Space",), "Freeze / follow the live camera or video (while live)"),
 )
 
 #: Keys a text field being edited still leaves to the window (it has no use for them).

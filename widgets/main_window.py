@@ -37,6 +37,7 @@ from widgets.controllers.convolution import ConvolutionController
 from widgets.controllers.explain import ExplainController
 from widgets.controllers.inputs import InputsController
 from widgets.controllers.lecture import LectureController
+from widgets.controllers.live import LiveController
 from widgets.controllers.probing import ProbingController
 from widgets.controllers.training import TrainingController
 from widgets.deck_editor import add_lecture_actions
@@ -140,6 +141,8 @@ class MainWindow(QMainWindow):
         self.presentation.keys.scene_stepper = self.step_scene  # PgDn/PgUp: the deck's scenes, else layers
         self.recording = self._add("recording", RecordingController(*parts))
         self.recording.attach(self)
+        self.live = self._add("live", LiveController(*parts))  # a camera or video followed live
+        self.live.attach(self)  # File > Open camera, Open video…; the live bar
         self.routes = JobRoutes(self.controllers.values())
         for row in DOCKS:  # a dock that comes on screen tells its controller (which may catch up)
             controller = self.controllers[row.controller]
@@ -350,8 +353,8 @@ class MainWindow(QMainWindow):
 
     # --- progress and messages ----------------------------------------------------
     def _job_progress(self, kind: str, done: int, total: int, text: str) -> None:
-        if self.runner.lane_of(kind) != SHARED_LANE:
-            return  # like sigBusy, the bar and Cancel follow the shared lane; a lab run shows its own
+        if self.runner.lane_of(kind) != SHARED_LANE or self.live.quiet(kind):
+            return  # like sigBusy, the bar and Cancel follow the shared lane; a lab run shows its own, live its rate
         self.progress.setVisible(True)
         self.cancel_button.setVisible(True)
         self.progress.setRange(0, total if total > 0 else 0)

@@ -495,12 +495,14 @@ class PresentationMode(QObject):
             "scale_up": lambda: self.step_scale(1), "scale_down": lambda: self.step_scale(-1),
             "scale_reset": lambda: self.set_scale(1.0),
             "keymap": self.show_keymap,
+            "live_freeze": lambda: w.live.toggle_freeze(),
         }
 
     def _intercepts(self) -> dict:
         # Esc is the window's only while presenting (blanking and the key map take any key
         # first); otherwise it goes to the focused view (the attention query) and cancels jobs.
-        return {"escape": lambda: self.presenting, "chrome": lambda: self.presenting}
+        return {"escape": lambda: self.presenting, "chrome": lambda: self.presenting,
+                "live_freeze": lambda: self.window.live.space_is_ours()}
 
     def build_menus(self, view_menu: QMenu, navigate_menu: QMenu) -> None:
         """The Navigate menu and the View menu's presentation entries, from the key table.

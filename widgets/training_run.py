@@ -178,7 +178,8 @@ class TrainingRun(QObject):
             self.sigProgress.emit(text)
 
     def _finished(self, kind: str, message: Any) -> None:
-        self._end(kind, str(message or ""), False)
+        if kind == RUN_KIND:  # not str() of every job's result: a layer analysis's repr prints its arrays
+            self._end(kind, str(message or ""), False)
 
     def _failed(self, kind: str, message: str) -> None:
         self._end(kind, message, True)

@@ -147,7 +147,12 @@ MAX_STEPS = 1000
 MAX_CONV = 64
 CONV_SIZE = 224
 #: The window's options, accepted without a command (``python main.py --model vit_digits``) or after ``gui``.
-WINDOW_OPTIONS = ("model", "arch", "image", "layer", "device", "trust", "scene", "presentation", "scale", "theme")
+WINDOW_OPTIONS = ("model", "arch", "image", "layer", "device", "trust", "scene", "presentation", "scale", "theme",
+                  "video", "camera")
+#: ``screenshot --frames``: the most frames of a video the window follows before the picture.
+MAX_FOLLOW = 10_000
+#: ``--camera N``: camera numbers (OpenCV's indexes).
+CAMERA = _integer(0, 99)
 
 
 def _add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -171,6 +176,10 @@ def _add_window_args(p: argparse.ArgumentParser | argparse._ArgumentGroup, dest:
     p.add_argument("--device", dest=f"{dest}device", metavar="DEVICE", help="cpu, cuda, cuda:1 or mps (default: the best available)")
     p.add_argument("--scene", dest=f"{dest}scene", metavar="FILE",
                    help="open on a saved scene (.vizscene); a .vizdeck or a folder of scenes opens its first")
+    p.add_argument("--video", dest=f"{dest}video", metavar="FILE",
+                   help="follow a video file live: every view follows its frames (Space freezes)")
+    p.add_argument("--camera", dest=f"{dest}camera", metavar="N", nargs="?", const=0, type=CAMERA,
+                   help="follow camera N live (default 0): every view follows its frames (Space freezes)")
     _add_presentation_args(p, dest)
 
 
@@ -316,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channel", type=_integer(0), help="channel to select (0-based)")
     p.add_argument("--dock", choices=DOCKS, metavar="DOCK", help=f"raise this dock first: {', '.join(DOCKS)}")
     p.add_argument("--maximise", action="store_true", help="the --dock fills the window, as Z does in the app")
+    p.add_argument("--video", metavar="FILE", help="follow this video live first (--frames frames), then take the picture")
+    p.add_argument("--frames", type=_integer(1, MAX_FOLLOW),
+                   help=f"with --video: frames to follow before the picture, 1 to {MAX_FOLLOW} (default 30)")
     p.add_argument("--collection", help="index this folder of images (or 'samples') at the layer first, for the Top patches dock")
     p.add_argument("--scene", help="a .vizscene file to render (its model, image, layer, ... ; the options above override)")
     p.add_argument("--view-option", action="append", metavar="DOCK.KEY=VALUE",
@@ -391,7 +403,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    given = [name for name in WINDOW_OPTIONS if getattr(args, f"window_{name}") not in (None, False)]
+    given = [name for name in WINDOW_OPTIONS if getattr(args, f"window_{name}") is not None
+             and getattr(args, f"window_{name}") is not False]
     if args.command not in (None, "gui") and given:
         parser.error(f"argument --{given[0]}: the window's options go without a command or after 'gui'; "
                      f"for '{args.command}' put --{given[0]} after the command's name")
@@ -399,10 +412,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args = parser.parse_args(["gui"], namespace=args)
     if args.command == "gui":
         for name in WINDOW_OPTIONS:  # gui's own option wins over one given before it
-            if getattr(args, name) in (None, False):
+            if getattr(args, name) is None or getattr(args, name) is False:  # (--camera 0 is given)
                 setattr(args, name, getattr(args, f"window_{name}"))
+        if args.video and args.camera is not None:
+            parser.error("argument --camera: not with --video (the window follows one live source)")
     for name in WINDOW_OPTIONS:
         delattr(args, f"window_{name}")
+    if args.command == "screenshot":
+        if args.frames is not None and args.video is None:
+            parser.error("argument --frames: only with --video (the frames of the video to follow)")
+        args.frames = args.frames or 30
     if args.command == "export":
         if args.all and args.format:
             parser.error("argument --format: only with --dock (--all writes a PNG of each dock and an SVG where it has plots)")

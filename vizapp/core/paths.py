@@ -16,6 +16,7 @@ cache      ``$VIZAPP_CACHE``     ``cache_dir``     platformdirs' user cache fold
 indexes    (the cache's)         ``index_dir``     ``<cache>/index``
 data sets  ``$VIZAPP_DATA``      ``data_dir``      ``<config cache_dir or default cache>/data`` (not under ``$VIZAPP_CACHE``, as before)
 runs       ``$VIZAPP_RUNS``      ``runs_dir``      ``<user data>/vizapp/vizapp/runs``
+frames     ``$VIZAPP_FRAMES``    (none)            ``<user data>/vizapp/vizapp/frames`` (live frames kept as images)
 settings   ``$VIZAPP_SETTINGS``  (none)            Qt's per-user ini store (``QSettings`` decides; see below)
 weights    ``$VIZAPP_WEIGHTS``   ``weights_dirs``  a frozen bundle's own ``weights/`` (all three are searched)
 =========  ====================  ================  =====================================================================================
@@ -51,7 +52,8 @@ from pathlib import Path
 
 from vizapp.core.config import bundle_dir, machine_config
 
-__all__ = ["cache_dir", "data_dir", "index_dir", "resource", "runs_dir", "settings_file", "weights_dirs"]
+__all__ = ["cache_dir", "data_dir", "frames_dir", "index_dir", "resource", "runs_dir", "settings_file",
+           "weights_dirs"]
 
 APP = "vizapp"
 
@@ -114,6 +116,14 @@ def runs_dir() -> Path:
 
     return (_override("VIZAPP_RUNS") or machine_config().runs_dir
             or platformdirs.user_data_path(roaming=True) / APP / APP / "runs")
+
+
+def frames_dir() -> Path:
+    """Where the window keeps a live camera or video frame as an image ("Keep frame"):
+    ``$VIZAPP_FRAMES``, else the app's data folder's ``frames`` (beside the runs)."""
+    import platformdirs
+
+    return _override("VIZAPP_FRAMES") or platformdirs.user_data_path(roaming=True) / APP / APP / "frames"
 
 
 def weights_dirs() -> list[Path]:
