@@ -34,6 +34,7 @@ ALLOWED = [
     ("vizapp/collection/index_store.py", 'open(path, "r+b")', "create_features: reserving the space"),
     ("widgets/export.py", "image.save(buffer, fmt)", "encoded in memory, then write_bytes"),
     ("widgets/image_view.py", 'image.save(buffer, "PNG")', "encoded in memory (drag and drop)"),
+    ("widgets/controllers/live.py", 'Image.fromarray(pixels, "RGB").save(buffer, "PNG")', "encoded in memory, then write_bytes"),
     ("models/checkpoint.py", "atomic_write(", "the write goes to atomic_write's temporary file"),
     ("models/checkpoint.py", "save_file(state, tmp,", "write_weights, called by atomic_write with its temporary file"),
     ("models/_download.py", 'os.fdopen(fd, "wb")', "a streamed download: its own temporary file, hash-checked, "
