@@ -105,6 +105,8 @@ class LectureController(Controller):
         self._timer = QTimer(window)
         self._timer.setInterval(POLL_MS)
         self._timer.timeout.connect(self._poll)
+        self._relayout: bytes | None = None  # the scene's layout, restored once more when its jobs drain
+        runner.sigBusy.connect(self._drained)
         runner.set_lane("prefetch", "prefetch")  # never in front of the analysis on the shared lane
         session.events.model.connect(lambda _model: self._remember_model())
 
@@ -147,6 +149,7 @@ class LectureController(Controller):
         w, s = self.window, self.session
         self._timer.stop()
         self.pending, self.missing, self._where, self._settled = scene, [], where or scene.title, 0
+        self._relayout = None
         self._error_before = w.last_error  # a new error by the time the scene is in: its model's
         self._apply_presentation(scene)
         if scene.layout:
@@ -201,8 +204,19 @@ class LectureController(Controller):
                 self.missing.append(f"theme {scene.theme}")
 
     def settled(self) -> bool:
-        """No scene is being applied."""
-        return self.pending is None
+        """No scene is being applied (its layout restored after the jobs it started)."""
+        return self.pending is None and self._relayout is None
+
+    def _drained(self, busy: bool) -> None:
+        if not busy and self._relayout is not None:
+            QTimer.singleShot(0, self.window, self._restore_again)  # after the last results are shown
+
+    def _restore_again(self) -> None:
+        layout, self._relayout = self._relayout, None
+        if layout is not None and self.runner.lane_idle():
+            self.window.restoreState(QByteArray(layout), self.state_version)
+        elif layout is not None:
+            self._relayout = layout  # a job started meanwhile: when it drains
 
     def _poll(self) -> None:
         w, s = self.window, self.session
@@ -253,8 +267,14 @@ class LectureController(Controller):
         attention = self.views.get("attention")
         if scene.head is not None and attention is not None:
             attention.set_layer_head(attention.layer(), scene.head)
-        if scene.layout:  # again, now that the docks hold the scene's contents (their minimum sizes)
+        if scene.layout:  # again, now that the docks hold the scene's contents (their minimum sizes),
             w.restoreState(QByteArray(scene.layout_bytes()), self.state_version)
+            # and once more when the jobs these options asked for (kernels, explanations) are drawn:
+            # their pictures change the docks' minimum sizes, so the splits would depend on when
+            # each result arrived
+            self._relayout = scene.layout_bytes()
+            if self.runner.lane_idle():
+                QTimer.singleShot(0, self.window, self._restore_again)
         if scene.dock:
             dock = w.docks.get(scene.dock)
             if dock is None:
