@@ -185,32 +185,37 @@ def _draw(g: torch.Generator, lo: int, hi: int) -> int:
     return int(torch.randint(lo, hi + 1, (1,), generator=g).item())
 
 
-def _roll(x: torch.Tensor, g: torch.Generator, d: int) -> torch.Tensor:
-    if d <= 0:
-        return x
-    dy, dx = _draw(g, -d, d), _draw(g, -d, d)
-    return torch.roll(x, (dy, dx), (2, 3))
-
-
 def transform(x: torch.Tensor, s: Settings, g: torch.Generator, out: int) -> torch.Tensor:
-    """Lucent's standard transforms, scaled by ``s.jitter``: pad by 1.5 x jitter with grey, jitter,
-    a random scale and rotation, a half jitter; then resized to ``out`` x ``out``."""
+    """Lucent's standard transforms, scaled by ``s.jitter``, as ``out`` x ``out`` images: pad by
+    1.5 x jitter with grey, shift by up to ``jitter`` px, a random scale (one of ``s.scales``) and
+    rotation (up to ``s.rotate`` degrees), shift by up to half the jitter, resize to ``out``.
+
+    One ``grid_sample``: the five steps compose to one affine map from the output to the image
+    (grey outside it), so the step costs one bilinear resampling rather than five copies.
+    """
     j = s.jitter
-    if j:
-        x = F.pad(x, [j + (j + 1) // 2] * 4, value=0.5)
-        x = _roll(x, g, j)
-    if s.scales or s.rotate:
-        scale = s.scales[_draw(g, 0, len(s.scales) - 1)] if s.scales else 1.0
-        angle = math.radians(float(torch.rand(1, generator=g).item() * 2 - 1) * s.rotate) if s.rotate else 0.0
-        c, sn = math.cos(angle) / scale, math.sin(angle) / scale
-        theta = torch.tensor([[c, -sn, 0.0], [sn, c, 0.0]], dtype=x.dtype, device=x.device).expand(x.shape[0], 2, 3)
-        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-    if j:
-        x = _roll(x, g, j // 2)
-    if x.shape[-1] != out or x.shape[-2] != out:
-        x = F.interpolate(x, size=(out, out), mode="bilinear", align_corners=False)
-    return x
+    if not (j or s.scales or s.rotate):
+        if x.shape[-1] == out and x.shape[-2] == out:
+            return x
+        return F.interpolate(x, size=(out, out), mode="bilinear", align_corners=False)
+    side = x.shape[-1]
+    canvas = side + 2 * (j + (j + 1) // 2 if j else 0)
+    first = (_draw(g, -j, j), _draw(g, -j, j)) if j else (0, 0)  # (dx, dy) in canvas pixels
+    scale = s.scales[_draw(g, 0, len(s.scales) - 1)] if s.scales else 1.0
+    angle = math.radians(float(torch.rand(1, generator=g).item() * 2 - 1) * s.rotate) if s.rotate else 0.0
+    half = j // 2
+    second = (_draw(g, -half, half), _draw(g, -half, half)) if half else (0, 0)
+    # Output coordinates v (normalised, [-1, 1]) -> canvas: undo the second shift t2, the
+    # rotation/scale A, the first shift t1; canvas -> image: divide by the image's share of it.
+    c, sn = math.cos(angle) / scale, math.sin(angle) / scale
+    a = np.array([[c, -sn], [sn, c]])
+    t1 = 2.0 * np.array(first, float) / canvas
+    t2 = 2.0 * np.array(second, float) / canvas
+    share = side / canvas
+    theta = np.concatenate([a / share, (-(a @ t2) - t1)[:, None] / share], axis=1)
+    theta_t = torch.tensor(theta, dtype=x.dtype, device=x.device).expand(x.shape[0], 2, 3)
+    grid = F.affine_grid(theta_t, [x.shape[0], x.shape[1], out, out], align_corners=False)
+    return F.grid_sample(x - 0.5, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + 0.5
 
 
 # --- the model side ---------------------------------------------------------------------------
@@ -224,6 +229,12 @@ def _training_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
     from vizapp.probing.inference import training_modules
 
     return training_modules(model)
+
+
+def has_classifier(model, logits: torch.Tensor) -> bool:
+    from vizapp.probing.inference import has_classifier as classifier
+
+    return classifier(model, logits)
 
 
 class _Probe:
@@ -461,7 +472,7 @@ def visualize(model, settings: Settings, image=None, *, progress: Progress = no_
             feed = F.interpolate(feed, size=(model.input_size,) * 2, mode="bilinear", align_corners=False)
         act, logits = probe(feed, logits=s.objective == "class")
         if s.objective == "class":
-            if logits is None or logits.ndim != 2:
+            if logits is None or not has_classifier(model, logits):
                 raise ModelError(f"{model.title} has no classifier head; pick a channel objective")
             if not checked and int(label_index.max()) >= logits.shape[1]:
                 raise UserError(f"target: class {int(label_index.max())} is out of range; "
