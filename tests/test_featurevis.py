@@ -98,6 +98,8 @@ def test_generator_previews_cancel_and_the_model_is_left_as_it_was(tinyvgg):
     steps = list(fv.visualize(tinyvgg, s))
     assert [st.step for st in steps] == list(range(1, 11)) and {st.steps for st in steps} == {10}
     assert [st.step for st in steps if st.preview is not None] == [4, 8, 10]
+    with torch.no_grad():  # a caller's no_grad does not stop it
+        assert np.array_equal(fv.run(tinyvgg, s).images, steps[-1].preview)
     assert steps[3].preview.shape == (1, 32, 32, 3) and steps[3].preview.dtype == np.uint8
     token = CancelToken()
     gen = fv.visualize(tinyvgg, replace(s, steps=100), cancel=token)
