@@ -118,7 +118,7 @@ PRESETS: dict[str, Settings] = {
                           steps=256, name="Olah 2017"),
     # DeepDream: the layer's L2 from an image, 4 octaves of 1.4x.
     "DeepDream": Settings(objective="dream", method="pixel", decorrelate=False, jitter=8, clip=True,
-                          octaves=4, octave_scale=1.4, steps=24, name="DeepDream"),
+                          octaves=4, octave_scale=1.4, steps=10, name="DeepDream"),
 }
 
 
