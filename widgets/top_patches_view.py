@@ -3,7 +3,10 @@
 Left, the selected channel's top-k patches from an indexed collection as large
 thumbnails with their activation and file name (click one to open that image).
 Right, the layer overview: every channel's best patch in one mosaic (click a tile to
-select the channel; left/right step channels). The view only paints
+select the channel; left/right step channels). With a projection on ("Projection:
+deconvnet / guided backprop"), each top patch's unit projected back to the pixels
+(``vizapp.explain.projection``) stands in a grid left of the patches, slot for slot, as in
+Zeiler & Fergus's Fig. 2. The view only paints
 ``vizapp.collection.patches.PatchGrid`` / ``LayerOverview`` records; the collection controller
 (``widgets/controllers/collection.py``) runs the jobs.
 """
@@ -17,6 +20,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import (
+    QComboBox,
     QFileDialog,
     QFrame,
     QGridLayout,
@@ -35,6 +39,8 @@ from widgets.theme import THEME
 __all__ = ["TopPatchesView"]
 
 HINT = "Click a patch to open its image · click a tile to pick a channel · ←/→ channel"
+#: The projection choices: (shown, key); the keys are ``vizapp.explain.projection.METHODS`` and "none".
+PROJECTIONS = (("none", "none"), ("deconvnet", "deconvnet"), ("guided backprop", "guided"))
 
 
 def _name(patch) -> str:
@@ -111,12 +117,16 @@ class TopPatchesView(QWidget):
         ("Samples": the offline sample photographs).
     sigIndexRequested()
         "Index": build (or reuse) the index for the current model and collection.
+    sigProjectionChanged(method)
+        The projection shown beside the patches: ``"none"``, ``"deconvnet"`` or ``"guided"``
+        (feed it with :meth:`set_projections`).
     """
 
     sigChannelChanged = Signal(int)
     sigPatchRequested = Signal(object)
     sigCollectionRequested = Signal(str)
     sigIndexRequested = Signal()
+    sigProjectionChanged = Signal(str)
 
     def __init__(self, session=None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -124,6 +134,8 @@ class TopPatchesView(QWidget):
         self.overview: object | None = None  # LayerOverview
         self.channel: int | None = None
         self.thumbs: list[_Thumb] = []
+        self.projections: object | None = None  # vizapp.explain.projection.Projections
+        self.projection_thumbs: list[_Thumb] = []
         self.setFocusPolicy(Qt.StrongFocus)
 
         self.collection_button = QPushButton("Collection…")
@@ -149,6 +161,29 @@ class TopPatchesView(QWidget):
         self.thumb_area = QWidget()
         self.thumb_layout = QGridLayout(self.thumb_area)
         self.thumb_layout.setSpacing(6)
+        self.projection = QComboBox()
+        for text, key in PROJECTIONS:
+            self.projection.addItem(text, key)
+        self.projection.setToolTip("Project each top patch's unit back to the pixels (Zeiler & Fergus 2014): "
+                                   "deconvnet, or guided backprop (Springenberg et al. 2015)")
+        self.projection.currentIndexChanged.connect(self._projection_changed)
+        self.projection_area = QWidget()
+        self.projection_layout = QGridLayout(self.projection_area)
+        self.projection_layout.setSpacing(6)
+        self.projection_title = heading("", "body")
+        self.projection_note = heading("", "small", bold=False)
+        self.projection_box = QWidget()
+        pl = QVBoxLayout(self.projection_box)
+        pl.setContentsMargins(0, 0, 0, 0)
+        pl.addWidget(self.projection_title)
+        pl.addWidget(self.projection_area, 1)
+        pl.addWidget(self.projection_note)
+        self.projection_box.setVisible(False)
+        patches_side = QWidget()
+        ps = QHBoxLayout(patches_side)
+        ps.setContentsMargins(0, 0, 0, 0)
+        ps.addWidget(self.projection_box, 1)
+        ps.addWidget(self.thumb_area, 1)
 
         self.canvas = pg.GraphicsLayoutWidget()
         self.canvas.setBackground(THEME.colour("background"))
@@ -166,6 +201,8 @@ class TopPatchesView(QWidget):
         controls = QHBoxLayout()
         for button in (self.collection_button, self.samples_button, self.index_button):
             controls.addWidget(button)
+        controls.addWidget(QLabel("Projection:"))
+        controls.addWidget(self.projection)
         controls.addWidget(self.status, 1)
         right = QWidget()
         rl = QVBoxLayout(right)
@@ -174,7 +211,7 @@ class TopPatchesView(QWidget):
         rl.addWidget(self.canvas, 1)
         rl.addWidget(self.readout)
         split = QSplitter(Qt.Horizontal)
-        split.addWidget(self.thumb_area)
+        split.addWidget(patches_side)
         split.addWidget(right)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 2)
@@ -204,6 +241,7 @@ class TopPatchesView(QWidget):
         """Clear both areas and say ``text`` (e.g. "not indexed for this layer")."""
         self.grid = self.overview = None
         self._show_thumbs([])
+        self.set_projections(None)
         self.image.clear()
         self.marker.setVisible(False)
         self.title.setText(text)
@@ -226,6 +264,65 @@ class TopPatchesView(QWidget):
         self._set_flags(flags.lines if flags is not None else [])
         self._show_thumbs(list(zip(grid.patches, grid.tiles, strict=True)))
         self._place_marker()
+        if self.projections is None or (self.projections.layer, self.projections.channel) != (grid.layer, grid.channel):
+            self.set_projections(None)  # the new channel's come as a job (the controller asks)
+
+    def current_projection(self) -> str:
+        """``"none"``, ``"deconvnet"`` or ``"guided"``."""
+        return self.projection.currentData()
+
+    def set_projections(self, projections) -> None:
+        """Show a ``vizapp.explain.projection.Projections`` left of the patches, slot for slot
+        (``None``: none yet; one for another channel or method than shown is ignored)."""
+        method = self.current_projection()
+        grid = self.grid
+        if projections is not None and (
+            grid is None or projections.method != method
+            or (projections.layer, projections.channel) != (grid.layer, grid.channel)
+        ):
+            return
+        self.projections = projections
+        self.projection_box.setVisible(method != "none")
+        for thumb in self.projection_thumbs:
+            self.projection_layout.removeWidget(thumb)
+            thumb.hide()
+        if method == "none":
+            return
+        title = dict((key, text) for text, key in PROJECTIONS)[method]
+        if projections is None:
+            busy = grid is not None and len(grid.patches) > 0
+            self.projection_title.setText(f"{title.capitalize()}: computing…" if busy else "")
+            self.projection_note.setText("")
+            return
+        self.projection_title.setText(f"{title.capitalize()} of each patch's unit")
+        self.projection_note.setText("\n".join(projections.notes))
+        while len(self.projection_thumbs) < len(projections.images):
+            thumb = _Thumb()
+            thumb.clicked.connect(lambda t=thumb: self._thumb_clicked(t))
+            self.projection_thumbs.append(thumb)
+        cols = max(1, math.ceil(math.sqrt(len(projections.images))))
+        for i, (patch, pixels, box) in enumerate(zip(projections.patches, projections.images, projections.boxes,
+                                                     strict=True)):
+            thumb = self.projection_thumbs[i]
+            tip = f"{title} of unit ({patch.y}, {patch.x}) of {_name(patch)}\nbox {tuple(int(v) for v in box)} of the model input"
+            thumb.set_patch(pixels, f"{patch.value:.3g}", title, tip)
+            self.projection_layout.addWidget(thumb, i // cols, i % cols)
+            thumb.show()
+
+    def _projection_changed(self, *_args) -> None:
+        self.set_projections(None)
+        self.sigProjectionChanged.emit(self.current_projection())
+
+    # --- scenes (widgets/controllers/lecture.py) ---------------------------------
+    def view_options(self) -> dict:
+        """The projection shown beside the patches, for a scene."""
+        return {"projection": self.current_projection()}
+
+    def set_view_options(self, options: dict) -> None:
+        """Apply :meth:`view_options`' keys (unknown keys and values are skipped)."""
+        from widgets.options import set_combo
+
+        set_combo(self.projection, options.get("projection"))  # emits sigProjectionChanged when it changes
 
     def set_overview(self, overview) -> None:
         """Show a ``vizapp.collection.patches.LayerOverview``: one ImageItem for every channel's tile."""
@@ -266,7 +363,7 @@ class TopPatchesView(QWidget):
             thumb.show()
 
     def _thumb_clicked(self, thumb: _Thumb) -> None:
-        i = self.thumbs.index(thumb)
+        i = self.thumbs.index(thumb) if thumb in self.thumbs else self.projection_thumbs.index(thumb)
         if self.grid is not None and i < len(self.grid.patches):
             self.sigPatchRequested.emit(self.grid.patches[i])
 
