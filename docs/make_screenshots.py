@@ -15,6 +15,7 @@ line, on a clip :func:`make_clip` writes first (a moving crop over the "chelsea"
     python docs/make_screenshots.py attention  # the views whose names are given
     python docs/make_screenshots.py convolution convolution-sobel  # docs/convolution*.png
     python docs/make_screenshots.py live       # docs/live.png only
+    python docs/make_screenshots.py deconv deconv-guided  # docs/deconv*.png: the projections
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ VIEWS = {
 }
 LAB_SCALE = 1.25
 #: Pictures of ``docs/`` itself, one each at 1280x720: the Convolution dock maximised, mid-step
-#: (the first layer's filter 5 of Lite0 on the cat; Sobel x, stride 1, padding 1, on the camera).
+#: (the first layer's filter 5 of Lite0 on the cat; Sobel x, stride 1, padding 1, on the camera);
+#: the Top patches dock maximised with the projections (``docs/deconv*.png``).
 PICTURES = {
     "convolution": ["--model", "efficientnet_lite0", "--image", "chelsea", "--layer", "conv_stem", "--channel", "5",
                     "--view-option", "convolution.step=4509"],
@@ -47,7 +49,14 @@ PICTURES = {
                           "--view-option", "convolution.kernel=sobel_x", "--view-option", "convolution.own=false",
                           "--view-option", "convolution.stride=1", "--view-option", "convolution.padding=1",
                           "--view-option", "convolution.step=24762"],
+    # The Top patches dock with each top-9 unit's deconvnet (then guided backprop) projection beside its patch.
+    "deconv": ["--model", "efficientnet_lite0", "--image", "chelsea", "--layer", "blocks.3", "--channel", "5",
+               "--collection", "samples", "--view-option", "patches.projection=deconvnet"],
+    "deconv-guided": ["--model", "efficientnet_lite0", "--image", "chelsea", "--layer", "blocks.3", "--channel", "5",
+                      "--collection", "samples", "--view-option", "patches.projection=guided"],
 }
+#: The dock each picture maximises (the Convolution dock unless named here).
+PICTURE_DOCKS = {"deconv": "patches", "deconv-guided": "patches"}
 #: The live picture: its size, the frames the window follows first, the clip's frame size and rate.
 LIVE_SIZE, LIVE_FRAMES, CLIP_SIZE, CLIP_FPS = (1280, 720), 30, (320, 240), 15
 
@@ -109,7 +118,8 @@ def shoot(view: str, size: tuple[int, int], presenting: bool, env: dict) -> None
 
 def picture(name: str, env: dict) -> None:
     """One of :data:`PICTURES`: its dock maximised in a 1280x720 window."""
-    argv = [sys.executable, "main.py", "screenshot", *PICTURES[name], "--dock", "convolution", "--maximise",
+    dock = PICTURE_DOCKS.get(name, "convolution")
+    argv = [sys.executable, "main.py", "screenshot", *PICTURES[name], "--dock", dock, "--maximise",
             "--size", "1280x720", "--out", str(ROOT / "docs" / f"{name}.png")]
     print("$", " ".join(argv[1:]), flush=True)
     subprocess.run(argv, cwd=ROOT, env=env, check=True)

@@ -63,7 +63,7 @@ def test_dock_shows_nine_projections_beside_nine_patches(qtbot, make_window, sha
     pv.set_view_options({"projection": "guided"})
     qtbot.waitUntil(lambda: w.runner.idle() and pv.projections is not None
                     and pv.projections.method == "guided", timeout=60_000)
-    assert "Guided backprop" in pv.projection_title.text()
+    assert "guided backprop projection" in pv.projection_title.text()
     # None: the projections go, and no job runs.
     pv.set_view_options({"projection": "none"})
     assert not pv.projection_box.isVisibleTo(pv) and pv.view_options() == {"projection": "none"}

@@ -172,18 +172,20 @@ class TopPatchesView(QWidget):
         self.projection_layout.setSpacing(6)
         self.projection_title = heading("", "body")
         self.projection_note = heading("", "small", bold=False)
-        self.projection_box = QWidget()
-        pl = QVBoxLayout(self.projection_box)
-        pl.setContentsMargins(0, 0, 0, 0)
-        pl.addWidget(self.projection_title)
-        pl.addWidget(self.projection_area, 1)
-        pl.addWidget(self.projection_note)
+        self.projection_box = self.projection_area  # shown while a projection is chosen
         self.projection_box.setVisible(False)
+        self.projection_title.setVisible(False)
+        self.projection_note.setVisible(False)
+        # The projections left of the patches, slot for slot; their title above, notes below both.
         patches_side = QWidget()
-        ps = QHBoxLayout(patches_side)
+        ps = QVBoxLayout(patches_side)
         ps.setContentsMargins(0, 0, 0, 0)
-        ps.addWidget(self.projection_box, 1)
-        ps.addWidget(self.thumb_area, 1)
+        ps.addWidget(self.projection_title)
+        grids = QHBoxLayout()
+        grids.addWidget(self.projection_area, 1)
+        grids.addWidget(self.thumb_area, 1)
+        ps.addLayout(grids, 1)
+        ps.addWidget(self.projection_note)
 
         self.canvas = pg.GraphicsLayoutWidget()
         self.canvas.setBackground(THEME.colour("background"))
@@ -282,7 +284,9 @@ class TopPatchesView(QWidget):
         ):
             return
         self.projections = projections
-        self.projection_box.setVisible(method != "none")
+        for part in (self.projection_box, self.projection_title):
+            part.setVisible(method != "none")
+        self.projection_note.setVisible(method != "none" and projections is not None and bool(projections.notes))
         for thumb in self.projection_thumbs:
             self.projection_layout.removeWidget(thumb)
             thumb.hide()
@@ -294,7 +298,8 @@ class TopPatchesView(QWidget):
             self.projection_title.setText(f"{title.capitalize()}: computing…" if busy else "")
             self.projection_note.setText("")
             return
-        self.projection_title.setText(f"{title.capitalize()} of each patch's unit")
+        self.projection_title.setText(f"Left: the {title} projection of each patch's unit (Zeiler & Fergus); "
+                                      "right: the patch")
         self.projection_note.setText("\n".join(projections.notes))
         while len(self.projection_thumbs) < len(projections.images):
             thumb = _Thumb()
@@ -305,7 +310,7 @@ class TopPatchesView(QWidget):
                                                      strict=True)):
             thumb = self.projection_thumbs[i]
             tip = f"{title} of unit ({patch.y}, {patch.x}) of {_name(patch)}\nbox {tuple(int(v) for v in box)} of the model input"
-            thumb.set_patch(pixels, f"{patch.value:.3g}", title, tip)
+            thumb.set_patch(pixels, f"{patch.value:.3g}", _name(patch), tip)  # rows as tall as the patches'
             self.projection_layout.addWidget(thumb, i // cols, i % cols)
             thumb.show()
 

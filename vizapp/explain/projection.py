@@ -62,7 +62,7 @@ METHODS = ("deconvnet", "guided")
 TITLES = {"deconvnet": "deconvnet", "guided": "guided backprop"}
 #: Percentile of a projection's magnitude shown at full contrast (a few strong pixels
 #: would otherwise leave the rest of it grey).
-CONTRAST = 99.5
+CONTRAST = 99.0
 #: Images per backward pass in :func:`project_many` (the top-9 in one).
 CHUNK = 9
 
