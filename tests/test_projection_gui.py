@@ -55,6 +55,17 @@ def test_dock_shows_nine_projections_beside_nine_patches(qtbot, make_window, sha
     assert result.patches == pv.grid.patches == expected.patches
     for got, want in zip(result.images, expected.images, strict=True):
         np.testing.assert_array_equal(got, want)
+    # Both grids fit the lecture screens beside the layer overview.
+    from _fit import misfits
+
+    for size in ((1280, 720), (1024, 768)):
+        w.resize(*size)
+        w.reset_layout()
+        w.resize(*size)
+        w.docks["patches"].raise_()
+        qtbot.wait(50)
+        assert misfits(w) == [], size
+    w.resize(1400, 900)
     # Another channel: its own projections; guided backprop replaces them; the scene keeps the choice.
     s.select_channel(channel + 1)
     qtbot.waitUntil(lambda: w.runner.idle() and pv.projections is not None
