@@ -219,3 +219,59 @@ def test_top_projections_cancel(tiny, shapes_index):
     token.cancel()
     with pytest.raises(Cancelled):
         analysis.top_projections(tiny, collection, index, TINY_LAYER, 3, "guided", cancel=token)
+
+
+def _centre_of_mass(raw: np.ndarray) -> tuple[float, float]:
+    m = np.abs(raw).sum(-1)
+    yy, xx = np.mgrid[0 : m.shape[0], 0 : m.shape[1]]
+    return float((m * xx).sum() / m.sum()), float((m * yy).sum() / m.sum())
+
+
+def _registered(loaded, images, layer, units, map_size, method, stride, offset):
+    """Each projection is cut from its unit's whole field, centred on the unit (its centre at
+    ``offset + stride * (x, y)`` model-input pixels, worked out by hand for the network), the
+    projection's energy lies within an eighth of the field of that centre and in the crop's
+    middle half, and the crop and the patch beside it are the same region of the full
+    projection and of the model-input pixels, pixel for pixel."""
+    result = P.project_units(loaded, images, layer, units, map_size, False, method)
+    assert len(result.inputs) == len(result.images) == len(units)
+    for image, unit, box, shown, patch in zip(images, units, result.boxes, result.images, result.inputs, strict=True):
+        _, y, x = unit
+        centre = ((box[0] + box[2]) / 2 - 0.5, (box[1] + box[3]) / 2 - 0.5)
+        assert centre == pytest.approx((offset + stride * x, offset + stride * y), abs=0.51), (unit, box)
+        side = box[2] - box[0]
+        raw = P.project(loaded, image, layer, unit, method)
+        cx, cy = _centre_of_mass(raw)
+        assert np.hypot(cx - centre[0], cy - centre[1]) <= side / 8, (unit, (cx, cy), centre)
+        assert box[0] + side / 4 <= cx <= box[2] - side / 4 and box[1] + side / 4 <= cy <= box[3] - side / 4
+        x0, y0, x1, y1 = P.pixel_box(box)
+        assert shown.shape == patch.shape == (y1 - y0, x1 - x0, 3)
+        np.testing.assert_array_equal(shown, P.display(raw, box))
+        pixels = loaded.preprocess.batch_and_display(image)[1]
+        inside = np.zeros(pixels.shape[:2], bool)
+        inside[max(0, y0) : y1, max(0, x0) : x1] = True
+        ys, xs = np.nonzero(inside)
+        np.testing.assert_array_equal(patch[ys - y0, xs - x0], pixels[ys, xs])  # the patch: model-input pixels
+        values, got = raw[ys, xs], shown[ys - y0, xs - x0].astype(int) - 128
+        clear = np.abs(values) > 0.01 * np.percentile(np.abs(values), P.CONTRAST)  # the projection under the box
+        assert clear.sum() > 0.1 * clear.size
+        np.testing.assert_array_equal(np.sign(got[clear]), np.sign(values[clear]))
+        outside = np.ones(patch.shape[:2], bool)
+        outside[ys - y0, xs - x0] = False
+        assert (patch[outside] == P.OUTSIDE).all() and (shown[outside] == P.OUTSIDE).all()
+
+
+def test_lite0_projections_are_centred_on_their_units_and_line_up_with_their_patches(lite0, chelsea, coffee):
+    # blocks.3 (14 x 14, stride 16, same padding: unit x's field is centred on input pixel 16 x);
+    # (5, 0, 13) is the top-right unit blocks.3 channel 5 peaks at on most samples: its field
+    # runs past the image, and a box clipped to the image put the unit in the crop's corner.
+    units = [(5, 0, 13), (5, 7, 7), (9, 5, 4)]
+    _registered(lite0, [chelsea, chelsea, coffee], LITE_LAYER, units, (14, 14), "guided", 16, 0)
+
+
+def test_tinyvgg_projections_are_centred_on_their_units_and_line_up_with_their_patches(tiny, shapes_index):
+    # conv2_2 (10 x 10, no padding, after one 2x2 max-pool: unit x sees input pixels 2x .. 2x + 13).
+    collection, index = shapes_index
+    images = [collection.open(i) for i in (0, 3, 6)]
+    units = [(4, 0, 9), (4, 5, 5), (7, 9, 0)]
+    _registered(tiny, images, "conv2_2", units, (10, 10), "deconvnet", 2, 6.5)

@@ -55,6 +55,16 @@ def test_dock_shows_nine_projections_beside_nine_patches(qtbot, make_window, sha
     assert result.patches == pv.grid.patches == expected.patches
     for got, want in zip(result.images, expected.images, strict=True):
         np.testing.assert_array_equal(got, want)
+    # Beside each projection, the model-input pixels under the same box (not the original image's
+    # patch): the same size, and both enlarged by the same whole factor (nearest neighbour).
+    from widgets.top_patches_view import _enlarged
+
+    for p, t, projected, under in zip(shown, patches, result.images, result.inputs, strict=True):
+        assert projected.shape == under.shape
+        assert p._pixmap.size() == t._pixmap.size()
+        side = max(projected.shape[:2])
+        assert p._pixmap.width() == projected.shape[1] * max(1, -(-128 // side))
+        assert t._pixmap.toImage().pixelColor(0, 0).red() == _enlarged(under)[0, 0, 0]
     # Both grids fit the lecture screens beside the layer overview.
     from _fit import misfits
 
@@ -78,6 +88,7 @@ def test_dock_shows_nine_projections_beside_nine_patches(qtbot, make_window, sha
     # None: the projections go, and no job runs.
     pv.set_view_options({"projection": "none"})
     assert not pv.projection_box.isVisibleTo(pv) and pv.view_options() == {"projection": "none"}
+    assert pv.thumbs[0]._pixmap.size().width() == pv.grid.tiles[0].shape[1]  # the patches again
     pv.set_view_options({"projection": "lrp"})  # unknown: skipped
     assert pv.current_projection() == "none"
 

@@ -41,6 +41,17 @@ __all__ = ["TopPatchesView"]
 HINT = "Click a patch to open its image · click a tile to pick a channel · ←/→ channel"
 #: The projection choices: (shown, key); the keys are ``vizapp.explain.projection.METHODS`` and "none".
 PROJECTIONS = (("none", "none"), ("deconvnet", "deconvnet"), ("guided backprop", "guided"))
+#: A projection and its patch smaller than this (image pixels) are enlarged by a whole factor,
+#: nearest neighbour, before Qt scales them: each model-input pixel stays a sharp square in both.
+ENLARGE_TO = 128
+
+
+def _enlarged(pixels):
+    """``pixels`` repeated ``ceil(ENLARGE_TO / longer side)`` times along both axes."""
+    import numpy as np
+
+    f = max(1, math.ceil(ENLARGE_TO / max(1, *pixels.shape[:2])))
+    return np.repeat(np.repeat(pixels, f, axis=0), f, axis=1) if f > 1 else pixels
 
 
 def _name(patch) -> str:
@@ -264,10 +275,23 @@ class TopPatchesView(QWidget):
             self.title.setText(f"{self.title.text()}; {len(grid.notes)} image(s) unreadable")
         flags = getattr(grid, "flags", None)
         self._set_flags(flags.lines if flags is not None else [])
-        self._show_thumbs(list(zip(grid.patches, grid.tiles, strict=True)))
         self._place_marker()
         if self.projections is None or (self.projections.layer, self.projections.channel) != (grid.layer, grid.channel):
-            self.set_projections(None)  # the new channel's come as a job (the controller asks)
+            self.projections = None  # the new channel's come as a job (the controller asks)
+            self.set_projections(None)
+        self._show_patch_tiles()
+
+    def _show_patch_tiles(self) -> None:
+        """The grid's patches; while projections are shown, the model-input pixels under each
+        projection's box instead (``Projections.inputs``: the same region, pixel for pixel)."""
+        grid, shown = self.grid, self.projections
+        if grid is None:
+            return
+        if shown is not None and self.current_projection() != "none" and len(shown.inputs) == len(grid.patches):
+            tiles = [_enlarged(t) for t in shown.inputs]
+        else:
+            tiles = grid.tiles
+        self._show_thumbs(list(zip(grid.patches, tiles, strict=True)))
 
     def current_projection(self) -> str:
         """``"none"``, ``"deconvnet"`` or ``"guided"``."""
@@ -290,6 +314,7 @@ class TopPatchesView(QWidget):
         for thumb in self.projection_thumbs:
             self.projection_layout.removeWidget(thumb)
             thumb.hide()
+        self._show_patch_tiles()
         if method == "none":
             return
         title = dict((key, text) for text, key in PROJECTIONS)[method]
@@ -299,7 +324,7 @@ class TopPatchesView(QWidget):
             self.projection_note.setText("")
             return
         self.projection_title.setText(f"Left: the {title} projection of each patch's unit (Zeiler & Fergus); "
-                                      "right: the patch")
+                                      "right: the model input under it (the unit's whole field)")
         self.projection_note.setText("\n".join(projections.notes))
         while len(self.projection_thumbs) < len(projections.images):
             thumb = _Thumb()
@@ -309,8 +334,9 @@ class TopPatchesView(QWidget):
         for i, (patch, pixels, box) in enumerate(zip(projections.patches, projections.images, projections.boxes,
                                                      strict=True)):
             thumb = self.projection_thumbs[i]
-            tip = f"{title} of unit ({patch.y}, {patch.x}) of {_name(patch)}\nbox {tuple(int(v) for v in box)} of the model input"
-            thumb.set_patch(pixels, f"{patch.value:.3g}", _name(patch), tip)  # rows as tall as the patches'
+            tip = (f"{title} of unit ({patch.y}, {patch.x}) of {_name(patch)}\nits field {tuple(int(v) for v in box)} "
+                   "of the model input (dark grey: past the input's edge)")
+            thumb.set_patch(_enlarged(pixels), f"{patch.value:.3g}", _name(patch), tip)  # rows as tall as the patches'
             self.projection_layout.addWidget(thumb, i // cols, i % cols)
             thumb.show()
 

@@ -14,8 +14,13 @@ device move of the shared model is seen), has modules of its own (Captum's tempo
 hooks never touch the shared model) and is in eval mode (the shared model's training
 flags are never changed).
 
-Display (:func:`display`): the signed reconstruction around mid-grey, scaled per
-projection, as Zeiler & Fergus show theirs. A network without max-pooling (EfficientNet-Lite)
+Registration (:func:`project_units`): each projection is cut from its unit's whole receptive
+field (:func:`unit_fields`), centred on the unit and running past the input where the unit sits
+at the map's border (dark grey there), and the patch shown beside it is the model-input pixels
+(after resize and centre crop) under the same box, so the two line up pixel for pixel. A box
+clipped to the input (``receptive.unit_boxes``) put a border unit's centre, and the projection's
+energy, in the crop's corner. Display (:func:`display`): the signed reconstruction around
+mid-grey, scaled per projection, as Zeiler & Fergus show theirs. A network without max-pooling (EfficientNet-Lite)
 has no switches: its deconvnet projection does not depend on the image at all (the
 deconvnet's ReLU rule ignores the forward pass; Springenberg et al. 2015), which the notes say;
 guided backprop does depend on it.
@@ -45,15 +50,19 @@ from vizapp.probing.probe import first_tensor, resolve_layers
 
 __all__ = [
     "METHODS",
+    "OUTSIDE",
     "TITLES",
     "Projections",
     "ReLU6AsReLU",
+    "cut",
     "display",
     "project",
     "project_many",
     "project_units",
     "projection_model",
+    "pixel_box",
     "raw_many",
+    "unit_fields",
 ]
 
 #: The projection methods, by key (the view's and the job's ``method``).
@@ -63,6 +72,8 @@ TITLES = {"deconvnet": "deconvnet", "guided": "guided backprop"}
 #: Percentile of a projection's magnitude shown at full contrast (a few strong pixels
 #: would otherwise leave the rest of it grey).
 CONTRAST = 99.0
+#: Grey of a crop's pixels past the model input's edges (the patches' padding grey).
+OUTSIDE = 48
 #: Images per backward pass in :func:`project_many` (the top-9 in one).
 CHUNK = 9
 
@@ -196,26 +207,90 @@ def project(loaded, image, layer: str, unit: tuple[int, int, int], method: str =
     return raw_many(loaded, [image], layer, [unit], method)[0]
 
 
-def _crop(raw: np.ndarray, box: Box) -> np.ndarray:
-    h, w = raw.shape[:2]
-    x0, y0 = min(max(0, int(np.floor(box[0]))), w - 1), min(max(0, int(np.floor(box[1]))), h - 1)
-    x1, y1 = max(x0 + 1, min(w, int(np.ceil(box[2])))), max(y0 + 1, min(h, int(np.ceil(box[3]))))
-    return raw[y0:y1, x0:x1]
+def unit_fields(
+    loaded, layer: str, positions: Sequence[tuple[int, int]], map_size: tuple[int, int], tokens: bool,
+    cancel: CancelToken | None = None,
+) -> dict[tuple[int, int], Box]:
+    """Each unit's whole receptive field ``x0, y0, x1, y1`` in model-input pixels, centred on the
+    unit and NOT clipped to the input (a unit at the map's border has a field that runs past the
+    image; :func:`vizapp.explain.receptive.unit_boxes` clips it, which puts the unit's centre at
+    the clipped box's corner). A chain of convs/pools: the analytic field; any other network: the
+    gradient box of the map's centre unit shifted by the stride (``input / map`` pixels per unit),
+    where that unit's box is inside the input and the shifted box clipped agrees with the
+    measured one (else the measured, clipped box); ViT tokens: the token's patch."""
+    from vizapp.explain.receptive import analytic_field, gradient_boxes, token_box
+
+    unique = sorted({(int(y), int(x)) for y, x in positions})
+    n = loaded.input_size
+    if tokens:
+        return {p: token_box(n, map_size[0], *p) for p in unique}
+    field = analytic_field(loaded, layer)
+    if field is not None:
+        half = field.size / 2
+        return {(y, x): (field.start + x * field.jump - half + 0.5, field.start + y * field.jump - half + 0.5,
+                         field.start + x * field.jump + half + 0.5, field.start + y * field.jump + half + 0.5)
+                for y, x in unique}
+    h, w = map_size
+    centre = (h // 2, w // 2)
+    measured = gradient_boxes(loaded, layer, sorted(set(unique) | {centre}), cancel=cancel)
+    c = measured[centre]
+
+    def axis(lo_c: float, hi_c: float, lo: float, hi: float, steps: int, jump: float) -> tuple[float, float]:
+        if not (lo_c > 0 and hi_c < n):
+            return lo, hi  # the centre unit sees the whole axis: no unclipped size to take
+        a, b = lo_c + steps * jump, hi_c + steps * jump
+        if abs(max(0.0, a) - lo) > 1 or abs(min(float(n), b) - hi) > 1:
+            return lo, hi  # not a uniform grid of fields (the measured box wins)
+        return a, b
+
+    out = {}
+    for y, x in unique:
+        b = measured[(y, x)]
+        x0, x1 = axis(c[0], c[2], b[0], b[2], x - centre[1], n / w)
+        y0, y1 = axis(c[1], c[3], b[1], b[3], y - centre[0], n / h)
+        out[(y, x)] = (x0, y0, x1, y1)
+    return out
+
+
+def pixel_box(box: Box) -> tuple[int, int, int, int]:
+    """``box`` as whole model-input pixels ``x0, y0, x1, y1`` (half-open; may lie past the input)."""
+    x0, y0 = int(np.floor(box[0])), int(np.floor(box[1]))
+    return x0, y0, max(x0 + 1, int(np.ceil(box[2]))), max(y0 + 1, int(np.ceil(box[3])))
+
+
+def cut(a: np.ndarray, box: Box, fill=0) -> tuple[np.ndarray, np.ndarray]:
+    """The region ``box`` (:func:`pixel_box`) of ``H x W x C`` ``a``, ``fill`` where it lies past
+    ``a``'s edges, and the ``h x w`` mask of the pixels inside ``a``."""
+    x0, y0, x1, y1 = pixel_box(box)
+    h, w = a.shape[:2]
+    out = np.full((y1 - y0, x1 - x0, *a.shape[2:]), fill, a.dtype)
+    inside = np.zeros((y1 - y0, x1 - x0), bool)
+    sx0, sy0, sx1, sy1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+    if sx1 > sx0 and sy1 > sy0:
+        out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = a[sy0:sy1, sx0:sx1]
+        inside[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = True
+    return out, inside
 
 
 def display(raw: np.ndarray, box: Box | None = None) -> np.ndarray:
-    """``raw`` (cropped to ``box``, model-input pixels ``x0, y0, x1, y1``) as uint8: zero at
-    mid-grey (128), the :data:`CONTRAST` percentile of the magnitude at 1 or 255 (the rare
-    larger ones clipped), all grey when it is zero."""
+    """``raw`` (cut to ``box``, model-input pixels ``x0, y0, x1, y1``, see :func:`cut`) as uint8:
+    zero at mid-grey (128), the :data:`CONTRAST` percentile of the magnitude at 1 or 255 (the
+    rare larger ones clipped), all grey when it is zero; the part of ``box`` past the input's
+    edges is :data:`OUTSIDE` grey (as the patch beside it)."""
     a = np.asarray(raw, np.float32)
+    inside = np.ones(a.shape[:2], bool)
     if box is not None:
-        a = _crop(a, box)
-    top = float(np.percentile(np.abs(a), CONTRAST)) if a.size else 0.0
+        a, inside = cut(a, box)
+    values = np.abs(a[inside])
+    top = float(np.percentile(values, CONTRAST)) if values.size else 0.0
     if not np.isfinite(top) or top <= 0:
-        top = float(np.max(np.abs(a))) if a.size else 0.0
+        top = float(np.max(values)) if values.size else 0.0
     if not np.isfinite(top) or top <= 0:
-        return np.full(a.shape, 128, np.uint8)
-    return np.clip(np.round(128.0 + 127.0 * a / top), 0, 255).astype(np.uint8)
+        out = np.full(a.shape, 128, np.uint8)
+    else:
+        out = np.clip(np.round(128.0 + 127.0 * a / top), 0, 255).astype(np.uint8)
+    out[~inside] = OUTSIDE
+    return out
 
 
 def project_many(
@@ -238,9 +313,13 @@ class Projections:
     Attributes
     ----------
     images : list of ndarray
-        Display uint8 ``h x w x 3``, each cropped to its unit's receptive box.
+        Display uint8 ``h x w x 3``, each cut to its unit's whole receptive field
+        (:func:`unit_fields`: centred on the unit; :data:`OUTSIDE` grey past the input).
     boxes : list of tuple
-        Those boxes, ``x0, y0, x1, y1`` in model-input pixels (half-open).
+        Those fields, ``x0, y0, x1, y1`` in model-input pixels (half-open; may run past the input).
+    inputs : list of ndarray
+        The model-input pixels (after resize and centre crop) under the same boxes, the same
+        shape: the patch each projection lines up with pixel for pixel.
     patches : list
         The index's ``Patch`` records the projections belong to (same order).
     """
@@ -250,6 +329,7 @@ class Projections:
     method: str
     images: list[np.ndarray]
     boxes: list[Box]
+    inputs: list[np.ndarray] = field(default_factory=list)
     patches: list = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -263,18 +343,19 @@ def project_units(
     loaded, images: Sequence, layer: str, units: Sequence[tuple[int, int, int]], map_size: tuple[int, int],
     tokens: bool, method: str = "deconvnet", cancel: CancelToken | None = None,
 ) -> Projections:
-    """:func:`project_many` of ``units`` cropped to their receptive boxes
-    (``vizapp.explain.receptive.unit_boxes`` on the projection copy, so the shared model's
-    flags are never touched), with the notes the view shows."""
+    """:func:`project_many` of ``units`` cut to their whole receptive fields (:func:`unit_fields`
+    on the projection copy, so the shared model's flags are never touched), the model-input
+    pixels under the same boxes, and the notes the view shows."""
     from vizapp.explain.attribution.base import activation_names
-    from vizapp.explain.receptive import unit_boxes
 
     start = time.perf_counter()
     twin, relus, _swapped = projection_model(loaded.module)
-    found, _how = unit_boxes(_replace_module(loaded, twin), layer, [(u[1], u[2]) for u in units], map_size, tokens,
-                             cancel)
+    found = unit_fields(_replace_module(loaded, twin), layer, [(u[1], u[2]) for u in units], map_size, tokens,
+                        cancel)
     boxes = [found[(u[1], u[2])] for u in units]
     crops = project_many(loaded, images, layer, units, method, boxes, cancel)
+    inputs = [cut(loaded.preprocess.batch_and_display(_pil(im))[1], b, OUTSIDE)[0]
+              for im, b in zip(images, boxes, strict=True)]
     notes = []
     if not relus:
         notes.append(f"{loaded.title} has no ReLU (it uses {activation_names(loaded.module)}): "
@@ -284,7 +365,7 @@ def project_units(
         notes.append(f"{loaded.title} has no max-pooling, so its deconvnet projection is the same for every image "
                      "(no switches; Springenberg et al. 2015); guided backprop follows the image")
     channel = units[0][0] if units else 0
-    return Projections(layer, channel, method, crops, boxes, notes=notes, seconds=time.perf_counter() - start)
+    return Projections(layer, channel, method, crops, boxes, inputs, notes=notes, seconds=time.perf_counter() - start)
 
 
 def _replace_module(loaded, module: nn.Module):
