@@ -15,6 +15,7 @@ import bench_attention
 import bench_attribution
 import bench_deck
 import bench_embedding
+import bench_featurevis
 import bench_gui_stall
 import bench_image_to_pixels
 import bench_indexing
@@ -39,6 +40,7 @@ BENCHMARKS = (
     ("training", bench_training.run),
     ("lecture_demo", bench_lecture_demo.run),
     ("live", bench_live.run),
+    ("featurevis", bench_featurevis.run),
 )
 
 

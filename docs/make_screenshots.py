@@ -15,6 +15,7 @@ line, on a clip :func:`make_clip` writes first (a moving crop over the "chelsea"
     python docs/make_screenshots.py attention  # the views whose names are given
     python docs/make_screenshots.py convolution convolution-sobel  # docs/convolution*.png
     python docs/make_screenshots.py live       # docs/live.png only
+    python docs/make_screenshots.py deconv deconv-guided  # docs/deconv*.png: the projections
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ VIEWS = {
 }
 LAB_SCALE = 1.25
 #: Pictures of ``docs/`` itself, one each at 1280x720: the Convolution dock maximised, mid-step
-#: (the first layer's filter 5 of Lite0 on the cat; Sobel x, stride 1, padding 1, on the camera).
+#: (the first layer's filter 5 of Lite0 on the cat; Sobel x, stride 1, padding 1, on the camera);
+#: the Top patches dock maximised with the projections (``docs/deconv*.png``, TinyVGG on generated shapes).
 PICTURES = {
     "convolution": ["--model", "efficientnet_lite0", "--image", "chelsea", "--layer", "conv_stem", "--channel", "5",
                     "--view-option", "convolution.step=4509"],
@@ -47,7 +49,18 @@ PICTURES = {
                           "--view-option", "convolution.kernel=sobel_x", "--view-option", "convolution.own=false",
                           "--view-option", "convolution.stride=1", "--view-option", "convolution.padding=1",
                           "--view-option", "convolution.step=24762"],
+    # The Top patches dock with each top-9 unit's deconvnet (then guided backprop) projection beside the model
+    # input under it: TinyVGG (max-pooling: deconvnet switches) over SHAPES generated shapes images, pool2
+    # channel 2 (a shape's corner at the upper left of the unit's field). "{shapes}": that folder.
+    "deconv": ["--model", "tinyvgg_shapes", "--image", "star", "--layer", "pool2", "--channel", "2",
+               "--collection", "{shapes}", "--view-option", "patches.projection=deconvnet"],
+    "deconv-guided": ["--model", "tinyvgg_shapes", "--image", "star", "--layer", "pool2", "--channel", "2",
+                      "--collection", "{shapes}", "--view-option", "patches.projection=guided"],
 }
+#: The shapes collection of ``docs/deconv*.png``: ``draw_shapes(n, size, seed)`` (vizapp/training/shapes.py).
+SHAPES = (240, 32, 7)
+#: The dock each picture maximises (the Convolution dock unless named here).
+PICTURE_DOCKS = {"deconv": "patches", "deconv-guided": "patches"}
 #: The live picture: its size, the frames the window follows first, the clip's frame size and rate.
 LIVE_SIZE, LIVE_FRAMES, CLIP_SIZE, CLIP_FPS = (1280, 720), 30, (320, 240), 15
 
@@ -107,9 +120,28 @@ def shoot(view: str, size: tuple[int, int], presenting: bool, env: dict) -> None
     subprocess.run(argv, cwd=ROOT, env=env, check=True)
 
 
-def picture(name: str, env: dict) -> None:
+def write_shapes(folder: Path) -> Path:
+    """:data:`SHAPES` generated shapes images as PNG files in ``folder`` (made once)."""
+    from PIL import Image
+
+    from vizapp.training.shapes import draw_shapes
+
+    if not folder.is_dir():
+        folder.mkdir(parents=True)
+        images, _labels = draw_shapes(*SHAPES)
+        for i, image in enumerate(images):
+            Image.fromarray(image.transpose(1, 2, 0)).save(folder / f"shape{i:03d}.png")
+    return folder
+
+
+def picture(name: str, env: dict, scratch: str) -> None:
     """One of :data:`PICTURES`: its dock maximised in a 1280x720 window."""
-    argv = [sys.executable, "main.py", "screenshot", *PICTURES[name], "--dock", "convolution", "--maximise",
+    dock = PICTURE_DOCKS.get(name, "convolution")
+    args = PICTURES[name]
+    if "{shapes}" in args:
+        shapes = str(write_shapes(Path(scratch) / "shapes"))
+        args = [shapes if a == "{shapes}" else a for a in args]
+    argv = [sys.executable, "main.py", "screenshot", *args, "--dock", dock, "--maximise",
             "--size", "1280x720", "--out", str(ROOT / "docs" / f"{name}.png")]
     print("$", " ".join(argv[1:]), flush=True)
     subprocess.run(argv, cwd=ROOT, env=env, check=True)
@@ -173,7 +205,7 @@ def main(argv: list[str]) -> int:
                "VIZAPP_RUNS": str(Path(scratch) / "runs"), "VIZAPP_CONFIG": str(config), "PYTHONPATH": str(ROOT)}
         for view in wanted:
             if view in PICTURES:
-                picture(view, env)
+                picture(view, env, scratch)
                 continue
             if view == "live":
                 shoot_live(env, scratch)

@@ -19,12 +19,12 @@ OWNERS = {
     "model": "probing", "device": "probing", "catalog": "probing", "analysis": "probing", "kernels": "probing",
     "image": "inputs", "thumbnails": "inputs",
     "collection": "collection", "index": "collection", "patches": "collection", "overview": "collection",
-    "embedding": "collection", "hover": "collection", "neighbours": "collection",
+    "embedding": "collection", "hover": "collection", "neighbours": "collection", "projections": "collection",
     "attention": "explain", "attribution:gradcam": "explain", "attribution:saliency": "explain",
     "convolution": "convolution", "convolution:classic": "convolution",
 }
 INTERACTIVE = {"model", "device", "analysis", "image", "collection", "index", "patches", "overview",
-               "embedding", "neighbours", "attention", "attribution:", "convolution", "convolution:classic"}
+               "embedding", "neighbours", "projections", "attention", "attribution:", "convolution", "convolution:classic"}
 
 
 def test_every_job_kind_has_one_owner(window):

@@ -41,6 +41,7 @@ __all__ = [
     "open_model",
     "thumbnail",
     "thumbnails",
+    "top_projections",
 ]
 
 
@@ -508,6 +509,33 @@ def index_layer(model, collection, layer: str, k: int = 9, *, progress: Progress
     from vizapp.collection.indexing import build_index
 
     return build_index(model, collection, [layer], k=k, workers=0, batch_size=16, progress=progress, cancel=cancel)
+
+
+def top_projections(model, collection, index, layer: str, channel: int, method: str = "deconvnet", *,
+                    progress: Progress = no_progress, cancel: CancelToken | None = None):
+    """The deconvnet (or guided backprop) projections of ``channel``'s top-k units in the index,
+    best first, each cropped to its unit's receptive box (a
+    :class:`~vizapp.explain.projection.Projections`; see :mod:`vizapp.explain.projection`)."""
+    from vizapp.explain.projection import TITLES, project_units
+    from vizapp.inputs.images import load_image
+
+    patches = index.top_patches(layer, channel)
+    meta = index.manifest["layers"][layer]
+    what = f"{TITLES.get(method, method)} projections of {layer} channel {channel}"
+    images, opened = [], {}
+    for i, p in enumerate(patches):
+        if cancel is not None:
+            cancel.check()
+        progress(i, len(patches) + 1, what)
+        if p.index not in opened:
+            opened[p.index] = collection.open(p.index) if collection is not None else load_image(p.image)
+        images.append(opened[p.index])
+    progress(len(patches), len(patches) + 1, what)
+    result = project_units(model, images, layer, [(channel, p.y, p.x) for p in patches],
+                           tuple(meta["map_size"]), bool(meta["tokens"]), method, cancel)
+    result.channel, result.patches = channel, patches
+    progress(len(patches) + 1, len(patches) + 1, what)
+    return result
 
 
 def open_collection_item(collection, key: str, *, progress: Progress = no_progress, cancel: CancelToken | None = None):

@@ -3,7 +3,10 @@
 Left, the selected channel's top-k patches from an indexed collection as large
 thumbnails with their activation and file name (click one to open that image).
 Right, the layer overview: every channel's best patch in one mosaic (click a tile to
-select the channel; left/right step channels). The view only paints
+select the channel; left/right step channels). With a projection on ("Projection:
+deconvnet / guided backprop"), each top patch's unit projected back to the pixels
+(``vizapp.explain.projection``) stands in a grid left of the patches, slot for slot, as in
+Zeiler & Fergus's Fig. 2. The view only paints
 ``vizapp.collection.patches.PatchGrid`` / ``LayerOverview`` records; the collection controller
 (``widgets/controllers/collection.py``) runs the jobs.
 """
@@ -17,6 +20,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import (
+    QComboBox,
     QFileDialog,
     QFrame,
     QGridLayout,
@@ -35,6 +39,19 @@ from widgets.theme import THEME
 __all__ = ["TopPatchesView"]
 
 HINT = "Click a patch to open its image · click a tile to pick a channel · ←/→ channel"
+#: The projection choices: (shown, key); the keys are ``vizapp.explain.projection.METHODS`` and "none".
+PROJECTIONS = (("none", "none"), ("deconvnet", "deconvnet"), ("guided backprop", "guided"))
+#: A projection and its patch smaller than this (image pixels) are enlarged by a whole factor,
+#: nearest neighbour, before Qt scales them: each model-input pixel stays a sharp square in both.
+ENLARGE_TO = 128
+
+
+def _enlarged(pixels):
+    """``pixels`` repeated ``ceil(ENLARGE_TO / longer side)`` times along both axes."""
+    import numpy as np
+
+    f = max(1, math.ceil(ENLARGE_TO / max(1, *pixels.shape[:2])))
+    return np.repeat(np.repeat(pixels, f, axis=0), f, axis=1) if f > 1 else pixels
 
 
 def _name(patch) -> str:
@@ -111,12 +128,16 @@ class TopPatchesView(QWidget):
         ("Samples": the offline sample photographs).
     sigIndexRequested()
         "Index": build (or reuse) the index for the current model and collection.
+    sigProjectionChanged(method)
+        The projection shown beside the patches: ``"none"``, ``"deconvnet"`` or ``"guided"``
+        (feed it with :meth:`set_projections`).
     """
 
     sigChannelChanged = Signal(int)
     sigPatchRequested = Signal(object)
     sigCollectionRequested = Signal(str)
     sigIndexRequested = Signal()
+    sigProjectionChanged = Signal(str)
 
     def __init__(self, session=None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -124,6 +145,8 @@ class TopPatchesView(QWidget):
         self.overview: object | None = None  # LayerOverview
         self.channel: int | None = None
         self.thumbs: list[_Thumb] = []
+        self.projections: object | None = None  # vizapp.explain.projection.Projections
+        self.projection_thumbs: list[_Thumb] = []
         self.setFocusPolicy(Qt.StrongFocus)
 
         self.collection_button = QPushButton("Collection…")
@@ -149,6 +172,31 @@ class TopPatchesView(QWidget):
         self.thumb_area = QWidget()
         self.thumb_layout = QGridLayout(self.thumb_area)
         self.thumb_layout.setSpacing(6)
+        self.projection = QComboBox()
+        for text, key in PROJECTIONS:
+            self.projection.addItem(text, key)
+        self.projection.setToolTip("Project each top patch's unit back to the pixels (Zeiler & Fergus 2014): "
+                                   "deconvnet, or guided backprop (Springenberg et al. 2015)")
+        self.projection.currentIndexChanged.connect(self._projection_changed)
+        self.projection_area = QWidget()
+        self.projection_layout = QGridLayout(self.projection_area)
+        self.projection_layout.setSpacing(6)
+        self.projection_title = heading("", "body")
+        self.projection_note = heading("", "small", bold=False)
+        self.projection_box = self.projection_area  # shown while a projection is chosen
+        self.projection_box.setVisible(False)
+        self.projection_title.setVisible(False)
+        self.projection_note.setVisible(False)
+        # The projections left of the patches, slot for slot; their title above, notes below both.
+        patches_side = QWidget()
+        ps = QVBoxLayout(patches_side)
+        ps.setContentsMargins(0, 0, 0, 0)
+        ps.addWidget(self.projection_title)
+        grids = QHBoxLayout()
+        grids.addWidget(self.projection_area, 1)
+        grids.addWidget(self.thumb_area, 1)
+        ps.addLayout(grids, 1)
+        ps.addWidget(self.projection_note)
 
         self.canvas = pg.GraphicsLayoutWidget()
         self.canvas.setBackground(THEME.colour("background"))
@@ -166,6 +214,8 @@ class TopPatchesView(QWidget):
         controls = QHBoxLayout()
         for button in (self.collection_button, self.samples_button, self.index_button):
             controls.addWidget(button)
+        controls.addWidget(QLabel("Projection:"))
+        controls.addWidget(self.projection)
         controls.addWidget(self.status, 1)
         right = QWidget()
         rl = QVBoxLayout(right)
@@ -174,7 +224,7 @@ class TopPatchesView(QWidget):
         rl.addWidget(self.canvas, 1)
         rl.addWidget(self.readout)
         split = QSplitter(Qt.Horizontal)
-        split.addWidget(self.thumb_area)
+        split.addWidget(patches_side)
         split.addWidget(right)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 2)
@@ -204,6 +254,7 @@ class TopPatchesView(QWidget):
         """Clear both areas and say ``text`` (e.g. "not indexed for this layer")."""
         self.grid = self.overview = None
         self._show_thumbs([])
+        self.set_projections(None)
         self.image.clear()
         self.marker.setVisible(False)
         self.title.setText(text)
@@ -224,8 +275,85 @@ class TopPatchesView(QWidget):
             self.title.setText(f"{self.title.text()}; {len(grid.notes)} image(s) unreadable")
         flags = getattr(grid, "flags", None)
         self._set_flags(flags.lines if flags is not None else [])
-        self._show_thumbs(list(zip(grid.patches, grid.tiles, strict=True)))
         self._place_marker()
+        if self.projections is None or (self.projections.layer, self.projections.channel) != (grid.layer, grid.channel):
+            self.projections = None  # the new channel's come as a job (the controller asks)
+            self.set_projections(None)
+        self._show_patch_tiles()
+
+    def _show_patch_tiles(self) -> None:
+        """The grid's patches; while projections are shown, the model-input pixels under each
+        projection's box instead (``Projections.inputs``: the same region, pixel for pixel)."""
+        grid, shown = self.grid, self.projections
+        if grid is None:
+            return
+        if shown is not None and self.current_projection() != "none" and len(shown.inputs) == len(grid.patches):
+            tiles = [_enlarged(t) for t in shown.inputs]
+        else:
+            tiles = grid.tiles
+        self._show_thumbs(list(zip(grid.patches, tiles, strict=True)))
+
+    def current_projection(self) -> str:
+        """``"none"``, ``"deconvnet"`` or ``"guided"``."""
+        return self.projection.currentData()
+
+    def set_projections(self, projections) -> None:
+        """Show a ``vizapp.explain.projection.Projections`` left of the patches, slot for slot
+        (``None``: none yet; one for another channel or method than shown is ignored)."""
+        method = self.current_projection()
+        grid = self.grid
+        if projections is not None and (
+            grid is None or projections.method != method
+            or (projections.layer, projections.channel) != (grid.layer, grid.channel)
+        ):
+            return
+        self.projections = projections
+        for part in (self.projection_box, self.projection_title):
+            part.setVisible(method != "none")
+        self.projection_note.setVisible(method != "none" and projections is not None and bool(projections.notes))
+        for thumb in self.projection_thumbs:
+            self.projection_layout.removeWidget(thumb)
+            thumb.hide()
+        self._show_patch_tiles()
+        if method == "none":
+            return
+        title = dict((key, text) for text, key in PROJECTIONS)[method]
+        if projections is None:
+            busy = grid is not None and len(grid.patches) > 0
+            self.projection_title.setText(f"{title.capitalize()}: computing…" if busy else "")
+            self.projection_note.setText("")
+            return
+        self.projection_title.setText(f"Left: the {title} projection of each patch's unit (Zeiler & Fergus); "
+                                      "right: the model input under it (the unit's whole field)")
+        self.projection_note.setText("\n".join(projections.notes))
+        while len(self.projection_thumbs) < len(projections.images):
+            thumb = _Thumb()
+            thumb.clicked.connect(lambda t=thumb: self._thumb_clicked(t))
+            self.projection_thumbs.append(thumb)
+        cols = max(1, math.ceil(math.sqrt(len(projections.images))))
+        for i, (patch, pixels, box) in enumerate(zip(projections.patches, projections.images, projections.boxes,
+                                                     strict=True)):
+            thumb = self.projection_thumbs[i]
+            tip = (f"{title} of unit ({patch.y}, {patch.x}) of {_name(patch)}\nits field {tuple(int(v) for v in box)} "
+                   "of the model input (dark grey: past the input's edge)")
+            thumb.set_patch(_enlarged(pixels), f"{patch.value:.3g}", _name(patch), tip)  # rows as tall as the patches'
+            self.projection_layout.addWidget(thumb, i // cols, i % cols)
+            thumb.show()
+
+    def _projection_changed(self, *_args) -> None:
+        self.set_projections(None)
+        self.sigProjectionChanged.emit(self.current_projection())
+
+    # --- scenes (widgets/controllers/lecture.py) ---------------------------------
+    def view_options(self) -> dict:
+        """The projection shown beside the patches, for a scene."""
+        return {"projection": self.current_projection()}
+
+    def set_view_options(self, options: dict) -> None:
+        """Apply :meth:`view_options`' keys (unknown keys and values are skipped)."""
+        from widgets.options import set_combo
+
+        set_combo(self.projection, options.get("projection"))  # emits sigProjectionChanged when it changes
 
     def set_overview(self, overview) -> None:
         """Show a ``vizapp.collection.patches.LayerOverview``: one ImageItem for every channel's tile."""
@@ -266,7 +394,7 @@ class TopPatchesView(QWidget):
             thumb.show()
 
     def _thumb_clicked(self, thumb: _Thumb) -> None:
-        i = self.thumbs.index(thumb)
+        i = self.thumbs.index(thumb) if thumb in self.thumbs else self.projection_thumbs.index(thumb)
         if self.grid is not None and i < len(self.grid.patches):
             self.sigPatchRequested.emit(self.grid.patches[i])
 

@@ -4,6 +4,9 @@ Owns ``collection``, ``index``, ``patches``, ``overview``, ``embedding``, ``neig
 (all waited on) and ``hover`` (a thumbnail under the mouse). A new collection or layer
 indexes the layer (one cached index per layer); a new index asks for the layer overview,
 the selected channel's patches and the embedding; a new channel for its patches.
+``projections`` (the top patches' deconvnet / guided backprop projections, a pass per
+patch) runs after each grid while the Top patches dock shows and a projection is chosen,
+and catches up when the dock comes on screen.
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ TOP_K = 9
 class CollectionController(Controller):
     """The Top patches and Embedding docks' jobs; images open through ``inputs``."""
 
-    kinds = ("collection", "index", "patches", "overview", "embedding", "hover", "neighbours", "preload")
-    interactive = ("collection", "index", "patches", "overview", "embedding", "neighbours")
+    kinds = ("collection", "index", "patches", "overview", "embedding", "hover", "neighbours", "preload", "projections")
+    interactive = ("collection", "index", "patches", "overview", "embedding", "neighbours", "projections")
 
     def __init__(self, session, runner, views, on_screen, *, inputs) -> None:
         super().__init__(session, runner, views, on_screen)
@@ -31,6 +34,7 @@ class CollectionController(Controller):
         patches.sigCollectionRequested.connect(self.set_collection)
         patches.sigIndexRequested.connect(self.request_index)
         patches.sigPatchRequested.connect(inputs.open_patch)
+        patches.sigProjectionChanged.connect(lambda _method: self.request_projections())
         embedding.sigMethodChanged.connect(lambda _method: self.request_embedding())
         embedding.sigImageRequested.connect(inputs.open_collection_image)
         embedding.sigThumbnailRequested.connect(self.request_thumbnail)
@@ -84,6 +88,24 @@ class CollectionController(Controller):
         if overview:
             self.submit("overview", patches.load_layer_overview, s.index, s.layer, s.collection)
 
+    def request_projections(self) -> None:
+        """The shown grid's projections, if one is chosen and the dock is on screen (else stale)."""
+        s, view = self.session, self.patches_view
+        grid, method = view.grid, view.current_projection()
+        if method == "none" or grid is None or not grid.patches or s.index is None or s.model is None:
+            self.runner.cancel("projections")
+            self.session.mark_stale("patches", False)
+            return
+        if not self.on_screen("patches"):
+            self.runner.cancel("projections")
+            return
+        self.submit("projections", analysis.top_projections, s.model, s.collection, s.index, grid.layer,
+                    grid.channel, method)
+
+    def dock_shown(self, key: str) -> None:
+        if key == "patches" and self.session.is_stale("patches"):
+            self.request_projections()
+
     def request_embedding(self) -> None:
         s = self.session
         if s.index is None or s.model is None:
@@ -119,6 +141,7 @@ class CollectionController(Controller):
                 self.patches_view.set_grid(result)
                 for note in result.notes:
                     notify(note)
+                self.request_projections()
         elif kind == "overview":
             if result.layer == s.layer:
                 self.patches_view.set_overview(result)
@@ -128,6 +151,8 @@ class CollectionController(Controller):
             self.embedding_view.set_embedding(
                 result, title=f"{m.get('collection', {}).get('name', '')} · {s.model.title} · features: "
                               f"{m.get('feature_layer', '')} input" if m else "")
+        elif kind == "projections":
+            self.patches_view.set_projections(result)
         elif kind == "hover":
             self.embedding_view.set_thumbnail(*result)
         elif kind == "neighbours":
