@@ -12,7 +12,6 @@ by then), never at module level.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -193,10 +192,6 @@ class SettingsForm(QWidget):
         del blockers
         self._changed(emit)
 
-    def base(self):
-        """The chosen preset's ``Settings``."""
-        return self.presets[self.preset.currentData()]
-
     def set_objective(self, objective: str) -> None:
         """Switch the objective (the selection moved to a class, or from a class to a channel)."""
         row = self.objective.findData(objective)
@@ -229,14 +224,17 @@ class SettingsForm(QWidget):
         if emit:
             self.sigChanged.emit()
 
-    def settings(self, **place):
-        """The engine's ``Settings``: the preset's, with the boxes' values and ``place`` (layer,
-        channel, target, neuron) on top."""
-        return dataclasses.replace(
-            self.base(), objective=self.objective.currentData(), method=self.method.currentData(),
-            steps=self.steps.value(), size=self.size.value() or None, seed=self.seed.value(),
-            negative=self.negative.isChecked(), batch=self.batch.value(),
-            diversity=float(self.diversity.value()) if self.batch.value() > 1 else 0.0, **place)
+    def settings(self, model=None, **changes):
+        """The engine's ``Settings``: ``featurevis.preset`` of the chosen preset (its jitter scaled to
+        the image ``model`` optimises), with the boxes' values and ``changes`` (the objective's layer,
+        channel, class) on top."""
+        from vizapp.explain import featurevis
+
+        values = {"objective": self.objective.currentData(), "method": self.method.currentData(),
+                  "steps": self.steps.value(), "size": self.size.value() or None, "seed": self.seed.value(),
+                  "negative": self.negative.isChecked(), "batch": self.batch.value(),
+                  "diversity": float(self.diversity.value()) if self.batch.value() > 1 else 0.0}
+        return featurevis.preset(self.preset.currentData(), model, **{**values, **changes})
 
     # --- scenes ------------------------------------------------------------------------------
     def values(self) -> dict:

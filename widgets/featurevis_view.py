@@ -24,7 +24,6 @@ import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import (
-    QHBoxLayout,
     QProgressBar,
     QPushButton,
     QSplitter,
@@ -185,6 +184,7 @@ class FeatureVisView(QWidget):
         self.overview_steps = spin(1, 4096, 64, "Steps per channel (fewer than a single run: there are many)")
         self.overview_size = spin(0, 1024, 96, "Image side per channel (model's: the model's input size)")
         self.overview_size.setSpecialValueText("model's")
+        self.overview_batch = spin(1, 64, 8, "Channels optimised together in one pass (one image each)")
         self.overview_progress = QProgressBar()
         self.overview_canvas = pg.GraphicsLayoutWidget()
         self.overview_view = image_view_box(self.overview_canvas)
@@ -200,7 +200,8 @@ class FeatureVisView(QWidget):
         column = QVBoxLayout(page)
         column.setContentsMargins(0, 0, 0, 0)
         column.addLayout(flow_of(self.overview_button, self.overview_cancel, labelled("steps", self.overview_steps),
-                                 labelled("size", self.overview_size), self.overview_progress))
+                                 labelled("size", self.overview_size), labelled("batch", self.overview_batch),
+                                 self.overview_progress))
         column.addWidget(self.overview_canvas, 1)
         column.addWidget(self.overview_readout)
 
@@ -229,13 +230,14 @@ class FeatureVisView(QWidget):
 
     def settings(self):
         """The engine's ``Settings`` for a run: the form's, at :meth:`place`."""
-        return self.form.settings(**self.place())
+        return self.form.settings(self.session.model, **self.place())
 
     def overview_settings(self):
-        """The overview's ``Settings``: the form's regularisers and seed, a channel objective of the
-        selected layer, one image per channel, the overview's steps and size."""
-        return self.form.settings(objective="channel", layer=self.session.layer, channel=None, target=None,
-                                  neuron=None, batch=1, diversity=0.0, steps=self.overview_steps.value(),
+        """The overview's ``Settings``: the form's preset, method and seed, a channel objective of the
+        selected layer, the overview's steps, size and batch (channels optimised together)."""
+        return self.form.settings(self.session.model, objective="channel", layer=self.session.layer,
+                                  channel=None, target=None, neuron=None, batch=self.overview_batch.value(),
+                                  diversity=0.0, steps=self.overview_steps.value(),
                                   size=self.overview_size.value() or None)
 
     def description(self) -> str:
@@ -308,6 +310,8 @@ class FeatureVisView(QWidget):
     def set_step(self, step) -> None:
         """One ``featurevis.Step``: the trace now, the preview at the next repaint (latest wins)."""
         self.trace.append(float(step.objective))
+        if step.steps != self.progress.maximum():
+            self.progress.setRange(0, max(1, step.steps))
         if step.preview is not None:
             self._latest = step
         if not self._paint_queued:
@@ -449,7 +453,12 @@ class FeatureVisView(QWidget):
         done = len(self.overview_tiles)
         self.overview_progress.setValue(done)
         self.overview_progress.setFormat(f"{done} / {n} channels")
-        self.overview_readout.setText(f"{self._overview_layer}: {done} of {n} channels; click a tile to select it")
+        if self.overview is None:
+            self.overview_readout.setText(f"{self._overview_layer}: {done} of {n} channels; click a tile to select it")
+        else:
+            cached = f" ({self.overview.cached} read from the cache)" if self.overview.cached else ""
+            self.overview_readout.setText(f"{self.overview.layer}: all {n} channels{cached}, "
+                                          f"{self.overview.settings.steps} steps each; click a tile to select it")
         self._place_marker()
 
     def set_overview(self, overview) -> None:
@@ -459,9 +468,6 @@ class FeatureVisView(QWidget):
         self.overview_tiles = {c: np.asarray(overview.images[c]) for c in range(len(overview.images))}
         self._overview_idle()
         self._paint_overview()
-        cached = f" ({overview.cached} read from the cache)" if getattr(overview, "cached", 0) else ""
-        self.overview_readout.setText(f"{overview.layer}: all {len(overview.images)} channels{cached}; "
-                                      "click a tile to select it")
 
     def overview_stopped(self, text: str) -> None:
         self._overview_idle()
@@ -498,6 +504,7 @@ class FeatureVisView(QWidget):
         """The form's values, the page and the overview's steps and size."""
         return {**self.form.values(), "page": PAGES[self.pages.currentIndex()],
                 "overview_steps": self.overview_steps.value(), "overview_size": self.overview_size.value(),
+                "overview_batch": self.overview_batch.value(),
                 "settings": self.settings_button.isChecked()}
 
     def set_view_options(self, options: dict) -> None:
@@ -508,6 +515,7 @@ class FeatureVisView(QWidget):
         self.form.set_values(options)
         set_slider(self.overview_steps, options.get("overview_steps"))
         set_slider(self.overview_size, options.get("overview_size"))
+        set_slider(self.overview_batch, options.get("overview_batch"))
         set_check(self.settings_button, options.get("settings"))
         if options.get("page") in PAGES:
             self.pages.setCurrentIndex(PAGES.index(options["page"]))
