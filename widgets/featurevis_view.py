@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import (
     QProgressBar,
@@ -78,6 +78,7 @@ class FeatureVisView(QWidget):
         self.shown: np.ndarray | None = None  # the picture on screen (a batch tiled)
         self.trace: list[float] = []
         self.previews = 0  # previews painted during the current run
+        self.preview_records = 0  # previews received during the current run (some may not be painted)
         self.running = False
         self.grid = None  # the PatchGrid beside the visualisation
         self._patch_tiling = None
@@ -92,7 +93,7 @@ class FeatureVisView(QWidget):
 
         self.form = SettingsForm()
         self.form.sigChanged.connect(self._describe)
-        self.title = heading("Feature visualisation", "title")
+        self.title = heading("Feature visualisation", "heading")
         self.note = heading("", "body", bold=False, style=lambda: f"color: {THEME.colour('warning')};")
         self.run_button = QPushButton("Run")
         self.run_button.setToolTip("Optimise an image to excite the objective (the image evolves as it runs)")
@@ -145,9 +146,9 @@ class FeatureVisView(QWidget):
         self.plot.setLabel("bottom", "step")
         self.plot.setLabel("left", "objective")
         self.curve = self.plot.plot([], [])
-        grid = self.canvas.ci.layout
-        grid.setRowStretchFactor(0, 3)
-        grid.setRowStretchFactor(1, 1)
+        self._beside = False
+        self.canvas.installEventFilter(self)
+        self._arrange()
         self.side_title = heading("", "body")
         self.side_canvas = pg.GraphicsLayoutWidget()
         self.side_view = image_view_box(self.side_canvas)
@@ -173,6 +174,26 @@ class FeatureVisView(QWidget):
         self.split.setStretchFactor(1, 1)
         self.split.setSizes([1000, 1000])
         self.vis_page = self.split
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt override
+        if obj is self.canvas and event.type() == QEvent.Resize:
+            self._arrange()
+        return False
+
+    def _arrange(self) -> None:
+        """The objective's trace under the image, or beside it on a wide, low canvas (a projector's)."""
+        beside = self.canvas.width() > 1.5 * self.canvas.height()
+        if beside == self._beside and self.canvas.ci.layout.count() == 2 and self.plot.parentItem() is not None:
+            return
+        self._beside = beside
+        layout = self.canvas.ci
+        layout.removeItem(self.plot)
+        layout.addItem(self.plot, row=0 if beside else 1, col=1 if beside else 0)
+        grid = layout.layout
+        grid.setRowStretchFactor(0, 3)
+        grid.setRowStretchFactor(1, 0 if beside else 1)
+        grid.setColumnStretchFactor(0, 3)
+        grid.setColumnStretchFactor(1, 2 if beside else 0)
 
     def _build_overview_page(self) -> None:
         self.overview_button = QPushButton("Compute overview")
@@ -256,7 +277,7 @@ class FeatureVisView(QWidget):
             self.title.setText("Feature visualisation")
             self.caption.setText(IDLE)
             return
-        self.title.setText(f"Feature visualisation: {self.description()} · {self.form.preset.currentData()}")
+        self.title.setText(f"{self.description()} · {self.form.preset.currentData()}")
         if not self.running:
             self.caption.setText(HINT)
         self._side_for_objective()
@@ -300,7 +321,7 @@ class FeatureVisView(QWidget):
     def start_run(self, steps: int) -> None:
         """A run started: clear the trace, show the progress."""
         self._set_running(True)
-        self.trace, self.previews, self.result, self._latest = [], 0, None, None
+        self.trace, self.previews, self.preview_records, self.result, self._latest = [], 0, 0, None, None
         self.curve.setData([], [])
         self.progress.setRange(0, max(1, steps))
         self.progress.setValue(0)
@@ -314,6 +335,7 @@ class FeatureVisView(QWidget):
             self.progress.setRange(0, max(1, step.steps))
         if step.preview is not None:
             self._latest = step
+            self.preview_records += 1
         if not self._paint_queued:
             self._paint_queued = True
             QTimer.singleShot(0, self, self._paint)
