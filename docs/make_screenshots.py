@@ -15,6 +15,7 @@ line, on a clip :func:`make_clip` writes first (a moving crop over the "chelsea"
     python docs/make_screenshots.py attention  # the views whose names are given
     python docs/make_screenshots.py convolution convolution-sobel  # docs/convolution*.png
     python docs/make_screenshots.py live       # docs/live.png only
+    python docs/make_screenshots.py featurevis featurevis-class deepdream  # the Feature vis dock
 """
 
 from __future__ import annotations
@@ -47,6 +48,17 @@ PICTURES = {
                           "--view-option", "convolution.kernel=sobel_x", "--view-option", "convolution.own=false",
                           "--view-option", "convolution.stride=1", "--view-option", "convolution.padding=1",
                           "--view-option", "convolution.step=24762"],
+}
+#: The Feature visualisation pictures of ``docs/``, the dock maximised at 1280x720 after a run (the
+#: screenshot waits for it: a 256-step 224 px Lite0 run is 20-40 s on two cores): a Lite0 channel beside
+#: its top-9 patches in the indexed samples, a class (130, flamingo), and DeepDream of the cat.
+FEATUREVIS = {
+    "featurevis": ["--model", "efficientnet_lite0", "--image", "chelsea", "--layer", "blocks.4", "--channel", "5",
+                   "--collection", "samples"],
+    "featurevis-class": ["--model", "efficientnet_lite0", "--image", "chelsea", "--view-option",
+                         "featurevis.objective=class", "--view-option", "featurevis.class=130"],
+    "deepdream": ["--model", "efficientnet_lite0", "--image", "chelsea", "--layer", "blocks.3", "--view-option",
+                  "featurevis.preset=DeepDream"],
 }
 #: The live picture: its size, the frames the window follows first, the clip's frame size and rate.
 LIVE_SIZE, LIVE_FRAMES, CLIP_SIZE, CLIP_FPS = (1280, 720), 30, (320, 240), 15
@@ -115,6 +127,14 @@ def picture(name: str, env: dict) -> None:
     subprocess.run(argv, cwd=ROOT, env=env, check=True)
 
 
+def featurevis_picture(name: str, env: dict) -> None:
+    """One of :data:`FEATUREVIS`: the Feature vis dock maximised in a 1280x720 window, after its run."""
+    argv = [sys.executable, "main.py", "screenshot", *FEATUREVIS[name], "--dock", "featurevis", "--maximise",
+            "--view-option", "featurevis.run=true", "--size", "1280x720", "--out", str(ROOT / "docs" / f"{name}.png")]
+    print("$", " ".join(argv[1:]), flush=True)
+    subprocess.run(argv, cwd=ROOT, env=env, check=True)
+
+
 def train_and_shoot(size: tuple[int, int], presenting: bool) -> None:
     """The training lab after the shapes Lecture demo (run in this process: ``--lab``)."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -163,7 +183,7 @@ def main(argv: list[str]) -> int:
         w, h = map(int, argv[1].split("x"))
         train_and_shoot((w, h), argv[2] == "presentation")
         return 0
-    wanted = argv or [*VIEWS, "training", *PICTURES, "live"]
+    wanted = argv or [*VIEWS, "training", *PICTURES, *FEATUREVIS, "live"]
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         # Nothing of the user's: a scratch settings file, runs folder and (empty) machine config.
@@ -174,6 +194,9 @@ def main(argv: list[str]) -> int:
         for view in wanted:
             if view in PICTURES:
                 picture(view, env)
+                continue
+            if view in FEATUREVIS:
+                featurevis_picture(view, env)
                 continue
             if view == "live":
                 shoot_live(env, scratch)

@@ -114,7 +114,8 @@ class SettingsForm(QWidget):
 
     sigChanged = Signal()
     #: The boxes' keys, as :meth:`values` and :meth:`set_values` name them.
-    KEYS = ("preset", "objective", "method", "steps", "size", "seed", "negative", "batch", "diversity", "class")
+    KEYS = ("preset", "objective", "method", "steps", "size", "seed", "negative", "batch", "diversity", "class",
+            "class_score")
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -149,21 +150,28 @@ class SettingsForm(QWidget):
         self.diversity = _double(0.0, 1000.0, 0.0, 1.0, "Weight of the diversity term over the batch "
                                                         "(lucent's Gram cosine; 0: none)")
         self.target = spin(0, 0, 0, "The class to visualise (follows the class picked in the Predictions dock)")
+        self.class_score = combo()
+        for key, text in (("log_softmax", "log-probability"), ("logit", "logit")):
+            self.class_score.addItem(text, key)
+        self.class_score.setToolTip("What is maximised for a class: its log-probability (the image is classified as "
+                                    "the class) or its raw logit (Simonyan's score: stronger pictures, though the other "
+                                    "classes may grow with it)")
         self.class_name = QLabel("")
         for box in (self.preset,):
             box.activated.connect(lambda _i: self.apply_preset(self.preset.currentData()))
-        for box in (self.objective, self.method):
+        for box in (self.objective, self.method, self.class_score):
             box.activated.connect(lambda _i: self._changed())
         for box in (self.steps, self.size, self.seed, self.batch, self.target):
             box.valueChanged.connect(lambda _v: self._changed())
         self.diversity.valueChanged.connect(lambda _v: self._changed())
         self.negative.toggled.connect(lambda _on: self._changed())
         self.class_box = labelled("class", self.target)
+        self.score_box = labelled("score", self.class_score)
         row = FlowLayout(self)
         for w in (labelled("preset", self.preset), labelled("objective", self.objective),
                   labelled("method", self.method), labelled("steps", self.steps), labelled("size", self.size),
                   labelled("seed", self.seed), self.negative, labelled("batch", self.batch),
-                  labelled("diversity", self.diversity), self.class_box, self.class_name):
+                  labelled("diversity", self.diversity), self.class_box, self.class_name, self.score_box):
             row.addWidget(w)
         first = "Olah 2017" if "Olah 2017" in self.presets else next(iter(self.presets))
         self.apply_preset(first, emit=False)
@@ -219,6 +227,7 @@ class SettingsForm(QWidget):
         objective = self.objective.currentData()
         self.class_box.setVisible(objective == "class")
         self.class_name.setVisible(objective == "class")
+        self.score_box.setVisible(objective == "class")
         self.diversity.setEnabled(self.batch.value() > 1)
         self._name_class()
         if emit:
@@ -233,7 +242,8 @@ class SettingsForm(QWidget):
         values = {"objective": self.objective.currentData(), "method": self.method.currentData(),
                   "steps": self.steps.value(), "size": self.size.value() or None, "seed": self.seed.value(),
                   "negative": self.negative.isChecked(), "batch": self.batch.value(),
-                  "diversity": float(self.diversity.value()) if self.batch.value() > 1 else 0.0}
+                  "diversity": float(self.diversity.value()) if self.batch.value() > 1 else 0.0,
+                  "class_score": self.class_score.currentData()}
         return featurevis.preset(self.preset.currentData(), model, **{**values, **changes})
 
     # --- scenes ------------------------------------------------------------------------------
@@ -242,7 +252,8 @@ class SettingsForm(QWidget):
         return {"preset": self.preset.currentData(), "objective": self.objective.currentData(),
                 "method": self.method.currentData(), "steps": self.steps.value(), "size": self.size.value(),
                 "seed": self.seed.value(), "negative": self.negative.isChecked(), "batch": self.batch.value(),
-                "diversity": float(self.diversity.value()), "class": self.target.value()}
+                "diversity": float(self.diversity.value()), "class": self.target.value(),
+                "class_score": self.class_score.currentData()}
 
     def set_values(self, options: dict) -> None:
         """Apply :meth:`values`' keys: the preset first, then the boxes given (unknown keys and
@@ -252,9 +263,10 @@ class SettingsForm(QWidget):
         if isinstance(options.get("preset"), str) and options["preset"] in self.presets:
             self.apply_preset(options["preset"], emit=False)
         boxes = (self.objective, self.method, self.steps, self.size, self.seed, self.negative, self.batch,
-                 self.diversity, self.target)
+                 self.diversity, self.target, self.class_score)
         blockers = [QSignalBlocker(b) for b in boxes]
         set_combo(self.objective, options.get("objective"))
+        set_combo(self.class_score, options.get("class_score"))
         set_combo(self.method, options.get("method"))
         for key, box in (("steps", self.steps), ("size", self.size), ("seed", self.seed), ("batch", self.batch),
                          ("class", self.target)):

@@ -387,6 +387,7 @@ class FeatureVisView(QWidget):
     def _side_for_objective(self) -> None:
         objective = self.form.objective.currentData()
         s = self.session
+        self.side.setVisible(objective != "class")  # a class: the image takes the page
         if objective == "dream":
             self.grid = self._patch_tiling = None
             self.side_title.setText("The image it dreams on")
@@ -394,9 +395,6 @@ class FeatureVisView(QWidget):
             self._side_text("")
         elif objective == "class":
             self.grid = self._patch_tiling = None
-            self.side_title.setText("")
-            self._side_picture(None)
-            self._side_text("A class visualisation: what the model would call this class most")
 
     def showing_patches(self) -> bool:
         """Whether the side is for the channel's top patches (channel or neuron objectives)."""
