@@ -105,6 +105,15 @@ NUMERIC += [
     (["record", "--dock", "features", "--step", "channels", "--out", "r.gif"], "--count", ["0", "601"], "600", "from 1 to 600"),
     (["record", "--dock", "features", "--step", "channels", "--out", "r.gif"], "--fps", ["0", "61", "2.5"], "60", "from 1 to 60"),
 ]
+_VIS = ["visualize", *M, "--layer", "blocks.4", "--out", "v.png"]
+NUMERIC += [
+    (_VIS, "--channel", ["-1", "x"], "5", ">= 0"),
+    (_VIS, "--steps", ["0", "10001", "x"], "10000", "from 1 to 10000"),
+    (_VIS, "--size", ["7", "1025"], "1024", "from 8 to 1024"),
+    (_VIS, "--seed", ["-1", "4294967296"], "4294967295", "from 0 to 4294967295"),
+    (_VIS, "--lr", ["0", "-1", "nan", "inf", "x"], "0.1", "> 0"),
+    (_VIS, "--octaves", ["0", "11"], "10", "from 1 to 10"),
+]
 CASES = [(before, option, bad, wanted) for before, option, bads, _, wanted in NUMERIC for bad in bads]
 
 

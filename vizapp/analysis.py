@@ -29,6 +29,7 @@ __all__ = [
     "convolution",
     "decode_image",
     "embed_index",
+    "feature_vis",
     "index_layer",
     "LiveFrame",
     "live_frames",
@@ -411,6 +412,18 @@ def classic_vs_learned(model, image, *, progress: Progress = no_progress, cancel
     if cancel is not None:
         cancel.check()
     return result
+
+
+def feature_vis(model, settings, image=None, *, progress: Progress = no_progress,
+                cancel: CancelToken | None = None):
+    """An image optimised to excite a unit, step by step (a generator job: yields
+    :class:`~vizapp.explain.featurevis.Step` with a preview every few steps, returns the
+    :class:`~vizapp.explain.featurevis.Visualisation`; see
+    :func:`vizapp.explain.featurevis.visualize`). ``image`` is DeepDream's start image."""
+    from vizapp.explain.featurevis import visualize
+
+    progress(0, settings.steps, "feature visualisation")
+    return (yield from visualize(model, settings, image, progress=progress, cancel=cancel))
 
 
 def move_to_device(model, device: str, *, progress: Progress = no_progress, cancel: CancelToken | None = None) -> str:

@@ -3,11 +3,10 @@ objective, method, steps, size, seed, negative, batch and diversity, the class) 
 images into one picture with hit-testing (the visualisations of a batch, the top-9 patches, the
 layer overview's mosaic).
 
-The form builds a ``vizapp.explain.featurevis.Settings`` from a preset of ``PRESETS`` (the
-regularisers the paper used: L2 decay, blur, clipping, jitter, scales, rotation, octaves) with
-the values of its boxes on top; the view (``widgets/featurevis_view.py``) adds the objective's
-layer, channel and class. The engine module is imported when the form is built (torch is loaded
-by then), never at module level.
+The form builds a ``vizapp.explain.featurevis_settings.Settings`` (torch-free) from a preset of
+``PRESETS`` (the regularisers the paper used: L2 decay, blur, clipping, jitter, scales, rotation,
+octaves) with the values of its boxes on top; the view (``widgets/featurevis_view.py``) adds the
+objective's layer, channel and class.
 """
 
 from __future__ import annotations
@@ -119,7 +118,7 @@ class SettingsForm(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        from vizapp.explain import featurevis
+        from vizapp.explain import featurevis_settings as featurevis
 
         self.presets: dict = dict(featurevis.PRESETS)
         self.preset = combo()
@@ -237,7 +236,7 @@ class SettingsForm(QWidget):
         """The engine's ``Settings``: ``featurevis.preset`` of the chosen preset (its jitter scaled to
         the image ``model`` optimises), with the boxes' values and ``changes`` (the objective's layer,
         channel, class) on top."""
-        from vizapp.explain import featurevis
+        from vizapp.explain import featurevis_settings as featurevis
 
         values = {"objective": self.objective.currentData(), "method": self.method.currentData(),
                   "steps": self.steps.value(), "size": self.size.value() or None, "seed": self.seed.value(),

@@ -1,5 +1,5 @@
 """What each headless command does: ``models``, ``layers``, ``predict``, ``features``,
-``attention``, ``attribute``, ``convolve``, ``train``, ``index``, ``top-patches``, ``embed``, ``live`` and ``doctor``
+``attention``, ``attribute``, ``convolve``, ``visualize``, ``train``, ``index``, ``top-patches``, ``embed``, ``live`` and ``doctor``
 (:mod:`vizapp.cli.doctor`).
 
 Each takes the parsed arguments (:mod:`vizapp.cli.parser`) and returns the exit status; bad
@@ -220,6 +220,108 @@ def _cmd_convolve(args: argparse.Namespace) -> int:
     else:
         print(f"saved {path}: {c.kernel_name} on {c.input_name}: input {c.input.shape}, kernel {c.kernel.shape}, "
               f"output {c.output.shape}, pooled {c.pooled.shape}; {c.formula()}")
+    return 0
+
+
+def _visualize_settings(args: argparse.Namespace, loaded):
+    """``visualize``'s :class:`~vizapp.explain.featurevis.Settings`: the preset with the options given."""
+    from vizapp.explain.featurevis import preset
+
+    objective = args.objective or ("class" if args.target is not None else "channel")
+    name = args.preset or ("DeepDream" if objective == "dream" else "Olah 2017")
+    changes: dict = {"objective": objective, "layer": args.layer, "seed": args.seed, "negative": args.negative}
+    if objective == "class":
+        changes["target"] = _class_index(loaded, args.target)
+    elif objective in ("channel", "neuron"):
+        changes["channel"] = args.channel
+    for option in ("method", "steps", "size", "lr", "octaves"):
+        if getattr(args, option) is not None:
+            changes[option] = getattr(args, option)
+    if changes.get("method") == "fourier" and args.octaves is None:
+        changes["octaves"] = 1  # DeepDream's octaves are a pixel method's
+    return preset(name, loaded, **changes)
+
+
+def _class_index(loaded, text: str) -> int:
+    names = loaded.class_names or []
+    n = len(names)
+    if text.strip().lstrip("-").isdigit():
+        index = int(text)
+        if n and not 0 <= index < n:
+            raise UserError(f"--class {index}: out of range; {loaded.title} has {n} classes (0 to {n - 1})")
+        return index
+    lowered = [c.lower() for c in names]
+    if text.lower() in lowered:
+        return lowered.index(text.lower())
+    close = [c for c in names if text.lower() in c.lower()][:5]
+    hint = f" Close: {', '.join(close)}." if close else ""
+    raise UserError(f"--class '{text}': not one of {loaded.title}'s class names.{hint} Give a name or an index")
+
+
+def _cmd_visualize(args: argparse.Namespace) -> int:
+    import io
+
+    from PIL import Image
+
+    from vizapp.core.files import write_bytes
+    from vizapp.explain.featurevis import PRESETS, activation, run
+    from vizapp.inputs.images import load_image
+
+    for option, path, suffix in (("--out", args.out, ".png"), ("--npz", args.npz, ".npz")):
+        if path is None:
+            continue
+        p = Path(path)
+        if p.is_dir():
+            raise UserError(f"{option} {path}: is a folder; name the {suffix} file to write")
+        if p.suffix.lower() != suffix:
+            raise UserError(f"{option} {path}: name a {suffix} file")
+        if not p.absolute().parent.is_dir():
+            raise UserError(f"{option} {path}: the folder {p.parent} does not exist; create it or name another file")
+    objective = args.objective or ("class" if args.target is not None else "channel")
+    if objective == "class":
+        if args.target is None:
+            raise UserError("--class K: the class objective needs a class (an index or a name)")
+        if args.channel is not None:
+            raise UserError("--channel: not with the class objective (it optimises the class's score)")
+    else:
+        if args.target is not None:
+            raise UserError(f"--class: only with the class objective, not {objective}")
+        if args.layer is None:
+            raise UserError(f"--layer: the {objective} objective needs a layer (see 'vizapp layers')")
+        if objective != "dream" and args.channel is None:
+            raise UserError(f"--channel: the {objective} objective needs a channel")
+        if objective == "dream" and args.channel is not None:
+            raise UserError("--channel: not with dream (it raises the whole layer's L2)")
+    name = args.preset or ("DeepDream" if objective == "dream" else "Olah 2017")
+    if args.image is not None and (args.method or PRESETS[name].method) != "pixel":
+        raise UserError("--image: a start image needs --method pixel (the Fourier parametrisation starts from noise)")
+    image = load_image(args.image) if args.image is not None else None
+    loaded = _load(args)
+    settings = _visualize_settings(args, loaded)
+    start = time.perf_counter()
+    vis = run(loaded, settings, image, progress=_stderr_progress)
+    seconds = time.perf_counter() - start
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    buffer = io.BytesIO()
+    Image.fromarray(vis.image).save(buffer, format="PNG")
+    out = write_bytes(args.out, buffer.getvalue())
+    npz = _save_npz(args.npz, image=vis.image, objective_trace=vis.trace) if args.npz else None
+    trace = vis.trace
+    if args.json:
+        summary = {
+            "out": str(out), "npz": str(npz) if npz else None, "model": vis.model, "description": vis.description,
+            "objective": settings.objective, "method": settings.method, "preset": settings.name,
+            "steps": int(len(trace)), "size": list(vis.image.shape[:2]), "seed": settings.seed,
+            "objective_first": float(trace[0]), "objective_last": float(trace[-1]),
+            "objective_final": float(trace[-1]), "seconds": round(seconds, 3),
+        }
+        if settings.objective == "channel":
+            summary["activation"] = float(activation(loaded, vis.images, settings.layer, settings.channel)[0])
+        print(json.dumps(summary, indent=1))
+    else:
+        print(f"saved {out}{f' and {npz}' if npz else ''}: {vis.description} on {vis.model}, {len(trace)} steps "
+              f"in {seconds:.1f} s, objective {trace[0]:.4g} -> {trace[-1]:.4g}")
     return 0
 
 
@@ -472,5 +574,6 @@ COMMANDS: dict[str, Handler] = {
     "embed": _cmd_embed,
     "scene": _cmd_scene,
     "live": _cmd_live,
+    "visualize": _cmd_visualize,
     "doctor": _cmd_doctor,
 }

@@ -15,6 +15,12 @@ from collections.abc import Callable, Iterable, Sequence
 from vizapp.cli.qt_child import QT_COMMAND
 from vizapp.explain.attribution.registry import METHODS as ATTRIBUTION_METHODS
 from vizapp.explain.convolution import CLASSIC, KERNEL_SIZES, PADDING_MODES, POOLS
+from vizapp.explain.featurevis_settings import MAX_SIZE as VIS_MAX_SIZE
+from vizapp.explain.featurevis_settings import MAX_STEPS as VIS_MAX_STEPS
+from vizapp.explain.featurevis_settings import METHODS as VIS_METHODS
+from vizapp.explain.featurevis_settings import MIN_SIZE as VIS_MIN_SIZE
+from vizapp.explain.featurevis_settings import OBJECTIVES as VIS_OBJECTIVES
+from vizapp.explain.featurevis_settings import PRESET_NAMES as VIS_PRESETS
 from vizapp.training.config import TrainConfig
 from vizapp.training.losses import LOSSES
 from vizapp.training.presets import PRESET_NAMES, SMALL_CNN_LR, TRANSFORMER_LR
@@ -260,6 +266,31 @@ def build_parser() -> argparse.ArgumentParser:
                    f"8 to 4096 (default {CONV_SIZE}); with --model its preprocessing sizes the image")
     p.add_argument("--json", action="store_true", help="print the shapes, the output-size formula and the parameter count")
     p.add_argument("--out", required=True, help="the .npz file to write (its folder must exist)")
+
+    p = sub.add_parser("visualize", help="an image optimised to excite a channel, a neuron or a class, or DeepDream (.png)")
+    _add_model_args(p)
+    p.add_argument("--layer", help="a named_modules() name, see 'layers' (channel, neuron and dream objectives)")
+    p.add_argument("--channel", type=_integer(0), metavar="C", help="the channel (0-based; a ViT block: the embedding dimension)")
+    p.add_argument("--class", dest="target", metavar="K", help="a class index or name: the class objective")
+    p.add_argument("--objective", choices=VIS_OBJECTIVES,
+                   help="channel (mean activation), neuron (the centre position), class (log-softmax) or dream "
+                        "(the layer's L2, DeepDream); default: class with --class, else channel")
+    p.add_argument("--method", choices=VIS_METHODS, help="pixel (raw pixels) or fourier (decorrelated Fourier "
+                   "parametrisation); default: the preset's")
+    p.add_argument("--preset", choices=VIS_PRESETS, metavar="NAME",
+                   help=f"{_one_of(repr(n) for n in VIS_PRESETS)} (default: 'DeepDream' for dream, else 'Olah 2017')")
+    p.add_argument("--steps", type=_integer(1, VIS_MAX_STEPS), metavar="N",
+                   help=f"optimisation steps, 1 to {VIS_MAX_STEPS} (per octave for DeepDream; default: the preset's)")
+    p.add_argument("--size", type=_integer(VIS_MIN_SIZE, VIS_MAX_SIZE), metavar="S",
+                   help=f"the image's side in pixels, {VIS_MIN_SIZE} to {VIS_MAX_SIZE} (default: the model's input size)")
+    p.add_argument("--seed", type=SEED, default=0, help="the same seed and settings give the same image (default 0)")
+    p.add_argument("--lr", type=_number(0.0, above=True), help="learning rate (default: the method's)")
+    p.add_argument("--octaves", type=_integer(1, 10), metavar="N", help="DeepDream's octaves, 1 to 10 (default: the preset's)")
+    p.add_argument("--negative", action="store_true", help="minimise instead: what the unit hates")
+    p.add_argument("--image", help=IMAGE_HELP + " (the start image: DeepDream, --method pixel)")
+    p.add_argument("--out", required=True, help="the .png file to write (its folder must exist)")
+    p.add_argument("--npz", help="also write image and objective_trace to this .npz file")
+    p.add_argument("--json", action="store_true", help="print a summary: the objective's first and last value, the time")
 
     p = sub.add_parser("train", help="train a small CNN/ViT (or fine-tune a hub model) and save a checkpoint + card")
     # Options left out take the preset's value (with --preset), else TrainConfig's default.

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Generator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -37,95 +37,32 @@ import torch.nn.functional as F
 
 from vizapp.core.errors import LayerError, ModelError, UserError
 from vizapp.core.jobs import CancelToken, Progress, no_progress
+from vizapp.explain.featurevis_settings import (
+    CLASS_SCORES,
+    MAX_SIZE,
+    MAX_STEPS,
+    METHODS,
+    MIN_SIZE,
+    OBJECTIVES,
+    PRESET_NAMES,
+    PRESET_SIDE,
+    PRESETS,
+    Settings,
+    preset,
+)
 
-__all__ = ["OBJECTIVES", "METHODS", "PRESETS", "Settings", "Step", "Visualisation", "activation",
-           "preset", "run", "visualize"]
+__all__ = ["CLASS_SCORES", "LR", "MAX_SIZE", "MAX_STEPS", "METHODS", "MIN_SIZE", "OBJECTIVES", "PRESETS",
+           "PRESET_NAMES", "PRESET_SIDE", "Settings", "Step", "Visualisation", "activation", "gaussian_blur",
+           "preset", "run", "to_uint8", "transform", "visualize"]
 
-OBJECTIVES = ("channel", "neuron", "class", "dream")
-METHODS = ("pixel", "fourier")
-CLASS_SCORES = ("log_softmax", "logit")
-#: The optimised image's side: at least, at most.
-MIN_SIZE, MAX_SIZE = 8, 1024
-#: The most steps of one run (per octave for DeepDream).
-MAX_STEPS = 10_000
 #: Default learning rates: Adam on the spectrum (Lucent's 0.05); normalised gradient ascent on
 #: pixels in [0, 1] (each step moves a pixel by ``lr`` on average).
 LR = {"fourier": 0.05, "pixel": 0.01}
-#: The side the presets' jitter (in pixels) is given for: :func:`preset` scales it to the image.
-PRESET_SIDE = 224
 
 # Lucent's colour_correlation_svd_sqrt (lucent/optvis/param/color.py, Apache-2.0): the square
 # root of ImageNet's colour covariance, normalised by its largest column norm.
 _COLOR = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
 _COLOR = _COLOR / _COLOR.norm(dim=0).max()
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What to optimise and how (see ``docs/`` and the module's docstring for the papers).
-
-    ``channel`` and ``target`` also take a tuple, one per image of the batch (the batch is then
-    its length): several channels or classes optimised together in one pass. ``steps`` is per
-    octave for DeepDream. ``name`` is the preset's name (kept by ``dataclasses.replace``).
-    """
-
-    objective: str = "channel"
-    layer: str | None = None
-    channel: int | tuple[int, ...] | None = None
-    neuron: tuple[int, int] | None = None
-    target: int | tuple[int, ...] | None = None
-    class_score: str = "log_softmax"
-    negative: bool = False
-    method: str = "fourier"
-    decorrelate: bool = True
-    steps: int = 256
-    size: int | None = None
-    lr: float | None = None
-    seed: int = 0
-    batch: int = 1
-    diversity: float = 0.0
-    jitter: int = 0
-    scales: tuple[float, ...] = ()
-    rotate: float = 0.0
-    l2: float = 0.0
-    blur_every: int = 0
-    blur_sigma: float = 0.5
-    clip: bool = False
-    octaves: int = 1
-    octave_scale: float = 1.4
-    preview_every: int = 8
-    name: str = ""
-
-
-#: Lucent's standard transforms: scale by 1 + (i - 5) / 50 for i in 0..10.
-_LUCENT_SCALES = tuple(1 + (i - 5) / 50 for i in range(11))
-
-PRESETS: dict[str, Settings] = {
-    # Class model visualisation: gradient ascent on the pixels with an L2 penalty.
-    "Simonyan 2014": Settings(method="pixel", decorrelate=False, l2=0.002, steps=128, name="Simonyan 2014"),
-    # Regularised optimisation: L2 decay, Gaussian blur every 4 steps, clipping, jitter.
-    "Yosinski 2015": Settings(method="pixel", decorrelate=False, l2=0.01, blur_every=4, blur_sigma=0.5, clip=True,
-                              jitter=8, steps=128, name="Yosinski 2015"),
-    # Fourier parametrisation, decorrelated colour, transformation robustness.
-    "Olah 2017": Settings(method="fourier", decorrelate=True, jitter=8, scales=_LUCENT_SCALES, rotate=10.0,
-                          steps=256, name="Olah 2017"),
-    # DeepDream: the layer's L2 from an image, 4 octaves of 1.4x.
-    "DeepDream": Settings(objective="dream", method="pixel", decorrelate=False, jitter=8, clip=True,
-                          octaves=4, octave_scale=1.4, steps=24, name="DeepDream"),
-}
-
-
-def preset(name: str, model=None, **changes) -> Settings:
-    """``PRESETS[name]`` with ``changes``, its jitter scaled from :data:`PRESET_SIDE` to the image
-    the run will optimise (``changes['size']``, else ``model``'s input size): 8 px at 224 is
-    1 px at 32. An unknown name is a :class:`UserError`."""
-    if name not in PRESETS:
-        raise UserError(f"preset '{name}' is not one of: {', '.join(PRESETS)}")
-    s = replace(PRESETS[name], **changes)
-    side = s.size or (model.input_size if model is not None else PRESET_SIDE)
-    if "jitter" not in changes and s.jitter:
-        s = replace(s, jitter=max(1, round(s.jitter * side / PRESET_SIDE)))
-    return s
 
 
 @dataclass(frozen=True)
@@ -141,14 +78,16 @@ class Step:
 @dataclass(frozen=True)
 class Visualisation:
     """The result: ``images`` are ``B x H x W x 3`` uint8 display pixels (before the model's
-    normalisation); ``trace`` the objective per step (as maximised)."""
+    normalisation); ``trace`` the objective per step (as maximised); ``pixel_range`` the optimised
+    pixels' least and greatest value before they were clipped to uint8 (outside [0, 1]: the
+    pixel method ran without ``clip``)."""
 
     images: np.ndarray
     trace: np.ndarray
     settings: Settings
     model: str
     description: str
-    notes: tuple[str, ...] = field(default=())
+    pixel_range: tuple[float, float] = (0.0, 1.0)  # the optimised pixels' min and max (display units, 1 = white)
 
     @property
     def image(self) -> np.ndarray:
@@ -246,32 +185,37 @@ def _draw(g: torch.Generator, lo: int, hi: int) -> int:
     return int(torch.randint(lo, hi + 1, (1,), generator=g).item())
 
 
-def _roll(x: torch.Tensor, g: torch.Generator, d: int) -> torch.Tensor:
-    if d <= 0:
-        return x
-    dy, dx = _draw(g, -d, d), _draw(g, -d, d)
-    return torch.roll(x, (dy, dx), (2, 3))
-
-
 def transform(x: torch.Tensor, s: Settings, g: torch.Generator, out: int) -> torch.Tensor:
-    """Lucent's standard transforms, scaled by ``s.jitter``: pad by 1.5 x jitter with grey, jitter,
-    a random scale and rotation, a half jitter; then resized to ``out`` x ``out``."""
+    """Lucent's standard transforms, scaled by ``s.jitter``, as ``out`` x ``out`` images: pad by
+    1.5 x jitter with grey, shift by up to ``jitter`` px, a random scale (one of ``s.scales``) and
+    rotation (up to ``s.rotate`` degrees), shift by up to half the jitter, resize to ``out``.
+
+    One ``grid_sample``: the five steps compose to one affine map from the output to the image
+    (grey outside it), so the step costs one bilinear resampling rather than five copies.
+    """
     j = s.jitter
-    if j:
-        x = F.pad(x, [j + (j + 1) // 2] * 4, value=0.5)
-        x = _roll(x, g, j)
-    if s.scales or s.rotate:
-        scale = s.scales[_draw(g, 0, len(s.scales) - 1)] if s.scales else 1.0
-        angle = math.radians(float(torch.rand(1, generator=g).item() * 2 - 1) * s.rotate) if s.rotate else 0.0
-        c, sn = math.cos(angle) / scale, math.sin(angle) / scale
-        theta = torch.tensor([[c, -sn, 0.0], [sn, c, 0.0]], dtype=x.dtype, device=x.device).expand(x.shape[0], 2, 3)
-        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-    if j:
-        x = _roll(x, g, j // 2)
-    if x.shape[-1] != out or x.shape[-2] != out:
-        x = F.interpolate(x, size=(out, out), mode="bilinear", align_corners=False)
-    return x
+    if not (j or s.scales or s.rotate):
+        if x.shape[-1] == out and x.shape[-2] == out:
+            return x
+        return F.interpolate(x, size=(out, out), mode="bilinear", align_corners=False)
+    side = x.shape[-1]
+    canvas = side + 2 * (j + (j + 1) // 2 if j else 0)
+    first = (_draw(g, -j, j), _draw(g, -j, j)) if j else (0, 0)  # (dx, dy) in canvas pixels
+    scale = s.scales[_draw(g, 0, len(s.scales) - 1)] if s.scales else 1.0
+    angle = math.radians(float(torch.rand(1, generator=g).item() * 2 - 1) * s.rotate) if s.rotate else 0.0
+    half = j // 2
+    second = (_draw(g, -half, half), _draw(g, -half, half)) if half else (0, 0)
+    # Output coordinates v (normalised, [-1, 1]) -> canvas: undo the second shift t2, the
+    # rotation/scale A, the first shift t1; canvas -> image: divide by the image's share of it.
+    c, sn = math.cos(angle) / scale, math.sin(angle) / scale
+    a = np.array([[c, -sn], [sn, c]])
+    t1 = 2.0 * np.array(first, float) / canvas
+    t2 = 2.0 * np.array(second, float) / canvas
+    share = side / canvas
+    theta = np.concatenate([a / share, (-(a @ t2) - t1)[:, None] / share], axis=1)
+    theta_t = torch.tensor(theta, dtype=x.dtype, device=x.device).expand(x.shape[0], 2, 3)
+    grid = F.affine_grid(theta_t, [x.shape[0], x.shape[1], out, out], align_corners=False)
+    return F.grid_sample(x - 0.5, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + 0.5
 
 
 # --- the model side ---------------------------------------------------------------------------
@@ -285,6 +229,12 @@ def _training_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
     from vizapp.probing.inference import training_modules
 
     return training_modules(model)
+
+
+def has_classifier(model, logits: torch.Tensor) -> bool:
+    from vizapp.probing.inference import has_classifier as classifier
+
+    return classifier(model, logits)
 
 
 class _Probe:
@@ -429,7 +379,7 @@ def _check(model, s: Settings) -> Settings:
 def _describe(s: Settings, model) -> str:
     def many(v, label):
         if isinstance(v, (tuple, list)):
-            return f"{label}s {', '.join(str(i) for i in v)}"
+            return f"{label}{'es' if label.endswith('s') else 's'} {', '.join(str(i) for i in v)}"
         return f"{label} {v}"
 
     if s.objective == "class":
@@ -522,7 +472,7 @@ def visualize(model, settings: Settings, image=None, *, progress: Progress = no_
             feed = F.interpolate(feed, size=(model.input_size,) * 2, mode="bilinear", align_corners=False)
         act, logits = probe(feed, logits=s.objective == "class")
         if s.objective == "class":
-            if logits is None or logits.ndim != 2:
+            if logits is None or not has_classifier(model, logits):
                 raise ModelError(f"{model.title} has no classifier head; pick a channel objective")
             if not checked and int(label_index.max()) >= logits.shape[1]:
                 raise UserError(f"target: class {int(label_index.max())} is out of range; "
@@ -602,7 +552,7 @@ def visualize(model, settings: Settings, image=None, *, progress: Progress = no_
         final = param.x
     images = to_uint8(final)
     return Visualisation(images=images, trace=np.asarray(trace, np.float32), settings=s, model=model.title,
-                         description=_describe(s, model))
+                         description=_describe(s, model), pixel_range=(float(final.min()), float(final.max())))
 
 
 def run(model, settings: Settings, image=None, *, progress: Progress = no_progress,

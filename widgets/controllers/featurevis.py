@@ -35,13 +35,6 @@ def layer_channels(session, layer: str | None) -> int:
     return int(as_channel_maps(np.broadcast_to(np.float32(0), tuple(info.shape))).shape[0])
 
 
-def _job():
-    """The visualisation job: ``vizapp.analysis.feature_vis`` (``featurevis.visualize`` until it is there)."""
-    from vizapp.explain import featurevis
-
-    return getattr(analysis, "feature_vis", featurevis.visualize)
-
-
 def _stream(fn):
     """``fn`` (a generator job taking ``progress`` and ``cancel``) as the runner's stream job,
     which passes a ``control`` as well."""
@@ -123,7 +116,7 @@ class FeatureVisController(Controller):
         image = s.image if settings.objective == "dream" else None
         view.start_run(settings.steps)
         self._running = (RUN, settings)
-        self.runner.stream(RUN, _stream(_job()), s.model, settings, image)
+        self.runner.stream(RUN, _stream(analysis.feature_vis), s.model, settings, image)
         return True
 
     def run_overview(self) -> bool:
