@@ -51,14 +51,16 @@ PICTURES = {
 }
 #: The Feature visualisation pictures of ``docs/``, the dock maximised at 1280x720 after a run (the
 #: screenshot waits for it: a 256-step 224 px Lite0 run is 20-40 s on two cores): a Lite0 channel beside
-#: its top-9 patches in the indexed samples, a class (130, flamingo), and DeepDream of the cat.
+#: its top-9 patches in the indexed samples, a class (1, goldfish: its logit) and DeepDream of the cat
+#: (blocks.3, 4 octaves of 10 steps: the cat stays recognisable).
 FEATUREVIS = {
     "featurevis": ["--model", "efficientnet_lite0", "--image", "chelsea", "--layer", "blocks.4", "--channel", "5",
                    "--collection", "samples"],
     "featurevis-class": ["--model", "efficientnet_lite0", "--image", "chelsea", "--view-option",
-                         "featurevis.objective=class", "--view-option", "featurevis.class=130"],
+                         "featurevis.objective=class", "--view-option", "featurevis.class=1", "--view-option",
+                         "featurevis.class_score=logit"],
     "deepdream": ["--model", "efficientnet_lite0", "--image", "chelsea", "--layer", "blocks.3", "--view-option",
-                  "featurevis.preset=DeepDream"],
+                  "featurevis.preset=DeepDream", "--view-option", "featurevis.steps=10"],
 }
 #: The live picture: its size, the frames the window follows first, the clip's frame size and rate.
 LIVE_SIZE, LIVE_FRAMES, CLIP_SIZE, CLIP_FPS = (1280, 720), 30, (320, 240), 15

@@ -26,7 +26,7 @@ __all__ = ["GAP", "OBJECTIVE_TEXT", "SettingsForm", "Tiling", "tile_images"]
 OBJECTIVE_TEXT = {
     "channel": "a channel (its mean activation)",
     "neuron": "a neuron (the channel's centre unit)",
-    "class": "a class (its log-probability)",
+    "class": "a class (its score)",
     "dream": "DeepDream (the layer's L2 norm, on the image)",
 }
 METHOD_TEXT = {"fourier": "Fourier, decorrelated colour", "pixel": "raw pixels"}
