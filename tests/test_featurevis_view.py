@@ -90,7 +90,7 @@ def test_a_run_stops_when_the_dock_goes_off_screen(fv, qtbot):
     w.docks["features"].raise_()
     qtbot.waitUntil(w.runner.idle, timeout=30_000)
     assert view.result is None and not view.running and len(view.trace) < 4000
-    assert w.session.is_stale("featurevis")
+    assert w.session.is_stale("featurevis") and view.caption.text().startswith("stopped when the dock was hidden")
 
 
 def test_the_objective_follows_the_selection_and_the_picked_class(fv, qtbot):

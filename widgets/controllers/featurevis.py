@@ -134,22 +134,22 @@ class FeatureVisController(Controller):
         self.runner.stream(OVERVIEW, _stream(overview), s.model, s.layer, settings)
         return True
 
-    def cancel(self) -> None:
+    def cancel(self, why: str = "cancelled") -> None:
         """Stop the run, the overview and the patches (Escape, the window's Cancel, the dock's)."""
         running = self._running
         self.runner.cancel(*self.kinds)
         self._running = self._patches_asked = None
         if running is not None and running[0] == RUN:
-            self.view.set_stopped(f"cancelled after {len(self.view.trace)} steps: Run starts again")
+            self.view.set_stopped(f"{why} after {len(self.view.trace)} steps: Run starts again")
         elif running is not None:
-            self.view.overview_stopped(f"cancelled: the {len(self.view.overview_tiles)} channels done are kept; "
+            self.view.overview_stopped(f"{why}: the {len(self.view.overview_tiles)} channels done are kept; "
                                        "Compute overview goes on from there")
 
     def _record(self, kind: str, record) -> None:
         if kind not in (RUN, OVERVIEW) or self._running is None or self._running[0] != kind:
             return
         if not self.on_screen(KEY):  # off screen: no job runs for this dock
-            self.cancel()
+            self.cancel("stopped when the dock was hidden")
             return
         if kind == RUN:
             self.view.set_step(record)
