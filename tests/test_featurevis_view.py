@@ -198,6 +198,17 @@ def test_the_overview_fills_a_mosaic_from_the_engine_then_from_the_cache(fv, qtb
     assert calls == [] and view.overview.cached == 10 and view.overview.computed == 0
     assert all(np.array_equal(first[c], view.overview_tiles[c]) for c in range(10))
     assert "10 read from the cache" in view.overview_readout.text()
+    # Tiles arriving one by one are pasted into the mosaic: the same picture as tiling them all at once.
+    from widgets.featurevis_panels import tile_images
+
+    finished = view.overview
+    view.start_overview(LAYER, 10)
+    for c in (3, 0, 9, 1, 2, 4, 5, 6, 7, 8):
+        view.set_overview_tile(c, first[c])
+        qtbot.wait(1 if c % 2 else 0)
+    qtbot.waitUntil(lambda: len(view._overview_pasted) == 10, timeout=5_000)
+    assert np.array_equal(view.overview_image.image, tile_images([first[c] for c in range(10)])[0])
+    view.set_overview(finished)
     # A click on a tile selects its channel.
     x, y = tiling.origin(5)
     scene = view.overview_view.mapViewToScene(QPointF(x + tiling.tile_w / 2, y + tiling.tile_h / 2))

@@ -87,6 +87,8 @@ class FeatureVisView(QWidget):
         self._overview_layer: str | None = None
         self._overview_count = 0
         self._overview_tiling = None
+        self._overview_picture: np.ndarray | None = None  # the mosaic on screen, filled in tile by tile
+        self._overview_pasted: set[int] = set()
         self._latest = None  # the newest Step waiting to be painted
         self._paint_queued = False
         self._overview_queued = False
@@ -303,7 +305,7 @@ class FeatureVisView(QWidget):
         m = self.session.model
         self.form.set_classes(getattr(m, "class_names", None) if m is not None else None)
         self.result = self.shown = self.grid = self.overview = None
-        self.overview_tiles, self._overview_layer = {}, None
+        self.overview_tiles, self._overview_layer, self._overview_picture = {}, None, None
         self.image.clear()
         self.curve.setData([], [])
         self.side_image.clear()
@@ -443,8 +445,7 @@ class FeatureVisView(QWidget):
     # --- the layer overview ----------------------------------------------------------------------
     def start_overview(self, layer: str, channels: int) -> None:
         """An overview of ``layer``'s ``channels`` started: an empty mosaic, tiles fill in as they come."""
-        if layer != self._overview_layer or channels != self._overview_count:
-            self.overview_tiles = {}
+        self.overview_tiles, self._overview_picture = {}, None  # the cached ones come back at once
         self._overview_layer, self._overview_count, self.overview = layer, channels, None
         self.overview_button.setEnabled(False)
         self.overview_cancel.setEnabled(True)
@@ -464,8 +465,17 @@ class FeatureVisView(QWidget):
         n = self._overview_count
         if not n:
             return
-        tiles = [self.overview_tiles.get(c) for c in range(n)]
-        picture, self._overview_tiling = tile_images(tiles)
+        tiles, t, picture = self.overview_tiles, self._overview_tiling, self._overview_picture
+        shapes = {a.shape for a in tiles.values()}
+        if picture is None or t is None or t.count != n or shapes - {(t.tile_h, t.tile_w, 3)}:
+            picture, self._overview_tiling = tile_images([tiles.get(c) for c in range(n)])
+            self._overview_pasted = set(tiles)
+        else:  # only the tiles new since the last repaint are pasted in
+            for c in set(tiles) - self._overview_pasted:
+                x, y = t.origin(c)
+                picture[y:y + t.tile_h, x:x + t.tile_w] = tiles[c]
+            self._overview_pasted = set(tiles)
+        self._overview_picture = picture
         first = self.overview_image.image is None or self.overview_image.image.shape != picture.shape
         self.overview_image.setImage(picture, levels=(0, 255), autoLevels=False)
         if first:
@@ -486,6 +496,7 @@ class FeatureVisView(QWidget):
         self.overview = overview
         self._overview_layer, self._overview_count = overview.layer, len(overview.images)
         self.overview_tiles = {c: np.asarray(overview.images[c]) for c in range(len(overview.images))}
+        self._overview_picture = None
         self._overview_idle()
         self._paint_overview()
 
