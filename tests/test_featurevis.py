@@ -52,6 +52,8 @@ def probabilities(loaded, images: np.ndarray, jitter: int = 0, seed: int = 1) ->
     """``B x classes``: the model's softmax for uint8 images at its input size, optionally
     padded by ``jitter`` grey pixels and shifted by up to ``jitter`` (a generator of its own)."""
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    if loaded.preprocess.channels == 1:  # a grey model's images are grey RGB
+        x = x[:, :1]
     if jitter:
         g = torch.Generator().manual_seed(seed)
         x = F.pad(x, [jitter] * 4, value=0.5)
@@ -96,6 +98,8 @@ def test_generator_previews_cancel_and_the_model_is_left_as_it_was(tinyvgg):
     steps = list(fv.visualize(tinyvgg, s))
     assert [st.step for st in steps] == list(range(1, 11)) and {st.steps for st in steps} == {10}
     assert [st.step for st in steps if st.preview is not None] == [4, 8, 10]
+    with torch.no_grad():  # a caller's no_grad does not stop it
+        assert np.array_equal(fv.run(tinyvgg, s).images, steps[-1].preview)
     assert steps[3].preview.shape == (1, 32, 32, 3) and steps[3].preview.dtype == np.uint8
     token = CancelToken()
     gen = fv.visualize(tinyvgg, replace(s, steps=100), cancel=token)
@@ -169,7 +173,7 @@ def test_negative_objective_lowers_the_activation_below_every_sample(tinyvgg, sh
     assert v.description == "negative conv2_2 channel 7 (Olah 2017)"
 
 
-def test_vit_block_channel_and_token_objectives_rise(photos):
+def test_vit_block_channel_token_and_class_objectives(photos):
     vit = load_model("vit_digits")
     assert vit.trained and vit.preprocess.channels == 1
     digits = [load_image(s.path) for s in lab_samples() if s.name.startswith("digit")]
@@ -179,6 +183,9 @@ def test_vit_block_channel_and_token_objectives_rise(photos):
     assert fv.activation(vit, v.images, "blocks.1", 5)[0] > fv.activation(vit, digits, "blocks.1", 5).max() + 0.5
     token = fv.run(vit, fv.Settings(objective="neuron", layer="blocks.1", channel=5, neuron=(3, 4), steps=16))
     assert token.trace[-4:].mean() > token.trace[:4].mean() + 0.5
+    wanted = (0, 2, 3, 8)  # a class too: digits the ViT draws in 96 steps (a thin "1" takes longer)
+    drawn = fv.run(vit, fv.preset("Olah 2017", vit, objective="class", target=wanted, steps=96))
+    assert list(probabilities(vit, drawn.images).argmax(1)) == list(wanted)
 
 
 # --- class visualisations are classified as their class ------------------------------------------

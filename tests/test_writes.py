@@ -30,6 +30,7 @@ ALLOWED = [
     ("vizapp/training/checkpoints.py", 'open(self.path, "a+b", buffering=0)', "the run's lock file, not data"),
     ("vizapp/training/trainer.py", "self.save()", "Trainer.save: write_bytes and save_checkpoint"),
     ("vizapp/cli/commands.py", "embedding.save(args.out)", "Embedding.save: write_npz"),
+    ("vizapp/cli/commands.py", 'Image.fromarray(vis.image).save(buffer, format="PNG")', "encoded in memory, then write_bytes"),
     ("vizapp/collection/index_store.py", 'open_memmap(path, mode="w+"', "create_features: space reserved before the map"),
     ("vizapp/collection/index_store.py", 'open(path, "r+b")', "create_features: reserving the space"),
     ("widgets/export.py", "image.save(buffer, fmt)", "encoded in memory, then write_bytes"),

@@ -513,9 +513,10 @@ def visualize(model, settings: Settings, image=None, *, progress: Progress = no_
         for i in range(s.steps):
             if cancel is not None:
                 cancel.check()
-            leaf = param.leaf
-            total_score, value = score(param.image())
-            (grad,) = torch.autograd.grad(total_score, [leaf])
+            with torch.enable_grad():  # also on a thread that runs under no_grad
+                leaf = param.leaf
+                total_score, value = score(param.image())
+                (grad,) = torch.autograd.grad(total_score, [leaf])
             param.ascend(grad, i)
             trace.append(value)
             done += 1
@@ -539,9 +540,10 @@ def visualize(model, settings: Settings, image=None, *, progress: Progress = no_
             for i in range(s.steps):
                 if cancel is not None:
                     cancel.check()
-                leaf = param.leaf
-                total_score, value = score(param.image())
-                (grad,) = torch.autograd.grad(total_score, [leaf])
+                with torch.enable_grad():
+                    leaf = param.leaf
+                    total_score, value = score(param.image())
+                    (grad,) = torch.autograd.grad(total_score, [leaf])
                 param.ascend(grad, i)
                 trace.append(value)
                 done += 1

@@ -111,14 +111,14 @@ PRESETS: dict[str, Settings] = {
     # Class model visualisation: gradient ascent on the pixels with an L2 penalty.
     "Simonyan 2014": Settings(method="pixel", decorrelate=False, l2=0.002, steps=128, name="Simonyan 2014"),
     # Regularised optimisation: L2 decay, Gaussian blur every 4 steps, clipping, jitter.
-    "Yosinski 2015": Settings(method="pixel", decorrelate=False, l2=0.01, blur_every=4, blur_sigma=0.5, clip=True,
-                              jitter=8, steps=128, name="Yosinski 2015"),
+    "Yosinski 2015": Settings(method="pixel", decorrelate=False, l2=0.004, lr=0.02, blur_every=4, blur_sigma=0.5,
+                              clip=True, jitter=8, steps=128, name="Yosinski 2015"),
     # Fourier parametrisation, decorrelated colour, transformation robustness.
     "Olah 2017": Settings(method="fourier", decorrelate=True, jitter=8, scales=_LUCENT_SCALES, rotate=10.0,
                           steps=256, name="Olah 2017"),
     # DeepDream: the layer's L2 from an image, 4 octaves of 1.4x.
     "DeepDream": Settings(objective="dream", method="pixel", decorrelate=False, jitter=8, clip=True,
-                          octaves=4, octave_scale=1.4, steps=24, name="DeepDream"),
+                          octaves=4, octave_scale=1.4, steps=10, name="DeepDream"),
 }
 
 
