@@ -281,3 +281,14 @@ def test_the_dock_fits_1280x720_on_a_desk_and_projected_at_2x(fv, qtbot):
         assert view.view.width() > 150 and view.view.height() > 150
     finally:
         w.set_presentation(False)
+
+
+def test_a_run_and_an_overview_asked_together_both_arrive(fv, qtbot):
+    w = fv
+    view = w.featurevis_view
+    view.form.set_values({"steps": 16})
+    view.set_view_options({"overview_steps": 4, "overview_batch": 5, "overview_size": 0})
+    assert w.featurevis.run() and w.featurevis.run_overview()  # the overview waits behind the run
+    qtbot.waitUntil(lambda: w.runner.idle() and view.overview is not None, timeout=60_000)
+    assert view.result is not None and len(view.result.trace) == 16 and len(view.trace) == 16
+    assert view.preview_records == 2 and sorted(view.overview_tiles) == list(range(10))

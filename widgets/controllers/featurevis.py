@@ -57,7 +57,7 @@ class FeatureVisController(Controller):
         self.view = view = views[KEY]
         self.collection = collection
         self._patches_asked: tuple | None = None  # (index, layer, channel) on screen or on its way
-        self._running: tuple | None = None  # (kind, what) of the run or overview going
+        self._running: dict[str, object] = {}  # the run's and the overview's settings, while they go
         session.mark_stale(KEY)
         view.sigRunRequested.connect(self.run)
         view.sigCancelRequested.connect(self.cancel)
@@ -81,7 +81,7 @@ class FeatureVisController(Controller):
 
     def _model_changed(self) -> None:
         self.runner.cancel(*self.kinds)
-        self._running = self._patches_asked = None
+        self._running, self._patches_asked = {}, None
         self.request_patches()
 
     def _form_changed(self) -> None:
@@ -115,7 +115,7 @@ class FeatureVisController(Controller):
         view.set_message("")
         image = s.image if settings.objective == "dream" else None
         view.start_run(settings.steps)
-        self._running = (RUN, settings)
+        self._running[RUN] = settings
         self.runner.stream(RUN, _stream(analysis.feature_vis), s.model, settings, image)
         return True
 
@@ -130,7 +130,7 @@ class FeatureVisController(Controller):
             return False
         settings = view.overview_settings()
         view.start_overview(s.layer, layer_channels(s, s.layer))
-        self._running = (OVERVIEW, settings)
+        self._running[OVERVIEW] = settings
         self.runner.stream(OVERVIEW, _stream(overview), s.model, s.layer, settings)
         return True
 
@@ -138,15 +138,15 @@ class FeatureVisController(Controller):
         """Stop the run, the overview and the patches (Escape, the window's Cancel, the dock's)."""
         running = self._running
         self.runner.cancel(*self.kinds)
-        self._running = self._patches_asked = None
-        if running is not None and running[0] == RUN:
+        self._running, self._patches_asked = {}, None
+        if RUN in running:
             self.view.set_stopped(f"{why} after {len(self.view.trace)} steps: Run starts again")
-        elif running is not None:
+        if OVERVIEW in running:
             self.view.overview_stopped(f"{why}: the {len(self.view.overview_tiles)} channels done are kept; "
                                        "Compute overview goes on from there")
 
     def _record(self, kind: str, record) -> None:
-        if kind not in (RUN, OVERVIEW) or self._running is None or self._running[0] != kind:
+        if kind not in self._running:
             return
         if not self.on_screen(KEY):  # off screen: no job runs for this dock
             self.cancel("stopped when the dock was hidden")
@@ -203,11 +203,11 @@ class FeatureVisController(Controller):
         if s.model is None:
             return
         if kind == RUN:
-            self._running = None
+            self._running.pop(RUN, None)
             if result is not None:
                 self.view.set_result(result)
         elif kind == OVERVIEW:
-            self._running = None
+            self._running.pop(OVERVIEW, None)
             if result is not None:
                 self.view.set_overview(result)
         elif kind == PATCHES:
@@ -218,11 +218,11 @@ class FeatureVisController(Controller):
     def failed(self, kind: str, message: str) -> None:
         # A refused objective (a layer without channels, a class out of range) is said in the dock.
         if kind == RUN:
-            self._running = None
+            self._running.pop(RUN, None)
             self.view.set_message(message)
             self.view.set_stopped("")
         elif kind == OVERVIEW:
-            self._running = None
+            self._running.pop(OVERVIEW, None)
             self.view.overview_stopped(message)
         else:
             self._patches_asked = None
