@@ -50,9 +50,9 @@ PICTURES = {
                           "--view-option", "convolution.step=24762"],
 }
 #: The Feature visualisation pictures of ``docs/``, the dock maximised at 1280x720 after a run (the
-#: screenshot waits for it: a 256-step 224 px Lite0 channel run is ~13 s on one idle CPU thread): a Lite0 channel beside
-#: its top-9 patches in the indexed samples, a class (1, goldfish: its logit) and DeepDream of the cat
-#: (blocks.3, 4 octaves of 10 steps: the cat stays recognisable).
+#: screenshot waits for it: a 256-step 224 px Lite0 channel run is ~13 s on one idle CPU thread): a
+#: Lite0 channel beside its top-9 patches in the indexed samples, a class (1, goldfish: its logit)
+#: and DeepDream of the cat (blocks.3, 4 octaves of 10 steps: the cat stays recognisable).
 FEATUREVIS = {
     "featurevis": ["--model", "efficientnet_lite0", "--image", "chelsea", "--layer", "blocks.4", "--channel", "5",
                    "--collection", "samples"],
