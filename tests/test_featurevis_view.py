@@ -215,6 +215,10 @@ def test_the_overview_fills_a_mosaic_from_the_engine_then_from_the_cache(fv, qtb
     qtbot.mouseClick(view.overview_canvas.viewport(), Qt.LeftButton, pos=view.overview_canvas.mapFromScene(scene))
     assert s.channel == 5 and view.marker.isVisible()
     assert view.marker.rect().x() == pytest.approx(x - 1)
+    # Hovering a tile names its channel.
+    x, y = tiling.origin(8)
+    view._overview_moved((view.overview_view.mapViewToScene(QPointF(x + 1, y + 1)),))
+    assert view.overview_readout.text() == "conv2_2 channel 8: click to select it"
 
 
 def test_a_cancelled_overview_keeps_its_groups_and_resumes(fv, qtbot, monkeypatch):

@@ -217,6 +217,8 @@ class FeatureVisView(QWidget):
         self.marker.setVisible(False)
         self.overview_view.addItem(self.marker)
         self.overview_canvas.scene().sigMouseClicked.connect(self._overview_clicked)
+        self._hover = pg.SignalProxy(self.overview_canvas.scene().sigMouseMoved, rateLimit=30,
+                                     slot=self._overview_moved)
         self.overview_readout = heading("Compute the overview: one tile per channel; click a tile to select it",
                                         "body", bold=False)
         page = self.overview_page = QWidget()
@@ -521,6 +523,14 @@ class FeatureVisView(QWidget):
     def channel_at(self, x: float, y: float) -> int | None:
         """The channel of the overview tile at picture coordinates ``(x, y)``."""
         return None if self._overview_tiling is None else self._overview_tiling.at(x, y)
+
+    def _overview_moved(self, event) -> None:
+        """Hovering a tile names its channel in the read-out."""
+        p = self.overview_view.mapSceneToView(event[0])
+        channel = self.channel_at(p.x(), p.y())
+        if channel is not None:
+            state = "" if channel in self.overview_tiles else " (not done yet)"
+            self.overview_readout.setText(f"{self._overview_layer} channel {channel}{state}: click to select it")
 
     def _overview_clicked(self, event) -> None:
         if event.button() != Qt.LeftButton:
