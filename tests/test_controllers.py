@@ -22,9 +22,11 @@ OWNERS = {
     "embedding": "collection", "hover": "collection", "neighbours": "collection", "projections": "collection",
     "attention": "explain", "attribution:gradcam": "explain", "attribution:saliency": "explain",
     "convolution": "convolution", "convolution:classic": "convolution",
+    "featurevis": "featurevis", "featurevis:overview": "featurevis", "featurevis:patches": "featurevis",
 }
 INTERACTIVE = {"model", "device", "analysis", "image", "collection", "index", "patches", "overview",
-               "embedding", "neighbours", "projections", "attention", "attribution:", "convolution", "convolution:classic"}
+               "embedding", "neighbours", "projections", "attention", "attribution:", "convolution", "convolution:classic",
+               "featurevis", "featurevis:overview", "featurevis:patches"}
 
 
 def test_every_job_kind_has_one_owner(window):
@@ -78,7 +80,8 @@ def test_the_dock_table_builds_the_docks_menus_and_layout(window):
             widget = widget.widget()
         assert widget is getattr(w, r.attr) is w.views[r.key]
     tabs = [r.key for r in DOCKS if r.place == ("tab", "features")]
-    assert tabs == ["patches", "embedding", "attention", "attribution", "convolution", "training"]
+    assert tabs == ["patches", "embedding", "attention", "attribution", "convolution", "featurevis",
+                    "training"]
 
     def tabbed():
         return {k for k, d in w.docks.items() if d in w.tabifiedDockWidgets(w.docks["features"])}

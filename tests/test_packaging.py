@@ -75,7 +75,7 @@ def test_modules_imported_by_name_are_collected(bundle):
     wanted |= {f"vizapp.inputs.{k}" for k in SOURCES}
     wanted |= {row.view.partition(":")[0] for row in DOCKS if row.view}
     wanted |= {"widgets.controllers.probing", "widgets.controllers.training", "vizapp.cli.commands"}
-    assert len(wanted) == 7 + 4 + 2 + 2 + 10 + 3
+    assert len(wanted) == 7 + 4 + 2 + 2 + 11 + 3
     assert wanted <= modules, sorted(wanted - modules)
     for name in wanted:  # and each is a real module
         assert importlib.util.find_spec(name) is not None, name

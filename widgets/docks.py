@@ -82,6 +82,8 @@ DOCKS: tuple[DockRow, ...] = (
     DockRow("attribution", "Attribution", "attribution_view", "widgets.attribution_view:AttributionView", "explain", ("tab", "features")),
     DockRow("convolution", "Convolution", "convolution_view", "widgets.convolution_view:ConvolutionView", "convolution",
             ("tab", "features")),
+    DockRow("featurevis", "Feature vis", "featurevis_view", "widgets.featurevis_view:FeatureVisView", "featurevis",
+            ("tab", "features")),
     DockRow("training", "Training lab", "training_panel", None, "training", ("tab", "features")),
     # (the window builds the training panel itself: it takes the window's runner too)
 )

@@ -35,6 +35,7 @@ from widgets.controllers import JobRoutes, notify
 from widgets.controllers.collection import CollectionController
 from widgets.controllers.convolution import ConvolutionController
 from widgets.controllers.explain import ExplainController
+from widgets.controllers.featurevis import FeatureVisController
 from widgets.controllers.inputs import InputsController
 from widgets.controllers.lecture import LectureController
 from widgets.controllers.live import LiveController
@@ -135,6 +136,7 @@ class MainWindow(QMainWindow):
         self.collection = self._add("collection", CollectionController(*parts, inputs=self.inputs))
         self.explain = self._add("explain", ExplainController(*parts))
         self.convolution = self._add("convolution", ConvolutionController(*parts, presentation=self.presentation))
+        self.featurevis = self._add("featurevis", FeatureVisController(*parts, collection=self.collection))
         self.training = self._add("training", TrainingController(*parts, probing=self.probing))
         self.lecture = self._add("lecture", LectureController(*parts, window=self, state_version=STATE_VERSION))
         add_lecture_actions(self, self.file_menu)  # File > Open scene…, Save scene…, Open deck…, …

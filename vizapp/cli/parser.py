@@ -30,7 +30,7 @@ __all__ = ["DOCKS", "MAX_SIZE", "MIN_SIZE", "THEMES", "WINDOW_OPTIONS", "build_p
 #: The window's docks, in its order: ``screenshot --dock`` raises one of them
 #: (``widgets.main_window.MainWindow.docks`` has the same keys; a test checks it).
 DOCKS = ("model", "image", "features", "kernels", "predictions", "patches", "embedding",
-         "attention", "attribution", "convolution", "training")
+         "attention", "attribution", "convolution", "featurevis", "training")
 #: Commands the program runs itself (``doctor``'s Qt child): no help line, not in error messages.
 HIDDEN_COMMANDS = (QT_COMMAND,)
 #: ``record --step``, ``--out`` and the most frames of one recording.
