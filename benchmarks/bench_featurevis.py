@@ -7,11 +7,10 @@
    the "Olah 2017" preset (decorrelated colour, jitter, scales, rotation). Target >= 0.9.
 2. Time to a 256-step 224 px channel visualisation ("Olah 2017") on the CPU (``--quick``: 64
    steps, the 256-step time extrapolated and said so).
-3. The longest GUI gap while a visualisation runs: the offscreen main window's own
-   ``JobRunner`` streams ``featurevis.visualize`` (what ``analysis.feature_vis`` streams), each
-   preview drawn into a label as it arrives; a 2 ms timer on the GUI thread records its ticks
-   as ``bench_gui_stall`` does. Target < 50 ms. (The Feature visualisation dock's controller
-   lives on another branch; this measures the runner and the previews without it.)
+3. The longest GUI gap while a visualisation runs: the offscreen main window's Feature
+   visualisation dock runs one (its controller streams ``analysis.feature_vis``; the dock draws
+   each preview and the trace); a 2 ms timer on the GUI thread records its ticks as
+   ``bench_gui_stall`` does. Target < 50 ms.
 4. Deconvnet projections (``vizapp.explain.projection``): one Lite0 ``blocks.3`` unit, and a
    channel's top-9 set (``analysis.top_projections`` over the offline samples: images opened,
    receptive boxes, one batched pass, crops).
@@ -140,79 +139,45 @@ def _full_run_row(model, quick: bool) -> Result:
     return Result(BENCH, "256-step 224 px Lite0 channel vis, CPU", total * 1000.0, "ms", None, note=how)
 
 
-def _job(model, settings, *, progress, cancel, control=None):
-    """``featurevis.visualize`` as a generator job of the runner (which also passes ``control``)."""
-    from vizapp.explain import featurevis
-
-    return featurevis.visualize(model, settings, progress=progress, cancel=cancel)
-
-
 def _gui_gap_row(model, quick: bool) -> Result:
+    """The Feature visualisation dock runs an "Olah 2017" visualisation of ``LAYER``/``CHANNEL`` in
+    the offscreen main window (its controller streams ``analysis.feature_vis``; each preview and
+    the objective trace are drawn by the dock); a 2 ms timer records the GUI's ticks."""
     from bench_gui_stall import _report, _run_loop, _ticker
-    from PySide6.QtCore import QObject, Slot
-    from PySide6.QtWidgets import QLabel
 
-    from vizapp.explain import featurevis
-    from widgets.common import to_pixmap
+    from widgets.app import wait_until_ready
     from widgets.main_window import MainWindow
 
     make_app()
     window = MainWindow(restore_layout=False)
+    window.resize(1600, 1000)
     window.show()
-    label = QLabel()
-    label.show()
+    window.start(layer=LAYER)
+    if not wait_until_ready(window, timeout=300):
+        raise SystemExit(f"the main window did not get ready: {window.last_error}")
     steps = 48 if quick else 128
-    settings = featurevis.preset("Olah 2017", model, layer=LAYER, channel=CHANNEL, size=SIZE, steps=steps)
+    view = window.featurevis_view
     ticker = _ticker()
-
-    class Sink(QObject):
-        def __init__(self) -> None:
-            super().__init__()
-            self.records, self.previews, self.done, self.failed = 0, 0, [], []
-            self.drawn: list[float] = []
-
-        @Slot(str, object)
-        def record(self, kind: str, step) -> None:
-            if kind != "bench:featurevis":
-                return
-            self.records += 1
-            if step.preview is not None:
-                label.setPixmap(to_pixmap(step.preview[0]))
-                self.previews += 1
-                self.drawn.append(time.perf_counter())
-
-        @Slot(str, object)
-        def finished(self, kind: str, _value) -> None:
-            if kind == "bench:featurevis":
-                self.done.append(time.perf_counter())
-
-        @Slot(str, str)
-        def failed_(self, kind: str, message: str) -> None:
-            if kind == "bench:featurevis":
-                self.failed.append(message)
-
-    sink = Sink()
-    runner = window.runner
-    runner.sigRecord.connect(sink.record)
-    runner.sigFinished.connect(sink.finished)
-    runner.sigFailed.connect(sink.failed_)
     try:
+        window.session.select_channel(CHANNEL)
+        window.docks["featurevis"].raise_()
+        view.set_view_options({"preset": "Olah 2017", "objective": "channel", "steps": steps, "seed": 0})
         idle = _report("baseline (the same window idle)", _run_loop(2.0, ticker), [], "no work")  # also settles it
         t0 = time.perf_counter()
-        ticks = _run_loop(0.5, ticker, on_start=lambda: runner.stream("bench:featurevis", _job, model, settings))
-        while not sink.done and not sink.failed and time.perf_counter() - t0 < 600:
+        started = []
+        ticks = _run_loop(0.5, ticker, on_start=lambda: started.append(window.featurevis.run()))
+        while view.result is None and time.perf_counter() - t0 < 600:
             ticks += _run_loop(0.5, ticker)
+        result, previews = view.result, view.previews
     finally:
         window.close()
-        label.close()
-    if sink.failed:
-        raise SystemExit(f"the visualisation failed: {sink.failed[0]}")
-    stats = _report("GUI while a visualisation streams (window's JobRunner, previews drawn)", ticks, sink.drawn,
-                    f"{sink.records} steps, {sink.previews} previews drawn")
+    if not started or not started[0] or result is None:
+        raise SystemExit(f"the visualisation did not run: {window.last_error or 'no result'}")
+    stats = _report("GUI while the Feature vis dock runs a visualisation (previews and trace drawn)", ticks, [],
+                    f"{len(result.trace)} steps, {previews} previews drawn")
     return Result(BENCH, "max GUI gap while a visualisation runs", stats["max"], "ms", TARGET_GAP_MS,
-                  note=f"window's JobRunner streaming featurevis.visualize, previews drawn (the vis dock's "
-                       f"controller is on another branch); p99 {stats['p99']:.1f} ms; idle window's max "
-                       f"{idle['max']:.1f} ms")
+                  note=f"the Feature vis dock's own run of {result.description}, previews drawn; "
+                       f"p99 {stats['p99']:.1f} ms; idle window's max {idle['max']:.1f} ms")
 
 
 def _projection_rows(model, quick: bool) -> list[Result]:
