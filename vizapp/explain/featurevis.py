@@ -502,14 +502,9 @@ def visualize(model, settings: Settings, image=None, *, progress: Progress = no_
             total_score = total_score - s.diversity * batch * _diversity(act.float())
         return total_score, float(values.detach().mean())
 
-    def preview(pixels: torch.Tensor, i: int, last: bool) -> np.ndarray | None:
-        if last or (s.preview_every and (i + 1) % s.preview_every == 0):
-            return to_uint8(pixels)
-        return None
-
-    done = 0
-    if s.method == "fourier":
-        param = _Fourier(batch, n_in, side, g, device, s.decorrelate and n_in == 3, lr)
+    def climb(param, pixels) -> Generator[Step, None, None]:
+        """``s.steps`` steps of gradient ascent on ``param``, a :class:`Step` each (with
+        ``pixels()`` as its preview every ``s.preview_every`` steps and at the end)."""
         for i in range(s.steps):
             if cancel is not None:
                 cancel.check()
@@ -519,14 +514,17 @@ def visualize(model, settings: Settings, image=None, *, progress: Progress = no_
                 (grad,) = torch.autograd.grad(total_score, [leaf])
             param.ascend(grad, i)
             trace.append(value)
-            done += 1
+            done = len(trace)
             progress(done, total, f"step {done}/{total}: objective {value:.4g}")
-            last = done == total
             shown = None
-            if last or (s.preview_every and (i + 1) % s.preview_every == 0):
+            if done == total or (s.preview_every and (i + 1) % s.preview_every == 0):
                 with torch.no_grad():
-                    shown = to_uint8(param.image())
+                    shown = to_uint8(pixels())
             yield Step(done, total, value, shown)
+
+    if s.method == "fourier":
+        param = _Fourier(batch, n_in, side, g, device, s.decorrelate and n_in == 3, lr)
+        yield from climb(param, param.image)
         with torch.no_grad():
             final = param.image()
     else:
@@ -537,19 +535,7 @@ def visualize(model, settings: Settings, image=None, *, progress: Progress = no_
             if detail.shape[-1] != o_side:
                 detail = F.interpolate(detail, size=(o_side, o_side), mode="bilinear", align_corners=False)
             param = _Pixels(octave_base + detail, s, lr)
-            for i in range(s.steps):
-                if cancel is not None:
-                    cancel.check()
-                with torch.enable_grad():
-                    leaf = param.leaf
-                    total_score, value = score(param.image())
-                    (grad,) = torch.autograd.grad(total_score, [leaf])
-                param.ascend(grad, i)
-                trace.append(value)
-                done += 1
-                progress(done, total, f"step {done}/{total}: objective {value:.4g}")
-                last = done == total
-                yield Step(done, total, value, preview(param.x, i, last))
+            yield from climb(param, lambda p=param: p.x)
             detail = param.x - octave_base
         final = param.x
     images = to_uint8(final)
