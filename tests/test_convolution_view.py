@@ -202,6 +202,28 @@ def test_relu_and_pool_are_stepped_with_their_values(conv, qtbot):
     assert view.numbers.shown["result"] == pytest.approx(float(view.conv.relu[6:8, 10:12].mean()), abs=1e-6)
 
 
+def test_an_output_too_small_to_pool_shows_its_relu_and_says_so(conv, qtbot):
+    w = conv
+    view = w.convolution_view
+    w.session.select_layer("conv2_1")  # its input is 16 x 16
+    wait_for(qtbot, w, lambda: view.conv.kernel_name.startswith("conv2_1"))
+    view.set_stage("pool")
+    view.own.setChecked(False)
+    view.padding.setValue(0)
+    view.stride.setValue(8)  # floor((16 - 3) / 8) + 1 = 2: a 2 x 2 output, one pooled value
+    wait_for(qtbot, w, lambda: view.conv.stride == 8 and view.conv.padding == 0)
+    assert view.conv.output.shape == (2, 2) and view.conv.pooled.shape == (1, 1)
+    assert view.stage_name() == "pool" and view.numbers.shown["stage"] == "pool"
+    view.dilation.setValue(4)  # effective kernel 9: floor((16 - 9) / 8) + 1 = 1, nothing to pool
+    wait_for(qtbot, w, lambda: view.conv.dilation == 4)
+    assert view.conv.output.shape == (1, 1) and view.conv.pooled.size == 0
+    assert view.stage_name() == "relu" and view.stage.currentData() == "relu"
+    assert view.numbers.shown["stage"] == "relu" and view.numbers.shown["result"] == view.conv.relu[0, 0]
+    assert "nothing to pool" in view.caption.text()
+    view.set_stage("pool")  # asked again: still the ReLU, no error
+    assert view.stage_name() == "relu" and "nothing to pool" in view.caption.text()
+
+
 def test_a_layer_that_is_not_a_convolution_says_so(conv, qtbot):
     w = conv
     view = w.convolution_view

@@ -7,7 +7,9 @@ inputs: quick) with few steps."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -91,6 +93,20 @@ def test_a_run_stops_when_the_dock_goes_off_screen(fv, qtbot):
     qtbot.waitUntil(w.runner.idle, timeout=30_000)
     assert view.result is None and not view.running and len(view.trace) < 4000
     assert w.session.is_stale("featurevis") and view.caption.text().startswith("stopped when the dock was hidden")
+    # An overview stops as soon as the dock goes, not when its group of channels is done (which
+    # it would write to the cache: here it writes nothing).
+    cache = Path(os.environ["VIZAPP_CACHE"])
+    w.docks["featurevis"].raise_()
+    view.set_view_options({"overview_steps": 4096, "overview_batch": 10, "overview_size": 0, "page": "overview"})
+    qtbot.waitUntil(lambda: w.dock_on_screen("featurevis") and w.runner.idle(), timeout=30_000)
+    steps = []
+    w.runner.sigProgress.connect(lambda kind, done, *_: kind == "featurevis:overview" and steps.append(done))
+    assert w.featurevis.run_overview()
+    qtbot.waitUntil(lambda: len(steps) >= 2, timeout=30_000)
+    w.docks["features"].raise_()
+    qtbot.waitUntil(w.runner.idle, timeout=30_000)
+    assert not view.overview_tiles and "stopped when the dock was hidden" in view.overview_readout.text()
+    assert not list(cache.rglob("*.npz"))  # the group of 10 x 4096 steps was not finished
 
 
 def test_the_objective_follows_the_selection_and_the_picked_class(fv, qtbot):

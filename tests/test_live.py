@@ -385,6 +385,8 @@ def test_cli_live_json(capsys, shapes, video, tmp_path):
     (["--video", "{video}", "--layer", "nope"], "layer 'nope' is not in the model"),
     (["--video", "{video}", "--frames", "0"], "argument --frames: must be an integer >= 1"),
     (["--camera", "x"], "argument --camera: must be an integer from 0 to 63"),
+    (["--video", "{video}", "--out", "{video}.d/frames.json"], ".d/frames.json: the folder"),
+    (["--video", "{video}", "--out", "."], "--out .: is a folder"),
 ])
 def test_cli_live_exit_2_with_one_line(capsys, video, args, message):
     import main

@@ -208,8 +208,11 @@ LIVE_STAGES = ("decode_ms", "forward_ms", "views_ms", "total_ms")
 
 
 def live_summary(records, seconds: float, dropped: int = 0) -> dict:
-    """Mean, median and 95th percentile of each stage over ``records`` (:class:`LiveFrame` or
-    their ``to_json()`` dicts), with the frames analysed per second of ``seconds`` and ``dropped``."""
+    """Mean, median and 95th percentile of each stage over ``records`` (:class:`LiveFrame` records,
+    their ``to_json()`` dicts, or ``{stage: [milliseconds, ...]}`` for every stage of
+    :data:`LIVE_STAGES`), with the frames analysed per second of ``seconds`` and ``dropped``."""
+    if isinstance(records, dict):
+        return _summary(records, len(records[LIVE_STAGES[0]]), seconds, dropped)
     rows = [r.to_json() if isinstance(r, LiveFrame) else r for r in records]
     return _summary({stage: [r[stage] for r in rows] for stage in LIVE_STAGES}, len(rows), seconds, dropped)
 

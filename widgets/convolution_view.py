@@ -86,6 +86,7 @@ class ConvolutionView(QWidget):
         self.layers: dict[str, tuple[int, int, int, bool]] = {}  # conv layer -> (in, out, groups, bias)
         self.stepper = Stepper()
         self._stage = "conv"
+        self._pool_note = ""  # said in the caption when the output is too small to pool
         self._pending_step: int | None = None
         self._input_rgb: dict[str, np.ndarray] = {}
         self._budget = 0.0
@@ -401,6 +402,7 @@ class ConvolutionView(QWidget):
                 self.padding.setValue(conv.padding)
                 self.dilation.setValue(conv.dilation)
                 self.padding_mode.setCurrentIndex(max(0, self.padding_mode.findData(conv.padding_mode)))
+        self._fit_stage()
         self.stepper.reshape(self._stage_shape())
         if self._pending_step is not None:
             self.stepper.go(self._pending_step)
@@ -431,10 +433,21 @@ class ConvolutionView(QWidget):
         self._stage = stage
         with QSignalBlocker(self.stage):
             self.stage.setCurrentIndex(self.stage.findData(stage))
+        self._fit_stage()
         if self.conv is not None:
             self.stepper.reshape(self._stage_shape())
             self.stepper.go(0)
             self._render(reframe=True)
+
+    def _fit_stage(self) -> None:
+        """An output smaller than 2×2 has nothing to pool: the pool stage shows the ReLU instead,
+        and the caption says why."""
+        self._pool_note = ""
+        if self._stage == "pool" and self.conv is not None and self.conv.pooled.size == 0:
+            self._stage = "relu"
+            self._pool_note = " · the output is smaller than 2×2: nothing to pool"
+            with QSignalBlocker(self.stage):
+                self.stage.setCurrentIndex(self.stage.findData("relu"))
 
     def _stage_shape(self) -> tuple[int, int]:
         c = self.conv
@@ -556,7 +569,7 @@ class ConvolutionView(QWidget):
                 "pool": f"2×2 {'max' if c.pool == 'max' else 'average'} pool of the ReLU map, stride 2"}[self._stage]
         self.title.setText(f"{STAGES[self._stage]}: {what}")
         self.caption.setText(f"Output ({i}, {j}) of {h}×{w} · step {self.stepper.position + 1} / "
-                             f"{self.stepper.count} · Space plays, arrows step")
+                             f"{self.stepper.count} · Space plays, arrows step{self._pool_note}")
 
     def _canvas_clicked(self, event) -> None:
         if event.button() != Qt.LeftButton or self.conv is None:

@@ -146,10 +146,10 @@ class MainWindow(QMainWindow):
         self.live = self._add("live", LiveController(*parts))  # a camera or video followed live
         self.live.attach(self)  # File > Open camera, Open video…; the live bar
         self.routes = JobRoutes(self.controllers.values())
-        for row in DOCKS:  # a dock that comes on screen tells its controller (which may catch up)
+        for row in DOCKS:  # a dock that comes on screen or leaves it tells its controller
             controller = self.controllers[row.controller]
             self.docks[row.key].visibilityChanged.connect(
-                lambda shown, key=row.key, c=controller: shown and c.dock_shown(key))
+                lambda shown, key=row.key, c=controller: c.dock_shown(key) if shown else c.dock_hidden(key))
 
         # The one status route: every notification (any thread) lands in _show_notification.
         self._sigNotification.connect(self._show_notification)  # auto: queued from other threads

@@ -498,17 +498,29 @@ def _cmd_scene(args: argparse.Namespace) -> int:
 
 
 def _cmd_live(args: argparse.Namespace) -> int:
-    from vizapp.analysis import live_frames, live_summary
+    from array import array
+
+    from vizapp.analysis import LIVE_STAGES, live_frames, live_summary
     from vizapp.core.files import write_json
     from vizapp.inputs.live import open_camera, open_video
 
+    if args.out:  # a wrong --out is reported before any frame runs, as convolve and visualize do
+        out = Path(args.out)
+        if out.is_dir():
+            raise UserError(f"--out {args.out}: is a folder; name the .json file to write")
+        if not out.absolute().parent.is_dir():
+            raise UserError(f"--out {args.out}: the folder {out.parent} does not exist; create it or name another file")
     model = _load(args)
     if args.layer and not model.scripted:  # a wrong layer is reported before the camera opens
         from vizapp.probing.probe import resolve_layers
 
         resolve_layers(model.module, [args.layer])
     source = open_camera(args.camera) if args.video is None else open_video(args.video)
+    # Every frame's record only for --out; otherwise just the stage timings (8 bytes a stage a
+    # frame: a camera left running for hours stays flat).
     records: list[dict] = []
+    timings = {stage: array("d") for stage in LIVE_STAGES}
+    dropped = 0
     start = time.perf_counter()
     with source:
         frames = live_frames(model, source, args.layer, args.frames, realtime=args.realtime,
@@ -521,7 +533,11 @@ def _cmd_live(args: argparse.Namespace) -> int:
                     summary = end.value
                     break
                 row = record.to_json()
-                records.append(row)
+                if args.out:
+                    records.append(row)
+                for stage in LIVE_STAGES:
+                    timings[stage].append(row[stage])
+                dropped = row["dropped"]
                 if args.json:
                     print(json.dumps(row), flush=True)
                 else:
@@ -530,7 +546,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
                           f"forward {row['forward_ms']:7.2f} ms  views {row['views_ms']:7.2f} ms  {top}", flush=True)
         except KeyboardInterrupt:  # a camera runs until Ctrl+C: still report what was measured
             frames.close()
-            summary = live_summary(records, time.perf_counter() - start, records[-1]["dropped"] if records else 0)
+            summary = live_summary(timings, time.perf_counter() - start, dropped)
     summary = {"source": source.name, "model": args.model, "layer": args.layer, "realtime": args.realtime,
                **summary}
     if args.json:

@@ -99,6 +99,9 @@ class Controller:
     def dock_shown(self, key: str) -> None:
         """Dock ``key`` (one this controller feeds) came on screen."""
 
+    def dock_hidden(self, key: str) -> None:
+        """Dock ``key`` went off screen (another tab raised, closed, the window minimised)."""
+
 
 class JobRoutes:
     """Which controller owns which job kind; the runner's results and failures go through it."""

@@ -79,6 +79,12 @@ class FeatureVisController(Controller):
             self.session.mark_stale(key, False)
             self.request_patches()
 
+    def dock_hidden(self, key: str) -> None:
+        """A run or an overview stops when its dock leaves the screen (it would hold the shared
+        lane for a whole group of channels before its next record)."""
+        if key == KEY and (RUN in self._running or OVERVIEW in self._running) and not self.on_screen(KEY):
+            self.cancel("stopped when the dock was hidden")  # (on_screen marked it stale: caught up when shown)
+
     def _model_changed(self) -> None:
         self.runner.cancel(*self.kinds)
         self._running, self._patches_asked = {}, None

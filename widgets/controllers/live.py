@@ -86,7 +86,7 @@ def _waking_slot(wake):
 
 class _Signals(QObject):
     frame = Signal()  # a frame is in the slot (from the reader's thread: queued)
-    opened = Signal(object)  # (name, fps, size, frames) of the source (from the reader's thread)
+    opened = Signal(object)  # (spec, source) once the reader opened it (from the reader's thread)
     settle = Signal()  # connected queued to itself: runs after the deliveries already queued
 
 
@@ -256,7 +256,8 @@ class LiveController(Controller):
             self._dropped_before += int(self.slot.dropped)
             self._serial_before += int(self.slot.serial)
         self.slot = _waking_slot(self._wake)
-        self.submit("live", read_live, self.spec, self.slot, self._signals.opened.emit,
+        opened = self._signals.opened.emit
+        self.submit("live", read_live, self.spec, self.slot, lambda source, spec=self.spec: opened((spec, source)),
                     lambda: self.mirrored, self.realtime)
 
     def stop(self, message: str | None = None, *, quiet: bool = False) -> None:
@@ -380,8 +381,9 @@ class LiveController(Controller):
         self._waking.clear()
         self._poke()
 
-    def _opened(self, source) -> None:
-        if self.active:
+    def _opened(self, opened) -> None:
+        spec, source = opened
+        if self.active and spec == self.spec:  # (a reader of an earlier source may open late)
             self.source = (source.name, float(source.fps or 0.0), tuple(source.size), source.frames)
             self._update_readout()
 
