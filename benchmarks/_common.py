@@ -276,6 +276,23 @@ def _quiet_qt_messages() -> None:
     qInstallMessageHandler(handler)
 
 
+def ready_window(size: tuple[int, int] | None = None, layer: str | None = None):
+    """The offscreen main window on its default model and image (``layer`` selected), shown at
+    ``size``, once its first analysis is on screen (``SystemExit`` naming the error otherwise)."""
+    from widgets.app import wait_until_ready
+    from widgets.main_window import MainWindow
+
+    make_app()
+    window = MainWindow(restore_layout=False)
+    if size is not None:
+        window.resize(*size)
+    window.show()
+    window.start(layer=layer)
+    if not wait_until_ready(window, timeout=300):
+        raise SystemExit(f"the main window did not get ready: {window.last_error}")
+    return window
+
+
 def make_app():
     """The QApplication (one per process, shared by run_all), offscreen unless told otherwise."""
     setup_gui_env()

@@ -31,10 +31,10 @@ from _common import (
     Result,
     interleaved,
     load_cached_model,
-    make_app,
     parse_args,
     print_header,
     print_table,
+    ready_window,
     setup_threads,
 )
 
@@ -145,16 +145,7 @@ def _gui_gap_row(model, quick: bool) -> Result:
     the objective trace are drawn by the dock); a 2 ms timer records the GUI's ticks."""
     from bench_gui_stall import _report, _run_loop, _ticker
 
-    from widgets.app import wait_until_ready
-    from widgets.main_window import MainWindow
-
-    make_app()
-    window = MainWindow(restore_layout=False)
-    window.resize(1600, 1000)
-    window.show()
-    window.start(layer=LAYER)
-    if not wait_until_ready(window, timeout=300):
-        raise SystemExit(f"the main window did not get ready: {window.last_error}")
+    window = ready_window((1600, 1000), LAYER)
     steps = 48 if quick else 128
     view = window.featurevis_view
     ticker = _ticker()

@@ -36,6 +36,7 @@ from _common import (
     percentile,
     print_header,
     print_table,
+    ready_window,
     setup_threads,
 )
 
@@ -106,15 +107,7 @@ def _window(app, clip: Path, counts: tuple[int, ...], timeout_s: float) -> dict:
     import numpy as np
     from PySide6.QtCore import QEventLoop, Qt, QTimer
 
-    from widgets.app import wait_until_ready
-    from widgets.main_window import MainWindow
-
-    window = MainWindow(restore_layout=False)
-    window.resize(1400, 900)
-    window.show()
-    window.start(layer=LAYER)
-    if not wait_until_ready(window, timeout=300):
-        raise SystemExit(f"the main window did not get ready: {window.last_error}")
+    window = ready_window((1400, 900), LAYER)
     live = window.live
     ticks: list[float] = []
     marks: dict[int, tuple[float, float]] = {}  # frames shown -> (time, RSS MB)

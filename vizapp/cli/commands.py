@@ -191,16 +191,24 @@ def _convolution(args: argparse.Namespace):
                       kernel=args.kernel, kernel_size=args.kernel_size or 3, **settings)
 
 
+def _check_out(option: str, path: str, suffix: str, *, named: bool = False) -> None:
+    """Refuse an output ``path`` before any work is done: a folder, a folder that does not exist,
+    and (``named``) a file not ending in ``suffix``."""
+    p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{option} {path}: is a folder; name the {suffix} file to write")
+    if named and p.suffix.lower() != suffix:
+        raise UserError(f"{option} {path}: name a {suffix} file")
+    if not p.absolute().parent.is_dir():
+        raise UserError(f"{option} {path}: the folder {p.parent} does not exist; create it or name another file")
+
+
 def _cmd_convolve(args: argparse.Namespace) -> int:
     import numpy as np
 
     from vizapp.explain.convolution import effective_kernel
 
-    out = Path(args.out)
-    if out.is_dir():
-        raise UserError(f"--out {args.out}: is a folder; name the .npz file to write")
-    if not out.absolute().parent.is_dir():
-        raise UserError(f"--out {args.out}: the folder {out.parent} does not exist; create it or name another file")
+    _check_out("--out", args.out, ".npz")
     c = _convolution(args)
     path = _save_npz(
         args.out, input=c.input, kernel=c.kernel, bias=np.float32(c.bias), output=c.output, relu=c.relu,
@@ -268,15 +276,8 @@ def _cmd_visualize(args: argparse.Namespace) -> int:
     from vizapp.inputs.images import load_image
 
     for option, path, suffix in (("--out", args.out, ".png"), ("--npz", args.npz, ".npz")):
-        if path is None:
-            continue
-        p = Path(path)
-        if p.is_dir():
-            raise UserError(f"{option} {path}: is a folder; name the {suffix} file to write")
-        if p.suffix.lower() != suffix:
-            raise UserError(f"{option} {path}: name a {suffix} file")
-        if not p.absolute().parent.is_dir():
-            raise UserError(f"{option} {path}: the folder {p.parent} does not exist; create it or name another file")
+        if path is not None:
+            _check_out(option, path, suffix, named=True)
     objective = args.objective or ("class" if args.target is not None else "channel")
     if objective == "class":
         if args.target is None:
@@ -505,11 +506,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
     from vizapp.inputs.live import open_camera, open_video
 
     if args.out:  # a wrong --out is reported before any frame runs, as convolve and visualize do
-        out = Path(args.out)
-        if out.is_dir():
-            raise UserError(f"--out {args.out}: is a folder; name the .json file to write")
-        if not out.absolute().parent.is_dir():
-            raise UserError(f"--out {args.out}: the folder {out.parent} does not exist; create it or name another file")
+        _check_out("--out", args.out, ".json")
     model = _load(args)
     if args.layer and not model.scripted:  # a wrong layer is reported before the camera opens
         from vizapp.probing.probe import resolve_layers
